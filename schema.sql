@@ -1,0 +1,128 @@
+-- listgate's whole schema. Applied at start by `store::open`, which compares
+-- `PRAGMA user_version` with `store::SCHEMA_VERSION` and runs this file on an
+-- empty database. Every statement is idempotent so a half-applied file (a
+-- crash during the first start) is finished on the next start.
+--
+-- Times are TEXT in UTC with milliseconds, `2026-11-22T07:24:59.123Z`, so they
+-- sort as strings and read well in `sqlite3`.
+
+-- A consent text as a list showed it, stored once per distinct text.
+CREATE TABLE IF NOT EXISTS consent_texts (
+    sha256      TEXT PRIMARY KEY,          -- hex SHA-256 of `text`
+    text        TEXT NOT NULL,
+    first_seen  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- A distinct rendering of a confirmation mail (subject and both bodies with
+-- per-recipient placeholders), stored once. Together with the per-recipient
+-- values in `outbox` it rebuilds the exact message.
+CREATE TABLE IF NOT EXISTS mail_renderings (
+    sha256      TEXT PRIMARY KEY,          -- hex SHA-256 of the canonical JSON of the fields below
+    format      INTEGER NOT NULL,          -- version of `mail::compose`
+    sender      TEXT NOT NULL,             -- envelope sender (bare address)
+    from_header TEXT NOT NULL,
+    reply_to    TEXT,
+    subject     TEXT NOT NULL,
+    text_body   TEXT NOT NULL,
+    html_body   TEXT NOT NULL,
+    first_seen  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One subscription of one address to one list. AUTOINCREMENT so an id is never
+-- reused: tokens carry the id, and a purged id must never come back to life.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    list_id             TEXT NOT NULL,
+    email               TEXT NOT NULL,     -- as entered (trimmed)
+    email_key           TEXT NOT NULL,     -- lowercase form, for comparison
+    name                TEXT,
+    status              TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed')),
+    consent_sha256      TEXT NOT NULL REFERENCES consent_texts (sha256),
+    signup_at           TEXT NOT NULL,
+    signup_ip           TEXT NOT NULL,
+    confirmed_at        TEXT,
+    confirmed_ip        TEXT,
+    unsubscribed_at     TEXT,
+    unsubscribed_ip     TEXT,
+    unsubscribe_method  TEXT CHECK (unsubscribe_method IN ('one-click', 'page', 'admin'))
+);
+-- At most one live (pending or confirmed) subscription per address and list;
+-- unsubscribed ones stay beside a new signup as proof.
+CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_live
+    ON subscriptions (list_id, email_key) WHERE status IN ('pending', 'confirmed');
+CREATE INDEX IF NOT EXISTS subscriptions_email_key ON subscriptions (email_key);
+CREATE INDEX IF NOT EXISTS subscriptions_status_signup ON subscriptions (status, signup_at);
+
+-- Mails waiting for, or done with, delivery. A signup is answered only after
+-- its row here is committed. The per-recipient values (`message_id`,
+-- `date_header`, `to_*`, `link`) are fixed when the row is queued, so a retry
+-- sends the same bytes and the message can be rebuilt from them.
+CREATE TABLE IF NOT EXISTS outbox (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_id   INTEGER NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    rendering_sha256  TEXT NOT NULL REFERENCES mail_renderings (sha256),
+    to_email          TEXT NOT NULL,
+    to_name           TEXT,
+    link              TEXT NOT NULL,
+    message_id        TEXT NOT NULL,
+    date_header       TEXT NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed')),
+    created_at        TEXT NOT NULL,
+    next_attempt_at   TEXT NOT NULL,       -- also the lease: a claimed row is pushed into the future
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    last_error        TEXT,
+    sent_at           TEXT,
+    smtp_reply        TEXT,
+    message_sha256    TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS outbox_subscription ON outbox (subscription_id, created_at);
+
+-- Append-only, tamper-evident log of everything that proves consent.
+-- digest = HMAC(chain key, canonical event); link = HMAC(chain key, previous link || digest).
+-- Erasure blanks the personal columns and keeps id, digest and link, so the
+-- chain still verifies and nothing about the person is left.
+CREATE TABLE IF NOT EXISTS proof_events (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_id  INTEGER,               -- NULL once erased
+    at               TEXT,
+    kind             TEXT,
+    ip               TEXT,
+    detail           TEXT,                  -- JSON, kind-specific
+    key_id           INTEGER NOT NULL,
+    digest           TEXT NOT NULL,
+    link             TEXT NOT NULL,
+    erased           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS proof_events_subscription ON proof_events (subscription_id);
+
+-- Refuse to update or delete proof events except for erasure, which only
+-- blanks personal data.
+CREATE TRIGGER IF NOT EXISTS proof_events_no_delete BEFORE DELETE ON proof_events
+BEGIN
+    SELECT RAISE(ABORT, 'proof events are append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS proof_events_erase_only BEFORE UPDATE ON proof_events
+WHEN NOT (NEW.erased = 1 AND NEW.subscription_id IS NULL AND NEW.at IS NULL AND NEW.kind IS NULL
+          AND NEW.ip IS NULL AND NEW.detail IS NULL AND NEW.id = OLD.id
+          AND NEW.key_id = OLD.key_id AND NEW.digest = OLD.digest AND NEW.link = OLD.link)
+BEGIN
+    SELECT RAISE(ABORT, 'proof events are append-only');
+END;
+
+-- "I did not sign up": no confirmation mail to this address until `until`.
+-- Only a keyed hash of the lowercase address is kept.
+CREATE TABLE IF NOT EXISTS declined_addresses (
+    address_hash  TEXT PRIMARY KEY,
+    until         TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Anonymous daily counts that outlive purges.
+CREATE TABLE IF NOT EXISTS daily_stats (
+    day            TEXT NOT NULL,           -- YYYY-MM-DD (UTC)
+    list_id        TEXT NOT NULL,
+    signups        INTEGER NOT NULL DEFAULT 0,
+    confirmations  INTEGER NOT NULL DEFAULT 0,
+    unsubscribes   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, list_id)
+) WITHOUT ROWID;

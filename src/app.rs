@@ -1,0 +1,101 @@
+//! Wiring: from a [`Config`] to a running server with its outbox worker.
+//!
+//! `Application::build` does everything that can fail at start (bind, open
+//! and migrate the database, load or create the key, render the mails) so a
+//! bad setup fails before the first request; `run_until_stopped` serves until
+//! the shutdown future resolves, then lets the outbox finish what it holds.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::keys::{KeyRing, KeySource};
+use crate::mail::outbox::{Outbox, Transport};
+use crate::store::{self, Store};
+use crate::subscriptions::Context;
+
+/// A bound, ready-to-run listgate server.
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    outbox: Arc<Outbox>,
+}
+
+/// Loads the key ring as configured and tells the operator where it came from.
+pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
+    let (keys, source) = KeyRing::load_or_create(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    match source {
+        KeySource::Generated => tracing::warn!(
+            file = %config.secrets.key_file.display(),
+            "no secret key found: generated a new one (mode 0600). Back it up: without it no link in any sent mail works"
+        ),
+        KeySource::File { warn_permissions: true } => tracing::warn!(
+            file = %config.secrets.key_file.display(),
+            "the key file is readable by other users; run: chmod 600 {}",
+            config.secrets.key_file.display()
+        ),
+        KeySource::File { .. } | KeySource::Config => {}
+    }
+    Ok(keys)
+}
+
+impl Application {
+    /// Binds `config.server.bind` and prepares everything; fails with one line.
+    pub async fn build(config: Config, clock: SharedClock) -> Result<Application, String> {
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.server.bind))?;
+        Application::build_with_listener(config, clock, listener).await
+    }
+
+    /// As `build`, on a listener the caller bound (tests use port 0).
+    pub async fn build_with_listener(config: Config, clock: SharedClock, listener: TcpListener) -> Result<Application, String> {
+        let keys = Arc::new(load_keys(&config)?);
+        let transport = Transport::from_config(&config)?;
+        let db = &config.database.path;
+        let store = Store::open(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
+        let prep_conn = store::open_connection(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
+        let config = Arc::new(config);
+        let ctx = Context::prepare(&prep_conn, config.clone(), keys.clone(), clock.now())?;
+        drop(prep_conn);
+
+        let wake = Arc::new(Notify::new());
+        let retry_base = config.mail.retry_base.approx();
+        let outbox = Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry_base, wake.clone()));
+        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake });
+        Ok(Application { listener, state, outbox })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, finishes
+    /// in-flight requests and deliveries, and closes the database.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_outbox, outbox_stopped) = watch::channel(false);
+        let worker = tokio::spawn(self.outbox.clone().run(outbox_stopped));
+        let routes = http::routes(self.state.clone());
+        tracing::info!(
+            address = %self.local_addr(),
+            base_url = %self.state.ctx.config.base(),
+            lists = self.state.ctx.lists.len(),
+            "listgate is serving"
+        );
+        warp::serve(routes).incoming(self.listener).graceful(shutdown).run().await;
+        tracing::info!("shutting down: finishing mail deliveries in flight");
+        let _ = stop_outbox.send(true);
+        let _ = worker.await;
+        let store = self.state.store.clone();
+        drop(self.state);
+        drop(self.outbox);
+        tokio::task::spawn_blocking(move || store.close()).await.ok();
+        tracing::info!("stopped");
+    }
+}

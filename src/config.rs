@@ -1,0 +1,539 @@
+//! Typed settings: `listgate.toml` (optional) overlaid with `LISTGATE_SECTION__KEY`
+//! environment variables, then validated.
+//!
+//! The key names are part of the contract (`DESIGN.md`, "Configuration"), so
+//! unknown keys are errors: a typo must not silently fall back to a default.
+//! Every error is one line that names the key and the problem.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use url::Url;
+
+/// Everything listgate reads from configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub secrets: SecretsConfig,
+    pub mail: MailConfig,
+    pub tokens: TokensConfig,
+    pub retention: RetentionConfig,
+    pub limits: LimitsConfig,
+    pub lists: Vec<ListConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Public URL used in every link; no trailing slash after loading.
+    pub base_url: Url,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub key_file: PathBuf,
+    /// Key ring given inline (usually via `LISTGATE_SECRETS__KEY`); wins over `key_file`.
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// `file://DIR`, `smtp://…` or `smtps://…`.
+    pub url: String,
+    pub from: String,
+    pub resend_interval: Span,
+    /// First retry delay after a temporary failure; doubles up to an hour.
+    pub retry_base: Span,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    pub confirm_ttl: Span,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub unconfirmed: Span,
+    pub after_unsubscribe: Span,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// `"20/10m"` or `"off"`; enforced by the rate limiter.
+    pub signups_per_ip: String,
+    pub mails_per_address_per_day: u32,
+    pub decline_block: Span,
+    pub body_bytes: usize,
+    /// Name of the form field that humans leave empty.
+    pub honeypot_field: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub language: Language,
+    pub consent_text: String,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    pub thanks_url: Option<Url>,
+    pub confirmed_url: Option<Url>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub webhook_url: Option<Url>,
+}
+
+/// Languages listgate speaks on pages and in mails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    De,
+}
+
+impl Language {
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::De => "de",
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".parse().expect("valid default"),
+            base_url: Url::parse("http://127.0.0.1:8080").expect("valid default"),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { path: "listgate.db".into() }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig { key_file: "listgate.key".into(), key: None }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            url: "file://mail".into(),
+            from: "Newsletter <newsletter@localhost>".into(),
+            resend_interval: Span::seconds(15 * 60),
+            retry_base: Span::seconds(30),
+        }
+    }
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig { confirm_ttl: Span::seconds(7 * 86_400) }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { unconfirmed: Span::seconds(14 * 86_400), after_unsubscribe: Span::years(4) }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            signups_per_ip: "20/10m".into(),
+            mails_per_address_per_day: 3,
+            decline_block: Span::seconds(30 * 86_400),
+            body_bytes: 16_384,
+            honeypot_field: "website".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            secrets: SecretsConfig::default(),
+            mail: MailConfig::default(),
+            tokens: TokensConfig::default(),
+            retention: RetentionConfig::default(),
+            limits: LimitsConfig::default(),
+            lists: vec![ListConfig {
+                id: "newsletter".into(),
+                name: "Newsletter".into(),
+                language: Language::En,
+                consent_text: "Yes, send me the newsletter. I can unsubscribe at any time.".into(),
+                from: None,
+                reply_to: None,
+                thanks_url: None,
+                confirmed_url: None,
+                allowed_origins: Vec::new(),
+                webhook_url: None,
+            }],
+        }
+    }
+}
+
+/// A configuration problem, rendered as one line: `config: KEY: PROBLEM`.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn problem(key: impl fmt::Display, what: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{key}: {what}"))
+}
+
+/// Where a delivery goes, decided once from `mail.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransport {
+    /// Write each message as an `.eml` file into this folder.
+    File(PathBuf),
+    /// An `smtp://` or `smtps://` URL for lettre's `from_url`.
+    Smtp(String),
+}
+
+impl Config {
+    /// Loads `file` (when given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_from(file, std::env::vars())
+    }
+
+    /// Loads `file` and the given `LISTGATE_*` variables; tests pass their own.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(format!("{}: {}", path.display(), one_line(&e.to_string()))))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let de = toml::Value::Table(table);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            problem(if path == "." { "(top level)".into() } else { path }, one_line(&e.inner().to_string()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot; normalises `base_url`.
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        let base = &self.server.base_url;
+        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+            return Err(problem("server.base_url", "must be an http:// or https:// URL"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(problem("server.base_url", "must not have a query or fragment"));
+        }
+        self.mail_transport()?;
+        parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;
+        if self.limits.body_bytes < 1024 {
+            return Err(problem("limits.body_bytes", "must be at least 1024"));
+        }
+        if self.limits.honeypot_field.is_empty() {
+            return Err(problem("limits.honeypot_field", "must not be empty"));
+        }
+        if self.lists.is_empty() {
+            return Err(problem("lists", "at least one [[lists]] entry is needed"));
+        }
+        for (i, list) in self.lists.iter().enumerate() {
+            let key = |k: &str| format!("lists[{i}].{k}");
+            if !is_list_id(&list.id) {
+                return Err(problem(key("id"), "use 1-64 characters a-z, 0-9, '-' or '_'"));
+            }
+            if self.lists[..i].iter().any(|other| other.id == list.id) {
+                return Err(problem(key("id"), format!("\"{}\" is used twice", list.id)));
+            }
+            if list.name.trim().is_empty() {
+                return Err(problem(key("name"), "must not be empty"));
+            }
+            if list.consent_text.trim().is_empty() {
+                return Err(problem(key("consent_text"), "must not be empty"));
+            }
+            if let Some(from) = &list.from {
+                parse_mailbox(from).map_err(|e| problem(key("from"), e))?;
+            }
+            if let Some(reply_to) = &list.reply_to {
+                parse_mailbox(reply_to).map_err(|e| problem(key("reply_to"), e))?;
+            }
+            for (name, url) in [("thanks_url", &list.thanks_url), ("confirmed_url", &list.confirmed_url), ("webhook_url", &list.webhook_url)] {
+                if let Some(url) = url
+                    && !matches!(url.scheme(), "http" | "https")
+                {
+                    return Err(problem(key(name), "must be an http:// or https:// URL"));
+                }
+            }
+            for origin in &list.allowed_origins {
+                let parsed = Url::parse(origin).ok();
+                let is_origin = parsed.as_ref().is_some_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == *origin
+                });
+                if !is_origin {
+                    return Err(problem(key("allowed_origins"), format!("\"{origin}\" is not an origin like https://www.example.com")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The delivery target named by `mail.url`.
+    pub fn mail_transport(&self) -> Result<MailTransport, ConfigError> {
+        let url = self.mail.url.trim();
+        if let Some(dir) = url.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(problem("mail.url", "file:// needs a folder, e.g. file://mail"));
+            }
+            return Ok(MailTransport::File(PathBuf::from(dir)));
+        }
+        if url.starts_with("smtp://") || url.starts_with("smtps://") {
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+                .map_err(|e| problem("mail.url", one_line(&e.to_string())))?;
+            return Ok(MailTransport::Smtp(url.to_string()));
+        }
+        Err(problem("mail.url", "must start with file://, smtp:// or smtps://"))
+    }
+
+    /// The configured list with this id.
+    pub fn list(&self, id: &str) -> Option<&ListConfig> {
+        self.lists.iter().find(|l| l.id == id)
+    }
+
+    /// `base_url` without a trailing slash, ready to have a path appended.
+    pub fn base(&self) -> &str {
+        self.server.base_url.as_str().trim_end_matches('/')
+    }
+}
+
+impl ListConfig {
+    /// The list's sender, falling back to `mail.from`.
+    pub fn from_mailbox<'a>(&'a self, config: &'a Config) -> &'a str {
+        self.from.as_deref().unwrap_or(&config.mail.from)
+    }
+}
+
+fn is_list_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Parses `Name <addr@host>` or `addr@host`.
+pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
+    Mailbox::from_str(text).map_err(|e| format!("\"{text}\" is not a mail address ({e})"))
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Applies `LISTGATE_SECTION__KEY=value` over the file's table. Values are
+/// read as TOML when they parse (numbers, booleans, arrays) and as strings
+/// otherwise, so `LISTGATE_MAIL__URL=smtp://…` needs no quotes.
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("LISTGATE_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        if section == "lists" || section.is_empty() || key.is_empty() {
+            return Err(problem(&name, "lists and whole sections cannot be set from the environment"));
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(section_table) => {
+                section_table.insert(key, value);
+            }
+            _ => return Err(problem(&name, format!("`{section}` is not a section"))),
+        }
+    }
+    Ok(())
+}
+
+/// A span of time as written in the config: `30s`, `15m`, `12h`, `14d`, `2w`, `4y`.
+/// Years are calendar years (a signup on 29 February expires on 28 February
+/// four years later, not 1,461 days later), as the limitation period counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    seconds: i64,
+    years: i32,
+}
+
+impl Span {
+    pub const fn seconds(seconds: i64) -> Span {
+        Span { seconds, years: 0 }
+    }
+
+    pub const fn years(years: i32) -> Span {
+        Span { seconds: 0, years }
+    }
+
+    /// `t` plus this span.
+    pub fn after(self, t: OffsetDateTime) -> OffsetDateTime {
+        shift_years(t, self.years) + time::Duration::seconds(self.seconds)
+    }
+
+    /// `t` minus this span.
+    pub fn before(self, t: OffsetDateTime) -> OffsetDateTime {
+        shift_years(t, -self.years) - time::Duration::seconds(self.seconds)
+    }
+
+    /// Approximate length, for timers and `Retry-After`.
+    pub fn approx(self) -> std::time::Duration {
+        std::time::Duration::from_secs((self.seconds + i64::from(self.years) * 365 * 86_400).max(0) as u64)
+    }
+}
+
+fn shift_years(t: OffsetDateTime, years: i32) -> OffsetDateTime {
+    if years == 0 {
+        return t;
+    }
+    let year = t.year() + years;
+    let date = t.date();
+    let shifted = date.replace_year(year).unwrap_or_else(|_| {
+        // 29 February in a year without one: the day before, 28 February.
+        date.replace_day(28).and_then(|d| d.replace_year(year)).expect("28 February exists")
+    });
+    t.replace_date(shifted)
+}
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Span, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let n: i64 = number
+            .parse()
+            .ok()
+            .filter(|n| *n <= 1_000_000)
+            .ok_or_else(|| format!("\"{text}\" is not a duration like 15m, 14d or 4y"))?;
+        let seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            "y" if n <= 1_000 => return Ok(Span::years(n as i32)),
+            _ => return Err(format!("\"{text}\" is not a duration like 15m, 14d or 4y")),
+        };
+        Ok(Span::seconds(n * seconds))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("listgate.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load_from(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn no_file_gives_the_documented_defaults() {
+        let c = Config::load_from(None, Vec::new()).unwrap();
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.base(), "http://127.0.0.1:8080");
+        assert_eq!(c.database.path, PathBuf::from("listgate.db"));
+        assert_eq!(c.mail_transport().unwrap(), MailTransport::File("mail".into()));
+        assert_eq!(c.lists.len(), 1);
+        assert_eq!(c.lists[0].id, "newsletter");
+        assert_eq!(c.mail.resend_interval, Span::seconds(900));
+        assert_eq!(c.retention.after_unsubscribe, Span::years(4));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            "[mail]\nurl = \"file://x\"\n",
+            &[("LISTGATE_MAIL__URL", "smtp://127.0.0.1:2525"), ("LISTGATE_LIMITS__BODY_BYTES", "4096"), ("LISTGATE_CONFIG", "ignored")],
+        )
+        .unwrap();
+        assert_eq!(c.mail_transport().unwrap(), MailTransport::Smtp("smtp://127.0.0.1:2525".into()));
+        assert_eq!(c.limits.body_bytes, 4096);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = load("[[lists]]\nid = \"a\"\nname = \"A\"\nlanguage = \"fr\"\nconsent_text = \"ok\"\n", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("config: lists[0].language:"), "{e}");
+        let e = load("[server]\nbnd = \"1.2.3.4:5\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server") && e.to_string().contains("bnd"), "{e}");
+        let e = load("[tokens]\nconfirm_ttl = \"7 days\"\n", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("config: tokens.confirm_ttl:"), "{e}");
+        let e = load("", &[("LISTGATE_MAIL__URL", "ftp://x")]).unwrap_err();
+        assert_eq!(e.to_string(), "config: mail.url: must start with file://, smtp:// or smtps://");
+        let e = load("[[lists]]\nid = \"a\"\nname = \"A\"\nconsent_text = \"ok\"\nthanks_url = \"javascript:alert(1)\"\n", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("config: lists[0].thanks_url:"), "{e}");
+    }
+
+    #[test]
+    fn years_are_calendar_years_and_leap_days_fall_back() {
+        let t = datetime!(2024-02-29 12:00 UTC);
+        assert_eq!(Span::years(4).after(t), datetime!(2028-02-29 12:00 UTC));
+        assert_eq!(Span::years(1).after(t), datetime!(2025-02-28 12:00 UTC));
+        assert_eq!("14d".parse::<Span>().unwrap().after(t), datetime!(2024-03-14 12:00 UTC));
+        assert!("14".parse::<Span>().is_err());
+        assert!("-3d".parse::<Span>().is_err());
+    }
+}

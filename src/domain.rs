@@ -1,0 +1,177 @@
+//! Parsed input types: "parse, don't validate". A value of these types has
+//! passed every check, so code past the HTTP edge never sees a raw address.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::Language;
+
+/// The most characters an address may have (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// The most characters a name may have.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// What is wrong with a request's input; shown to the user in the list's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputError {
+    EmailMissing,
+    EmailTooLong,
+    EmailInvalid,
+    NameTooLong,
+    NameInvalid,
+    ListMissing,
+    BodyInvalid,
+}
+
+impl InputError {
+    /// The form field the problem is in, for JSON callers.
+    pub fn field(self) -> &'static str {
+        match self {
+            InputError::EmailMissing | InputError::EmailTooLong | InputError::EmailInvalid => "email",
+            InputError::NameTooLong | InputError::NameInvalid => "name",
+            InputError::ListMissing => "list",
+            InputError::BodyInvalid => "body",
+        }
+    }
+
+    pub fn message(self, language: Language) -> &'static str {
+        use InputError::*;
+        match (language, self) {
+            (Language::En, EmailMissing) => "Please enter your email address.",
+            (Language::En, EmailTooLong) => "This email address is too long (at most 254 characters).",
+            (Language::En, EmailInvalid) => "This does not look like an email address.",
+            (Language::En, NameTooLong) => "The name is too long (at most 100 characters).",
+            (Language::En, NameInvalid) => "The name contains characters that are not allowed.",
+            (Language::En, ListMissing) => "Please say which list to subscribe to.",
+            (Language::En, BodyInvalid) => "The form could not be read.",
+            (Language::De, EmailMissing) => "Bitte geben Sie Ihre E-Mail-Adresse ein.",
+            (Language::De, EmailTooLong) => "Diese E-Mail-Adresse ist zu lang (höchstens 254 Zeichen).",
+            (Language::De, EmailInvalid) => "Das sieht nicht nach einer E-Mail-Adresse aus.",
+            (Language::De, NameTooLong) => "Der Name ist zu lang (höchstens 100 Zeichen).",
+            (Language::De, NameInvalid) => "Der Name enthält unzulässige Zeichen.",
+            (Language::De, ListMissing) => "Bitte geben Sie an, welche Liste Sie abonnieren möchten.",
+            (Language::De, BodyInvalid) => "Das Formular konnte nicht gelesen werden.",
+        }
+    }
+}
+
+/// A syntactically valid address that the mail library can deliver to.
+/// Keeps the address as entered and a lowercase key for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    original: String,
+    key: String,
+}
+
+impl Email {
+    pub fn parse(input: &str) -> Result<Email, InputError> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err(InputError::EmailMissing);
+        }
+        if text.chars().count() > MAX_EMAIL_CHARS {
+            return Err(InputError::EmailTooLong);
+        }
+        if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(InputError::EmailInvalid);
+        }
+        let options = email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal()
+            .with_required_tld();
+        email_address::EmailAddress::parse_with_options(text, options).map_err(|_| InputError::EmailInvalid)?;
+        // What we cannot hand to the SMTP envelope we must not accept.
+        lettre::Address::from_str(text).map_err(|_| InputError::EmailInvalid)?;
+        Ok(Email { original: text.to_string(), key: text.to_lowercase() })
+    }
+
+    /// The address as the person entered it.
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// Lowercase form: `Anna@Example.org` and `anna@example.org` are one person.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// `a***@example.org`: enough for a log line, not enough to identify anyone.
+    pub fn masked(&self) -> String {
+        mask_address(&self.original)
+    }
+}
+
+/// Masks an address for logs: first character of the local part, then `***`.
+pub fn mask_address(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "***".into(),
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+/// An optional display name: trimmed, at most 100 characters, no control or
+/// line-separator characters (so it can never break a mail header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    /// `None` for an absent or blank name.
+    pub fn parse(input: Option<&str>) -> Result<Option<Name>, InputError> {
+        let Some(text) = input.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        if text.chars().count() > MAX_NAME_CHARS {
+            return Err(InputError::NameTooLong);
+        }
+        let forbidden = |c: char| {
+            c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        };
+        if text.chars().any(forbidden) {
+            return Err(InputError::NameInvalid);
+        }
+        Ok(Some(Name(text.to_string())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_trimmed_checked_and_folded_for_comparison() {
+        let e = Email::parse("  Anna.Muster@Example.ORG ").unwrap();
+        assert_eq!(e.as_str(), "Anna.Muster@Example.ORG");
+        assert_eq!(e.key(), "anna.muster@example.org");
+        assert_eq!(e.masked(), "A***@Example.ORG");
+        assert_eq!(Email::parse(""), Err(InputError::EmailMissing));
+        assert_eq!(Email::parse("   "), Err(InputError::EmailMissing));
+        for bad in ["anna", "anna@", "@example.org", "anna@example", "a b@example.org", "anna@[127.0.0.1]",
+            "Anna <anna@example.org>", "anna@example.org\r\nBcc: x@y.z", "anna@exa mple.org"] {
+            assert_eq!(Email::parse(bad), Err(InputError::EmailInvalid), "{bad:?}");
+        }
+        let long = format!("{}@example.org", "a".repeat(250));
+        assert_eq!(Email::parse(&long), Err(InputError::EmailTooLong));
+    }
+
+    #[test]
+    fn names_refuse_control_characters_and_length() {
+        assert_eq!(Name::parse(None), Ok(None));
+        assert_eq!(Name::parse(Some("  ")), Ok(None));
+        assert_eq!(Name::parse(Some(" Jürgen Groß ")).unwrap().unwrap().as_str(), "Jürgen Groß");
+        assert_eq!(Name::parse(Some("Eve\r\nBcc: victim@example.org")), Err(InputError::NameInvalid));
+        assert_eq!(Name::parse(Some("Eve\u{2028}x")), Err(InputError::NameInvalid));
+        assert_eq!(Name::parse(Some(&"x".repeat(101))), Err(InputError::NameTooLong));
+        assert!(Name::parse(Some(&"ä".repeat(100))).is_ok());
+    }
+}

@@ -1,0 +1,335 @@
+//! Request handlers: parse the request into typed values, call one operation
+//! in `subscriptions` through the store writer, render the answer. Every
+//! handler returns a complete response; errors go through [`AppError`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+use super::pages::{self, AppError};
+use super::AppState;
+use crate::config::Language;
+use crate::domain::{Email, InputError, Name};
+use crate::subscriptions::{
+    self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod,
+};
+use crate::token::{self, Purpose, TokenError, VerifiedToken};
+
+/// Fields of a signup, from a form or JSON.
+#[derive(Debug, Default)]
+struct SubscribeFields {
+    email: Option<String>,
+    list: Option<String>,
+    name: Option<String>,
+    honeypot: Option<String>,
+}
+
+/// Whether the caller wants JSON: a JSON body or `Accept: application/json`.
+fn wants_json(headers: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName| {
+        headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains("application/json"))
+    };
+    has(header::CONTENT_TYPE) || has(header::ACCEPT)
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Form pairs from a urlencoded body or query; the first of repeated keys wins.
+fn form_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).map_err(|_| AppError::Input(InputError::BodyInvalid))
+}
+
+fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn parse_subscribe_fields(headers: &HeaderMap, body: &[u8], honeypot: &str) -> Result<SubscribeFields, AppError> {
+    match content_type(headers).as_str() {
+        "application/json" => {
+            let value: serde_json::Value =
+                serde_json::from_slice(body).map_err(|_| AppError::Input(InputError::BodyInvalid))?;
+            let object = value.as_object().ok_or(AppError::Input(InputError::BodyInvalid))?;
+            let field = |key: &str| -> Result<Option<String>, AppError> {
+                match object.get(key) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                    Some(_) => Err(AppError::Input(InputError::BodyInvalid)),
+                }
+            };
+            Ok(SubscribeFields { email: field("email")?, list: field("list")?, name: field("name")?, honeypot: field(honeypot)? })
+        }
+        "application/x-www-form-urlencoded" | "" => {
+            let pairs = form_pairs(body)?;
+            let get = |key: &str| first(&pairs, key).map(str::to_string);
+            Ok(SubscribeFields { email: get("email"), list: get("list"), name: get("name"), honeypot: get(honeypot) })
+        }
+        _ => Err(AppError::UnsupportedMediaType),
+    }
+}
+
+/// `Access-Control-Allow-Origin` for origins the list allows; nothing otherwise.
+fn add_cors(response: &mut Response, headers: &HeaderMap, list: Option<&PreparedList>) {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return };
+    let allowed = list.is_some_and(|l| l.config.allowed_origins.iter().any(|o| o == origin));
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
+    if allowed && let Ok(value) = HeaderValue::from_str(origin) {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+}
+
+/// `OPTIONS /subscribe`: CORS preflight for `fetch()` with a JSON body.
+pub async fn subscribe_preflight(state: Arc<AppState>, headers: HeaderMap) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let allowed = state.ctx.lists.values().any(|l| l.config.allowed_origins.iter().any(|o| o == origin));
+    let mut response = Response::new(String::new().into());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if allowed && let Ok(value) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, accept"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    response
+}
+
+/// `POST /subscribe`.
+pub async fn subscribe(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, body: Result<Bytes, AppError>) -> Response {
+    let as_json = wants_json(&headers);
+    let fallback_language = state.default_language();
+    let fields = match body.and_then(|b| parse_subscribe_fields(&headers, &b, &state.ctx.config.limits.honeypot_field)) {
+        Ok(fields) => fields,
+        Err(e) => return e.respond(fallback_language, as_json),
+    };
+    let list = match resolve_list(&state, fields.list.as_deref()) {
+        Ok(list) => list,
+        Err(e) => return e.respond(fallback_language, as_json),
+    };
+    let language = list.config.language;
+    let mut response = match subscribe_to(&state, list, ip, fields).await {
+        Ok(()) if as_json => pages::json(StatusCode::ACCEPTED, &json!({"status": "pending"})),
+        Ok(()) => match &list.config.thanks_url {
+            Some(url) => pages::see_other(url),
+            None => pages::html(StatusCode::OK, &pages::PendingPage { de: language == Language::De, list_name: &list.config.name }),
+        },
+        Err(e) => e.respond(language, as_json),
+    };
+    add_cors(&mut response, &headers, Some(list));
+    response
+}
+
+/// The named list, or the only list when none is named.
+fn resolve_list<'a>(state: &'a AppState, id: Option<&str>) -> Result<&'a PreparedList, AppError> {
+    match id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => state.ctx.list(id).ok_or(AppError::UnknownList),
+        None if state.ctx.lists.len() == 1 => Ok(state.ctx.lists.values().next().expect("one list")),
+        None => Err(AppError::Input(InputError::ListMissing)),
+    }
+}
+
+async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields: SubscribeFields) -> Result<(), AppError> {
+    let email = Email::parse(fields.email.as_deref().unwrap_or("")).map_err(AppError::Input)?;
+    let name = Name::parse(fields.name.as_deref()).map_err(AppError::Input)?;
+    if fields.honeypot.is_some_and(|h| !h.is_empty()) {
+        // A bot: the same answer as a person gets, but nothing stored or sent.
+        tracing::info!(list = %list.config.id, "honeypot filled; signup ignored");
+        return Ok(());
+    }
+    let signup = Signup { list_id: list.config.id.clone(), email, name, ip };
+    let (ctx, now) = (state.ctx.clone(), state.clock.now());
+    let masked = signup.email.masked();
+    let outcome = state.store.write(move |conn| subscriptions::signup(conn, &ctx, &signup, now)).await?;
+    tracing::info!(list = %list.config.id, email = %masked, "signup received");
+    tracing::debug!(?outcome, "signup outcome");
+    if matches!(outcome, SignupOutcome::Created { .. } | SignupOutcome::Resent { .. }) {
+        state.outbox_wake.notify_one();
+    }
+    Ok(())
+}
+
+fn query_token(query: &Option<String>) -> Option<String> {
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or("")).ok()?;
+    first(&pairs, "token").map(str::to_string)
+}
+
+/// Verifies a token and finds its list; the error page speaks the list's
+/// language when the token is genuine.
+fn verify_token<'a>(state: &'a AppState, token: Option<&str>, purpose: Purpose) -> Result<(VerifiedToken, &'a PreparedList), (AppError, Language)> {
+    let fallback = state.default_language();
+    let token = token.ok_or((AppError::TokenInvalid, fallback))?;
+    match token::verify(&state.ctx.keys, token, purpose, state.clock.now()) {
+        Ok(verified) => match state.ctx.list(&verified.list_id) {
+            Some(list) => Ok((verified, list)),
+            // Signed by us for a list that has since been removed from the config.
+            None => Err((AppError::Gone { retry_url: None }, fallback)),
+        },
+        Err(TokenError::Invalid) => Err((AppError::TokenInvalid, fallback)),
+        Err(TokenError::Expired { list_id }) => {
+            let list = state.ctx.list(&list_id);
+            let retry_url = list.map(|l| state.form_url(&l.config.id));
+            Err((AppError::TokenExpired { retry_url }, list.map_or(fallback, |l| l.config.language)))
+        }
+    }
+}
+
+/// `GET /confirm?token=`: a page with buttons. Changes nothing, so mail
+/// scanners that fetch every link confirm no one.
+pub async fn confirm_page(state: Arc<AppState>, query: Option<String>) -> Response {
+    let token = query_token(&query);
+    match verify_token(&state, token.as_deref(), Purpose::Confirm) {
+        Ok((_, list)) => pages::html(
+            StatusCode::OK,
+            &pages::ConfirmPage {
+                de: list.config.language == Language::De,
+                list_name: &list.config.name,
+                consent_text: &list.config.consent_text,
+                token: token.as_deref().unwrap_or(""),
+            },
+        ),
+        Err((e, language)) => e.respond(language, false),
+    }
+}
+
+/// `POST /confirm` with `token` (and `action=decline` for "I did not sign up").
+pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppError>) -> Response {
+    let fallback = state.default_language();
+    let pairs = match body.and_then(|b| form_pairs(&b)) {
+        Ok(pairs) => pairs,
+        Err(e) => return e.respond(fallback, false),
+    };
+    let (verified, list) = match verify_token(&state, first(&pairs, "token"), Purpose::Confirm) {
+        Ok(v) => v,
+        Err((e, language)) => return e.respond(language, false),
+    };
+    let de = list.config.language == Language::De;
+    let (ctx, now) = (state.ctx.clone(), state.clock.now());
+    if first(&pairs, "action") == Some("decline") {
+        let result = state.store.write(move |conn| subscriptions::decline(conn, &ctx, &verified, now)).await;
+        return match result {
+            Ok(outcome) => {
+                tracing::info!(list = %list.config.id, ?outcome, "signup declined");
+                let already_confirmed = outcome == DeclineOutcome::AlreadyConfirmed;
+                pages::html(StatusCode::OK, &pages::DeclinedPage { de, list_name: &list.config.name, already_confirmed })
+            }
+            Err(e) => AppError::from(e).respond(list.config.language, false),
+        };
+    }
+    let result = state.store.write(move |conn| subscriptions::confirm(conn, &ctx, &verified, ip, now)).await;
+    match result {
+        Ok(ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed) => {
+            tracing::info!(list = %list.config.id, "subscription confirmed");
+            match &list.config.confirmed_url {
+                Some(url) => pages::see_other(url),
+                None => pages::html(StatusCode::OK, &pages::ConfirmedPage { de, list_name: &list.config.name }),
+            }
+        }
+        Ok(ConfirmOutcome::Gone) => AppError::Gone { retry_url: Some(state.form_url(&list.config.id)) }.respond(list.config.language, false),
+        Err(e) => AppError::from(e).respond(list.config.language, false),
+    }
+}
+
+/// `GET /unsubscribe?token=`: a page with one button; changes nothing.
+pub async fn unsubscribe_page(state: Arc<AppState>, query: Option<String>) -> Response {
+    let token = query_token(&query);
+    match verify_token(&state, token.as_deref(), Purpose::Unsubscribe) {
+        Ok((_, list)) => pages::html(
+            StatusCode::OK,
+            &pages::UnsubscribePage {
+                de: list.config.language == Language::De,
+                list_name: &list.config.name,
+                token: token.as_deref().unwrap_or(""),
+            },
+        ),
+        Err((e, language)) => e.respond(language, false),
+    }
+}
+
+/// Whether a body is the RFC 8058 one-click request (urlencoded or multipart).
+fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    if content_type(headers) == "multipart/form-data" {
+        return text.contains("name=\"List-Unsubscribe\"") && text.contains("One-Click");
+    }
+    form_pairs(body).is_ok_and(|pairs| first(&pairs, "List-Unsubscribe") == Some("One-Click"))
+}
+
+/// `POST /unsubscribe?token=`: from our page's button or a mail client's
+/// one-click POST. Always 200 with a page, never a redirect (RFC 8058).
+pub async fn unsubscribe(state: Arc<AppState>, ip: IpAddr, query: Option<String>, headers: HeaderMap, body: Result<Bytes, AppError>) -> Response {
+    let token = query_token(&query);
+    let (verified, list) = match verify_token(&state, token.as_deref(), Purpose::Unsubscribe) {
+        Ok(v) => v,
+        Err((e, language)) => return e.respond(language, false),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return e.respond(list.config.language, false),
+    };
+    let method = if is_one_click(&headers, &body) { UnsubscribeMethod::OneClick } else { UnsubscribeMethod::Page };
+    let (ctx, now) = (state.ctx.clone(), state.clock.now());
+    let result = state.store.write(move |conn| subscriptions::unsubscribe(conn, &ctx, &verified, Some(ip), method, now)).await;
+    match result {
+        Ok(outcome) => {
+            tracing::info!(list = %list.config.id, method = method.as_str(), ?outcome, "unsubscribe");
+            pages::html(
+                StatusCode::OK,
+                &pages::UnsubscribedPage { de: list.config.language == Language::De, list_name: &list.config.name },
+            )
+        }
+        Err(e) => AppError::from(e).respond(list.config.language, false),
+    }
+}
+
+/// `GET /` and `GET /form?list=L`: the signup page, which is also the snippet to copy.
+pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response {
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let list = match first(&pairs, "list") {
+        Some(id) => state.ctx.list(id),
+        None => state.ctx.config.lists.first().and_then(|l| state.ctx.list(&l.id)),
+    };
+    let Some(list) = list else {
+        return AppError::UnknownList.respond(state.default_language(), false);
+    };
+    let action = format!("{}/subscribe", state.ctx.config.base());
+    pages::html(
+        StatusCode::OK,
+        &pages::FormPage {
+            de: list.config.language == Language::De,
+            list_id: &list.config.id,
+            list_name: &list.config.name,
+            consent_text: &list.config.consent_text,
+            action: &action,
+            honeypot: &state.ctx.config.limits.honeypot_field,
+        },
+    )
+}
+
+/// `GET /healthz`: 200 when the database answers.
+pub async fn healthz(state: Arc<AppState>) -> Response {
+    match state.store.read(crate::store::queries::ping).await {
+        Ok(()) => pages::json(StatusCode::OK, &json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            pages::json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable"}))
+        }
+    }
+}
+
+/// `GET /style.css`.
+pub fn stylesheet() -> Response {
+    let mut response = Response::new(pages::STYLESHEET.into());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
+}

@@ -1,0 +1,185 @@
+//! HTTP: one filter per route, the shared request parts (client IP, a
+//! size-limited body, the raw query), and the rejection handler for warp's
+//! own 404/405. Handlers live in [`handlers`], pages and errors in [`pages`].
+
+pub mod client_ip;
+pub mod handlers;
+pub mod pages;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::Notify;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::clock::SharedClock;
+use crate::config::Language;
+use crate::store::Store;
+use crate::subscriptions::Context;
+use pages::AppError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub ctx: Context,
+    pub store: Store,
+    pub clock: SharedClock,
+    /// Woken after a signup queues a mail, so delivery starts at once.
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// The language for pages that belong to no list (bad tokens, 404s): the first list's.
+    pub fn default_language(&self) -> Language {
+        self.ctx.config.lists.first().map_or(Language::En, |l| l.language)
+    }
+
+    /// The signup page of a list, offered on expired links.
+    pub fn form_url(&self, list_id: &str) -> String {
+        format!("{}/form?list={list_id}", self.ctx.config.base())
+    }
+}
+
+fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// The client address per `client_ip::resolve`.
+fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
+    warp::addr::remote()
+        .and(warp::header::headers_cloned())
+        .map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
+            client_ip::resolve(peer, &headers, &state.ctx.config.server.trusted_proxies)
+        })
+}
+
+/// The raw query string, if any.
+fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::query::raw().map(Some).or(warp::any().map(|| None)).unify()
+}
+
+/// The body, at most `limit` bytes. Unlike warp's `content_length_limit`,
+/// this also reads chunked bodies without a Content-Length, which RFC 8058
+/// one-click unsubscribes may send.
+fn body(limit: usize) -> impl Filter<Extract = (Result<Bytes, AppError>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |length: Option<u64>, stream| read_limited(length, stream, limit))
+}
+
+async fn read_limited<S, B>(length: Option<u64>, stream: S, limit: usize) -> Result<Bytes, AppError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if length.is_some_and(|n| n > limit as u64) {
+        return Err(AppError::BodyTooLarge);
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| AppError::Input(crate::domain::InputError::BodyInvalid))?;
+        if body.len() + chunk.remaining() > limit {
+            return Err(AppError::BodyTooLarge);
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            body.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// GET, and HEAD (which a link checker may send) for pages.
+fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
+/// All routes, with security headers on every answer.
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let limit = state.ctx.config.limits.body_bytes;
+    let s = || with_state(state.clone());
+
+    let subscribe = warp::path!("subscribe")
+        .and(warp::post())
+        .and(s())
+        .and(client_ip(state.clone()))
+        .and(warp::header::headers_cloned())
+        .and(body(limit))
+        .then(handlers::subscribe);
+    let preflight = warp::path!("subscribe")
+        .and(warp::options())
+        .and(s())
+        .and(warp::header::headers_cloned())
+        .then(handlers::subscribe_preflight);
+    let confirm_page = warp::path!("confirm").and(get_or_head()).and(s()).and(raw_query()).then(handlers::confirm_page);
+    let confirm = warp::path!("confirm")
+        .and(warp::post())
+        .and(s())
+        .and(client_ip(state.clone()))
+        .and(body(limit))
+        .then(handlers::confirm);
+    let unsubscribe_page =
+        warp::path!("unsubscribe").and(get_or_head()).and(s()).and(raw_query()).then(handlers::unsubscribe_page);
+    let unsubscribe = warp::path!("unsubscribe")
+        .and(warp::post())
+        .and(s())
+        .and(client_ip(state.clone()))
+        .and(raw_query())
+        .and(warp::header::headers_cloned())
+        .and(body(limit))
+        .then(handlers::unsubscribe);
+    let index = warp::path::end().and(get_or_head()).and(s()).then(|state| handlers::form_page(state, None));
+    let form = warp::path!("form").and(get_or_head()).and(s()).and(raw_query()).then(handlers::form_page);
+    let healthz = warp::path!("healthz").and(get_or_head()).and(s()).then(handlers::healthz);
+    let stylesheet = warp::path!("style.css").and(get_or_head()).map(handlers::stylesheet);
+
+    let language = state.default_language();
+    let base_origin = state.ctx.config.server.base_url.origin().ascii_serialization();
+    subscribe
+        .or(preflight)
+        .unify()
+        .or(confirm_page)
+        .unify()
+        .or(confirm)
+        .unify()
+        .or(unsubscribe_page)
+        .unify()
+        .or(unsubscribe)
+        .unify()
+        .or(index)
+        .unify()
+        .or(form)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(stylesheet)
+        .unify()
+        .recover(move |rejection| handle_rejection(rejection, language))
+        .unify()
+        .with(warp::reply::with::headers(pages::security_headers(&base_origin)))
+        .with(warp::reply::with::default_header("cache-control", "no-store"))
+}
+
+/// warp's own rejections (no route, wrong method, bad header) as pages.
+async fn handle_rejection(rejection: Rejection, language: Language) -> Result<Response, Infallible> {
+    let error = if rejection.is_not_found() {
+        AppError::NotFound
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        AppError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        AppError::BodyTooLarge
+    } else if rejection.find::<warp::reject::InvalidHeader>().is_some() {
+        AppError::Input(crate::domain::InputError::BodyInvalid)
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        AppError::Input(crate::domain::InputError::BodyInvalid)
+    };
+    Ok(error.respond(language, false))
+}

@@ -1,0 +1,34 @@
+//! listgate: a self-hosted double opt-in service for newsletters, with proof.
+//!
+//! A signup form posts an address; listgate stores it as pending, mails a
+//! signed confirmation link through an outbox, and only a click on that link
+//! (and a press of the button behind it) makes the address a subscriber.
+//! Every step is a proof event in an HMAC chain, so the operator can prove
+//! years later who asked to be on the list, and when, and from where.
+//!
+//! # Layout
+//! - [`config`]: typed settings from `listgate.toml` and `LISTGATE_*`.
+//! - [`clock`]: injected time and the stored time format.
+//! - [`domain`]: parsed input (`Email`, `Name`) and input errors.
+//! - [`keys`]: the secret key ring and the keys derived from it.
+//! - [`token`]: signing and verifying confirm/unsubscribe tokens.
+//! - [`store`]: SQLite: connections, schema, the group-committing writer, every query.
+//! - [`proof`]: proof events and their HMAC chain; verification.
+//! - [`subscriptions`]: signup, confirm, decline, unsubscribe: the domain operations.
+//! - [`mail`]: rendering and composing confirmation mails; the outbox worker.
+//! - [`http`]: routes, handlers, client IP, pages and security headers.
+//! - [`app`]: wiring it all into a running server.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod mail;
+pub mod proof;
+pub mod store;
+pub mod subscriptions;
+pub mod token;
+
+pub use app::Application;

@@ -1,0 +1,207 @@
+//! Proof events and their HMAC chain.
+//!
+//! Each event stores `digest = HMAC(chain key, canonical content)` and
+//! `link = HMAC(chain key, previous link || digest)`. Without the key nobody
+//! can edit an event (its digest no longer matches), delete or insert one (the
+//! next link no longer matches) or forge a replacement chain. Erasure blanks
+//! the content but keeps `digest` and `link`, so the chain still verifies and
+//! nothing personal remains. The first event chains to the empty string.
+
+use ring::hmac;
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::keys::KeyRing;
+use crate::store::Result;
+use crate::store::queries::{self, NewProofEvent, ProofEventRow};
+
+/// What happened to a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The form was submitted; detail: list, email, name, consent hash.
+    Signup,
+    /// The form was submitted again while pending and a new mail was queued.
+    SignupRepeated,
+    /// The confirmation mail was handed to the mail server; detail: Message-ID, SHA-256, reply.
+    MailSent,
+    /// The mail could not be delivered; detail: Message-ID, error.
+    MailFailed,
+    /// The link was clicked and the button pressed.
+    Confirm,
+    /// Unsubscribed; detail: method.
+    Unsubscribe,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Signup => "signup",
+            EventKind::SignupRepeated => "signup_repeated",
+            EventKind::MailSent => "mail_sent",
+            EventKind::MailFailed => "mail_failed",
+            EventKind::Confirm => "confirm",
+            EventKind::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
+/// The exact bytes the digest covers: a JSON array, unambiguous by construction.
+fn canonical(subscription_id: i64, at: &str, kind: &str, ip: Option<&str>, detail: &str) -> Vec<u8> {
+    serde_json::to_vec(&(subscription_id, at, kind, ip, detail)).expect("plain values serialize")
+}
+
+fn mac_hex(key: &hmac::Key, parts: &[&[u8]]) -> String {
+    let mut ctx = hmac::Context::with_key(key);
+    for part in parts {
+        ctx.update(part);
+    }
+    hex::encode(ctx.sign().as_ref())
+}
+
+/// Appends an event to the chain, inside the caller's write transaction
+/// (which serialises appends, so the previous link is the true last one).
+pub fn append(
+    conn: &Connection,
+    keys: &KeyRing,
+    subscription_id: i64,
+    at: &str,
+    kind: EventKind,
+    ip: Option<&str>,
+    detail: &impl Serialize,
+) -> Result<i64> {
+    let detail = serde_json::to_string(detail).expect("plain values serialize");
+    let key = &keys.current().chain;
+    let digest = mac_hex(key, &[&canonical(subscription_id, at, kind.as_str(), ip, &detail)]);
+    let previous = queries::last_proof_link(conn)?.unwrap_or_default();
+    let link = mac_hex(key, &[previous.as_bytes(), b"|", digest.as_bytes()]);
+    queries::insert_proof_event(
+        conn,
+        &NewProofEvent {
+            subscription_id,
+            at,
+            kind: kind.as_str(),
+            ip,
+            detail: &detail,
+            key_id: keys.current_id(),
+            digest: &digest,
+            link: &link,
+        },
+    )
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    /// The first event that does not verify.
+    pub event_id: i64,
+    pub reason: &'static str,
+}
+
+/// What a full walk of the chain found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub events: u64,
+    pub erased: u64,
+    pub first_break: Option<Break>,
+}
+
+/// Checks one event against the link before it; returns why it fails.
+pub fn check_event(keys: &KeyRing, previous_link: &str, event: &ProofEventRow) -> Result<(), &'static str> {
+    let key = u16::try_from(event.key_id).ok().and_then(|id| keys.get(id)).ok_or("signed with an unknown key")?;
+    if !event.erased {
+        let (Some(sub), Some(at), Some(kind), Some(detail)) = (event.subscription_id, &event.at, &event.kind, &event.detail) else {
+            return Err("content missing but not marked erased");
+        };
+        let digest = mac_hex(&key.chain, &[&canonical(sub, at, kind, event.ip.as_deref(), detail)]);
+        if digest != event.digest {
+            return Err("content was changed");
+        }
+    }
+    let link = mac_hex(&key.chain, &[previous_link.as_bytes(), b"|", event.digest.as_bytes()]);
+    if link != event.link {
+        return Err("chain link does not match the event before it (an event was deleted, inserted or reordered)");
+    }
+    Ok(())
+}
+
+/// Walks the whole chain in pages (constant memory) and reports the first break.
+pub fn verify_chain(conn: &Connection, keys: &KeyRing) -> Result<ChainReport> {
+    let mut report = ChainReport { events: 0, erased: 0, first_break: None };
+    let mut previous = String::new();
+    let mut after = 0;
+    loop {
+        let page = queries::select_proof_events(conn, after, 1000)?;
+        let Some(last) = page.last() else { return Ok(report) };
+        after = last.id;
+        for event in &page {
+            if let Err(reason) = check_event(keys, &previous, event) {
+                report.first_break = Some(Break { event_id: event.id, reason });
+                return Ok(report);
+            }
+            report.events += 1;
+            report.erased += u64::from(event.erased);
+            previous.clone_from(&event.link);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::new_entry;
+
+    fn setup() -> (tempfile::TempDir, Connection, KeyRing) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        (dir, conn, KeyRing::parse(&new_entry(1).unwrap()).unwrap())
+    }
+
+    fn add_three(conn: &Connection, keys: &KeyRing) {
+        for (i, kind) in [EventKind::Signup, EventKind::MailSent, EventKind::Confirm].into_iter().enumerate() {
+            append(conn, keys, 1, &format!("2026-11-22T10:00:0{i}.000Z"), kind, Some("192.0.2.1"), &serde_json::json!({"n": i})).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies_also_after_erasure() {
+        let (_dir, conn, keys) = setup();
+        add_three(&conn, &keys);
+        assert_eq!(verify_chain(&conn, &keys).unwrap(), ChainReport { events: 3, erased: 0, first_break: None });
+        queries::erase_proof_events(&conn, 1).unwrap();
+        assert_eq!(verify_chain(&conn, &keys).unwrap(), ChainReport { events: 3, erased: 3, first_break: None });
+    }
+
+    #[test]
+    fn an_edited_deleted_or_inserted_event_is_found() {
+        let (_dir, conn, keys) = setup();
+        add_three(&conn, &keys);
+        conn.execute_batch("DROP TRIGGER proof_events_erase_only; DROP TRIGGER proof_events_no_delete").unwrap();
+
+        conn.execute("UPDATE proof_events SET ip = '203.0.113.9' WHERE id = 2", []).unwrap();
+        let found = verify_chain(&conn, &keys).unwrap().first_break.unwrap();
+        assert_eq!((found.event_id, found.reason), (2, "content was changed"));
+        conn.execute("UPDATE proof_events SET ip = '192.0.2.1' WHERE id = 2", []).unwrap();
+        assert_eq!(verify_chain(&conn, &keys).unwrap().first_break, None);
+
+        conn.execute("DELETE FROM proof_events WHERE id = 2", []).unwrap();
+        assert_eq!(verify_chain(&conn, &keys).unwrap().first_break.unwrap().event_id, 3);
+    }
+
+    #[test]
+    fn an_inserted_event_breaks_the_chain_after_it() {
+        let (_dir, conn, keys) = setup();
+        add_three(&conn, &keys);
+        // A forger copies event 1's fields into a new row between 2 and 3.
+        conn.execute(
+            "INSERT INTO proof_events (id, subscription_id, at, kind, ip, detail, key_id, digest, link)
+             SELECT 25, subscription_id, at, kind, ip, detail, key_id, digest, link FROM proof_events WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        conn.execute("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'proof_events'", []).ok();
+        conn.execute_batch("DROP TRIGGER proof_events_erase_only").unwrap();
+        conn.execute("UPDATE proof_events SET id = 30 WHERE id = 3", []).unwrap();
+        assert_eq!(verify_chain(&conn, &keys).unwrap().first_break.unwrap().event_id, 25);
+    }
+}

@@ -1,0 +1,477 @@
+//! Every SQL statement listgate runs, each named and documented with its
+//! parameters, next to a small typed function that runs it. Statements are
+//! prepared through rusqlite's statement cache; `every_statement_prepares`
+//! prepares them all against `schema.sql`, so a typo fails the tests.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Result;
+
+/// A stored subscription, as the domain needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    pub id: i64,
+    pub list_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub consent_sha256: String,
+    pub signup_at: String,
+    pub signup_ip: String,
+    pub confirmed_at: Option<String>,
+    pub confirmed_ip: Option<String>,
+    pub unsubscribed_at: Option<String>,
+    pub unsubscribed_ip: Option<String>,
+    pub unsubscribe_method: Option<String>,
+}
+
+/// An outbox row claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub rendering_sha256: String,
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub link: String,
+    pub message_id: String,
+    pub date_header: String,
+    pub created_at: String,
+    pub attempts: i64,
+}
+
+/// A stored mail rendering (see `mail::Rendering`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderingRow {
+    pub format: i64,
+    pub sender: String,
+    pub from_header: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+}
+
+/// A proof event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofEventRow {
+    pub id: i64,
+    pub subscription_id: Option<i64>,
+    pub at: Option<String>,
+    pub kind: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
+    pub key_id: i64,
+    pub digest: String,
+    pub link: String,
+    pub erased: bool,
+}
+
+/// Params: sha256, text, now. Stores a consent text once.
+pub const INSERT_CONSENT_TEXT: &str =
+    "INSERT OR IGNORE INTO consent_texts (sha256, text, first_seen) VALUES (?1, ?2, ?3)";
+
+/// Params: sha256, format, sender, from_header, reply_to, subject, text_body, html_body, now.
+/// Stores a mail rendering once.
+pub const INSERT_RENDERING: &str = "INSERT OR IGNORE INTO mail_renderings
+    (sha256, format, sender, from_header, reply_to, subject, text_body, html_body, first_seen)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Params: sha256. One rendering.
+pub const SELECT_RENDERING: &str = "SELECT format, sender, from_header, reply_to, subject, text_body, html_body
+    FROM mail_renderings WHERE sha256 = ?1";
+
+/// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
+pub const SELECT_LIVE_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+    FROM subscriptions WHERE list_id = ?1 AND email_key = ?2 AND status IN ('pending', 'confirmed')";
+
+/// Params: id. One subscription by id.
+pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+    FROM subscriptions WHERE id = ?1";
+
+/// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new pending signup.
+pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
+    (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
+    VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
+
+/// Params: id, now, ip. Pending becomes confirmed; no-op otherwise.
+pub const CONFIRM_SUBSCRIPTION: &str = "UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?2, confirmed_ip = ?3
+    WHERE id = ?1 AND status = 'pending'";
+
+/// Params: id, now, ip, method. Pending or confirmed becomes unsubscribed; no-op otherwise.
+pub const UNSUBSCRIBE_SUBSCRIPTION: &str = "UPDATE subscriptions
+    SET status = 'unsubscribed', unsubscribed_at = ?2, unsubscribed_ip = ?3, unsubscribe_method = ?4
+    WHERE id = ?1 AND status IN ('pending', 'confirmed')";
+
+/// Params: id. Deletes a subscription (its outbox rows go with it).
+pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
+
+/// Params: subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, now.
+/// Queues a confirmation mail.
+pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
+    (subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, state, created_at, next_attempt_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)";
+
+/// Params: subscription_id, since. Mails queued for a subscription since a time: count and latest.
+pub const RECENT_MAILS: &str = "SELECT count(*), max(created_at) FROM outbox WHERE subscription_id = ?1 AND created_at >= ?2";
+
+/// Params: now, lease_until, limit. Claims due rows: pushes them `lease_until`
+/// into the future (so a crash mid-delivery retries them then) and counts the attempt.
+pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1
+    WHERE id IN (SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at LIMIT ?3)
+    RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
+
+/// No params. When the next queued mail is due.
+pub const NEXT_DUE_MAIL: &str = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'";
+
+/// Params: id, now, smtp_reply, message_sha256. The server took the mail.
+pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?2, smtp_reply = ?3, message_sha256 = ?4, last_error = NULL
+    WHERE id = ?1 AND state = 'queued'";
+
+/// Params: id, next_attempt_at, error. A temporary failure: try again later.
+pub const MARK_MAIL_RETRY: &str = "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'queued'";
+
+/// Params: id, error. A permanent failure (or a day of temporary ones): give up.
+pub const MARK_MAIL_FAILED: &str = "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'queued'";
+
+/// No params. The newest event's link, which the next event chains to.
+pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
+
+/// Params: subscription_id, at, kind, ip, detail, key_id, digest, link. Appends a proof event.
+pub const INSERT_PROOF_EVENT: &str = "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Params: after_id, limit. Events in chain order, a page at a time.
+pub const SELECT_PROOF_EVENTS: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
+    FROM proof_events WHERE id > ?1 ORDER BY id LIMIT ?2";
+
+/// Params: subscription_id. One subscription's events.
+pub const SELECT_PROOF_EVENTS_OF: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
+    FROM proof_events WHERE subscription_id = ?1 ORDER BY id";
+
+/// Params: subscription_id. Blanks the personal data of a subscription's
+/// events, keeping the chain links.
+pub const ERASE_PROOF_EVENTS: &str = "UPDATE proof_events
+    SET subscription_id = NULL, at = NULL, kind = NULL, ip = NULL, detail = NULL, erased = 1
+    WHERE subscription_id = ?1";
+
+/// Params: address_hash, until. Blocks confirmation mails to an address.
+pub const UPSERT_DECLINED: &str = "INSERT INTO declined_addresses (address_hash, until) VALUES (?1, ?2)
+    ON CONFLICT (address_hash) DO UPDATE SET until = max(until, excluded.until)";
+
+/// Params: address_hash, now. Whether the address is blocked now.
+pub const IS_DECLINED: &str = "SELECT 1 FROM declined_addresses WHERE address_hash = ?1 AND until > ?2";
+
+/// Params: day, list_id. Counts a signup.
+pub const COUNT_SIGNUP: &str = "INSERT INTO daily_stats (day, list_id, signups) VALUES (?1, ?2, 1)
+    ON CONFLICT (day, list_id) DO UPDATE SET signups = signups + 1";
+
+/// Params: day, list_id. Counts a confirmation.
+pub const COUNT_CONFIRMATION: &str = "INSERT INTO daily_stats (day, list_id, confirmations) VALUES (?1, ?2, 1)
+    ON CONFLICT (day, list_id) DO UPDATE SET confirmations = confirmations + 1";
+
+/// Params: day, list_id. Counts an unsubscribe.
+pub const COUNT_UNSUBSCRIBE: &str = "INSERT INTO daily_stats (day, list_id, unsubscribes) VALUES (?1, ?2, 1)
+    ON CONFLICT (day, list_id) DO UPDATE SET unsubscribes = unsubscribes + 1";
+
+/// No params. Liveness: the database answers.
+pub const PING: &str = "SELECT 1";
+
+/// Every statement, for the test that prepares them all.
+pub const ALL: &[(&str, &str)] = &[
+    ("INSERT_CONSENT_TEXT", INSERT_CONSENT_TEXT),
+    ("INSERT_RENDERING", INSERT_RENDERING),
+    ("SELECT_RENDERING", SELECT_RENDERING),
+    ("SELECT_LIVE_SUBSCRIPTION", SELECT_LIVE_SUBSCRIPTION),
+    ("SELECT_SUBSCRIPTION", SELECT_SUBSCRIPTION),
+    ("INSERT_SUBSCRIPTION", INSERT_SUBSCRIPTION),
+    ("CONFIRM_SUBSCRIPTION", CONFIRM_SUBSCRIPTION),
+    ("UNSUBSCRIBE_SUBSCRIPTION", UNSUBSCRIBE_SUBSCRIPTION),
+    ("DELETE_SUBSCRIPTION", DELETE_SUBSCRIPTION),
+    ("INSERT_OUTBOX", INSERT_OUTBOX),
+    ("RECENT_MAILS", RECENT_MAILS),
+    ("CLAIM_DUE_MAILS", CLAIM_DUE_MAILS),
+    ("NEXT_DUE_MAIL", NEXT_DUE_MAIL),
+    ("MARK_MAIL_SENT", MARK_MAIL_SENT),
+    ("MARK_MAIL_RETRY", MARK_MAIL_RETRY),
+    ("MARK_MAIL_FAILED", MARK_MAIL_FAILED),
+    ("LAST_PROOF_LINK", LAST_PROOF_LINK),
+    ("INSERT_PROOF_EVENT", INSERT_PROOF_EVENT),
+    ("SELECT_PROOF_EVENTS", SELECT_PROOF_EVENTS),
+    ("SELECT_PROOF_EVENTS_OF", SELECT_PROOF_EVENTS_OF),
+    ("ERASE_PROOF_EVENTS", ERASE_PROOF_EVENTS),
+    ("UPSERT_DECLINED", UPSERT_DECLINED),
+    ("IS_DECLINED", IS_DECLINED),
+    ("COUNT_SIGNUP", COUNT_SIGNUP),
+    ("COUNT_CONFIRMATION", COUNT_CONFIRMATION),
+    ("COUNT_UNSUBSCRIBE", COUNT_UNSUBSCRIBE),
+    ("PING", PING),
+];
+
+pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: &str) -> Result<()> {
+    conn.prepare_cached(INSERT_CONSENT_TEXT)?.execute(params![sha256, text, now])?;
+    Ok(())
+}
+
+pub fn insert_rendering(conn: &Connection, sha256: &str, r: &RenderingRow, now: &str) -> Result<()> {
+    conn.prepare_cached(INSERT_RENDERING)?.execute(params![
+        sha256, r.format, r.sender, r.from_header, r.reply_to, r.subject, r.text_body, r.html_body, now
+    ])?;
+    Ok(())
+}
+
+pub fn select_rendering(conn: &Connection, sha256: &str) -> Result<Option<RenderingRow>> {
+    Ok(conn
+        .prepare_cached(SELECT_RENDERING)?
+        .query_row([sha256], |r| {
+            Ok(RenderingRow {
+                format: r.get(0)?,
+                sender: r.get(1)?,
+                from_header: r.get(2)?,
+                reply_to: r.get(3)?,
+                subject: r.get(4)?,
+                text_body: r.get(5)?,
+                html_body: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRow> {
+    Ok(SubscriptionRow {
+        id: r.get(0)?,
+        list_id: r.get(1)?,
+        email: r.get(2)?,
+        name: r.get(3)?,
+        status: r.get(4)?,
+        consent_sha256: r.get(5)?,
+        signup_at: r.get(6)?,
+        signup_ip: r.get(7)?,
+        confirmed_at: r.get(8)?,
+        confirmed_ip: r.get(9)?,
+        unsubscribed_at: r.get(10)?,
+        unsubscribed_ip: r.get(11)?,
+        unsubscribe_method: r.get(12)?,
+    })
+}
+
+pub fn select_live_subscription(conn: &Connection, list_id: &str, email_key: &str) -> Result<Option<SubscriptionRow>> {
+    Ok(conn.prepare_cached(SELECT_LIVE_SUBSCRIPTION)?.query_row(params![list_id, email_key], subscription_from_row).optional()?)
+}
+
+pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<SubscriptionRow>> {
+    Ok(conn.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
+}
+
+/// New fields of a pending signup.
+pub struct NewSubscription<'a> {
+    pub list_id: &'a str,
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub name: Option<&'a str>,
+    pub consent_sha256: &'a str,
+    pub now: &'a str,
+    pub ip: &'a str,
+}
+
+pub fn insert_subscription(conn: &Connection, s: &NewSubscription<'_>) -> Result<i64> {
+    conn.prepare_cached(INSERT_SUBSCRIPTION)?
+        .execute(params![s.list_id, s.email, s.email_key, s.name, s.consent_sha256, s.now, s.ip])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Returns whether a pending subscription was confirmed.
+pub fn confirm_subscription(conn: &Connection, id: i64, now: &str, ip: &str) -> Result<bool> {
+    Ok(conn.prepare_cached(CONFIRM_SUBSCRIPTION)?.execute(params![id, now, ip])? == 1)
+}
+
+/// Returns whether a live subscription was ended.
+pub fn unsubscribe_subscription(conn: &Connection, id: i64, now: &str, ip: &str, method: &str) -> Result<bool> {
+    Ok(conn.prepare_cached(UNSUBSCRIBE_SUBSCRIPTION)?.execute(params![id, now, ip, method])? == 1)
+}
+
+pub fn delete_subscription(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached(DELETE_SUBSCRIPTION)?.execute([id])?;
+    Ok(())
+}
+
+/// Values of a queued confirmation mail.
+pub struct NewMail<'a> {
+    pub subscription_id: i64,
+    pub rendering_sha256: &'a str,
+    pub to_email: &'a str,
+    pub to_name: Option<&'a str>,
+    pub link: &'a str,
+    pub message_id: &'a str,
+    pub date_header: &'a str,
+    pub now: &'a str,
+}
+
+pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
+    conn.prepare_cached(INSERT_OUTBOX)?.execute(params![
+        m.subscription_id, m.rendering_sha256, m.to_email, m.to_name, m.link, m.message_id, m.date_header, m.now
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// How many mails were queued for a subscription since `since`, and when the latest was.
+pub fn recent_mails(conn: &Connection, subscription_id: i64, since: &str) -> Result<(i64, Option<String>)> {
+    Ok(conn.prepare_cached(RECENT_MAILS)?.query_row(params![subscription_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+pub fn claim_due_mails(conn: &Connection, now: &str, lease_until: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare_cached(CLAIM_DUE_MAILS)?;
+    let rows = stmt.query_map(params![now, lease_until, limit], |r| {
+        Ok(OutboxRow {
+            id: r.get(0)?,
+            subscription_id: r.get(1)?,
+            rendering_sha256: r.get(2)?,
+            to_email: r.get(3)?,
+            to_name: r.get(4)?,
+            link: r.get(5)?,
+            message_id: r.get(6)?,
+            date_header: r.get(7)?,
+            created_at: r.get(8)?,
+            attempts: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn next_due_mail(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn.prepare_cached(NEXT_DUE_MAIL)?.query_row([], |r| r.get(0))?)
+}
+
+/// Returns whether the row was still queued (and is now sent).
+pub fn mark_mail_sent(conn: &Connection, id: i64, now: &str, reply: &str, sha256: &str) -> Result<bool> {
+    Ok(conn.prepare_cached(MARK_MAIL_SENT)?.execute(params![id, now, reply, sha256])? == 1)
+}
+
+pub fn mark_mail_retry(conn: &Connection, id: i64, next_attempt_at: &str, error: &str) -> Result<()> {
+    conn.prepare_cached(MARK_MAIL_RETRY)?.execute(params![id, next_attempt_at, error])?;
+    Ok(())
+}
+
+/// Returns whether the row was still queued (and is now failed).
+pub fn mark_mail_failed(conn: &Connection, id: i64, error: &str) -> Result<bool> {
+    Ok(conn.prepare_cached(MARK_MAIL_FAILED)?.execute(params![id, error])? == 1)
+}
+
+pub fn last_proof_link(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn.prepare_cached(LAST_PROOF_LINK)?.query_row([], |r| r.get(0)).optional()?)
+}
+
+/// A proof event to append; `digest` and `link` are computed by `proof`.
+pub struct NewProofEvent<'a> {
+    pub subscription_id: i64,
+    pub at: &'a str,
+    pub kind: &'a str,
+    pub ip: Option<&'a str>,
+    pub detail: &'a str,
+    pub key_id: u16,
+    pub digest: &'a str,
+    pub link: &'a str,
+}
+
+pub fn insert_proof_event(conn: &Connection, e: &NewProofEvent<'_>) -> Result<i64> {
+    conn.prepare_cached(INSERT_PROOF_EVENT)?
+        .execute(params![e.subscription_id, e.at, e.kind, e.ip, e.detail, e.key_id, e.digest, e.link])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn proof_event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProofEventRow> {
+    Ok(ProofEventRow {
+        id: r.get(0)?,
+        subscription_id: r.get(1)?,
+        at: r.get(2)?,
+        kind: r.get(3)?,
+        ip: r.get(4)?,
+        detail: r.get(5)?,
+        key_id: r.get(6)?,
+        digest: r.get(7)?,
+        link: r.get(8)?,
+        erased: r.get(9)?,
+    })
+}
+
+/// Up to `limit` events with an id above `after_id`, in chain order.
+pub fn select_proof_events(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>> {
+    let mut stmt = conn.prepare_cached(SELECT_PROOF_EVENTS)?;
+    let rows = stmt.query_map(params![after_id, limit], proof_event_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn select_proof_events_of(conn: &Connection, subscription_id: i64) -> Result<Vec<ProofEventRow>> {
+    let mut stmt = conn.prepare_cached(SELECT_PROOF_EVENTS_OF)?;
+    let rows = stmt.query_map([subscription_id], proof_event_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn erase_proof_events(conn: &Connection, subscription_id: i64) -> Result<()> {
+    conn.prepare_cached(ERASE_PROOF_EVENTS)?.execute([subscription_id])?;
+    Ok(())
+}
+
+pub fn upsert_declined(conn: &Connection, address_hash: &str, until: &str) -> Result<()> {
+    conn.prepare_cached(UPSERT_DECLINED)?.execute(params![address_hash, until])?;
+    Ok(())
+}
+
+pub fn is_declined(conn: &Connection, address_hash: &str, now: &str) -> Result<bool> {
+    Ok(conn.prepare_cached(IS_DECLINED)?.query_row(params![address_hash, now], |_| Ok(())).optional()?.is_some())
+}
+
+/// Which daily counter to bump.
+#[derive(Debug, Clone, Copy)]
+pub enum DailyCount {
+    Signup,
+    Confirmation,
+    Unsubscribe,
+}
+
+pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &str) -> Result<()> {
+    let sql = match which {
+        DailyCount::Signup => COUNT_SIGNUP,
+        DailyCount::Confirmation => COUNT_CONFIRMATION,
+        DailyCount::Unsubscribe => COUNT_UNSUBSCRIBE,
+    };
+    conn.prepare_cached(sql)?.execute(params![day, list_id])?;
+    Ok(())
+}
+
+pub fn ping(conn: &Connection) -> Result<()> {
+    conn.prepare_cached(PING)?.query_row([], |_| Ok(()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_statement_prepares() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        for (name, sql) in ALL {
+            conn.prepare(sql).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn proof_events_cannot_be_deleted_or_edited_only_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        let e = NewProofEvent { subscription_id: 1, at: "t", kind: "signup", ip: Some("1.2.3.4"), detail: "{}", key_id: 1, digest: "d", link: "l" };
+        let id = insert_proof_event(&conn, &e).unwrap();
+        assert!(conn.execute("DELETE FROM proof_events WHERE id = ?1", [id]).is_err());
+        assert!(conn.execute("UPDATE proof_events SET ip = '9.9.9.9' WHERE id = ?1", [id]).is_err());
+        erase_proof_events(&conn, 1).unwrap();
+        let rows = select_proof_events(&conn, 0, 10).unwrap();
+        assert!(rows[0].erased && rows[0].ip.is_none() && rows[0].link == "l");
+    }
+}

@@ -1,0 +1,294 @@
+//! The double opt-in itself: signup, confirm, decline, unsubscribe.
+//!
+//! Each operation is a plain function over one SQLite connection, run inside
+//! the store writer's transaction, so the subscription row, its proof event,
+//! its outbox row and the daily count commit together or not at all. HTTP
+//! knows nothing of this module's internals and this module knows nothing of
+//! HTTP: tests call it directly.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ring::hmac;
+use rusqlite::Connection;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::clock;
+use crate::config::{Config, ListConfig};
+use crate::domain::{Email, Name};
+use crate::keys::KeyRing;
+use crate::mail;
+use crate::proof::{self, EventKind};
+use crate::store::Result;
+use crate::store::queries::{self, DailyCount, NewMail, NewSubscription};
+use crate::token::{self, Purpose, VerifiedToken};
+
+/// A configured list with what was prepared for it at start.
+#[derive(Debug, Clone)]
+pub struct PreparedList {
+    pub config: ListConfig,
+    pub consent_sha256: String,
+    pub rendering_sha256: String,
+    pub sender: String,
+}
+
+/// Everything the operations need besides the connection and the time.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub keys: Arc<KeyRing>,
+    pub lists: Arc<HashMap<String, PreparedList>>,
+}
+
+impl Context {
+    /// Renders each list's mail and stores its consent text and rendering
+    /// (once per distinct content), so signups only reference them by hash.
+    pub fn prepare(conn: &Connection, config: Arc<Config>, keys: Arc<KeyRing>, now: OffsetDateTime) -> Result<Context, String> {
+        let now = clock::format(now);
+        let mut lists = HashMap::new();
+        for list in &config.lists {
+            let consent_sha256 = mail::sha256_hex(list.consent_text.as_bytes());
+            let (rendering_sha256, rendering) = mail::render(&config, list)?;
+            queries::insert_consent_text(conn, &consent_sha256, &list.consent_text, &now).map_err(|e| e.to_string())?;
+            queries::insert_rendering(conn, &rendering_sha256, &rendering, &now).map_err(|e| e.to_string())?;
+            let prepared = PreparedList { config: list.clone(), consent_sha256, rendering_sha256, sender: rendering.sender };
+            lists.insert(list.id.clone(), prepared);
+        }
+        Ok(Context { config, keys, lists: Arc::new(lists) })
+    }
+
+    pub fn list(&self, id: &str) -> Option<&PreparedList> {
+        self.lists.get(id)
+    }
+}
+
+/// A parsed signup.
+#[derive(Debug, Clone)]
+pub struct Signup {
+    pub list_id: String,
+    pub email: Email,
+    pub name: Option<Name>,
+    pub ip: IpAddr,
+}
+
+/// What a signup did. The HTTP answer is the same for all of them, so no
+/// one can learn from it whether an address is subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupOutcome {
+    /// New pending subscription, mail queued.
+    Created { subscription_id: i64 },
+    /// Already pending; a new mail was queued.
+    Resent { subscription_id: i64 },
+    /// Already pending, but a mail went out too recently or too often today.
+    ResendLimited,
+    /// Already confirmed: no mail, nothing stored.
+    AlreadyConfirmed,
+    /// The address said "I did not sign up" recently: no mail, nothing stored.
+    Declined,
+}
+
+pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime) -> Result<SignupOutcome> {
+    let list = ctx.list(&s.list_id).expect("handlers only pass configured lists");
+    let at = clock::format(now);
+    if is_declined(conn, &ctx.keys, s.email.key(), &at)? {
+        return Ok(SignupOutcome::Declined);
+    }
+    let ip = s.ip.to_string();
+    match queries::select_live_subscription(conn, &s.list_id, s.email.key())? {
+        Some(existing) if existing.status == "confirmed" => Ok(SignupOutcome::AlreadyConfirmed),
+        Some(existing) => {
+            if !may_resend(conn, ctx, existing.id, now)? {
+                return Ok(SignupOutcome::ResendLimited);
+            }
+            proof::append(conn, &ctx.keys, existing.id, &at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
+            queue_confirmation(conn, ctx, list, existing.id, &existing.email, existing.name.as_deref(), now)?;
+            Ok(SignupOutcome::Resent { subscription_id: existing.id })
+        }
+        None => {
+            let name = s.name.as_ref().map(Name::as_str);
+            let id = queries::insert_subscription(
+                conn,
+                &NewSubscription {
+                    list_id: &s.list_id,
+                    email: s.email.as_str(),
+                    email_key: s.email.key(),
+                    name,
+                    consent_sha256: &list.consent_sha256,
+                    now: &at,
+                    ip: &ip,
+                },
+            )?;
+            let detail = json!({"list": s.list_id, "email": s.email.as_str(), "name": name, "consent_sha256": list.consent_sha256});
+            proof::append(conn, &ctx.keys, id, &at, EventKind::Signup, Some(&ip), &detail)?;
+            queries::count_daily(conn, DailyCount::Signup, &clock::day(now), &s.list_id)?;
+            queue_confirmation(conn, ctx, list, id, s.email.as_str(), name, now)?;
+            Ok(SignupOutcome::Created { subscription_id: id })
+        }
+    }
+}
+
+/// At most one mail per `resend_interval` and `mails_per_address_per_day` a day.
+fn may_resend(conn: &Connection, ctx: &Context, subscription_id: i64, now: OffsetDateTime) -> Result<bool> {
+    let day_ago = clock::format(now - time::Duration::days(1));
+    let (count, last) = queries::recent_mails(conn, subscription_id, &day_ago)?;
+    if count >= i64::from(ctx.config.limits.mails_per_address_per_day) {
+        return Ok(false);
+    }
+    let earliest = ctx.config.mail.resend_interval.before(now);
+    Ok(last.and_then(|t| clock::parse(&t)).is_none_or(|last| last <= earliest))
+}
+
+fn queue_confirmation(
+    conn: &Connection,
+    ctx: &Context,
+    list: &PreparedList,
+    subscription_id: i64,
+    email: &str,
+    name: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let expires = ctx.config.tokens.confirm_ttl.after(now);
+    let token = token::sign(&ctx.keys, Purpose::Confirm, subscription_id, &list.config.id, Some(expires));
+    let link = format!("{}/confirm?token={token}", ctx.config.base());
+    queries::insert_outbox(
+        conn,
+        &NewMail {
+            subscription_id,
+            rendering_sha256: &list.rendering_sha256,
+            to_email: email,
+            to_name: name,
+            link: &link,
+            message_id: &mail::new_message_id(&list.sender),
+            date_header: &mail::date_header(now),
+            now: &clock::format(now),
+        },
+    )?;
+    Ok(())
+}
+
+/// The unsubscribe URL for a subscription: goes into every newsletter.
+pub fn unsubscribe_url(ctx: &Context, subscription_id: i64, list_id: &str) -> String {
+    let token = token::sign(&ctx.keys, Purpose::Unsubscribe, subscription_id, list_id, None);
+    format!("{}/unsubscribe?token={token}", ctx.config.base())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Confirmed,
+    AlreadyConfirmed,
+    /// Erased, declined, purged or unsubscribed: the link no longer acts.
+    Gone,
+}
+
+pub fn confirm(conn: &Connection, ctx: &Context, t: &VerifiedToken, ip: IpAddr, now: OffsetDateTime) -> Result<ConfirmOutcome> {
+    let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
+        return Ok(ConfirmOutcome::Gone);
+    };
+    match sub.status.as_str() {
+        "confirmed" => Ok(ConfirmOutcome::AlreadyConfirmed),
+        "pending" => {
+            let (at, ip) = (clock::format(now), ip.to_string());
+            queries::confirm_subscription(conn, sub.id, &at, &ip)?;
+            proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Confirm, Some(&ip), &json!({}))?;
+            queries::count_daily(conn, DailyCount::Confirmation, &clock::day(now), &sub.list_id)?;
+            Ok(ConfirmOutcome::Confirmed)
+        }
+        _ => Ok(ConfirmOutcome::Gone),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclineOutcome {
+    /// The pending signup is erased and the address blocked.
+    Erased,
+    /// Already confirmed: declining does not unsubscribe; the page says how.
+    AlreadyConfirmed,
+}
+
+/// "I did not sign up": erase the pending signup at once and block further
+/// confirmation mails for `decline_block`, remembering only a keyed hash.
+pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetDateTime) -> Result<DeclineOutcome> {
+    let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
+        return Ok(DeclineOutcome::Erased);
+    };
+    if sub.status == "confirmed" {
+        return Ok(DeclineOutcome::AlreadyConfirmed);
+    }
+    if sub.status == "pending" {
+        let until = clock::format(ctx.config.limits.decline_block.after(now));
+        queries::upsert_declined(conn, &address_hash(&ctx.keys.current().address, &sub.email.to_lowercase()), &until)?;
+        erase_subscription(conn, sub.id)?;
+    }
+    Ok(DeclineOutcome::Erased)
+}
+
+/// Deletes a subscription's personal data everywhere, keeping only the
+/// proof chain's links.
+pub fn erase_subscription(conn: &Connection, subscription_id: i64) -> Result<()> {
+    queries::erase_proof_events(conn, subscription_id)?;
+    queries::delete_subscription(conn, subscription_id)
+}
+
+/// How an unsubscribe arrived; recorded as proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsubscribeMethod {
+    /// RFC 8058 one-click POST from a mail client.
+    OneClick,
+    /// The button on listgate's page.
+    Page,
+    /// The operator (CLI).
+    Admin,
+}
+
+impl UnsubscribeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsubscribeMethod::OneClick => "one-click",
+            UnsubscribeMethod::Page => "page",
+            UnsubscribeMethod::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsubscribeOutcome {
+    Unsubscribed,
+    /// Already unsubscribed, erased or purged: nothing to do, and that is fine.
+    NotSubscribed,
+}
+
+pub fn unsubscribe(
+    conn: &Connection,
+    ctx: &Context,
+    t: &VerifiedToken,
+    ip: Option<IpAddr>,
+    method: UnsubscribeMethod,
+    now: OffsetDateTime,
+) -> Result<UnsubscribeOutcome> {
+    let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
+        return Ok(UnsubscribeOutcome::NotSubscribed);
+    };
+    let (at, ip) = (clock::format(now), ip.map(|ip| ip.to_string()));
+    if !queries::unsubscribe_subscription(conn, sub.id, &at, ip.as_deref().unwrap_or(""), method.as_str())? {
+        return Ok(UnsubscribeOutcome::NotSubscribed);
+    }
+    proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Unsubscribe, ip.as_deref(), &json!({"method": method.as_str()}))?;
+    queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), &sub.list_id)?;
+    Ok(UnsubscribeOutcome::Unsubscribed)
+}
+
+fn address_hash(key: &hmac::Key, email_key: &str) -> String {
+    hex::encode(hmac::sign(key, email_key.as_bytes()))
+}
+
+/// Blocked under any key in the ring, so a key rotation does not lift blocks.
+fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &str, now: &str) -> Result<bool> {
+    for (_, k) in keys.all() {
+        if queries::is_declined(conn, &address_hash(&k.address, email_key), now)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,164 @@
+//! Signed tokens for confirmation and unsubscribe links.
+//!
+//! `base64url(payload) "." base64url(HMAC-SHA256(key, payload))`, unpadded.
+//! The payload binds, in this byte order:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | format version (1) |
+//! | 1 | purpose: `c` confirm, `u` unsubscribe |
+//! | 2 | key id, big-endian |
+//! | 8 | subscription id, big-endian |
+//! | 8 | expiry, Unix seconds, big-endian; 0 = never |
+//! | rest | list id, UTF-8 |
+//!
+//! The signature is checked (constant time, `ring::hmac::verify`) before any
+//! field is believed. Decoding is strict (no padding, canonical trailing bits),
+//! so a re-encoded token is a different, invalid token.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
+use time::OffsetDateTime;
+
+use crate::keys::KeyRing;
+
+const VERSION: u8 = 1;
+const HEADER: usize = 20;
+/// Longer than any token listgate makes; longer input is refused unread.
+pub const MAX_TOKEN_LEN: usize = 400;
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Confirm,
+    Unsubscribe,
+}
+
+impl Purpose {
+    fn byte(self) -> u8 {
+        match self {
+            Purpose::Confirm => b'c',
+            Purpose::Unsubscribe => b'u',
+        }
+    }
+}
+
+/// A token whose signature, purpose and expiry have been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub purpose: Purpose,
+    pub subscription_id: i64,
+    pub list_id: String,
+    pub key_id: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed, tampered, unknown key, or made for another purpose.
+    Invalid,
+    /// Genuine, but its time is over; names the list so the page can offer a new signup.
+    Expired { list_id: String },
+}
+
+/// Signs a token with the ring's current key. `expires` is `None` for
+/// unsubscribe tokens, which must work in years-old mails.
+pub fn sign(keys: &KeyRing, purpose: Purpose, subscription_id: i64, list_id: &str, expires: Option<OffsetDateTime>) -> String {
+    let key_id = keys.current_id();
+    let mut payload = Vec::with_capacity(HEADER + list_id.len());
+    payload.push(VERSION);
+    payload.push(purpose.byte());
+    payload.extend_from_slice(&key_id.to_be_bytes());
+    payload.extend_from_slice(&subscription_id.to_be_bytes());
+    payload.extend_from_slice(&expires.map_or(0, |t| t.unix_timestamp().max(1)).to_be_bytes());
+    payload.extend_from_slice(list_id.as_bytes());
+    let tag = hmac::sign(&keys.current().token, &payload);
+    format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// Verifies a token for `purpose` at time `now`.
+pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime) -> Result<VerifiedToken, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Invalid);
+    }
+    let (payload, tag) = token.split_once('.').ok_or(TokenError::Invalid)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Invalid)?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Invalid)?;
+    if payload.len() <= HEADER || payload[0] != VERSION {
+        return Err(TokenError::Invalid);
+    }
+    let key_id = u16::from_be_bytes([payload[2], payload[3]]);
+    let key = keys.get(key_id).ok_or(TokenError::Invalid)?;
+    hmac::verify(&key.token, &payload, &tag).map_err(|_| TokenError::Invalid)?;
+
+    // Signed by us: the fields can be believed from here on.
+    if payload[1] != purpose.byte() {
+        return Err(TokenError::Invalid);
+    }
+    let subscription_id = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+    let expires = i64::from_be_bytes(payload[12..20].try_into().expect("8 bytes"));
+    let list_id = String::from_utf8(payload[HEADER..].to_vec()).map_err(|_| TokenError::Invalid)?;
+    if expires != 0 && now.unix_timestamp() >= expires {
+        return Err(TokenError::Expired { list_id });
+    }
+    Ok(VerifiedToken { purpose, subscription_id, list_id, key_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::new_entry;
+    use time::macros::datetime;
+
+    fn ring() -> KeyRing {
+        KeyRing::parse(&new_entry(1).unwrap()).unwrap()
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-11-22 10:00 UTC);
+
+    #[test]
+    fn a_signed_token_verifies_with_its_fields() {
+        let keys = ring();
+        let t = sign(&keys, Purpose::Confirm, 42, "news", Some(NOW + time::Duration::days(7)));
+        let v = verify(&keys, &t, Purpose::Confirm, NOW).unwrap();
+        assert_eq!(v, VerifiedToken { purpose: Purpose::Confirm, subscription_id: 42, list_id: "news".into(), key_id: 1 });
+    }
+
+    #[test]
+    fn tampered_truncated_and_wrong_purpose_tokens_are_invalid() {
+        let keys = ring();
+        let t = sign(&keys, Purpose::Confirm, 42, "news", Some(NOW + time::Duration::days(7)));
+        assert_eq!(verify(&keys, &t, Purpose::Unsubscribe, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&keys, &t[..t.len() - 1], Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&keys, "", Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&keys, ".", Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&keys, &format!("{t}="), Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        // Flip one character of the payload: a different subscription id, same tag.
+        let mut bytes = t.clone().into_bytes();
+        bytes[8] = if bytes[8] == b'A' { b'B' } else { b'A' };
+        assert_eq!(verify(&keys, std::str::from_utf8(&bytes).unwrap(), Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        // Signed with a key we do not have.
+        assert_eq!(verify(&ring(), &t, Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&keys, &"A".repeat(MAX_TOKEN_LEN + 1), Purpose::Confirm, NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn confirm_tokens_expire_and_unsubscribe_tokens_never_do() {
+        let keys = ring();
+        let t = sign(&keys, Purpose::Confirm, 1, "news", Some(NOW));
+        assert_eq!(verify(&keys, &t, Purpose::Confirm, NOW), Err(TokenError::Expired { list_id: "news".into() }));
+        let u = sign(&keys, Purpose::Unsubscribe, 1, "news", None);
+        assert!(verify(&keys, &u, Purpose::Unsubscribe, datetime!(2099-01-01 0:00 UTC)).is_ok());
+    }
+
+    #[test]
+    fn old_tokens_keep_working_after_key_rotation() {
+        let first = new_entry(1).unwrap();
+        let old = KeyRing::parse(&first).unwrap();
+        let t = sign(&old, Purpose::Unsubscribe, 5, "news", None);
+        let rotated = KeyRing::parse(&format!("{first}\n{}", new_entry(2).unwrap())).unwrap();
+        assert_eq!(verify(&rotated, &t, Purpose::Unsubscribe, NOW).unwrap().key_id, 1);
+        let fresh = sign(&rotated, Purpose::Unsubscribe, 5, "news", None);
+        assert_eq!(verify(&rotated, &fresh, Purpose::Unsubscribe, NOW).unwrap().key_id, 2);
+    }
+}
