@@ -81,7 +81,7 @@ pub struct RetentionConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// `"20/10m"` or `"off"`; enforced by the rate limiter.
+    /// `"20/10m"` or `"off"`; read by the rate limiter (not built yet).
     pub signups_per_ip: String,
     pub mails_per_address_per_day: u32,
     pub decline_block: Span,
@@ -269,8 +269,8 @@ impl Config {
         if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
             return Err(problem("server.base_url", "must be an http:// or https:// URL"));
         }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(problem("server.base_url", "must not have a query or fragment"));
+        if base.query().is_some() || base.fragment().is_some() || base.path() != "/" {
+            return Err(problem("server.base_url", "must be the root of a host, like https://lists.example.com (no path, query or fragment)"));
         }
         self.mail_transport()?;
         parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;

@@ -81,6 +81,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -131,6 +132,9 @@ fn keygen(config: &Config, write: bool) -> Result<ExitCode, String> {
     if !write {
         println!("{entry}");
         return Ok(ExitCode::SUCCESS);
+    }
+    if config.secrets.key.is_some() {
+        return Err("secrets.key is set, so the key file is not used: add the printed entry to secrets.key instead (run keygen without --write)".into());
     }
     if existing.is_none() {
         // Let the key ring create the file with mode 0600, then replace its fresh key by ours.

@@ -237,7 +237,10 @@ async fn send_smtp(smtp: &AsyncSmtpTransport<Tokio1Executor>, sender: &str, to: 
         Ok(e) => e,
         Err(e) => return Attempt::Permanent(format!("envelope: {e}")),
     };
-    match smtp.send_raw(&envelope, message).await {
+    // lettre ends DATA with `\r\n.\r\n`, whose first CRLF ends our last line:
+    // strip ours so the server receives exactly the bytes we hashed.
+    let data = message.strip_suffix(b"\r\n").unwrap_or(message);
+    match smtp.send_raw(&envelope, data).await {
         Ok(response) => Attempt::Delivered {
             reply: format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" ")),
         },

@@ -124,6 +124,10 @@ pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attem
                  ORDER BY next_attempt_at LIMIT ?3)
     RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
 
+/// Params: id. The stored values of one mail, for rebuilding it.
+pub const SELECT_OUTBOX_MAIL: &str = "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
+    FROM outbox WHERE id = ?1";
+
 /// No params. When the next queued mail is due.
 pub const NEXT_DUE_MAIL: &str = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'";
 
@@ -194,6 +198,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("INSERT_OUTBOX", INSERT_OUTBOX),
     ("RECENT_MAILS", RECENT_MAILS),
     ("CLAIM_DUE_MAILS", CLAIM_DUE_MAILS),
+    ("SELECT_OUTBOX_MAIL", SELECT_OUTBOX_MAIL),
     ("NEXT_DUE_MAIL", NEXT_DUE_MAIL),
     ("MARK_MAIL_SENT", MARK_MAIL_SENT),
     ("MARK_MAIL_RETRY", MARK_MAIL_RETRY),
@@ -339,6 +344,36 @@ pub fn claim_due_mails(conn: &Connection, now: &str, lease_until: &str, limit: i
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// What is stored of one mail: enough to rebuild its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMail {
+    pub rendering_sha256: String,
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub link: String,
+    pub message_id: String,
+    pub date_header: String,
+    /// Recorded when the mail was handed over; `None` before that.
+    pub message_sha256: Option<String>,
+}
+
+pub fn select_outbox_mail(conn: &Connection, id: i64) -> Result<Option<StoredMail>> {
+    Ok(conn
+        .prepare_cached(SELECT_OUTBOX_MAIL)?
+        .query_row([id], |r| {
+            Ok(StoredMail {
+                rendering_sha256: r.get(0)?,
+                to_email: r.get(1)?,
+                to_name: r.get(2)?,
+                link: r.get(3)?,
+                message_id: r.get(4)?,
+                date_header: r.get(5)?,
+                message_sha256: r.get(6)?,
+            })
+        })
+        .optional()?)
 }
 
 pub fn next_due_mail(conn: &Connection) -> Result<Option<String>> {

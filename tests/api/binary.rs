@@ -1,0 +1,115 @@
+//! The real `listgate` binary as a new user runs it: no config file, defaults.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_listgate");
+
+/// Reads stderr lines until one matches, returning it (with a deadline).
+fn wait_for_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) -> String {
+    let start = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.expect("read stderr");
+        if line.contains(needle) {
+            return line;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no log line with {needle:?}");
+    }
+    panic!("listgate exited before logging {needle:?}");
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line.find(&format!("{name}=")).expect("field present") + name.len() + 1;
+    line[start..].split_whitespace().next().expect("value")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_without_config_uses_the_defaults_and_the_file_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default bind is 127.0.0.1:8080; tests must not collide, so only the port changes.
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
+        .env_remove("LISTGATE_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    wait_for_line(&mut lines, "generated a new one (mode 0600)");
+    let serving = wait_for_line(&mut lines, "listgate is serving");
+    let addr = field(&serving, "address").to_string();
+    assert!(addr.starts_with("127.0.0.1:"));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("listgate.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(dir.path().join("listgate.db").exists());
+
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = client.post(format!("http://{addr}/subscribe")).form(&[("email", "first@example.org")]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The mail lands in ./mail/ and its link is in the log.
+    let logged = wait_for_line(&mut lines, "confirmation mail written");
+    let link = field(&logged, "link").to_string();
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("mail")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].extension().is_some_and(|e| e == "eml"));
+    let token = crate::helpers::confirm_token(&std::fs::read(&files[0]).unwrap());
+    assert!(link.ends_with(&token), "{link}");
+    // The link names the default base_url; the request goes to the port actually bound.
+    assert!(link.starts_with("http://127.0.0.1:8080/confirm?token="));
+    let confirmed = client.post(format!("http://{addr}/confirm")).form(&[("token", &token)]).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200);
+
+    // SIGTERM: a graceful stop with exit code 0.
+    unsafe_kill_term(child.id());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+fn unsafe_kill_term(pid: u32) {
+    let ok = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_bad_config_fails_at_start_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("listgate.toml");
+    std::fs::write(&config, "[[lists]]\nid = \"news\"\nname = \"News\"\nlanguage = \"fr\"\nconsent_text = \"ok\"\n").unwrap();
+    let output = Command::new(BIN).arg("--config").arg(&config).arg("serve").current_dir(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("listgate: config: lists[0].language:"), "{stderr}");
+
+    let output = Command::new(BIN).arg("serve").current_dir(dir.path()).env("LISTGATE_MAIL__URL", "ftp://nope").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(String::from_utf8(output.stderr).unwrap().trim(), "listgate: config: mail.url: must start with file://, smtp:// or smtps://");
+
+    let output = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "bad usage exits 2");
+}
+
+#[test]
+fn keygen_adds_a_key_and_old_tokens_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(BIN).args(args).current_dir(dir.path()).output().unwrap();
+    let printed = run(&["keygen"]);
+    assert!(printed.status.success());
+    assert!(String::from_utf8(printed.stdout).unwrap().starts_with("1:"));
+    assert!(run(&["keygen", "--write"]).status.success());
+    let first = listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
+    let old = listgate::token::sign(&first, listgate::token::Purpose::Unsubscribe, 9, "newsletter", None);
+    assert!(run(&["keygen", "--write"]).status.success());
+    let ring = listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
+    assert_eq!(ring.current_id(), 2);
+    let now = time::OffsetDateTime::now_utc();
+    assert!(listgate::token::verify(&ring, &old, listgate::token::Purpose::Unsubscribe, now).is_ok());
+}

@@ -1,0 +1,252 @@
+//! Test harness: each test gets its own database, key file, listgate server
+//! on a random loopback port, and a real SMTP server (Python's aiosmtpd,
+//! `tests/smtp_server.py`) whose received messages the test reads back.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use listgate::Application;
+use listgate::clock::SystemClock;
+use listgate::config::Config;
+use listgate::keys::KeyRing;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+/// How long a test waits for something that should happen in milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Python's aiosmtpd on a free loopback port, storing messages in a folder.
+pub struct SmtpServer {
+    pub port: u16,
+    pub folder: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpServer {
+    /// `mode`: `ok`, `tempfail:N` or `reject` (see `tests/smtp_server.py`).
+    pub fn start(mode: &str) -> SmtpServer {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(folder.path())
+            .arg("--mode")
+            .arg(mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 must be installed (see README: pip install aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("the SMTP test server did not start (is aiosmtpd installed? pip install aiosmtpd==1.4.6); it said {line:?}")
+        });
+        SmtpServer { port, folder, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Messages received so far, in order, as raw bytes.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.folder.path())
+            .expect("read mail folder")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| std::fs::read(p).expect("read message")).collect()
+    }
+
+    /// Waits until at least `n` messages arrived and returns them all.
+    pub async fn wait_for_messages(&self, n: usize) -> Vec<Vec<u8>> {
+        let start = Instant::now();
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n {
+                return messages;
+            }
+            assert!(start.elapsed() < PATIENCE, "expected {n} mails, got {} within {PATIENCE:?}", messages.len());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running listgate with its own state.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    /// Holds the database and key file; removed when the test ends.
+    _dir: tempfile::TempDir,
+    pub config: Config,
+    pub smtp: SmtpServer,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("ok", |_| {}).await
+}
+
+/// Starts listgate against an SMTP server in `smtp_mode`, with `tweak`
+/// applied to the configuration.
+pub async fn spawn_app_with(smtp_mode: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let smtp = SmtpServer::start(smtp_mode);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let base = format!("http://{addr}");
+
+    let mut config = Config::load_from(None, Vec::new()).expect("defaults load");
+    config.server.base_url = base.parse().expect("url");
+    config.database.path = dir.path().join("listgate.db");
+    config.secrets.key_file = dir.path().join("listgate.key");
+    config.mail.url = smtp.url();
+    config.mail.retry_base = "1s".parse().expect("span");
+    tweak(&mut config);
+
+    let app = Application::build_with_listener(config.clone(), Arc::new(SystemClock), listener).await.expect("app builds");
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let stopped = tokio::spawn(app.run_until_stopped(async {
+        let _ = signal.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    TestApp { addr, base, _dir: dir, config, smtp, client, shutdown: Some(shutdown), stopped: Some(stopped) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(self.url(path)).form(form).send().await.expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn subscribe(&self, email: &str) -> reqwest::Response {
+        self.post_form("/subscribe", &[("email", email)]).await
+    }
+
+    /// A read connection to the test's database.
+    pub fn db(&self) -> Connection {
+        listgate::store::open_connection(&self.config.database.path).expect("open db")
+    }
+
+    /// Rows in the tables a request may change: subscriptions, outbox, proof events, declined.
+    pub fn row_counts(&self) -> [i64; 4] {
+        let db = self.db();
+        let count = |table: &str| db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count");
+        [count("subscriptions"), count("outbox"), count("proof_events"), count("declined_addresses")]
+    }
+
+    pub fn keys(&self) -> KeyRing {
+        KeyRing::parse(&std::fs::read_to_string(&self.config.secrets.key_file).expect("key file")).expect("key ring")
+    }
+
+    /// Polls the database until `query` (one integer) returns `expected`.
+    pub async fn wait_for_value(&self, query: &str, expected: i64) {
+        let start = Instant::now();
+        loop {
+            let value: i64 = self.db().query_row(query, [], |r| r.get(0)).expect("query");
+            if value == expected {
+                return;
+            }
+            assert!(start.elapsed() < PATIENCE, "`{query}` stayed {value}, expected {expected}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Subscribes, waits for the mail, and returns (subscription id, confirm token).
+    pub async fn signup_and_get_token(&self, email: &str) -> (i64, String) {
+        let before = self.smtp.messages().len();
+        assert_eq!(self.subscribe(email).await.status(), 200);
+        let mails = self.smtp.wait_for_messages(before + 1).await;
+        let token = confirm_token(&mails[before]);
+        // The mail is recorded as sent just after the server took it.
+        self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
+        let id = self.db().query_row("SELECT max(id) FROM subscriptions", [], |r| r.get(0)).expect("id");
+        (id, token)
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.stopped.take() {
+            tokio::time::timeout(PATIENCE, handle).await.expect("graceful shutdown in time").expect("server task");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Undoes quoted-printable soft breaks and `=XX` escapes (enough to read links).
+pub fn decode_qp(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message).replace("=\r\n", "");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The confirmation link's token from a mail (its plain-text part).
+pub fn confirm_token(message: &[u8]) -> String {
+    let text = decode_qp(message);
+    let start = text.find("/confirm?token=").expect("mail has a confirm link") + "/confirm?token=".len();
+    text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect()
+}
+
+/// A header's value from a raw message.
+pub fn header(message: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    head.split("\r\n")
+        .find(|line| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) && line[name.len()..].starts_with(':'))
+        .map(|line| line[name.len() + 1..].trim().to_string())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    listgate::mail::sha256_hex(bytes)
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server on a loopback port, a real SQLite
+//! file, and a real SMTP server (aiosmtpd) that listgate's outbox delivers to.
+
+mod binary;
+mod client_ip;
+mod confirm;
+mod helpers;
+mod journey;
+mod mail_delivery;
+mod subscribe;
+mod unsubscribe;

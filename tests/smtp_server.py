@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""A real SMTP server for listgate's tests: Python's aiosmtpd, not our code.
+
+Listens on 127.0.0.1 on a free port and prints the port on the first line of
+stdout. Each accepted message is written to DIR/NNNNN.eml exactly as received
+(after SMTP dot-unstuffing), with the envelope in DIR/NNNNN.json, via a
+temporary name and a rename so a reader never sees half a file.
+
+--mode ok            accept every message (250)
+--mode tempfail:N    answer the first N DATA commands with 451, then accept
+--mode reject        answer every DATA command with 550
+"""
+import argparse
+import asyncio
+import json
+import os
+
+from aiosmtpd.smtp import SMTP
+
+
+class Handler:
+    def __init__(self, folder, mode):
+        self.folder = folder
+        self.mode = mode
+        self.data_commands = 0
+        self.stored = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.data_commands += 1
+        if self.mode == "reject":
+            return "550 5.7.1 Rejected by the test server"
+        if self.mode.startswith("tempfail:") and self.data_commands <= int(self.mode.split(":")[1]):
+            return "451 4.3.0 Try again later"
+        self.stored += 1
+        stem = os.path.join(self.folder, "%05d" % self.stored)
+        with open(stem + ".tmp", "wb") as f:
+            f.write(envelope.original_content)
+        with open(stem + ".json", "w") as f:
+            json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos}, f)
+        os.rename(stem + ".tmp", stem + ".eml")
+        return "250 2.0.0 Ok: queued as test%05d" % self.stored
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("--mode", default="ok")
+    args = parser.parse_args()
+    handler = Handler(args.folder, args.mode)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler, decode_data=False), "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
