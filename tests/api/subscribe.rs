@@ -205,3 +205,29 @@ async fn pages_carry_the_security_headers() {
     let form = app.get("/").await.text().await.unwrap();
     assert!(form.contains(&format!("action=\"{}/subscribe\"", app.base)) && form.contains("name=\"website\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_signups_is_all_committed_and_all_mailed_once() {
+    let app = spawn_app().await;
+    let requests = (0..100).map(|i| {
+        let (client, url) = (app.client.clone(), app.url("/subscribe"));
+        async move {
+            let email = format!("burst{i}@example.org");
+            client.post(url).form(&[("email", email.as_str())]).send().await.unwrap().status()
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Every answered request is already committed.
+    assert_eq!(app.row_counts()[..2], [100, 100]);
+    let mails = app.smtp.wait_for_messages(100).await;
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 100).await;
+    let mut recipients: Vec<String> = mails.iter().map(|m| crate::helpers::header(m, "To").unwrap()).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), 100, "each address got exactly one mail");
+    let report = listgate::proof::verify_chain(&app.db(), &app.keys()).unwrap();
+    assert_eq!((report.events, report.first_break), (200, None));
+    let signups: i64 = app.db().query_row("SELECT sum(signups) FROM daily_stats", [], |r| r.get(0)).unwrap();
+    assert_eq!(signups, 100);
+}
