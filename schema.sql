@@ -51,7 +51,10 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_live
     ON subscriptions (list_id, email_key) WHERE status IN ('pending', 'confirmed');
 CREATE INDEX IF NOT EXISTS subscriptions_email_key ON subscriptions (email_key);
+-- Retention: pending signups by age, unsubscribed ones by unsubscribe time.
 CREATE INDEX IF NOT EXISTS subscriptions_status_signup ON subscriptions (status, signup_at);
+CREATE INDEX IF NOT EXISTS subscriptions_status_unsubscribed ON subscriptions (status, unsubscribed_at)
+    WHERE status = 'unsubscribed';
 
 -- Mails waiting for, or done with, delivery. A signup is answered only after
 -- its row here is committed. The per-recipient values (`message_id`,

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::keys::{KeyRing, KeySource};
 use crate::mail::outbox::{Outbox, Transport};
+use crate::retention::{self, Cutoffs, PurgeReport};
 use crate::store::{self, Store};
 use crate::subscriptions::Context;
 
@@ -79,8 +81,9 @@ impl Application {
     /// Serves until `shutdown` resolves; then stops accepting, finishes
     /// in-flight requests and deliveries, and closes the database.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let (stop_outbox, outbox_stopped) = watch::channel(false);
-        let worker = tokio::spawn(self.outbox.clone().run(outbox_stopped));
+        let (stop_workers, workers_stopped) = watch::channel(false);
+        let worker = tokio::spawn(self.outbox.clone().run(workers_stopped.clone()));
+        let purger = tokio::spawn(run_daily_purge(self.state.clone(), workers_stopped));
         let routes = http::routes(self.state.clone());
         tracing::info!(
             address = %self.local_addr(),
@@ -90,12 +93,58 @@ impl Application {
         );
         warp::serve(routes).incoming(self.listener).graceful(shutdown).run().await;
         tracing::info!("shutting down: finishing mail deliveries in flight");
-        let _ = stop_outbox.send(true);
+        let _ = stop_workers.send(true);
         let _ = worker.await;
+        let _ = purger.await;
         let store = self.state.store.clone();
         drop(self.state);
         drop(self.outbox);
         tokio::task::spawn_blocking(move || store.close()).await.ok();
         tracing::info!("stopped");
     }
+}
+
+/// First purge a minute after start (not at once: a restart loop must not
+/// turn into a purge loop), then every 24 hours.
+const FIRST_PURGE_AFTER: Duration = Duration::from_secs(60);
+const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// The server's own daily purge. Batches go through the store writer like
+/// any request, so signups interleave with them instead of waiting.
+async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let mut delay = FIRST_PURGE_AFTER;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = PURGE_EVERY;
+        match purge_once(&state.store, &state.ctx.config.retention, state.clock.now(), &shutdown).await {
+            Ok(report) => tracing::info!(erased = report.total(), declines_removed = report.declines_removed, "daily purge done"),
+            Err(e) => tracing::error!(error = %e, "daily purge failed; retrying tomorrow"),
+        }
+    }
+}
+
+/// One purge through the writer, batch by batch; stops early on shutdown.
+pub async fn purge_once(
+    store: &Store,
+    retention: &crate::config::RetentionConfig,
+    now: time::OffsetDateTime,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<PurgeReport, crate::store::StoreError> {
+    let cutoffs = Cutoffs::at(retention, now);
+    let mut report = PurgeReport::default();
+    loop {
+        let batch_cutoffs = cutoffs.clone();
+        let batch = store.write(move |c| retention::purge_batch(c, &batch_cutoffs, retention::BATCH)).await?;
+        let n = batch.total();
+        report.merge(batch);
+        if n < retention::BATCH as u64 || *shutdown.borrow() {
+            break;
+        }
+    }
+    let now_text = cutoffs.now.clone();
+    report.declines_removed = store.write(move |c| crate::store::queries::delete_expired_declines(c, &now_text)).await?;
+    Ok(report)
 }

@@ -17,8 +17,11 @@
 //! - [`subscriptions`]: signup, confirm, decline, unsubscribe: the domain operations.
 //! - [`mail`]: rendering and composing confirmation mails; the outbox worker.
 //! - [`http`]: routes, handlers, client IP, pages and security headers.
+//! - [`retention`]: the retention rules and the purge.
+//! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests.
 //! - [`app`]: wiring it all into a running server.
 
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;
@@ -27,6 +30,7 @@ pub mod http;
 pub mod keys;
 pub mod mail;
 pub mod proof;
+pub mod retention;
 pub mod store;
 pub mod subscriptions;
 pub mod token;

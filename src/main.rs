@@ -2,15 +2,21 @@
 //! Data goes to stdout, messages to stderr. Exit codes: 0 done, 1 failed,
 //! 2 bad usage.
 
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use listgate::admin::{self, export::Format};
 use listgate::clock::SystemClock;
 use listgate::config::Config;
-use listgate::{Application, app, keys, proof, store};
+use listgate::domain::{Name, mask_address};
+use listgate::keys::{self, KeyRing};
+use listgate::retention::{self, Cutoffs};
+use listgate::store::queries::ExportFilter;
+use listgate::{Application, app};
 
 /// Double opt-in for newsletters, with proof of consent.
 #[derive(Parser)]
@@ -19,8 +25,10 @@ Examples:
   listgate serve                          run with defaults (127.0.0.1:8080, ./listgate.db, mails into ./mail/)
   listgate --config /etc/listgate.toml serve
   LISTGATE_MAIL__URL=smtp://127.0.0.1:25 listgate serve
-  listgate keygen --write                 add a new signing key (old links keep working)
-  listgate verify                         check the proof log for tampering")]
+  listgate export --output subscribers.csv
+  listgate show anna@example.org --proof
+  listgate purge --dry-run
+  listgate verify")]
 struct Cli {
     /// Configuration file (TOML). Without one, the documented defaults apply.
     #[arg(long, global = true, env = "LISTGATE_CONFIG", value_name = "FILE")]
@@ -32,8 +40,111 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server and the mail outbox.
+    /// Run the HTTP server, the mail outbox and the daily purge.
     Serve,
+    /// Export subscribers with their proof and signed unsubscribe links.
+    ///
+    /// Streams rows (constant memory) as CSV or JSON lines. Columns: email, name,
+    /// list, status, signup_at, signup_ip, consent_sha256, confirmed_at,
+    /// confirmed_ip, unsubscribed_at, unsubscribe_url, list_unsubscribe,
+    /// list_unsubscribe_post. In CSV a cell starting with = + - @ gets a leading
+    /// apostrophe so spreadsheets do not run it as a formula; JSON lines carry the
+    /// exact values.
+    #[command(after_help = "\
+Examples:
+  listgate export > confirmed.csv
+  listgate export --list newsletter --format jsonl --output confirmed.jsonl
+  listgate export --status unsubscribed --since 2026-11-01   # unsubscribes since the last sync
+  listgate export --bom --output for-excel.csv")]
+    Export {
+        /// Only this list.
+        #[arg(long)]
+        list: Option<String>,
+        /// Which subscriptions.
+        #[arg(long, default_value = "confirmed", value_parser = ["confirmed", "pending", "unsubscribed", "all"])]
+        status: String,
+        /// Only rows whose latest event (signup, confirmation, unsubscribe) is at or after this
+        /// date (2026-11-01, UTC) or time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+        /// Write here (created with mode 0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Begin the CSV with a UTF-8 byte order mark, so Excel shows umlauts.
+        #[arg(long)]
+        bom: bool,
+    },
+    /// Show everything stored about one address, on every list (GDPR Art. 15).
+    #[command(after_help = "\
+Examples:
+  listgate show anna@example.org
+  listgate show anna@example.org --json
+  listgate show anna@example.org --proof --dir /tmp   # one printable HTML document per subscription")]
+    Show {
+        email: String,
+        /// Machine-readable JSON.
+        #[arg(long, conflicts_with = "proof")]
+        json: bool,
+        /// Write one self-contained HTML proof document per subscription.
+        #[arg(long)]
+        proof: bool,
+        /// Where --proof writes its documents.
+        #[arg(long, default_value = ".", requires = "proof")]
+        dir: PathBuf,
+    },
+    /// Erase an address's personal data on every list (GDPR Art. 17).
+    ///
+    /// Keeps only the proof chain's hash links. Asks for confirmation on a
+    /// terminal; elsewhere --yes is required.
+    #[command(after_help = "Example:\n  listgate erase anna@example.org --yes")]
+    Erase {
+        email: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+        /// Only say what would be erased.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Erase what retention no longer allows to keep.
+    ///
+    /// Pending signups older than retention.unconfirmed, unsubscribed records
+    /// older than retention.after_unsubscribe; confirmed ones are never touched.
+    /// Prints counts per list and state. The server runs this daily by itself.
+    #[command(after_help = "Examples:\n  listgate purge --dry-run\n  listgate purge")]
+    Purge {
+        /// Only count what would be erased.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rectify the stored name of an address (GDPR Art. 16).
+    #[command(after_help = "Examples:\n  listgate correct anna@example.org --name \"Anna Schmidt\"\n  listgate correct anna@example.org --name \"\"   # remove the name")]
+    Correct {
+        email: String,
+        /// The new name; empty removes it.
+        #[arg(long)]
+        name: String,
+        /// Only on this list.
+        #[arg(long)]
+        list: Option<String>,
+    },
+    /// Make an online, consistent copy of the database while the server runs.
+    #[command(after_help = "Example:\n  listgate backup /var/backups/listgate-$(date +%F).db")]
+    Backup { file: PathBuf },
+    /// Walk the proof log's HMAC chain and report the first broken link.
+    ///
+    /// Exits 0 when every event verifies, 1 when one was edited, inserted or deleted.
+    Verify,
+    /// Subscriptions per list and state, and daily signups, confirmations, unsubscribes.
+    Stats {
+        /// How many days of daily counts.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a new secret key entry for the key ring.
     ///
     /// Prints `ID:SECRET` with the next free key id. With --write it is
@@ -44,48 +155,67 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
-    /// Walk the proof log's HMAC chain and report the first broken link.
-    ///
-    /// Exits 0 when every event verifies, 1 when one was edited, inserted or deleted.
-    Verify,
 }
+
+/// A failed command: its message, and whether it was a usage problem (exit 2).
+struct Failure {
+    message: String,
+    usage: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, usage: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure { message: message.to_string(), usage: false }
+    }
+}
+
+type Outcome = Result<ExitCode, Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => return fail(e),
-    };
-    let result = match cli.command {
-        Command::Serve => serve(config),
-        Command::Keygen { write } => keygen(&config, write),
-        Command::Verify => verify(&config),
-    };
+    let result = Config::load(cli.config.as_deref()).map_err(|e| Failure::from(e.to_string())).and_then(|config| run(cli.command, config));
     match result {
         Ok(code) => code,
-        Err(e) => fail(e),
+        Err(failure) => {
+            eprintln!("listgate: {}", failure.message);
+            ExitCode::from(if failure.usage { 2 } else { 1 })
+        }
     }
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("listgate: {message}");
-    ExitCode::from(1)
+fn run(command: Command, config: Config) -> Outcome {
+    match command {
+        Command::Serve => serve(config),
+        Command::Export { list, status, since, format, output, bom } => export(&config, list, &status, since, format, output, bom),
+        Command::Show { email, json, proof, dir } => show(&config, &email, json, proof, &dir),
+        Command::Erase { email, yes, dry_run } => erase(&config, &email, yes, dry_run),
+        Command::Purge { dry_run } => purge(&config, dry_run),
+        Command::Correct { email, name, list } => correct(&config, &email, &name, list.as_deref()),
+        Command::Backup { file } => backup(&config, &file),
+        Command::Verify => verify(&config),
+        Command::Stats { days, json } => stats(&config, days, json),
+        Command::Keygen { write } => keygen(&config, write),
+    }
 }
 
 /// Logs go to stderr; `LISTGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 fn init_logging() {
-    let filter = std::env::var("LISTGATE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+    let filter = std::env::var("LISTGATE_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
-fn serve(config: Config) -> Result<ExitCode, String> {
+fn serve(config: Config) -> Outcome {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let app = Application::build(config, Arc::new(SystemClock)).await?;
@@ -116,16 +246,185 @@ async fn shutdown_signal() {
     }
 }
 
-fn keygen(config: &Config, write: bool) -> Result<ExitCode, String> {
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Creates an output file readable only by its owner: exports hold personal data.
+fn create_private(path: &PathBuf) -> Result<std::fs::File, String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+fn export(config: &Config, list: Option<String>, status: &str, since: Option<String>, format: Format, output: Option<PathBuf>, bom: bool) -> Outcome {
+    if let Some(list) = &list
+        && config.list(list).is_none()
+    {
+        return Err(Failure { message: format!("--list: no list \"{list}\" in the configuration"), usage: true });
+    }
+    let since = since.map(|s| admin::export::parse_since(&s)).transpose().map_err(|message| Failure { message, usage: true })?;
+    let keys = app::load_keys(config)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let filter = ExportFilter { list_id: list, status: admin::export::status_filter(status), since };
+    let total = listgate::store::queries::count_export(&conn, &filter).map_err(|e| e.to_string())?;
+    let bar = admin::progress_bar(total, "exporting");
+    let options = admin::export::Options { filter, format, bom };
+    let rows = match &output {
+        Some(path) => {
+            let mut out = BufWriter::new(create_private(path)?);
+            let rows = admin::export::export(&conn, config, &keys, &options, &mut out, || bar.inc(1))?;
+            out.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
+            rows
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+            admin::export::export(&conn, config, &keys, &options, &mut out, || bar.inc(1))?
+        }
+    };
+    bar.finish_and_clear();
+    if let Some(path) = output {
+        eprintln!("listgate: exported {rows} rows to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(config: &Config, email: &str, json: bool, proof: bool, dir: &std::path::Path) -> Outcome {
+    let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
+    let keys = app::load_keys(config)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let report = admin::show::collect(&conn, &keys, &key, now())?;
+    if proof {
+        if report.records.is_empty() {
+            return Err(format!("nothing stored for {email}").into());
+        }
+        for path in admin::show::write_proof_documents(&conn, &keys, &report, dir, now())? {
+            println!("{}", path.display());
+        }
+    } else if json {
+        println!("{}", serde_json::to_string_pretty(&admin::show::to_json(&report)).expect("json"));
+    } else {
+        print!("{}", admin::show::to_text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
+    let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
+    let conn = admin::open_database(&config.database.path)?;
+    let count = admin::erase::count(&conn, &key)?;
+    if count == 0 {
+        println!("nothing stored for {email}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dry_run {
+        println!("would erase {count} subscription(s) of {email}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure { message: "erase: not on a terminal; add --yes to confirm".into(), usage: true });
+        }
+        eprint!("Erase {count} subscription(s) of {email} and their proof data for good? Type yes: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map_err(|e| e.to_string())?;
+        if answer.trim() != "yes" {
+            eprintln!("listgate: nothing erased");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let erased = admin::erase::erase(&conn, &key)?;
+    println!("erased {} subscription(s) of {email}", erased.subscriptions);
+    if !erased.checkpointed {
+        eprintln!("listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint");
+    }
+    tracing::info!(email = %mask_address(&key), subscriptions = erased.subscriptions, "erased on request");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn purge(config: &Config, dry_run: bool) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let cutoffs = Cutoffs::at(&config.retention, now());
+    let plan = retention::plan(&conn, &cutoffs).map_err(|e| e.to_string())?;
+    let report = if dry_run {
+        plan
+    } else {
+        let bar = admin::progress_bar(plan.total(), "purging");
+        let report = retention::purge_all(&conn, &cutoffs, |n| bar.inc(n)).map_err(|e| e.to_string())?;
+        bar.finish_and_clear();
+        admin::erase::checkpoint(&conn);
+        report
+    };
+    println!("{}", if dry_run { "would erase (dry run):" } else { "erased:" });
+    println!("list\tstate\tcount");
+    for line in report.lines() {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn correct(config: &Config, email: &str, name: &str, list: Option<&str>) -> Outcome {
+    let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
+    let name = Name::parse(Some(name)).map_err(|e| Failure { message: format!("--name: {}", e.message(listgate::config::Language::En)), usage: true })?;
+    let keys = app::load_keys(config)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let changed = admin::correct::correct_name(&conn, &keys, &key, list, name.as_ref(), now())?;
+    if changed == 0 {
+        println!("nothing changed (no subscription of {email}{}, or the name is already so)", list.map(|l| format!(" on {l}")).unwrap_or_default());
+    } else {
+        println!("corrected the name on {changed} subscription(s) of {email}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backup(config: &Config, file: &PathBuf) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let bytes = admin::backup::backup(&conn, file)?;
+    println!("backed up to {} ({bytes} bytes, integrity ok)", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(config: &Config) -> Outcome {
+    let keys = app::load_keys(config)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let report = admin::verify::verify(&conn, &keys)?;
+    match report.first_break {
+        None => {
+            println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(b) => {
+            println!("broken: event {} does not verify: {} ({} events before it verified)", b.event_id, b.reason, report.events);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn stats(config: &Config, days: u32, json: bool) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let stats = admin::stats::collect(&conn, days, now())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats).expect("json"));
+    } else {
+        print!("{}", admin::stats::to_text(&stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(config: &Config, write: bool) -> Outcome {
     let path = &config.secrets.key_file;
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read key file {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot read key file {}: {e}", path.display()).into()),
     };
     let ring_text = config.secrets.key.clone().or(existing.clone());
     let next_id = match &ring_text {
-        Some(text) => keys::KeyRing::parse(text).map_err(|e| format!("current key ring: {e}"))?.current_id().checked_add(1).ok_or("no key ids left")?,
+        Some(text) => KeyRing::parse(text).map_err(|e| format!("current key ring: {e}"))?.current_id().checked_add(1).ok_or("no key ids left")?,
         None => 1,
     };
     let entry = keys::new_entry(next_id)?;
@@ -137,35 +436,14 @@ fn keygen(config: &Config, write: bool) -> Result<ExitCode, String> {
         return Err("secrets.key is set, so the key file is not used: add the printed entry to secrets.key instead (run keygen without --write)".into());
     }
     if existing.is_none() {
-        // Let the key ring create the file with mode 0600, then replace its fresh key by ours.
-        keys::KeyRing::load_or_create(None, path)?;
+        // Let the key ring create the file with mode 0600, then put our entry in it.
+        KeyRing::load_or_create(None, path)?;
         std::fs::write(path, format!("# listgate secret keys; the highest id signs new links.\n{entry}\n"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     } else {
-        use std::io::Write;
         let mut file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         writeln!(file, "{entry}").and_then(|_| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     eprintln!("listgate: added key {next_id} to {}; restart the server to sign new links with it", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-fn verify(config: &Config) -> Result<ExitCode, String> {
-    let keys = app::load_keys(config)?;
-    let db = &config.database.path;
-    if !db.exists() {
-        return Err(format!("no database at {}", db.display()));
-    }
-    let conn = store::open_connection(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
-    let report = proof::verify_chain(&conn, &keys).map_err(|e| e.to_string())?;
-    match report.first_break {
-        None => {
-            println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(b) => {
-            println!("broken: event {} does not verify: {} ({} events before it verified)", b.event_id, b.reason, report.events);
-            Ok(ExitCode::from(1))
-        }
-    }
 }

@@ -30,6 +30,8 @@ pub enum EventKind {
     Confirm,
     /// Unsubscribed; detail: method.
     Unsubscribe,
+    /// The operator rectified the name; detail: SHA-256 of the old and new name.
+    NameCorrected,
 }
 
 impl EventKind {
@@ -41,6 +43,7 @@ impl EventKind {
             EventKind::MailFailed => "mail_failed",
             EventKind::Confirm => "confirm",
             EventKind::Unsubscribe => "unsubscribe",
+            EventKind::NameCorrected => "name_corrected",
         }
     }
 }
@@ -126,6 +129,11 @@ pub fn check_event(keys: &KeyRing, previous_link: &str, event: &ProofEventRow) -
 
 /// Walks the whole chain in pages (constant memory) and reports the first break.
 pub fn verify_chain(conn: &Connection, keys: &KeyRing) -> Result<ChainReport> {
+    verify_chain_with_progress(conn, keys, |_| {})
+}
+
+/// As [`verify_chain`], telling `progress` how many events each page held.
+pub fn verify_chain_with_progress(conn: &Connection, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<ChainReport> {
     let mut report = ChainReport { events: 0, erased: 0, first_break: None };
     let mut previous = String::new();
     let mut after = 0;
@@ -133,6 +141,7 @@ pub fn verify_chain(conn: &Connection, keys: &KeyRing) -> Result<ChainReport> {
         let page = queries::select_proof_events(conn, after, 1000)?;
         let Some(last) = page.last() else { return Ok(report) };
         after = last.id;
+        progress(page.len() as u64);
         for event in &page {
             if let Err(reason) = check_event(keys, &previous, event) {
                 report.first_break = Some(Break { event_id: event.id, reason });

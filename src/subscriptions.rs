@@ -284,7 +284,7 @@ fn address_hash(key: &hmac::Key, email_key: &str) -> String {
 }
 
 /// Blocked under any key in the ring, so a key rotation does not lift blocks.
-fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &str, now: &str) -> Result<bool> {
+pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &str, now: &str) -> Result<bool> {
     for (_, k) in keys.all() {
         if queries::is_declined(conn, &address_hash(&k.address, email_key), now)? {
             return Ok(true);

@@ -89,6 +89,9 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Erased and purged data is overwritten with zeros, not left in free
+    // pages where a file dump would still find it.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(conn)
 }
 
@@ -112,6 +115,24 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `job` in `BEGIN IMMEDIATE … COMMIT` on the caller's own connection,
+/// rolling back on error. For commands that write beside a running server:
+/// IMMEDIATE takes the write lock up front (waiting out the busy timeout)
+/// instead of failing half-way with "database is locked".
+pub fn immediate<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match job(conn) {
+        Ok(value) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// What a write job hands back: called with the commit's outcome, it

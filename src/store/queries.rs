@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Result;
 
 /// A stored subscription, as the domain needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SubscriptionRow {
     pub id: i64,
     pub list_id: String,
@@ -53,7 +53,7 @@ pub struct RenderingRow {
 }
 
 /// A proof event as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProofEventRow {
     pub id: i64,
     pub subscription_id: Option<i64>,
@@ -148,6 +148,9 @@ pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DES
 pub const INSERT_PROOF_EVENT: &str = "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
+/// Params: id. The link of the event before an event, which that event chains to.
+pub const PREVIOUS_PROOF_LINK: &str = "SELECT link FROM proof_events WHERE id < ?1 ORDER BY id DESC LIMIT 1";
+
 /// Params: after_id, limit. Events in chain order, a page at a time.
 pub const SELECT_PROOF_EVENTS: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
     FROM proof_events WHERE id > ?1 ORDER BY id LIMIT ?2";
@@ -181,6 +184,70 @@ pub const COUNT_CONFIRMATION: &str = "INSERT INTO daily_stats (day, list_id, con
 pub const COUNT_UNSUBSCRIBE: &str = "INSERT INTO daily_stats (day, list_id, unsubscribes) VALUES (?1, ?2, 1)
     ON CONFLICT (day, list_id) DO UPDATE SET unsubscribes = unsubscribes + 1";
 
+/// Params: list_id or NULL, status or NULL, since or NULL. Subscriptions to
+/// export, in id order; `since` matches rows whose latest event (signup,
+/// confirmation or unsubscribe) is at or after it.
+pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+    FROM subscriptions
+    WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
+      AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
+    ORDER BY id";
+
+/// Params as `EXPORT_SUBSCRIPTIONS`. How many rows it will give (for progress bars).
+pub const COUNT_EXPORT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions
+    WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
+      AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)";
+
+/// Params: email_key. Every subscription of an address, on every list.
+pub const SUBSCRIPTIONS_OF_ADDRESS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+    FROM subscriptions WHERE email_key = ?1 ORDER BY id";
+
+/// Params: subscription_id. The mails of a subscription.
+pub const MAILS_OF_SUBSCRIPTION: &str = "SELECT id, state, created_at, attempts, last_error, sent_at, smtp_reply, message_id, message_sha256
+    FROM outbox WHERE subscription_id = ?1 ORDER BY id";
+
+/// Params: sha256. A consent text.
+pub const SELECT_CONSENT_TEXT: &str = "SELECT text FROM consent_texts WHERE sha256 = ?1";
+
+/// Params: id, name. Rectifies the stored name.
+pub const UPDATE_NAME: &str = "UPDATE subscriptions SET name = ?2 WHERE id = ?1";
+
+/// Params: pending_before, unsubscribed_before, limit. Subscriptions past
+/// their retention: pending ones signed up before the first cutoff,
+/// unsubscribed ones that left before the second. Confirmed ones never.
+pub const PURGE_CANDIDATES: &str = "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+    UNION ALL
+    SELECT id, list_id, status FROM subscriptions WHERE status = 'unsubscribed' AND unsubscribed_at < ?2
+    LIMIT ?3";
+
+/// Params: pending_before, unsubscribed_before. What a purge would erase, per list and state.
+pub const PURGE_PLAN: &str = "SELECT list_id, status, count(*) FROM (
+        SELECT list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+        UNION ALL
+        SELECT list_id, status FROM subscriptions WHERE status = 'unsubscribed' AND unsubscribed_at < ?2)
+    GROUP BY list_id, status ORDER BY list_id, status";
+
+/// Params: now. Decline blocks whose time is over.
+pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE until <= ?1";
+
+/// Params: now. How many decline blocks are over.
+pub const COUNT_EXPIRED_DECLINES: &str = "SELECT count(*) FROM declined_addresses WHERE until <= ?1";
+
+/// No params. Subscriptions per list and state.
+pub const COUNT_BY_STATUS: &str = "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id, status";
+
+/// Params: first_day. Daily counts since a day.
+pub const DAILY_STATS_SINCE: &str = "SELECT day, list_id, signups, confirmations, unsubscribes FROM daily_stats
+    WHERE day >= ?1 ORDER BY day, list_id";
+
+/// Params: file. An online, consistent copy of the whole database.
+pub const BACKUP_INTO: &str = "VACUUM INTO ?1";
+
+/// No params. How many proof events there are (for progress bars).
+pub const COUNT_PROOF_EVENTS: &str = "SELECT count(*) FROM proof_events";
+
 /// No params. Liveness: the database answers.
 pub const PING: &str = "SELECT 1";
 
@@ -205,6 +272,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("MARK_MAIL_FAILED", MARK_MAIL_FAILED),
     ("LAST_PROOF_LINK", LAST_PROOF_LINK),
     ("INSERT_PROOF_EVENT", INSERT_PROOF_EVENT),
+    ("PREVIOUS_PROOF_LINK", PREVIOUS_PROOF_LINK),
     ("SELECT_PROOF_EVENTS", SELECT_PROOF_EVENTS),
     ("SELECT_PROOF_EVENTS_OF", SELECT_PROOF_EVENTS_OF),
     ("ERASE_PROOF_EVENTS", ERASE_PROOF_EVENTS),
@@ -214,6 +282,20 @@ pub const ALL: &[(&str, &str)] = &[
     ("COUNT_CONFIRMATION", COUNT_CONFIRMATION),
     ("COUNT_UNSUBSCRIBE", COUNT_UNSUBSCRIBE),
     ("PING", PING),
+    ("EXPORT_SUBSCRIPTIONS", EXPORT_SUBSCRIPTIONS),
+    ("COUNT_EXPORT_SUBSCRIPTIONS", COUNT_EXPORT_SUBSCRIPTIONS),
+    ("SUBSCRIPTIONS_OF_ADDRESS", SUBSCRIPTIONS_OF_ADDRESS),
+    ("MAILS_OF_SUBSCRIPTION", MAILS_OF_SUBSCRIPTION),
+    ("SELECT_CONSENT_TEXT", SELECT_CONSENT_TEXT),
+    ("UPDATE_NAME", UPDATE_NAME),
+    ("PURGE_CANDIDATES", PURGE_CANDIDATES),
+    ("PURGE_PLAN", PURGE_PLAN),
+    ("DELETE_EXPIRED_DECLINES", DELETE_EXPIRED_DECLINES),
+    ("COUNT_EXPIRED_DECLINES", COUNT_EXPIRED_DECLINES),
+    ("COUNT_BY_STATUS", COUNT_BY_STATUS),
+    ("DAILY_STATS_SINCE", DAILY_STATS_SINCE),
+    ("BACKUP_INTO", BACKUP_INTO),
+    ("COUNT_PROOF_EVENTS", COUNT_PROOF_EVENTS),
 ];
 
 pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: &str) -> Result<()> {
@@ -399,6 +481,11 @@ pub fn last_proof_link(conn: &Connection) -> Result<Option<String>> {
     Ok(conn.prepare_cached(LAST_PROOF_LINK)?.query_row([], |r| r.get(0)).optional()?)
 }
 
+/// The link before event `id` (empty for the first event).
+pub fn previous_proof_link(conn: &Connection, id: i64) -> Result<String> {
+    Ok(conn.prepare_cached(PREVIOUS_PROOF_LINK)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
+}
+
 /// A proof event to append; `digest` and `link` are computed by `proof`.
 pub struct NewProofEvent<'a> {
     pub subscription_id: i64,
@@ -475,6 +562,144 @@ pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &st
     };
     conn.prepare_cached(sql)?.execute(params![day, list_id])?;
     Ok(())
+}
+
+/// Filters of an export; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub list_id: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+}
+
+pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
+    let n: i64 = conn.prepare_cached(COUNT_EXPORT_SUBSCRIPTIONS)?.query_row(params![f.list_id, f.status, f.since], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Streams the export rows to `each`, one at a time (constant memory).
+pub fn for_each_export_row(
+    conn: &Connection,
+    f: &ExportFilter,
+    mut each: impl FnMut(SubscriptionRow) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let mut stmt = conn.prepare_cached(EXPORT_SUBSCRIPTIONS).map_err(|e| e.to_string())?;
+    let mut rows = stmt.query(params![f.list_id, f.status, f.since]).map_err(|e| e.to_string())?;
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        each(subscription_from_row(row).map_err(|e| e.to_string())?)?;
+    }
+    Ok(())
+}
+
+pub fn subscriptions_of_address(conn: &Connection, email_key: &str) -> Result<Vec<SubscriptionRow>> {
+    let mut stmt = conn.prepare_cached(SUBSCRIPTIONS_OF_ADDRESS)?;
+    let rows = stmt.query_map([email_key], subscription_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A mail as listed for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailRow {
+    pub id: i64,
+    pub state: String,
+    pub created_at: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<String>,
+    pub smtp_reply: Option<String>,
+    pub message_id: String,
+    pub message_sha256: Option<String>,
+}
+
+pub fn mails_of_subscription(conn: &Connection, subscription_id: i64) -> Result<Vec<MailRow>> {
+    let mut stmt = conn.prepare_cached(MAILS_OF_SUBSCRIPTION)?;
+    let rows = stmt.query_map([subscription_id], |r| {
+        Ok(MailRow {
+            id: r.get(0)?,
+            state: r.get(1)?,
+            created_at: r.get(2)?,
+            attempts: r.get(3)?,
+            last_error: r.get(4)?,
+            sent_at: r.get(5)?,
+            smtp_reply: r.get(6)?,
+            message_id: r.get(7)?,
+            message_sha256: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn select_consent_text(conn: &Connection, sha256: &str) -> Result<Option<String>> {
+    Ok(conn.prepare_cached(SELECT_CONSENT_TEXT)?.query_row([sha256], |r| r.get(0)).optional()?)
+}
+
+pub fn update_name(conn: &Connection, id: i64, name: Option<&str>) -> Result<()> {
+    conn.prepare_cached(UPDATE_NAME)?.execute(params![id, name])?;
+    Ok(())
+}
+
+/// Up to `limit` subscriptions past retention: (id, list_id, status).
+pub fn purge_candidates(conn: &Connection, pending_before: &str, unsubscribed_before: &str, limit: i64) -> Result<Vec<(i64, String, String)>> {
+    let mut stmt = conn.prepare_cached(PURGE_CANDIDATES)?;
+    let rows = stmt.query_map(params![pending_before, unsubscribed_before, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// (list_id, status, count) of what a purge would erase.
+pub fn purge_plan(conn: &Connection, pending_before: &str, unsubscribed_before: &str) -> Result<Vec<(String, String, u64)>> {
+    let mut stmt = conn.prepare_cached(PURGE_PLAN)?;
+    let rows = stmt.query_map(params![pending_before, unsubscribed_before], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn delete_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
+    Ok(conn.prepare_cached(DELETE_EXPIRED_DECLINES)?.execute([now])? as u64)
+}
+
+pub fn count_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
+    let n: i64 = conn.prepare_cached(COUNT_EXPIRED_DECLINES)?.query_row([now], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// (list_id, status, count) over all subscriptions.
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, String, u64)>> {
+    let mut stmt = conn.prepare_cached(COUNT_BY_STATUS)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One day's anonymous counts for one list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DailyStats {
+    pub day: String,
+    pub list: String,
+    pub signups: u64,
+    pub confirmations: u64,
+    pub unsubscribes: u64,
+}
+
+pub fn daily_stats_since(conn: &Connection, first_day: &str) -> Result<Vec<DailyStats>> {
+    let mut stmt = conn.prepare_cached(DAILY_STATS_SINCE)?;
+    let rows = stmt.query_map([first_day], |r| {
+        Ok(DailyStats {
+            day: r.get(0)?,
+            list: r.get(1)?,
+            signups: r.get::<_, i64>(2)? as u64,
+            confirmations: r.get::<_, i64>(3)? as u64,
+            unsubscribes: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn backup_into(conn: &Connection, file: &str) -> Result<()> {
+    conn.execute(BACKUP_INTO, [file])?;
+    Ok(())
+}
+
+pub fn count_proof_events(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.prepare_cached(COUNT_PROOF_EVENTS)?.query_row([], |r| r.get(0))?;
+    Ok(n as u64)
 }
 
 pub fn ping(conn: &Connection) -> Result<()> {

@@ -1,0 +1,188 @@
+//! `listgate export`: subscribers with their proof and signed unsubscribe
+//! links, for the tool that sends the newsletter. Streams row by row, so a
+//! million rows need no more memory than one.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::clock;
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::store::queries::{self, ExportFilter, SubscriptionRow};
+use crate::token::{self, Purpose};
+use rusqlite::Connection;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// The `List-Unsubscribe-Post` value (RFC 8058) for every row.
+pub const LIST_UNSUBSCRIBE_POST: &str = "List-Unsubscribe=One-Click";
+
+/// The columns, in order; also the JSON keys.
+pub const COLUMNS: [&str; 13] = [
+    "email", "name", "list", "status", "signup_at", "signup_ip", "consent_sha256", "confirmed_at", "confirmed_ip",
+    "unsubscribed_at", "unsubscribe_url", "list_unsubscribe", "list_unsubscribe_post",
+];
+
+/// One exported row.
+#[derive(Debug, Serialize)]
+pub struct ExportRow {
+    pub email: String,
+    pub name: Option<String>,
+    pub list: String,
+    pub status: String,
+    pub signup_at: String,
+    pub signup_ip: String,
+    pub consent_sha256: String,
+    pub confirmed_at: Option<String>,
+    pub confirmed_ip: Option<String>,
+    pub unsubscribed_at: Option<String>,
+    pub unsubscribe_url: String,
+    pub list_unsubscribe: String,
+    pub list_unsubscribe_post: &'static str,
+}
+
+impl ExportRow {
+    fn new(row: SubscriptionRow, base: &str, keys: &KeyRing) -> ExportRow {
+        let token = token::sign(keys, Purpose::Unsubscribe, row.id, &row.list_id, None);
+        let unsubscribe_url = format!("{base}/unsubscribe?token={token}");
+        ExportRow {
+            list_unsubscribe: format!("<{unsubscribe_url}>"),
+            unsubscribe_url,
+            email: row.email,
+            name: row.name,
+            list: row.list_id,
+            status: row.status,
+            signup_at: row.signup_at,
+            signup_ip: row.signup_ip,
+            consent_sha256: row.consent_sha256,
+            confirmed_at: row.confirmed_at,
+            confirmed_ip: row.confirmed_ip,
+            unsubscribed_at: row.unsubscribed_at,
+            list_unsubscribe_post: LIST_UNSUBSCRIBE_POST,
+        }
+    }
+
+    fn cells(&self) -> [&str; 13] {
+        fn opt(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or("")
+        }
+        [
+            &self.email, opt(&self.name), &self.list, &self.status, &self.signup_at, &self.signup_ip, &self.consent_sha256,
+            opt(&self.confirmed_at), opt(&self.confirmed_ip), opt(&self.unsubscribed_at), &self.unsubscribe_url,
+            &self.list_unsubscribe, self.list_unsubscribe_post,
+        ]
+    }
+}
+
+/// Which rows, in what form.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub filter: ExportFilter,
+    pub format: Format,
+    /// Start CSV with a UTF-8 byte order mark, so Excel shows umlauts.
+    pub bom: bool,
+}
+
+/// `--since`: `2026-11-01` (UTC midnight) or an RFC 3339 time, as stored text.
+pub fn parse_since(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
+    clock::parse(&full)
+        .map(clock::format)
+        .ok_or_else(|| format!("--since: \"{text}\" is not a date (2026-11-01) or time (2026-11-01T12:00:00Z)"))
+}
+
+/// `status` as the operator says it: `all` means no filter.
+pub fn status_filter(status: &str) -> Option<String> {
+    (status != "all").then(|| status.to_string())
+}
+
+/// A spreadsheet treats a cell starting with `=`, `+`, `-`, `@` (or a tab or
+/// carriage return) as a formula; an apostrophe in front makes it text.
+/// Only CSV needs this: JSON lines carry the exact values.
+pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// Writes the export to `out`; returns the number of rows. `progress` hears each row.
+pub fn export(
+    conn: &Connection,
+    config: &Config,
+    keys: &KeyRing,
+    options: &Options,
+    out: &mut dyn Write,
+    mut progress: impl FnMut(),
+) -> Result<u64, String> {
+    let base = config.base();
+    let io = |e: std::io::Error| format!("cannot write the export: {e}");
+    // One read transaction: the count and the rows see the same snapshot.
+    conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+    let result = (|| {
+        let mut rows = 0u64;
+        match options.format {
+            Format::Csv => {
+                if options.bom {
+                    out.write_all("\u{feff}".as_bytes()).map_err(io)?;
+                }
+                let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut *out);
+                csv.write_record(COLUMNS).map_err(|e| e.to_string())?;
+                queries::for_each_export_row(conn, &options.filter, |row| {
+                    let row = ExportRow::new(row, base, keys);
+                    csv.write_record(row.cells().map(neutralise_formula).iter().map(|c| c.as_ref()))
+                        .map_err(|e| format!("cannot write the export: {e}"))?;
+                    rows += 1;
+                    progress();
+                    Ok(())
+                })?;
+                csv.flush().map_err(io)?;
+            }
+            Format::Jsonl => {
+                queries::for_each_export_row(conn, &options.filter, |row| {
+                    let row = ExportRow::new(row, base, keys);
+                    serde_json::to_writer(&mut *out, &row).map_err(|e| format!("cannot write the export: {e}"))?;
+                    out.write_all(b"\n").map_err(io)?;
+                    rows += 1;
+                    progress();
+                    Ok(())
+                })?;
+            }
+        }
+        out.flush().map_err(io)?;
+        Ok(rows)
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_plain_text_is_not() {
+        for formula in ["=1+1", "+49 30 1234", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise_formula(formula), format!("'{formula}"));
+        }
+        for plain in ["Anna", "anna@example.org", "", "Müller, \"Hans\"\nzwei"] {
+            assert_eq!(neutralise_formula(plain), plain);
+        }
+    }
+
+    #[test]
+    fn since_takes_dates_and_times() {
+        assert_eq!(parse_since("2026-11-01").unwrap(), "2026-11-01T00:00:00.000Z");
+        assert_eq!(parse_since("2026-11-01T12:30:00+01:00").unwrap(), "2026-11-01T11:30:00.000Z");
+        assert!(parse_since("yesterday").is_err());
+    }
+}

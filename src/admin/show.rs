@@ -1,0 +1,220 @@
+//! `listgate show EMAIL`: everything stored about one address (GDPR Art. 15),
+//! as text, as JSON, or as one printable HTML proof document per
+//! subscription (what German courts ask for: each consent documented in full).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::clock;
+use crate::keys::KeyRing;
+use crate::mail;
+use crate::proof;
+use crate::store::queries::{self, MailRow, ProofEventRow, SubscriptionRow};
+use crate::subscriptions;
+
+/// One subscription with everything hanging off it.
+#[derive(Debug, Serialize)]
+pub struct Record {
+    pub subscription: SubscriptionRow,
+    pub consent_text: Option<String>,
+    pub mails: Vec<MailRow>,
+    pub events: Vec<ProofEventRow>,
+}
+
+/// All that is stored about an address.
+#[derive(Debug, Serialize)]
+pub struct AddressReport {
+    pub email: String,
+    pub records: Vec<Record>,
+    /// Whether "I did not sign up" currently blocks confirmation mails.
+    pub declined: bool,
+}
+
+pub fn collect(conn: &Connection, keys: &KeyRing, email_key: &str, now: OffsetDateTime) -> Result<AddressReport, String> {
+    let err = |e: crate::store::StoreError| e.to_string();
+    let mut records = Vec::new();
+    for subscription in queries::subscriptions_of_address(conn, email_key).map_err(err)? {
+        records.push(Record {
+            consent_text: queries::select_consent_text(conn, &subscription.consent_sha256).map_err(err)?,
+            mails: queries::mails_of_subscription(conn, subscription.id).map_err(err)?,
+            events: queries::select_proof_events_of(conn, subscription.id).map_err(err)?,
+            subscription,
+        });
+    }
+    let declined = subscriptions::is_declined(conn, keys, email_key, &clock::format(now)).map_err(err)?;
+    Ok(AddressReport { email: email_key.to_string(), records, declined })
+}
+
+/// The report as JSON (for machines).
+pub fn to_json(report: &AddressReport) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).expect("plain data serializes");
+    // Event details are JSON text in the database; show them as JSON.
+    if let Some(records) = value["records"].as_array_mut() {
+        for record in records {
+            if let Some(events) = record["events"].as_array_mut() {
+                for event in events {
+                    if let Some(detail) = event["detail"].as_str().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) {
+                        event["detail"] = detail;
+                    }
+                }
+            }
+        }
+    }
+    value
+}
+
+/// The report as text (for people).
+pub fn to_text(report: &AddressReport) -> String {
+    let mut t = String::new();
+    if report.records.is_empty() {
+        let _ = writeln!(t, "nothing stored for {}", report.email);
+    }
+    for r in &report.records {
+        let s = &r.subscription;
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let _ = writeln!(t, "{} on list {} (subscription {}): {}", s.email, s.list_id, s.id, s.status);
+        let _ = writeln!(t, "  name:          {}", dash(&s.name));
+        let _ = writeln!(t, "  signed up:     {} from {}", s.signup_at, s.signup_ip);
+        let _ = writeln!(t, "  consent:       {} (sha256 {})", r.consent_text.as_deref().unwrap_or("(missing)"), s.consent_sha256);
+        let _ = writeln!(t, "  confirmed:     {}", s.confirmed_at.as_ref().map_or("-".into(), |at| format!("{at} from {}", dash(&s.confirmed_ip))));
+        let _ = writeln!(
+            t,
+            "  unsubscribed:  {}",
+            s.unsubscribed_at.as_ref().map_or("-".into(), |at| format!("{at} from {} ({})", dash(&s.unsubscribed_ip), dash(&s.unsubscribe_method)))
+        );
+        for m in &r.mails {
+            let _ = writeln!(
+                t,
+                "  mail {}:        {} {}, Message-ID {}, reply {}, sha256 {}",
+                m.id,
+                m.state,
+                m.sent_at.as_deref().unwrap_or(&m.created_at),
+                m.message_id,
+                m.smtp_reply.as_deref().or(m.last_error.as_deref()).unwrap_or("-"),
+                m.message_sha256.as_deref().unwrap_or("-")
+            );
+        }
+        let _ = writeln!(t, "  proof events:");
+        for e in &r.events {
+            let _ = writeln!(
+                t,
+                "    #{} {} {} {} {}",
+                e.id,
+                e.at.as_deref().unwrap_or("-"),
+                e.kind.as_deref().unwrap_or("-"),
+                e.ip.as_deref().unwrap_or("-"),
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if report.declined {
+        let _ = writeln!(t, "{} said \"I did not sign up\": no confirmation mails for now (only a keyed hash is stored)", report.email);
+    }
+    t
+}
+
+struct EventView {
+    id: i64,
+    at: String,
+    kind: String,
+    ip: String,
+    detail: String,
+    verified: bool,
+    problem: String,
+}
+
+struct MailView {
+    id: i64,
+    state: String,
+    message_id: String,
+    sent_at: String,
+    reply: String,
+    recorded_sha256: String,
+    rebuilt_sha256: String,
+    matches: bool,
+    source: String,
+}
+
+#[derive(Template)]
+#[template(path = "proof.html")]
+struct ProofDocument<'a> {
+    generated_at: String,
+    s: &'a SubscriptionRow,
+    name: String,
+    consent_text: String,
+    events: Vec<EventView>,
+    mails: Vec<MailView>,
+    chain_ok: bool,
+    chain_summary: String,
+}
+
+/// Writes `proof-LIST-ID.html` per subscription into `dir`; returns the paths.
+pub fn write_proof_documents(conn: &Connection, keys: &KeyRing, report: &AddressReport, dir: &Path, now: OffsetDateTime) -> Result<Vec<PathBuf>, String> {
+    let err = |e: crate::store::StoreError| e.to_string();
+    let chain = proof::verify_chain(conn, keys).map_err(err)?;
+    let chain_ok = chain.first_break.is_none();
+    let chain_summary = match &chain.first_break {
+        None => format!("The whole proof log verifies: {} events, each chained to the one before by HMAC-SHA256.", chain.events),
+        Some(b) => format!("The proof log is BROKEN at event {}: {}.", b.event_id, b.reason),
+    };
+    let mut written = Vec::new();
+    for r in &report.records {
+        let mut events = Vec::new();
+        for e in &r.events {
+            let previous = queries::previous_proof_link(conn, e.id).map_err(err)?;
+            let check = proof::check_event(keys, &previous, e);
+            events.push(EventView {
+                id: e.id,
+                at: e.at.clone().unwrap_or_default(),
+                kind: e.kind.clone().unwrap_or_default(),
+                ip: e.ip.clone().unwrap_or_else(|| "-".into()),
+                detail: e.detail.clone().unwrap_or_default(),
+                verified: check.is_ok(),
+                problem: check.err().unwrap_or("").to_string(),
+            });
+        }
+        let mut mails = Vec::new();
+        for m in &r.mails {
+            let bytes = mail::rebuild(conn, m.id).map_err(err)?.unwrap_or_default();
+            let rebuilt_sha256 = mail::sha256_hex(&bytes);
+            let recorded_sha256 = m.message_sha256.clone().unwrap_or_default();
+            mails.push(MailView {
+                id: m.id,
+                state: m.state.clone(),
+                message_id: m.message_id.clone(),
+                sent_at: m.sent_at.clone().unwrap_or_else(|| "-".into()),
+                reply: m.smtp_reply.clone().or_else(|| m.last_error.clone()).unwrap_or_else(|| "-".into()),
+                matches: !recorded_sha256.is_empty() && recorded_sha256 == rebuilt_sha256,
+                recorded_sha256,
+                rebuilt_sha256,
+                source: String::from_utf8_lossy(&bytes).replace("\r\n", "\n"),
+            });
+        }
+        let document = ProofDocument {
+            generated_at: clock::format(now),
+            s: &r.subscription,
+            name: r.subscription.name.clone().unwrap_or_else(|| "-".into()),
+            consent_text: r.consent_text.clone().unwrap_or_default(),
+            events,
+            mails,
+            chain_ok,
+            chain_summary: chain_summary.clone(),
+        };
+        let html = document.render().map_err(|e| format!("proof template: {e}"))?;
+        let path = dir.join(format!("proof-{}-{}.html", r.subscription.list_id, r.subscription.id));
+        std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `{"email": …, "records": [], "declined": false}` for an address with nothing stored.
+pub fn empty_json(email: &str) -> serde_json::Value {
+    json!({"email": email, "records": [], "declined": false})
+}

@@ -1,0 +1,43 @@
+//! `listgate stats`: per list, subscriptions by state now, and the anonymous
+//! daily counts (which outlive purges).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use rusqlite::Connection;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::clock;
+use crate::store::queries::{self, DailyStats};
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// list → state → count.
+    pub by_status: BTreeMap<String, BTreeMap<String, u64>>,
+    pub daily: Vec<DailyStats>,
+}
+
+pub fn collect(conn: &Connection, days: u32, now: OffsetDateTime) -> Result<Stats, String> {
+    let err = |e: crate::store::StoreError| e.to_string();
+    let mut by_status: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (list, status, n) in queries::count_by_status(conn).map_err(err)? {
+        by_status.entry(list).or_default().insert(status, n);
+    }
+    let first_day = clock::day(now - time::Duration::days(i64::from(days.saturating_sub(1))));
+    let daily = queries::daily_stats_since(conn, &first_day).map_err(err)?;
+    Ok(Stats { by_status, daily })
+}
+
+pub fn to_text(stats: &Stats) -> String {
+    let mut t = String::from("list\tpending\tconfirmed\tunsubscribed\n");
+    for (list, counts) in &stats.by_status {
+        let n = |s: &str| counts.get(s).copied().unwrap_or(0);
+        let _ = writeln!(t, "{list}\t{}\t{}\t{}", n("pending"), n("confirmed"), n("unsubscribed"));
+    }
+    t.push_str("\nday\tlist\tsignups\tconfirmations\tunsubscribes\n");
+    for d in &stats.daily {
+        let _ = writeln!(t, "{}\t{}\t{}\t{}\t{}", d.day, d.list, d.signups, d.confirmations, d.unsubscribes);
+    }
+    t
+}
