@@ -92,6 +92,22 @@ impl KeyRing {
         }
     }
 
+    /// Loads an existing ring (inline, or the key file) without ever creating
+    /// one: for commands other than `serve`, where a fresh key would sign
+    /// links nobody can use and verify nothing.
+    pub fn load_existing(inline: Option<&str>, key_file: &Path) -> Result<KeyRing, String> {
+        if let Some(text) = inline {
+            return KeyRing::parse(text).map_err(|e| format!("secrets.key: {e}"));
+        }
+        match std::fs::read_to_string(key_file) {
+            Ok(text) => KeyRing::parse(&text).map_err(|e| format!("{}: {e}", key_file.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(format!("no key file at {} (check secrets.key_file; `listgate serve` creates it on its first run)", key_file.display()))
+            }
+            Err(e) => Err(format!("cannot read key file {}: {e}", key_file.display())),
+        }
+    }
+
     /// The id of the key that signs new tokens and events.
     pub fn current_id(&self) -> u16 {
         *self.keys.keys().next_back().expect("a key ring is never empty")

@@ -16,7 +16,7 @@ use listgate::domain::{Name, mask_address};
 use listgate::keys::{self, KeyRing};
 use listgate::retention::{self, Cutoffs};
 use listgate::store::queries::ExportFilter;
-use listgate::{Application, app};
+use listgate::Application;
 
 /// Double opt-in for newsletters, with proof of consent.
 #[derive(Parser)]
@@ -266,8 +266,8 @@ fn export(config: &Config, list: Option<String>, status: &str, since: Option<Str
         return Err(Failure { message: format!("--list: no list \"{list}\" in the configuration"), usage: true });
     }
     let since = since.map(|s| admin::export::parse_since(&s)).transpose().map_err(|message| Failure { message, usage: true })?;
-    let keys = app::load_keys(config)?;
     let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let filter = ExportFilter { list_id: list, status: admin::export::status_filter(status), since };
     let total = listgate::store::queries::count_export(&conn, &filter).map_err(|e| e.to_string())?;
     let bar = admin::progress_bar(total, "exporting");
@@ -294,8 +294,8 @@ fn export(config: &Config, list: Option<String>, status: &str, since: Option<Str
 
 fn show(config: &Config, email: &str, json: bool, proof: bool, dir: &std::path::Path) -> Outcome {
     let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
-    let keys = app::load_keys(config)?;
     let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let report = admin::show::collect(&conn, &keys, &key, now())?;
     if proof {
         if report.records.is_empty() {
@@ -370,8 +370,8 @@ fn purge(config: &Config, dry_run: bool) -> Outcome {
 fn correct(config: &Config, email: &str, name: &str, list: Option<&str>) -> Outcome {
     let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
     let name = Name::parse(Some(name)).map_err(|e| Failure { message: format!("--name: {}", e.message(listgate::config::Language::En)), usage: true })?;
-    let keys = app::load_keys(config)?;
     let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let changed = admin::correct::correct_name(&conn, &keys, &key, list, name.as_ref(), now())?;
     if changed == 0 {
         println!("nothing changed (no subscription of {email}{}, or the name is already so)", list.map(|l| format!(" on {l}")).unwrap_or_default());
@@ -389,8 +389,8 @@ fn backup(config: &Config, file: &PathBuf) -> Outcome {
 }
 
 fn verify(config: &Config) -> Outcome {
-    let keys = app::load_keys(config)?;
     let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let report = admin::verify::verify(&conn, &keys)?;
     match report.first_break {
         None => {

@@ -192,6 +192,40 @@ impl TestApp {
         (id, token)
     }
 
+    /// Runs the `listgate` binary against this app's database and key, as
+    /// an operator would beside the running server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_command(args).output().expect("run listgate")
+    }
+
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_listgate"));
+        command
+            .args(args)
+            .env_remove("LISTGATE_CONFIG")
+            .env("LISTGATE_DATABASE__PATH", &self.config.database.path)
+            .env("LISTGATE_SECRETS__KEY_FILE", &self.config.secrets.key_file)
+            .env("LISTGATE_SERVER__BASE_URL", &self.base)
+            .env("LISTGATE_LOG", "warn")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Subscribes and confirms; returns the subscription id.
+    pub async fn confirmed_subscriber(&self, email: &str, name: Option<&str>) -> i64 {
+        let before = self.smtp.messages().len();
+        let mut form = vec![("email", email)];
+        if let Some(name) = name {
+            form.push(("name", name));
+        }
+        assert_eq!(self.post_form("/subscribe", &form).await.status(), 200);
+        let mails = self.smtp.wait_for_messages(before + 1).await;
+        let token = confirm_token(&mails[before]);
+        self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
+        assert_eq!(self.post_form("/confirm", &[("token", &token)]).await.status(), 200);
+        self.db().query_row("SELECT id FROM subscriptions WHERE email = ?1 AND status = 'confirmed'", [email], |r| r.get(0)).expect("id")
+    }
+
     /// Stops the server gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -1,0 +1,327 @@
+//! The operator CLI as a process, against a database filled through HTTP
+//! while the server runs.
+
+use crate::helpers::{spawn_app, TestApp};
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "exit {:?}, stderr: {}", output.status.code(), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Names that break naive CSV, spreadsheets and encodings.
+const TRICKY_NAMES: [&str; 5] = ["Müller, Jürgen", "Anna \"Nan\" Groß", "=HYPERLINK(\"http://evil\")", "+49 30 123", "Zoë @home"];
+
+async fn filled(app: &TestApp) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (i, name) in TRICKY_NAMES.iter().enumerate() {
+        ids.push(app.confirmed_subscriber(&format!("user{i}@example.org"), Some(name)).await);
+    }
+    // One pending, not exported by default.
+    assert_eq!(app.subscribe("pending@example.org").await.status(), 200);
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_csv_reads_back_exactly_in_rust_and_python() {
+    let app = spawn_app().await;
+    let ids = filled(&app).await;
+    let csv_text = stdout(&app.cli(&["export"]));
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(headers, listgate::admin::export::COLUMNS.map(str::to_string).to_vec());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), TRICKY_NAMES.len(), "only confirmed subscribers by default");
+    let keys = app.keys();
+    for ((row, name), id) in rows.iter().zip(TRICKY_NAMES).zip(&ids) {
+        let expected_name = listgate::admin::export::neutralise_formula(name);
+        assert_eq!(&row[1], expected_name.as_ref());
+        assert_eq!(&row[2], "newsletter");
+        assert_eq!(&row[3], "confirmed");
+        assert_eq!(&row[5], "127.0.0.1");
+        assert_eq!(&row[8], "127.0.0.1");
+        let url = &row[10];
+        assert!(url.starts_with(&format!("{}/unsubscribe?token=", app.base)));
+        let token = url.split("token=").nth(1).unwrap();
+        let verified = listgate::token::verify(&keys, token, listgate::token::Purpose::Unsubscribe, time::OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(verified.subscription_id, *id);
+        assert_eq!(&row[11], format!("<{url}>"));
+        assert_eq!(&row[12], "List-Unsubscribe=One-Click");
+    }
+    assert_eq!(&rows[2][1], "'=HYPERLINK(\"http://evil\")", "formula neutralised");
+    assert_eq!(&rows[3][1], "'+49 30 123");
+
+    // Python's csv module reads the same file back to the same cells.
+    let path = std::env::temp_dir().join(format!("listgate-export-{}.csv", std::process::id()));
+    std::fs::write(&path, &csv_text).unwrap();
+    let python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import csv, json, sys; print(json.dumps(list(csv.reader(open(sys.argv[1], newline='', encoding='utf-8')))))")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    let parsed: Vec<Vec<String>> = serde_json::from_slice(&python.stdout).unwrap();
+    let from_rust: Vec<Vec<String>> = std::iter::once(headers).chain(rows.iter().map(|r| r.iter().map(str::to_string).collect())).collect();
+    assert_eq!(parsed, from_rust);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_jsonl_filters_and_writes_private_files() {
+    let app = spawn_app().await;
+    filled(&app).await;
+    let lines = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "all"]));
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), TRICKY_NAMES.len() + 1);
+    assert_eq!(rows[2]["name"], TRICKY_NAMES[2], "JSON lines carry exact values");
+    assert_eq!(rows.last().unwrap()["status"], "pending");
+    assert_eq!(rows.last().unwrap()["confirmed_at"], serde_json::Value::Null);
+
+    let pending = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "pending"]));
+    assert_eq!(pending.lines().count(), 1);
+    let future = stdout(&app.cli(&["export", "--format", "jsonl", "--since", "2999-01-01"]));
+    assert_eq!(future, "");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.csv");
+    let output = app.cli(&["export", "--bom", "--output", file.to_str().unwrap()]);
+    assert!(output.status.success());
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with("\u{feff}email,".as_bytes()), "BOM for Excel");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let bad = app.cli(&["export", "--list", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = app.cli(&["export", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_since_gives_the_unsubscribes_since_the_last_sync() {
+    let app = spawn_app().await;
+    let ids = filled(&app).await;
+    let checkpoint = listgate::clock::format(time::OffsetDateTime::now_utc());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Unsubscribe, ids[1], "newsletter", None);
+    let response = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let lines = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "unsubscribed", "--since", &checkpoint]));
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["email"], "user1@example.org");
+    assert!(rows[0]["unsubscribed_at"].as_str().unwrap() >= checkpoint.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_prints_everything_and_writes_a_proof_document_that_checks_out() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("Show.Me@example.org", Some("Jürgen")).await;
+    let text = stdout(&app.cli(&["show", "show.me@EXAMPLE.org"]));
+    assert!(text.contains("Show.Me@example.org on list newsletter"), "{text}");
+    assert!(text.contains("signed up:") && text.contains("confirmed:") && text.contains("mail 1:") && text.contains("signup 127.0.0.1"));
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&app.cli(&["show", "show.me@example.org", "--json"]))).unwrap();
+    let record = &json["records"][0];
+    assert_eq!(record["subscription"]["name"], "Jürgen");
+    assert_eq!(record["events"][0]["kind"], "signup");
+    assert_eq!(record["events"][0]["detail"]["email"], "Show.Me@example.org");
+    assert_eq!(record["mails"][0]["state"], "sent");
+
+    let dir = tempfile::tempdir().unwrap();
+    let listed = stdout(&app.cli(&["show", "show.me@example.org", "--proof", "--dir", dir.path().to_str().unwrap()]));
+    let path = std::path::PathBuf::from(listed.trim());
+    assert!(path.starts_with(dir.path()));
+    let html = std::fs::read_to_string(&path).unwrap();
+    let received = &app.smtp.messages()[0];
+    let sha = crate::helpers::sha256_hex(received);
+    assert_eq!(html.matches(&sha).count(), 3, "the received mail's hash in the mail_sent event, as recorded, and as rebuilt");
+    assert!(html.contains("matches") && !html.contains("does not match"));
+    assert_eq!(html.matches("verified</span>").count(), 3, "signup, mail_sent, confirm each verified");
+    assert!(html.contains("The whole proof log verifies"));
+    assert!(html.contains("Yes, send me the newsletter."));
+    assert!(html.contains("\nMessage-ID: &") && !html.contains("Message-ID: <"), "the mail as sent, HTML-escaped");
+    assert!(html.contains("Auto-Submitted: auto-generated"));
+
+    let nobody = stdout(&app.cli(&["show", "nobody@example.org"]));
+    assert_eq!(nobody.trim(), "nothing stored for nobody@example.org");
+}
+
+/// Every table's text, and the database files' bytes.
+fn everything(app: &TestApp) -> (String, Vec<u8>) {
+    let db = app.db();
+    let mut dump = String::new();
+    for table in ["subscriptions", "outbox", "proof_events", "declined_addresses", "consent_texts", "mail_renderings", "daily_stats"] {
+        let mut stmt = db.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                if let Ok(Some(text)) = row.get::<_, Option<String>>(i) {
+                    dump.push_str(&text);
+                    dump.push('\n');
+                }
+            }
+        }
+    }
+    let mut bytes = std::fs::read(&app.config.database.path).unwrap();
+    let wal = app.config.database.path.with_extension("db-wal");
+    bytes.extend(std::fs::read(wal).unwrap_or_default());
+    (dump, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_leaves_nothing_of_the_address_in_any_table_or_file() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("keep.me@example.org", Some("Keeper")).await;
+    app.confirmed_subscriber("Forget.Me@Example.org", Some("Vergessmich")).await;
+    let (dump, bytes) = everything(&app);
+    assert!(dump.contains("Forget.Me@Example.org") && dump.contains("Vergessmich"));
+    assert!(bytes.windows(7).any(|w| w == b"Forget."), "the address is in the file before");
+
+    let refused = app.cli(&["erase", "forget.me@example.org"]);
+    assert_eq!(refused.status.code(), Some(2), "no --yes and no terminal: bad usage, nothing erased");
+    let dry = stdout(&app.cli(&["erase", "forget.me@example.org", "--dry-run"]));
+    assert_eq!(dry.trim(), "would erase 1 subscription(s) of forget.me@example.org");
+    assert_eq!(app.row_counts()[0], 2);
+
+    let done = stdout(&app.cli(&["erase", "FORGET.ME@example.org", "--yes"]));
+    assert_eq!(done.trim(), "erased 1 subscription(s) of FORGET.ME@example.org");
+    let (dump, bytes) = everything(&app);
+    for needle in ["Forget.Me", "forget.me", "Vergessmich"] {
+        assert!(!dump.to_lowercase().contains(&needle.to_lowercase()), "{needle} left in a table");
+        assert!(!bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes())), "{needle} left in the database files");
+    }
+    assert!(dump.contains("keep.me@example.org"), "others are untouched");
+    let verify = stdout(&app.cli(&["verify"]));
+    assert!(verify.starts_with("ok: 6 proof events verified (3 erased"), "{verify}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_an_edited_a_deleted_and_an_inserted_event() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("chain@example.org", None).await;
+    app.confirmed_subscriber("chain2@example.org", None).await;
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0));
+    let db = app.db();
+    db.execute_batch("DROP TRIGGER proof_events_erase_only; DROP TRIGGER proof_events_no_delete").unwrap();
+
+    db.execute("UPDATE proof_events SET ip = '203.0.113.66' WHERE id = 3", []).unwrap();
+    let edited = app.cli(&["verify"]);
+    assert_eq!(edited.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&edited.stdout).starts_with("broken: event 3 does not verify: content was changed"));
+    db.execute("UPDATE proof_events SET ip = '127.0.0.1' WHERE id = 3", []).unwrap();
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0));
+
+    let saved: (i64, Option<i64>, String, String, Option<String>, String, i64, String, String) = db
+        .query_row("SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link FROM proof_events WHERE id = 4", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+        })
+        .unwrap();
+    db.execute("DELETE FROM proof_events WHERE id = 4", []).unwrap();
+    let deleted = app.cli(&["verify"]);
+    assert_eq!(deleted.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&deleted.stdout).starts_with("broken: event 5 "), "the event after the gap");
+    db.execute(
+        "INSERT INTO proof_events (id, subscription_id, at, kind, ip, detail, key_id, digest, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![saved.0, saved.1, saved.2, saved.3, saved.4, saved.5, saved.6, saved.7, saved.8],
+    )
+    .unwrap();
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0), "restored");
+
+    // A forged event slipped in between 4 and 5, copying a genuine one.
+    db.execute(
+        "INSERT INTO proof_events (id, subscription_id, at, kind, ip, detail, key_id, digest, link)
+         SELECT 1000, subscription_id, at, kind, ip, detail, key_id, digest, link FROM proof_events WHERE id = 2",
+        [],
+    )
+    .unwrap();
+    db.execute("UPDATE proof_events SET id = id + 2000 WHERE id BETWEEN 5 AND 999", []).unwrap();
+    let inserted = app.cli(&["verify"]);
+    assert_eq!(inserted.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&inserted.stdout).starts_with("broken: event 1000 "), "{}", String::from_utf8_lossy(&inserted.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correct_changes_the_name_and_records_only_hashes() {
+    let app = spawn_app().await;
+    let id = app.confirmed_subscriber("rename@example.org", Some("Anna Muller")).await;
+    let out = stdout(&app.cli(&["correct", "rename@example.org", "--name", "Anna Müller"]));
+    assert_eq!(out.trim(), "corrected the name on 1 subscription(s) of rename@example.org");
+    let db = app.db();
+    let name: String = db.query_row("SELECT name FROM subscriptions WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(name, "Anna Müller");
+    let detail: String = db.query_row("SELECT detail FROM proof_events WHERE kind = 'name_corrected'", [], |r| r.get(0)).unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["old_name_sha256"], crate::helpers::sha256_hex("Anna Muller".as_bytes()));
+    assert_eq!(detail["new_name_sha256"], crate::helpers::sha256_hex("Anna Müller".as_bytes()));
+    let bad = app.cli(&["correct", "rename@example.org", "--name", "x\ny"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_signups_go_on_gives_a_sound_copy_that_serves() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("before@example.org", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let writes = {
+        let (client, url) = (app.client.clone(), app.url("/subscribe"));
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let email = format!("during{i}@example.org");
+                assert_eq!(client.post(&url).form(&[("email", email.as_str())]).send().await.unwrap().status(), 200);
+            }
+        })
+    };
+    let output = tokio::task::spawn_blocking({
+        let mut command = app.cli_command(&["backup", copy.to_str().unwrap()]);
+        move || command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    writes.await.unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("integrity ok"), "{}", String::from_utf8_lossy(&output.stderr));
+    let again = app.cli(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "never overwrites");
+
+    let verify = app.cli_command(&["verify"]).env("LISTGATE_DATABASE__PATH", &copy).output().unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", String::from_utf8_lossy(&verify.stdout));
+    let copied = listgate::store::open_connection(&copy).unwrap();
+    let n: i64 = copied.query_row("SELECT count(*) FROM subscriptions", [], |r| r.get(0)).unwrap();
+    assert!((1..=51).contains(&n));
+    let export = stdout(&app.cli_command(&["export"]).env("LISTGATE_DATABASE__PATH", &copy).output().unwrap());
+    assert!(export.contains("before@example.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_states_and_days() {
+    let app = spawn_app().await;
+    filled(&app).await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&app.cli(&["stats", "--json"]))).unwrap();
+    assert_eq!(json["by_status"]["newsletter"]["confirmed"], 5);
+    assert_eq!(json["by_status"]["newsletter"]["pending"], 1);
+    assert_eq!(json["daily"][0]["signups"], 6);
+    assert_eq!(json["daily"][0]["confirmations"], 5);
+    let text = stdout(&app.cli(&["stats"]));
+    assert!(text.contains("newsletter\t1\t5\t0"), "{text}");
+}
+
+#[test]
+fn commands_on_a_missing_database_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_listgate"))
+        .args(["export"])
+        .current_dir(dir.path())
+        .env_remove("LISTGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("listgate: no database at listgate.db"));
+    assert!(!dir.path().join("listgate.db").exists(), "a command never creates an empty database");
+}
