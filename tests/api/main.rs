@@ -8,5 +8,6 @@ mod confirm;
 mod helpers;
 mod journey;
 mod mail_delivery;
+mod retention;
 mod subscribe;
 mod unsubscribe;
