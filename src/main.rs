@@ -41,6 +41,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server, the mail outbox and the daily purge.
+    ///
+    /// Stops gracefully on SIGINT or SIGTERM.
+    #[command(after_help = "Examples:\n  listgate serve\n  LISTGATE_SERVER__BIND=0.0.0.0:8080 LISTGATE_SERVER__BASE_URL=https://lists.example.com listgate serve")]
     Serve,
     /// Export subscribers with their proof and signed unsubscribe links.
     ///
@@ -136,8 +139,12 @@ Examples:
     /// Walk the proof log's HMAC chain and report the first broken link.
     ///
     /// Exits 0 when every event verifies, 1 when one was edited, inserted or deleted.
+    #[command(after_help = "Example:\n  listgate verify && echo proof log intact")]
     Verify,
     /// Subscriptions per list and state, and daily signups, confirmations, unsubscribes.
+    ///
+    /// The daily counts are anonymous and survive purges.
+    #[command(after_help = "Examples:\n  listgate stats\n  listgate stats --days 365 --json")]
     Stats {
         /// How many days of daily counts.
         #[arg(long, default_value_t = 30)]
@@ -150,6 +157,7 @@ Examples:
     /// Prints `ID:SECRET` with the next free key id. With --write it is
     /// appended to the key file: new links are then signed with it, while
     /// links signed with older keys keep working.
+    #[command(after_help = "Examples:\n  listgate keygen            # print an entry, e.g. for LISTGATE_SECRETS__KEY\n  listgate keygen --write    # append it to secrets.key_file, then restart serve")]
     Keygen {
         /// Append the new key to `secrets.key_file` instead of printing it.
         #[arg(long)]
