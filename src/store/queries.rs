@@ -298,6 +298,18 @@ pub const ALL: &[(&str, &str)] = &[
     ("COUNT_PROOF_EVENTS", COUNT_PROOF_EVENTS),
 ];
 
+/// Runs a prepared query and collects every row through `map`.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, map)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: &str) -> Result<()> {
     conn.prepare_cached(INSERT_CONSENT_TEXT)?.execute(params![sha256, text, now])?;
     Ok(())
@@ -410,8 +422,7 @@ pub fn recent_mails(conn: &Connection, subscription_id: i64, since: &str) -> Res
 }
 
 pub fn claim_due_mails(conn: &Connection, now: &str, lease_until: &str, limit: i64) -> Result<Vec<OutboxRow>> {
-    let mut stmt = conn.prepare_cached(CLAIM_DUE_MAILS)?;
-    let rows = stmt.query_map(params![now, lease_until, limit], |r| {
+    all(conn, CLAIM_DUE_MAILS, params![now, lease_until, limit], |r| {
         Ok(OutboxRow {
             id: r.get(0)?,
             subscription_id: r.get(1)?,
@@ -424,8 +435,7 @@ pub fn claim_due_mails(conn: &Connection, now: &str, lease_until: &str, limit: i
             created_at: r.get(8)?,
             attempts: r.get(9)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
 }
 
 /// What is stored of one mail: enough to rebuild its bytes.
@@ -521,15 +531,11 @@ fn proof_event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProofEventRow
 
 /// Up to `limit` events with an id above `after_id`, in chain order.
 pub fn select_proof_events(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>> {
-    let mut stmt = conn.prepare_cached(SELECT_PROOF_EVENTS)?;
-    let rows = stmt.query_map(params![after_id, limit], proof_event_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    all(conn, SELECT_PROOF_EVENTS, params![after_id, limit], proof_event_from_row)
 }
 
 pub fn select_proof_events_of(conn: &Connection, subscription_id: i64) -> Result<Vec<ProofEventRow>> {
-    let mut stmt = conn.prepare_cached(SELECT_PROOF_EVENTS_OF)?;
-    let rows = stmt.query_map([subscription_id], proof_event_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    all(conn, SELECT_PROOF_EVENTS_OF, [subscription_id], proof_event_from_row)
 }
 
 pub fn erase_proof_events(conn: &Connection, subscription_id: i64) -> Result<()> {
@@ -592,9 +598,7 @@ pub fn for_each_export_row(
 }
 
 pub fn subscriptions_of_address(conn: &Connection, email_key: &str) -> Result<Vec<SubscriptionRow>> {
-    let mut stmt = conn.prepare_cached(SUBSCRIPTIONS_OF_ADDRESS)?;
-    let rows = stmt.query_map([email_key], subscription_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    all(conn, SUBSCRIPTIONS_OF_ADDRESS, [email_key], subscription_from_row)
 }
 
 /// A mail as listed for an operator.
@@ -612,8 +616,7 @@ pub struct MailRow {
 }
 
 pub fn mails_of_subscription(conn: &Connection, subscription_id: i64) -> Result<Vec<MailRow>> {
-    let mut stmt = conn.prepare_cached(MAILS_OF_SUBSCRIPTION)?;
-    let rows = stmt.query_map([subscription_id], |r| {
+    all(conn, MAILS_OF_SUBSCRIPTION, [subscription_id], |r| {
         Ok(MailRow {
             id: r.get(0)?,
             state: r.get(1)?,
@@ -625,8 +628,7 @@ pub fn mails_of_subscription(conn: &Connection, subscription_id: i64) -> Result<
             message_id: r.get(7)?,
             message_sha256: r.get(8)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
 }
 
 pub fn select_consent_text(conn: &Connection, sha256: &str) -> Result<Option<String>> {
@@ -640,16 +642,12 @@ pub fn update_name(conn: &Connection, id: i64, name: Option<&str>) -> Result<()>
 
 /// Up to `limit` subscriptions past retention: (id, list_id, status).
 pub fn purge_candidates(conn: &Connection, pending_before: &str, unsubscribed_before: &str, limit: i64) -> Result<Vec<(i64, String, String)>> {
-    let mut stmt = conn.prepare_cached(PURGE_CANDIDATES)?;
-    let rows = stmt.query_map(params![pending_before, unsubscribed_before, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    all(conn, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
 }
 
 /// (list_id, status, count) of what a purge would erase.
 pub fn purge_plan(conn: &Connection, pending_before: &str, unsubscribed_before: &str) -> Result<Vec<(String, String, u64)>> {
-    let mut stmt = conn.prepare_cached(PURGE_PLAN)?;
-    let rows = stmt.query_map(params![pending_before, unsubscribed_before], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    all(conn, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
 }
 
 pub fn delete_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
@@ -663,9 +661,7 @@ pub fn count_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
 
 /// (list_id, status, count) over all subscriptions.
 pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, String, u64)>> {
-    let mut stmt = conn.prepare_cached(COUNT_BY_STATUS)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    all(conn, COUNT_BY_STATUS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
 }
 
 /// One day's anonymous counts for one list.
@@ -679,8 +675,7 @@ pub struct DailyStats {
 }
 
 pub fn daily_stats_since(conn: &Connection, first_day: &str) -> Result<Vec<DailyStats>> {
-    let mut stmt = conn.prepare_cached(DAILY_STATS_SINCE)?;
-    let rows = stmt.query_map([first_day], |r| {
+    all(conn, DAILY_STATS_SINCE, [first_day], |r| {
         Ok(DailyStats {
             day: r.get(0)?,
             list: r.get(1)?,
@@ -688,8 +683,7 @@ pub fn daily_stats_since(conn: &Connection, first_day: &str) -> Result<Vec<Daily
             confirmations: r.get::<_, i64>(3)? as u64,
             unsubscribes: r.get::<_, i64>(4)? as u64,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
 }
 
 pub fn backup_into(conn: &Connection, file: &str) -> Result<()> {
