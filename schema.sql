@@ -127,5 +127,7 @@ CREATE TABLE IF NOT EXISTS daily_stats (
     signups        INTEGER NOT NULL DEFAULT 0,
     confirmations  INTEGER NOT NULL DEFAULT 0,
     unsubscribes   INTEGER NOT NULL DEFAULT 0,
+    requests       INTEGER NOT NULL DEFAULT 0,  -- every accepted signup request, new or not
+    bots           INTEGER NOT NULL DEFAULT 0,  -- submissions dropped as bots (honeypot, form token)
     PRIMARY KEY (day, list_id)
 ) WITHOUT ROWID;

@@ -70,7 +70,8 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let retry_base = config.mail.retry_base.approx();
         let outbox = Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry_base, wake.clone()));
-        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake });
+        let limits = crate::limits::SignupLimits::new(&config.limits);
+        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, limits });
         Ok(Application { listener, state, outbox })
     }
 
@@ -83,7 +84,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop_workers, workers_stopped) = watch::channel(false);
         let worker = tokio::spawn(self.outbox.clone().run(workers_stopped.clone()));
-        let purger = tokio::spawn(run_daily_purge(self.state.clone(), workers_stopped));
+        let purger = tokio::spawn(run_daily_purge(self.state.clone(), workers_stopped.clone()));
+        let forgetter = tokio::spawn(forget_idle_limits(self.state.clone(), workers_stopped));
         let routes = http::routes(self.state.clone());
         tracing::info!(
             address = %self.local_addr(),
@@ -96,11 +98,23 @@ impl Application {
         let _ = stop_workers.send(true);
         let _ = worker.await;
         let _ = purger.await;
+        let _ = forgetter.await;
         let store = self.state.store.clone();
         drop(self.state);
         drop(self.outbox);
         tokio::task::spawn_blocking(move || store.close()).await.ok();
         tracing::info!("stopped");
+    }
+}
+
+/// Every minute, drop rate-limit entries that have fully refilled, so a
+/// flood of distinct IPs cannot grow memory without bound.
+async fn forget_idle_limits(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => state.limits.forget_idle(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -81,13 +81,54 @@ pub struct RetentionConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// `"20/10m"` or `"off"`; read by the rate limiter (not built yet).
-    pub signups_per_ip: String,
+    /// Signup requests per client IP (IPv6: per /64), e.g. `"20/10m"`, or `"off"`.
+    pub signups_per_ip: RateSpec,
+    /// Signup requests per address, from any IP.
+    pub signups_per_address: RateSpec,
+    /// Confirmation mails per address and day, over all lists.
     pub mails_per_address_per_day: u32,
     pub decline_block: Span,
     pub body_bytes: usize,
     /// Name of the form field that humans leave empty.
     pub honeypot_field: String,
+    /// A form token younger than this was filled in by a machine.
+    pub form_min_age: Span,
+    /// A form token older than this is stale (a replayed page).
+    pub form_max_age: Span,
+}
+
+/// A rate: `N/SPAN` (`"20/10m"`: 20 per 10 minutes, as a burst that refills
+/// evenly) or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSpec {
+    Off,
+    Limit { count: u32, per: Span },
+}
+
+impl FromStr for RateSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RateSpec, String> {
+        let text = text.trim();
+        if text == "off" {
+            return Ok(RateSpec::Off);
+        }
+        let bad = || format!("\"{text}\" is not a rate like 20/10m, or off");
+        let (count, per) = text.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+        let per: Span = per.parse().map_err(|_| bad())?;
+        if per.approx().is_zero() {
+            return Err(bad());
+        }
+        Ok(RateSpec::Limit { count, per })
+    }
+}
+
+impl<'de> Deserialize<'de> for RateSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RateSpec, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +146,10 @@ pub struct ListConfig {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
     pub webhook_url: Option<Url>,
+    /// Only accept signups carrying a valid form token from listgate's own
+    /// form page (for sites that link to or frame `/form`).
+    #[serde(default)]
+    pub require_form_token: bool,
 }
 
 /// Languages listgate speaks on pages and in mails.
@@ -173,11 +218,14 @@ impl Default for RetentionConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            signups_per_ip: "20/10m".into(),
+            signups_per_ip: RateSpec::Limit { count: 20, per: Span::seconds(600) },
+            signups_per_address: RateSpec::Limit { count: 10, per: Span::seconds(3600) },
             mails_per_address_per_day: 3,
             decline_block: Span::seconds(30 * 86_400),
             body_bytes: 16_384,
             honeypot_field: "website".into(),
+            form_min_age: Span::seconds(2),
+            form_max_age: Span::seconds(4 * 3600),
         }
     }
 }
@@ -203,6 +251,7 @@ impl Default for Config {
                 confirmed_url: None,
                 allowed_origins: Vec::new(),
                 webhook_url: None,
+                require_form_token: false,
             }],
         }
     }
@@ -277,8 +326,12 @@ impl Config {
         if self.limits.body_bytes < 1024 {
             return Err(problem("limits.body_bytes", "must be at least 1024"));
         }
-        if self.limits.honeypot_field.is_empty() {
-            return Err(problem("limits.honeypot_field", "must not be empty"));
+        let honeypot = &self.limits.honeypot_field;
+        if honeypot.is_empty() || ["email", "name", "list", "form_token", "token", "action"].contains(&honeypot.as_str()) {
+            return Err(problem("limits.honeypot_field", "must be a field name not used by the form (email, name, list, form_token)"));
+        }
+        if self.limits.form_min_age.approx() >= self.limits.form_max_age.approx() {
+            return Err(problem("limits.form_max_age", "must be longer than limits.form_min_age"));
         }
         if self.lists.is_empty() {
             return Err(problem("lists", "at least one [[lists]] entry is needed"));
@@ -500,6 +553,18 @@ mod tests {
         assert_eq!(c.lists[0].id, "newsletter");
         assert_eq!(c.mail.resend_interval, Span::seconds(900));
         assert_eq!(c.retention.after_unsubscribe, Span::years(4));
+        assert_eq!(c.limits.signups_per_ip, RateSpec::Limit { count: 20, per: Span::seconds(600) });
+    }
+
+    #[test]
+    fn rates_parse_or_name_the_key() {
+        assert_eq!("off".parse::<RateSpec>(), Ok(RateSpec::Off));
+        assert_eq!("5/1h".parse::<RateSpec>(), Ok(RateSpec::Limit { count: 5, per: Span::seconds(3600) }));
+        for bad in ["0/1m", "5", "5/0s", "x/1m", "5/1 minute"] {
+            assert!(bad.parse::<RateSpec>().is_err(), "{bad}");
+        }
+        let e = load("", &[("LISTGATE_LIMITS__SIGNUPS_PER_IP", "lots")]).unwrap_err();
+        assert!(e.to_string().starts_with("config: limits.signups_per_ip:"), "{e}");
     }
 
     #[test]

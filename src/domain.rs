@@ -60,6 +60,7 @@ impl InputError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     original: String,
+    ascii: String,
     key: String,
 }
 
@@ -75,14 +76,30 @@ impl Email {
         if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(InputError::EmailInvalid);
         }
+        // IDN domains (bücher.de) are kept as entered for display and
+        // delivered to in their ASCII form (xn--bcher-kva.de); both spellings
+        // are one person. Local parts must be ASCII: few mail servers accept
+        // anything else (SMTPUTF8).
+        let (local, domain) = text.rsplit_once('@').ok_or(InputError::EmailInvalid)?;
+        if !local.is_ascii() {
+            return Err(InputError::EmailInvalid);
+        }
+        let ascii_domain = idna::domain_to_ascii(domain).map_err(|_| InputError::EmailInvalid)?;
+        let ascii = format!("{local}@{ascii_domain}");
         let options = email_address::Options::default()
             .without_display_text()
             .without_domain_literal()
             .with_required_tld();
-        email_address::EmailAddress::parse_with_options(text, options).map_err(|_| InputError::EmailInvalid)?;
+        email_address::EmailAddress::parse_with_options(&ascii, options).map_err(|_| InputError::EmailInvalid)?;
         // What we cannot hand to the SMTP envelope we must not accept.
-        lettre::Address::from_str(text).map_err(|_| InputError::EmailInvalid)?;
-        Ok(Email { original: text.to_string(), key: text.to_lowercase() })
+        lettre::Address::from_str(&ascii).map_err(|_| InputError::EmailInvalid)?;
+        let key = format!("{}@{ascii_domain}", local.to_lowercase());
+        Ok(Email { original: text.to_string(), ascii, key })
+    }
+
+    /// The form mail is delivered to: the domain in ASCII (punycode).
+    pub fn ascii(&self) -> &str {
+        &self.ascii
     }
 
     /// The address as the person entered it.
@@ -162,6 +179,17 @@ mod tests {
         }
         let long = format!("{}@example.org", "a".repeat(250));
         assert_eq!(Email::parse(&long), Err(InputError::EmailTooLong));
+    }
+
+    #[test]
+    fn idn_domains_are_delivered_in_ascii_and_compare_equal() {
+        let unicode = Email::parse("Jörg@Bücher.DE").err();
+        assert_eq!(unicode, Some(InputError::EmailInvalid), "non-ASCII local part");
+        let e = Email::parse("joerg@Bücher.DE").unwrap();
+        assert_eq!(e.as_str(), "joerg@Bücher.DE");
+        assert_eq!(e.ascii(), "joerg@xn--bcher-kva.de");
+        assert_eq!(e.key(), "joerg@xn--bcher-kva.de");
+        assert_eq!(Email::parse("JOERG@xn--bcher-kva.de").unwrap().key(), e.key());
     }
 
     #[test]

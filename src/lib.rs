@@ -11,7 +11,8 @@
 //! - [`clock`]: injected time and the stored time format.
 //! - [`domain`]: parsed input (`Email`, `Name`) and input errors.
 //! - [`keys`]: the secret key ring and the keys derived from it.
-//! - [`token`]: signing and verifying confirm/unsubscribe tokens.
+//! - [`token`]: signing and verifying confirm, unsubscribe and form tokens.
+//! - [`limits`]: signup rate limits per IP and per address (in memory).
 //! - [`store`]: SQLite: connections, schema, the group-committing writer, every query.
 //! - [`proof`]: proof events and their HMAC chain; verification.
 //! - [`subscriptions`]: signup, confirm, decline, unsubscribe: the domain operations.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod mail;
 pub mod proof;
 pub mod retention;

@@ -92,6 +92,8 @@ pub enum SignupOutcome {
 pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime) -> Result<SignupOutcome> {
     let list = ctx.list(&s.list_id).expect("handlers only pass configured lists");
     let at = clock::format(now);
+    // Every path writes, so every answer waits for a commit alike.
+    queries::count_daily(conn, DailyCount::Request, &clock::day(now), &s.list_id)?;
     if is_declined(conn, &ctx.keys, s.email.key(), &at)? {
         return Ok(SignupOutcome::Declined);
     }
@@ -99,11 +101,13 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
     match queries::select_live_subscription(conn, &s.list_id, s.email.key())? {
         Some(existing) if existing.status == "confirmed" => Ok(SignupOutcome::AlreadyConfirmed),
         Some(existing) => {
-            if !may_resend(conn, ctx, existing.id, now)? {
+            if !may_resend(conn, ctx, existing.id, s.email.key(), now)? {
                 return Ok(SignupOutcome::ResendLimited);
             }
             proof::append(conn, &ctx.keys, existing.id, &at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
-            queue_confirmation(conn, ctx, list, existing.id, &existing.email, existing.name.as_deref(), now)?;
+            // Deliver to the address as first stored, in its ASCII form.
+            let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
+            queue_confirmation(conn, ctx, list, existing.id, &to, existing.name.as_deref(), now)?;
             Ok(SignupOutcome::Resent { subscription_id: existing.id })
         }
         None => {
@@ -123,21 +127,37 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             let detail = json!({"list": s.list_id, "email": s.email.as_str(), "name": name, "consent_sha256": list.consent_sha256});
             proof::append(conn, &ctx.keys, id, &at, EventKind::Signup, Some(&ip), &detail)?;
             queries::count_daily(conn, DailyCount::Signup, &clock::day(now), &s.list_id)?;
-            queue_confirmation(conn, ctx, list, id, s.email.as_str(), name, now)?;
+            if under_daily_cap(conn, ctx, s.email.key(), now)? {
+                queue_confirmation(conn, ctx, list, id, s.email.ascii(), name, now)?;
+            }
             Ok(SignupOutcome::Created { subscription_id: id })
         }
     }
 }
 
-/// At most one mail per `resend_interval` and `mails_per_address_per_day` a day.
-fn may_resend(conn: &Connection, ctx: &Context, subscription_id: i64, now: OffsetDateTime) -> Result<bool> {
+/// At most `mails_per_address_per_day` confirmation mails to one address in
+/// 24 hours, over all lists and from any IP: the form cannot flood an inbox.
+fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &str, now: OffsetDateTime) -> Result<bool> {
     let day_ago = clock::format(now - time::Duration::days(1));
-    let (count, last) = queries::recent_mails(conn, subscription_id, &day_ago)?;
-    if count >= i64::from(ctx.config.limits.mails_per_address_per_day) {
+    Ok(queries::mails_to_address_since(conn, email_key, &day_ago)? < i64::from(ctx.config.limits.mails_per_address_per_day))
+}
+
+/// A new mail for a pending signup: not sooner than `resend_interval` after
+/// the last one, and within the daily cap.
+fn may_resend(conn: &Connection, ctx: &Context, subscription_id: i64, email_key: &str, now: OffsetDateTime) -> Result<bool> {
+    if !under_daily_cap(conn, ctx, email_key, now)? {
         return Ok(false);
     }
+    let day_ago = clock::format(now - time::Duration::days(1));
+    let (_, last) = queries::recent_mails(conn, subscription_id, &day_ago)?;
     let earliest = ctx.config.mail.resend_interval.before(now);
     Ok(last.and_then(|t| clock::parse(&t)).is_none_or(|last| last <= earliest))
+}
+
+/// Records a dropped bot submission; a write like a real signup's, so the
+/// bot's answer takes as long as anyone's.
+pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Result<()> {
+    queries::count_daily(conn, DailyCount::Bot, &clock::day(now), list_id)
 }
 
 fn queue_confirmation(

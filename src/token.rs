@@ -6,9 +6,9 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | format version (1) |
-//! | 1 | purpose: `c` confirm, `u` unsubscribe |
+//! | 1 | purpose: `c` confirm, `u` unsubscribe, `f` form |
 //! | 2 | key id, big-endian |
-//! | 8 | subscription id, big-endian |
+//! | 8 | subscription id (form tokens: issue time, Unix seconds), big-endian |
 //! | 8 | expiry, Unix seconds, big-endian; 0 = never |
 //! | rest | list id, UTF-8 |
 //!
@@ -33,6 +33,9 @@ pub const MAX_TOKEN_LEN: usize = 400;
 pub enum Purpose {
     Confirm,
     Unsubscribe,
+    /// Carried by listgate's own signup page: shows the form was loaded
+    /// from us, and when (bots post without loading, or too fast).
+    Form,
 }
 
 impl Purpose {
@@ -40,6 +43,7 @@ impl Purpose {
         match self {
             Purpose::Confirm => b'c',
             Purpose::Unsubscribe => b'u',
+            Purpose::Form => b'f',
         }
     }
 }
@@ -104,6 +108,20 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
     Ok(VerifiedToken { purpose, subscription_id, list_id, key_id })
 }
 
+/// A form token for `list_id`, issued at `issued`, valid until `issued + max_age`.
+pub fn sign_form(keys: &KeyRing, list_id: &str, issued: OffsetDateTime, max_age: crate::config::Span) -> String {
+    sign(keys, Purpose::Form, issued.unix_timestamp(), list_id, Some(max_age.after(issued)))
+}
+
+/// Whether a form token is genuine, for this list, not expired, and at
+/// least `min_age` old (a person takes a moment to type an address).
+pub fn check_form(keys: &KeyRing, token: &str, list_id: &str, now: OffsetDateTime, min_age: crate::config::Span) -> bool {
+    match verify(keys, token, Purpose::Form, now) {
+        Ok(form) => form.list_id == list_id && min_age.after(OffsetDateTime::from_unix_timestamp(form.subscription_id).unwrap_or(now)) <= now,
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +167,40 @@ mod tests {
         assert_eq!(verify(&keys, &t, Purpose::Confirm, NOW), Err(TokenError::Expired { list_id: "news".into() }));
         let u = sign(&keys, Purpose::Unsubscribe, 1, "news", None);
         assert!(verify(&keys, &u, Purpose::Unsubscribe, datetime!(2099-01-01 0:00 UTC)).is_ok());
+    }
+
+    #[test]
+    fn form_tokens_need_a_minimum_age_and_expire() {
+        let keys = ring();
+        let (min, max) = (crate::config::Span::seconds(2), crate::config::Span::seconds(3600));
+        let t = sign_form(&keys, "news", NOW, max);
+        assert!(!check_form(&keys, &t, "news", NOW, min), "submitted at once: a machine");
+        assert!(check_form(&keys, &t, "news", NOW + time::Duration::seconds(2), min));
+        assert!(!check_form(&keys, &t, "other", NOW + time::Duration::seconds(5), min), "another list's form");
+        assert!(!check_form(&keys, &t, "news", NOW + time::Duration::seconds(3600), min), "stale page");
+        let confirm = sign(&keys, Purpose::Confirm, NOW.unix_timestamp() - 10, "news", Some(NOW + time::Duration::days(1)));
+        assert!(!check_form(&keys, &confirm, "news", NOW, min), "another purpose");
+    }
+
+    #[test]
+    fn re_encoded_tokens_are_refused() {
+        let keys = ring();
+        let t = sign(&keys, Purpose::Unsubscribe, 7, "news", None);
+        let (payload, tag) = t.split_once('.').unwrap();
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let raw_payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        let raw_tag = URL_SAFE_NO_PAD.decode(tag).unwrap();
+        for other in [
+            format!("{}.{}", URL_SAFE.encode(&raw_payload), URL_SAFE.encode(&raw_tag)),
+            format!("{}.{}", STANDARD.encode(&raw_payload), STANDARD.encode(&raw_tag)),
+            format!("{payload}.{tag}="),
+            format!("{payload}..{tag}"),
+            format!(" {t}"),
+        ] {
+            if other != t {
+                assert_eq!(verify(&keys, &other, Purpose::Unsubscribe, NOW), Err(TokenError::Invalid), "{other}");
+            }
+        }
     }
 
     #[test]

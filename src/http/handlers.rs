@@ -26,6 +26,7 @@ struct SubscribeFields {
     list: Option<String>,
     name: Option<String>,
     honeypot: Option<String>,
+    form_token: Option<String>,
 }
 
 /// Whether the caller wants JSON: a JSON body or `Accept: application/json`.
@@ -66,12 +67,24 @@ fn parse_subscribe_fields(headers: &HeaderMap, body: &[u8], honeypot: &str) -> R
                     Some(_) => Err(AppError::Input(InputError::BodyInvalid)),
                 }
             };
-            Ok(SubscribeFields { email: field("email")?, list: field("list")?, name: field("name")?, honeypot: field(honeypot)? })
+            Ok(SubscribeFields {
+                email: field("email")?,
+                list: field("list")?,
+                name: field("name")?,
+                honeypot: field(honeypot)?,
+                form_token: field("form_token")?,
+            })
         }
         "application/x-www-form-urlencoded" | "" => {
             let pairs = form_pairs(body)?;
             let get = |key: &str| first(&pairs, key).map(str::to_string);
-            Ok(SubscribeFields { email: get("email"), list: get("list"), name: get("name"), honeypot: get(honeypot) })
+            Ok(SubscribeFields {
+                email: get("email"),
+                list: get("list"),
+                name: get("name"),
+                honeypot: get(honeypot),
+                form_token: get("form_token"),
+            })
         }
         _ => Err(AppError::UnsupportedMediaType),
     }
@@ -108,6 +121,10 @@ pub async fn subscribe_preflight(state: Arc<AppState>, headers: HeaderMap) -> Re
 pub async fn subscribe(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, body: Result<Bytes, AppError>) -> Response {
     let as_json = wants_json(&headers);
     let fallback_language = state.default_language();
+    if let Err(wait) = state.limits.check_ip(ip) {
+        tracing::info!("signup refused: rate limit per IP");
+        return AppError::TooManyRequests { retry_after: wait.as_secs() }.respond(fallback_language, as_json);
+    }
     let fields = match body.and_then(|b| parse_subscribe_fields(&headers, &b, &state.ctx.config.limits.honeypot_field)) {
         Ok(fields) => fields,
         Err(e) => return e.respond(fallback_language, as_json),
@@ -141,13 +158,20 @@ fn resolve_list<'a>(state: &'a AppState, id: Option<&str>) -> Result<&'a Prepare
 async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields: SubscribeFields) -> Result<(), AppError> {
     let email = Email::parse(fields.email.as_deref().unwrap_or("")).map_err(AppError::Input)?;
     let name = Name::parse(fields.name.as_deref()).map_err(AppError::Input)?;
-    if fields.honeypot.is_some_and(|h| !h.is_empty()) {
-        // A bot: the same answer as a person gets, but nothing stored or sent.
-        tracing::info!(list = %list.config.id, "honeypot filled; signup ignored");
+    if let Err(wait) = state.limits.check_address(email.key()) {
+        tracing::info!(list = %list.config.id, "signup refused: rate limit per address");
+        return Err(AppError::TooManyRequests { retry_after: wait.as_secs() });
+    }
+    let (ctx, now) = (state.ctx.clone(), state.clock.now());
+    if let Some(reason) = bot_reason(state, list, &fields, now) {
+        // The same answer as a person gets, but nothing stored or sent; the
+        // counter write makes it take as long as a real signup.
+        tracing::info!(list = %list.config.id, reason, "signup dropped as a bot's");
+        let list_id = list.config.id.clone();
+        state.store.write(move |conn| subscriptions::count_bot(conn, &list_id, now)).await?;
         return Ok(());
     }
     let signup = Signup { list_id: list.config.id.clone(), email, name, ip };
-    let (ctx, now) = (state.ctx.clone(), state.clock.now());
     let masked = signup.email.masked();
     let outcome = state.store.write(move |conn| subscriptions::signup(conn, &ctx, &signup, now)).await?;
     tracing::info!(list = %list.config.id, email = %masked, "signup received");
@@ -156,6 +180,23 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
         state.outbox_wake.notify_one();
     }
     Ok(())
+}
+
+/// Why a submission looks like a machine's, if it does: a filled honeypot,
+/// or a form token that is forged, stale, too fresh, or missing where the
+/// list requires one.
+fn bot_reason(state: &AppState, list: &PreparedList, fields: &SubscribeFields, now: time::OffsetDateTime) -> Option<&'static str> {
+    if fields.honeypot.as_deref().is_some_and(|h| !h.is_empty()) {
+        return Some("honeypot filled");
+    }
+    let limits = &state.ctx.config.limits;
+    match fields.form_token.as_deref() {
+        Some(token) if !token::check_form(&state.ctx.keys, token, &list.config.id, now, limits.form_min_age) => {
+            Some("form token forged, stale or too fresh")
+        }
+        None if list.config.require_form_token => Some("form token missing"),
+        _ => None,
+    }
 }
 
 fn query_token(query: &Option<String>) -> Option<String> {
@@ -302,6 +343,8 @@ pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response 
         return AppError::UnknownList.respond(state.default_language(), false);
     };
     let action = format!("{}/subscribe", state.ctx.config.base());
+    let limits = &state.ctx.config.limits;
+    let form_token = token::sign_form(&state.ctx.keys, &list.config.id, state.clock.now(), limits.form_max_age);
     pages::html(
         StatusCode::OK,
         &pages::FormPage {
@@ -310,7 +353,8 @@ pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response 
             list_name: &list.config.name,
             consent_text: &list.config.consent_text,
             action: &action,
-            honeypot: &state.ctx.config.limits.honeypot_field,
+            honeypot: &limits.honeypot_field,
+            form_token: &form_token,
         },
     )
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Woken after a signup queues a mail, so delivery starts at once.
     pub outbox_wake: Arc<Notify>,
+    /// Signup rate limits, checked before anything is stored.
+    pub limits: crate::limits::SignupLimits,
 }
 
 impl AppState {

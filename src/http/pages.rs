@@ -17,6 +17,7 @@ pub struct FormPage<'a> {
     pub consent_text: &'a str,
     pub action: &'a str,
     pub honeypot: &'a str,
+    pub form_token: &'a str,
 }
 
 #[derive(Template)]
@@ -144,6 +145,8 @@ pub enum AppError {
     BodyTooLarge,
     /// Body of a type we do not read (415).
     UnsupportedMediaType,
+    /// A rate limit was hit (429); try again after this many seconds.
+    TooManyRequests { retry_after: u64 },
     NotFound,
     MethodNotAllowed,
     /// The database is full or unreachable (503); nothing was stored.
@@ -159,6 +162,7 @@ impl AppError {
             AppError::TokenExpired { .. } | AppError::Gone { .. } => StatusCode::GONE,
             AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -175,6 +179,7 @@ impl AppError {
             AppError::Gone { .. } => "gone",
             AppError::BodyTooLarge => "body_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::TooManyRequests { .. } => "too_many_requests",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Unavailable => "unavailable",
@@ -220,6 +225,13 @@ impl AppError {
                     ("Unsupported format", "Please send a form or JSON.")
                 }
             }
+            AppError::TooManyRequests { .. } => {
+                if de {
+                    ("Zu viele Anfragen", "Bitte warten Sie einige Minuten und versuchen Sie es dann noch einmal.")
+                } else {
+                    ("Too many requests", "Please wait a few minutes and try again.")
+                }
+            }
             AppError::NotFound => if de { ("Nicht gefunden", "Diese Seite gibt es nicht.") } else { ("Not found", "There is no such page.") },
             AppError::MethodNotAllowed => {
                 if de { ("Nicht erlaubt", "Diese Anfrage ist hier nicht erlaubt.") } else { ("Not allowed", "This request is not allowed here.") }
@@ -253,8 +265,13 @@ impl AppError {
             };
             html(self.status(), &ErrorPage { de: language == Language::De, title, message, retry_url })
         };
-        if matches!(self, AppError::Unavailable) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        let retry_after = match self {
+            AppError::Unavailable => Some(60),
+            AppError::TooManyRequests { retry_after } => Some((*retry_after).max(1)),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -248,6 +248,20 @@ pub const BACKUP_INTO: &str = "VACUUM INTO ?1";
 /// No params. How many proof events there are (for progress bars).
 pub const COUNT_PROOF_EVENTS: &str = "SELECT count(*) FROM proof_events";
 
+/// Params: day, list_id. Counts a signup request (every path writes, so every
+/// answer waits for the same commit: no timing difference between a new and
+/// a known address).
+pub const COUNT_REQUEST: &str = "INSERT INTO daily_stats (day, list_id, requests) VALUES (?1, ?2, 1)
+    ON CONFLICT (day, list_id) DO UPDATE SET requests = requests + 1";
+
+/// Params: day, list_id. Counts a submission dropped as a bot's.
+pub const COUNT_BOT: &str = "INSERT INTO daily_stats (day, list_id, bots) VALUES (?1, ?2, 1)
+    ON CONFLICT (day, list_id) DO UPDATE SET bots = bots + 1";
+
+/// Params: email_key, since. Mails queued to an address on any list since a time.
+pub const MAILS_TO_ADDRESS_SINCE: &str = "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
+    WHERE s.email_key = ?1 AND o.created_at >= ?2";
+
 /// No params. Liveness: the database answers.
 pub const PING: &str = "SELECT 1";
 
@@ -281,6 +295,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("COUNT_SIGNUP", COUNT_SIGNUP),
     ("COUNT_CONFIRMATION", COUNT_CONFIRMATION),
     ("COUNT_UNSUBSCRIBE", COUNT_UNSUBSCRIBE),
+    ("COUNT_REQUEST", COUNT_REQUEST),
+    ("COUNT_BOT", COUNT_BOT),
+    ("MAILS_TO_ADDRESS_SINCE", MAILS_TO_ADDRESS_SINCE),
     ("PING", PING),
     ("EXPORT_SUBSCRIPTIONS", EXPORT_SUBSCRIPTIONS),
     ("COUNT_EXPORT_SUBSCRIPTIONS", COUNT_EXPORT_SUBSCRIPTIONS),
@@ -414,6 +431,11 @@ pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
         m.subscription_id, m.rendering_sha256, m.to_email, m.to_name, m.link, m.message_id, m.date_header, m.now
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// How many mails were queued to an address (on any list) since `since`.
+pub fn mails_to_address_since(conn: &Connection, email_key: &str, since: &str) -> Result<i64> {
+    Ok(conn.prepare_cached(MAILS_TO_ADDRESS_SINCE)?.query_row(params![email_key, since], |r| r.get(0))?)
 }
 
 /// How many mails were queued for a subscription since `since`, and when the latest was.
@@ -558,6 +580,8 @@ pub enum DailyCount {
     Signup,
     Confirmation,
     Unsubscribe,
+    Request,
+    Bot,
 }
 
 pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &str) -> Result<()> {
@@ -565,6 +589,8 @@ pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &st
         DailyCount::Signup => COUNT_SIGNUP,
         DailyCount::Confirmation => COUNT_CONFIRMATION,
         DailyCount::Unsubscribe => COUNT_UNSUBSCRIBE,
+        DailyCount::Request => COUNT_REQUEST,
+        DailyCount::Bot => COUNT_BOT,
     };
     conn.prepare_cached(sql)?.execute(params![day, list_id])?;
     Ok(())
