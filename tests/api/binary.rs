@@ -113,3 +113,39 @@ fn keygen_adds_a_key_and_old_tokens_still_verify() {
     let now = time::OffsetDateTime::now_utc();
     assert!(listgate::token::verify(&ring, &old, listgate::token::Purpose::Unsubscribe, now).is_ok());
 }
+
+#[test]
+fn a_world_readable_key_file_gets_a_warning_and_no_secret_is_ever_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Command::new(BIN).args(["keygen", "--write"]).current_dir(dir.path()).output().unwrap().status.success());
+    let key_file = dir.path().join("listgate.key");
+    let secret = std::fs::read_to_string(&key_file).unwrap().lines().find(|l| l.starts_with("1:")).unwrap()[2..].to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
+        .env("LISTGATE_LOG", "trace")
+        .env_remove("LISTGATE_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listgate is serving");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = seen.join("\n");
+    assert!(log.contains("the key file is readable by other users; run: chmod 600"), "{log}");
+    assert!(!log.contains(&secret), "the secret key appears in the log");
+}

@@ -9,5 +9,6 @@ mod helpers;
 mod journey;
 mod mail_delivery;
 mod retention;
+mod security;
 mod subscribe;
 mod unsubscribe;
