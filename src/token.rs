@@ -55,6 +55,8 @@ pub struct VerifiedToken {
     pub subscription_id: i64,
     pub list_id: String,
     pub key_id: u16,
+    /// Unix seconds; `None` for tokens that never expire.
+    pub expires: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +107,7 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
     if expires != 0 && now.unix_timestamp() >= expires {
         return Err(TokenError::Expired { list_id });
     }
-    Ok(VerifiedToken { purpose, subscription_id, list_id, key_id })
+    Ok(VerifiedToken { purpose, subscription_id, list_id, key_id, expires: (expires != 0).then_some(expires) })
 }
 
 /// A form token for `list_id`, issued at `issued`, valid until `issued + max_age`.
@@ -139,7 +141,8 @@ mod tests {
         let keys = ring();
         let t = sign(&keys, Purpose::Confirm, 42, "news", Some(NOW + time::Duration::days(7)));
         let v = verify(&keys, &t, Purpose::Confirm, NOW).unwrap();
-        assert_eq!(v, VerifiedToken { purpose: Purpose::Confirm, subscription_id: 42, list_id: "news".into(), key_id: 1 });
+        let expires = Some((NOW + time::Duration::days(7)).unix_timestamp());
+        assert_eq!(v, VerifiedToken { purpose: Purpose::Confirm, subscription_id: 42, list_id: "news".into(), key_id: 1, expires });
     }
 
     #[test]

@@ -12,22 +12,13 @@ use warp::reply::Response;
 
 use super::pages::{self, AppError};
 use super::AppState;
+use super::forms::{self, FormError, SignupFields};
 use crate::config::Language;
 use crate::domain::{Email, InputError, Name};
 use crate::subscriptions::{
     self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod,
 };
 use crate::token::{self, Purpose, TokenError, VerifiedToken};
-
-/// Fields of a signup, from a form or JSON.
-#[derive(Debug, Default)]
-struct SubscribeFields {
-    email: Option<String>,
-    list: Option<String>,
-    name: Option<String>,
-    honeypot: Option<String>,
-    form_token: Option<String>,
-}
 
 /// Whether the caller wants JSON: a JSON body or `Accept: application/json`.
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -37,56 +28,20 @@ fn wants_json(headers: &HeaderMap) -> bool {
     has(header::CONTENT_TYPE) || has(header::ACCEPT)
 }
 
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default()
+fn content_type(headers: &HeaderMap) -> &str {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-/// Form pairs from a urlencoded body or query; the first of repeated keys wins.
 fn form_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, AppError> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).map_err(|_| AppError::Input(InputError::BodyInvalid))
+    forms::pairs(bytes).map_err(AppError::from)
 }
 
-fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
-fn parse_subscribe_fields(headers: &HeaderMap, body: &[u8], honeypot: &str) -> Result<SubscribeFields, AppError> {
-    match content_type(headers).as_str() {
-        "application/json" => {
-            let value: serde_json::Value =
-                serde_json::from_slice(body).map_err(|_| AppError::Input(InputError::BodyInvalid))?;
-            let object = value.as_object().ok_or(AppError::Input(InputError::BodyInvalid))?;
-            let field = |key: &str| -> Result<Option<String>, AppError> {
-                match object.get(key) {
-                    None | Some(serde_json::Value::Null) => Ok(None),
-                    Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                    Some(_) => Err(AppError::Input(InputError::BodyInvalid)),
-                }
-            };
-            Ok(SubscribeFields {
-                email: field("email")?,
-                list: field("list")?,
-                name: field("name")?,
-                honeypot: field(honeypot)?,
-                form_token: field("form_token")?,
-            })
+impl From<FormError> for AppError {
+    fn from(e: FormError) -> AppError {
+        match e {
+            FormError::Unreadable => AppError::Input(InputError::BodyInvalid),
+            FormError::UnsupportedType => AppError::UnsupportedMediaType,
         }
-        "application/x-www-form-urlencoded" | "" => {
-            let pairs = form_pairs(body)?;
-            let get = |key: &str| first(&pairs, key).map(str::to_string);
-            Ok(SubscribeFields {
-                email: get("email"),
-                list: get("list"),
-                name: get("name"),
-                honeypot: get(honeypot),
-                form_token: get("form_token"),
-            })
-        }
-        _ => Err(AppError::UnsupportedMediaType),
     }
 }
 
@@ -125,7 +80,8 @@ pub async fn subscribe(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, bod
         tracing::info!("signup refused: rate limit per IP");
         return AppError::TooManyRequests { retry_after: wait.as_secs() }.respond(fallback_language, as_json);
     }
-    let fields = match body.and_then(|b| parse_subscribe_fields(&headers, &b, &state.ctx.config.limits.honeypot_field)) {
+    let honeypot = &state.ctx.config.limits.honeypot_field;
+    let fields = match body.and_then(|b| forms::parse_signup(content_type(&headers), &b, honeypot).map_err(AppError::from)) {
         Ok(fields) => fields,
         Err(e) => return e.respond(fallback_language, as_json),
     };
@@ -155,7 +111,7 @@ fn resolve_list<'a>(state: &'a AppState, id: Option<&str>) -> Result<&'a Prepare
     }
 }
 
-async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields: SubscribeFields) -> Result<(), AppError> {
+async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields: SignupFields) -> Result<(), AppError> {
     let email = Email::parse(fields.email.as_deref().unwrap_or("")).map_err(AppError::Input)?;
     let name = Name::parse(fields.name.as_deref()).map_err(AppError::Input)?;
     if let Err(wait) = state.limits.check_address(email.key()) {
@@ -185,7 +141,7 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
 /// Why a submission looks like a machine's, if it does: a filled honeypot,
 /// or a form token that is forged, stale, too fresh, or missing where the
 /// list requires one.
-fn bot_reason(state: &AppState, list: &PreparedList, fields: &SubscribeFields, now: time::OffsetDateTime) -> Option<&'static str> {
+fn bot_reason(state: &AppState, list: &PreparedList, fields: &SignupFields, now: time::OffsetDateTime) -> Option<&'static str> {
     if fields.honeypot.as_deref().is_some_and(|h| !h.is_empty()) {
         return Some("honeypot filled");
     }
@@ -200,8 +156,8 @@ fn bot_reason(state: &AppState, list: &PreparedList, fields: &SubscribeFields, n
 }
 
 fn query_token(query: &Option<String>) -> Option<String> {
-    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or("")).ok()?;
-    first(&pairs, "token").map(str::to_string)
+    let pairs = forms::pairs(query.as_deref().unwrap_or("").as_bytes()).ok()?;
+    forms::first(&pairs, "token").map(str::to_string)
 }
 
 /// Verifies a token and finds its list; the error page speaks the list's
@@ -249,13 +205,13 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
         Ok(pairs) => pairs,
         Err(e) => return e.respond(fallback, false),
     };
-    let (verified, list) = match verify_token(&state, first(&pairs, "token"), Purpose::Confirm) {
+    let (verified, list) = match verify_token(&state, forms::first(&pairs, "token"), Purpose::Confirm) {
         Ok(v) => v,
         Err((e, language)) => return e.respond(language, false),
     };
     let de = list.config.language == Language::De;
     let (ctx, now) = (state.ctx.clone(), state.clock.now());
-    if first(&pairs, "action") == Some("decline") {
+    if forms::first(&pairs, "action") == Some("decline") {
         let result = state.store.write(move |conn| subscriptions::decline(conn, &ctx, &verified, now)).await;
         return match result {
             Ok(outcome) => {
@@ -296,15 +252,6 @@ pub async fn unsubscribe_page(state: Arc<AppState>, query: Option<String>) -> Re
     }
 }
 
-/// Whether a body is the RFC 8058 one-click request (urlencoded or multipart).
-fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body);
-    if content_type(headers) == "multipart/form-data" {
-        return text.contains("name=\"List-Unsubscribe\"") && text.contains("One-Click");
-    }
-    form_pairs(body).is_ok_and(|pairs| first(&pairs, "List-Unsubscribe") == Some("One-Click"))
-}
-
 /// `POST /unsubscribe?token=`: from our page's button or a mail client's
 /// one-click POST. Always 200 with a page, never a redirect (RFC 8058).
 pub async fn unsubscribe(state: Arc<AppState>, ip: IpAddr, query: Option<String>, headers: HeaderMap, body: Result<Bytes, AppError>) -> Response {
@@ -317,7 +264,7 @@ pub async fn unsubscribe(state: Arc<AppState>, ip: IpAddr, query: Option<String>
         Ok(body) => body,
         Err(e) => return e.respond(list.config.language, false),
     };
-    let method = if is_one_click(&headers, &body) { UnsubscribeMethod::OneClick } else { UnsubscribeMethod::Page };
+    let method = if forms::is_one_click(content_type(&headers), &body) { UnsubscribeMethod::OneClick } else { UnsubscribeMethod::Page };
     let (ctx, now) = (state.ctx.clone(), state.clock.now());
     let result = state.store.write(move |conn| subscriptions::unsubscribe(conn, &ctx, &verified, Some(ip), method, now)).await;
     match result {
@@ -334,8 +281,8 @@ pub async fn unsubscribe(state: Arc<AppState>, ip: IpAddr, query: Option<String>
 
 /// `GET /` and `GET /form?list=L`: the signup page, which is also the snippet to copy.
 pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response {
-    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or("")).unwrap_or_default();
-    let list = match first(&pairs, "list") {
+    let pairs = forms::pairs(query.as_deref().unwrap_or("").as_bytes()).unwrap_or_default();
+    let list = match forms::first(&pairs, "list") {
         Some(id) => state.ctx.list(id),
         None => state.ctx.config.lists.first().and_then(|l| state.ctx.list(&l.id)),
     };

@@ -3,6 +3,7 @@
 //! own 404/405. Handlers live in [`handlers`], pages and errors in [`pages`].
 
 pub mod client_ip;
+pub mod forms;
 pub mod handlers;
 pub mod pages;
 
