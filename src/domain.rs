@@ -85,7 +85,15 @@ impl Email {
             return Err(InputError::EmailInvalid);
         }
         let ascii_domain = idna::domain_to_ascii(domain).map_err(|_| InputError::EmailInvalid)?;
+        if !is_hostname(&ascii_domain) {
+            return Err(InputError::EmailInvalid);
+        }
         let ascii = format!("{local}@{ascii_domain}");
+        // Punycode is longer than the Unicode it encodes: the limit holds for
+        // what goes over the wire.
+        if ascii.len() > MAX_EMAIL_CHARS {
+            return Err(InputError::EmailTooLong);
+        }
         let options = email_address::Options::default()
             .without_display_text()
             .without_domain_literal()
@@ -116,6 +124,20 @@ impl Email {
     pub fn masked(&self) -> String {
         mask_address(&self.original)
     }
+}
+
+/// A DNS host name in ASCII: labels of letters, digits and inner hyphens,
+/// 1-63 characters each, at least two labels, a top-level label that is not
+/// all digits.
+fn is_hostname(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    labels.len() >= 2 && labels.iter().all(label_ok) && !labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Masks an address for logs: first character of the local part, then `***`.
@@ -173,7 +195,8 @@ mod tests {
         assert_eq!(e.masked(), "A***@Example.ORG");
         assert_eq!(Email::parse(""), Err(InputError::EmailMissing));
         assert_eq!(Email::parse("   "), Err(InputError::EmailMissing));
-        for bad in ["anna", "anna@", "@example.org", "anna@example", "a b@example.org", "anna@[127.0.0.1]",
+        for bad in ["anna", "anna@", "@example.org", "anna@example", "a b@example.org", "anna@[127.0.0.1]", "a@exa/mple.org",
+            "a@-example.org", "a@example.123", "a@example..org", "a@exa_mple.org",
             "Anna <anna@example.org>", "anna@example.org\r\nBcc: x@y.z", "anna@exa mple.org"] {
             assert_eq!(Email::parse(bad), Err(InputError::EmailInvalid), "{bad:?}");
         }
@@ -190,6 +213,10 @@ mod tests {
         assert_eq!(e.ascii(), "joerg@xn--bcher-kva.de");
         assert_eq!(e.key(), "joerg@xn--bcher-kva.de");
         assert_eq!(Email::parse("JOERG@xn--bcher-kva.de").unwrap().key(), e.key());
+        // Found by the fuzzer: within the limit in Unicode, over it in punycode.
+        let long_idn = format!("j@{}de", "äöüßéèêàâçñ.".repeat(13));
+        assert!(long_idn.chars().count() <= MAX_EMAIL_CHARS);
+        assert_eq!(Email::parse(&long_idn), Err(InputError::EmailTooLong));
     }
 
     #[test]
