@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     state             TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed')),
     created_at        TEXT NOT NULL,
     next_attempt_at   TEXT NOT NULL,       -- also the lease: a claimed row is pushed into the future
+    leased            INTEGER NOT NULL DEFAULT 0,  -- 1 while a worker holds it; a restart releases it
     attempts          INTEGER NOT NULL DEFAULT 0,
     last_error        TEXT,
     sent_at           TEXT,

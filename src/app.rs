@@ -17,7 +17,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::keys::{KeyRing, KeySource};
-use crate::mail::outbox::{Outbox, Transport};
+use crate::mail::outbox::{Outbox, RetryPolicy, Transport};
 use crate::retention::{self, Cutoffs, PurgeReport};
 use crate::store::{self, Store};
 use crate::subscriptions::Context;
@@ -61,15 +61,15 @@ impl Application {
         let keys = Arc::new(load_keys(&config)?);
         let transport = Transport::from_config(&config)?;
         let db = &config.database.path;
-        let store = Store::open(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
+        let store = Store::open_capped(db, config.database.max_pages).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
         let prep_conn = store::open_connection(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
         let config = Arc::new(config);
         let ctx = Context::prepare(&prep_conn, config.clone(), keys.clone(), clock.now())?;
         drop(prep_conn);
 
         let wake = Arc::new(Notify::new());
-        let retry_base = config.mail.retry_base.approx();
-        let outbox = Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry_base, wake.clone()));
+        let retry = RetryPolicy::from_config(&config);
+        let outbox = Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry, wake.clone()));
         let limits = crate::limits::SignupLimits::new(&config.limits);
         let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, limits });
         Ok(Application { listener, state, outbox })

@@ -44,6 +44,9 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     pub path: PathBuf,
+    /// Hard cap on the database size in pages of 4 KiB (0: no cap). Writes
+    /// past it fail cleanly with 503, as on a full disk.
+    pub max_pages: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,8 +64,14 @@ pub struct MailConfig {
     pub url: String,
     pub from: String,
     pub resend_interval: Span,
-    /// First retry delay after a temporary failure; doubles up to an hour.
+    /// First retry delay after a temporary failure; doubles up to `retry_max`.
     pub retry_base: Span,
+    /// Longest wait between two attempts.
+    pub retry_max: Span,
+    /// A mail still failing this long after it was queued is marked failed.
+    pub give_up_after: Span,
+    /// Longest wait for the mail server in one SMTP conversation step.
+    pub timeout: Span,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,7 +191,7 @@ impl Default for ServerConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { path: "listgate.db".into() }
+        DatabaseConfig { path: "listgate.db".into(), max_pages: 0 }
     }
 }
 
@@ -199,6 +208,9 @@ impl Default for MailConfig {
             from: "Newsletter <newsletter@localhost>".into(),
             resend_interval: Span::seconds(15 * 60),
             retry_base: Span::seconds(30),
+            retry_max: Span::seconds(3600),
+            give_up_after: Span::seconds(86_400),
+            timeout: Span::seconds(30),
         }
     }
 }
@@ -323,6 +335,12 @@ impl Config {
         }
         self.mail_transport()?;
         parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;
+        if self.mail.retry_base.approx().is_zero() || self.mail.retry_max.approx() < self.mail.retry_base.approx() {
+            return Err(problem("mail.retry_max", "must be at least mail.retry_base, which must not be 0"));
+        }
+        if self.mail.timeout.approx().is_zero() {
+            return Err(problem("mail.timeout", "must not be 0"));
+        }
         if self.limits.body_bytes < 1024 {
             return Err(problem("limits.body_bytes", "must be at least 1024"));
         }

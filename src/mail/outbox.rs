@@ -29,14 +29,33 @@ use crate::store::{Store, StoreError};
 
 /// Mails claimed (and delivered concurrently) per round.
 const BATCH: i64 = 16;
-/// How long a claimed mail stays invisible to other claims.
+/// How long a claimed mail stays invisible to other claims while its
+/// delivery runs (a restart releases it at once).
 const LEASE: time::Duration = time::Duration::minutes(5);
-/// Longest wait between retries.
-const MAX_BACKOFF: time::Duration = time::Duration::hours(1);
-/// Temporary failures are retried this long after the mail was queued.
-const GIVE_UP_AFTER: time::Duration = time::Duration::days(1);
-/// SMTP conversation timeout, so a server that never answers cannot stall the worker.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When to try again after a temporary failure, and when to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Wait after the first failure; doubles each time.
+    pub base: time::Duration,
+    /// Longest wait.
+    pub max: time::Duration,
+    /// Temporary failures are retried this long after the mail was queued.
+    pub give_up_after: time::Duration,
+}
+
+impl RetryPolicy {
+    pub fn from_config(config: &Config) -> RetryPolicy {
+        let d = |span: crate::config::Span| time::Duration::try_from(span.approx()).unwrap_or(time::Duration::DAY);
+        RetryPolicy { base: d(config.mail.retry_base), max: d(config.mail.retry_max), give_up_after: d(config.mail.give_up_after) }
+    }
+
+    /// `base · 2^(attempt-1)`, capped at `max`.
+    pub fn backoff(&self, attempt: i64) -> time::Duration {
+        let exponent = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).expect("clamped");
+        self.base.checked_mul(2i32.saturating_pow(exponent)).unwrap_or(self.max).min(self.max)
+    }
+}
 
 /// Where mail goes.
 pub enum Transport {
@@ -53,7 +72,8 @@ impl Transport {
             }
             MailTransport::Smtp(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| format!("mail.url: {e}"))?;
-                Ok(Transport::Smtp(builder.timeout(Some(SMTP_TIMEOUT)).build()))
+                // A server that accepts and never answers must not stall the worker.
+                Ok(Transport::Smtp(builder.timeout(Some(config.mail.timeout.approx())).build()))
             }
         }
     }
@@ -73,27 +93,35 @@ pub struct Outbox {
     keys: Arc<KeyRing>,
     clock: SharedClock,
     transport: Transport,
-    retry_base: time::Duration,
+    retry: RetryPolicy,
     wake: Arc<Notify>,
     renderings: Mutex<HashMap<String, Arc<RenderingRow>>>,
 }
 
 impl Outbox {
-    pub fn new(store: Store, keys: Arc<KeyRing>, clock: SharedClock, transport: Transport, retry_base: Duration, wake: Arc<Notify>) -> Outbox {
-        Outbox {
-            store,
-            keys,
-            clock,
-            transport,
-            retry_base: time::Duration::try_from(retry_base).unwrap_or(time::Duration::seconds(30)),
-            wake,
-            renderings: Mutex::new(HashMap::new()),
+    pub fn new(store: Store, keys: Arc<KeyRing>, clock: SharedClock, transport: Transport, retry: RetryPolicy, wake: Arc<Notify>) -> Outbox {
+        Outbox { store, keys, clock, transport, retry, wake, renderings: Mutex::new(HashMap::new()) }
+    }
+
+    /// Makes mails that a previous run claimed but never finished (it was
+    /// killed mid-delivery) due now. Such a mail may have reached the server
+    /// already; it goes again with the same Message-ID and bytes, so the
+    /// worst case is one duplicate the receiver can recognise.
+    pub async fn resume(&self) -> Result<u64, StoreError> {
+        let now = clock::format(self.clock.now());
+        let released = self.store.write(move |c| queries::release_leases(c, &now)).await?;
+        if released > 0 {
+            tracing::warn!(mails = released, "resuming mails whose delivery an earlier run did not finish");
         }
+        Ok(released)
     }
 
     /// Delivers due mails until `shutdown` turns true; mails in flight are
     /// finished and recorded before it returns.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if let Err(e) = self.resume().await {
+            tracing::error!(error = %e, "outbox: cannot release old leases; they expire by themselves");
+        }
         loop {
             if *shutdown.borrow() {
                 return;
@@ -186,12 +214,15 @@ impl Outbox {
             Attempt::Temporary(e) => tracing::warn!(outbox_id = row.id, to = %masked, attempt = row.attempts, error = %e, "mail delivery failed, will retry"),
             Attempt::Permanent(e) => tracing::error!(outbox_id = row.id, to = %masked, error = %e, "mail delivery failed permanently"),
         }
-        let give_up_at = clock::parse(&row.created_at).map(|t| t + GIVE_UP_AFTER);
+        let give_up_at = clock::parse(&row.created_at).map(|t| t + self.retry.give_up_after);
+        let next = now + self.retry.backoff(row.attempts);
         let attempt = match attempt {
-            Attempt::Temporary(e) if give_up_at.is_some_and(|t| now >= t) => Attempt::Permanent(format!("gave up after a day: {e}")),
+            // Give up when the next try would fall after the deadline.
+            Attempt::Temporary(e) if give_up_at.is_some_and(|t| next > t) => {
+                Attempt::Permanent(format!("gave up after {} attempts over {}: {e}", row.attempts, self.retry.give_up_after))
+            }
             other => other,
         };
-        let next = now + backoff(self.retry_base, row.attempts);
         let keys = self.keys.clone();
         let result = self
             .store
@@ -220,12 +251,6 @@ impl Outbox {
             tracing::error!(error = %e, "outbox: cannot record a delivery outcome");
         }
     }
-}
-
-/// `base · 2^(attempt-1)`, capped at an hour.
-fn backoff(base: time::Duration, attempt: i64) -> time::Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).expect("clamped");
-    base.checked_mul(2i32.saturating_pow(exponent)).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
 }
 
 async fn send_smtp(smtp: &AsyncSmtpTransport<Tokio1Executor>, sender: &str, to: &str, message: &[u8]) -> Attempt {
@@ -285,11 +310,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_and_caps_at_an_hour() {
-        let base = time::Duration::seconds(30);
-        assert_eq!(backoff(base, 1), time::Duration::seconds(30));
-        assert_eq!(backoff(base, 2), time::Duration::seconds(60));
-        assert_eq!(backoff(base, 4), time::Duration::seconds(240));
-        assert_eq!(backoff(base, 50), MAX_BACKOFF);
+    fn backoff_doubles_and_caps() {
+        let policy = RetryPolicy::from_config(&Config::default());
+        assert_eq!(policy.backoff(1), time::Duration::seconds(30));
+        assert_eq!(policy.backoff(2), time::Duration::seconds(60));
+        assert_eq!(policy.backoff(4), time::Duration::seconds(240));
+        assert_eq!(policy.backoff(50), time::Duration::hours(1));
+        assert_eq!(policy.give_up_after, time::Duration::days(1));
     }
 }

@@ -152,8 +152,17 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating if needed) the database and starts the writer.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_capped(path, 0)
+    }
+
+    /// As `open`, with writes capped at `max_pages` pages (0: no cap), after
+    /// which they fail as on a full disk.
+    pub fn open_capped(path: &Path, max_pages: u64) -> Result<Store> {
         let conn = open_connection(path)?;
         migrate(&conn)?;
+        if max_pages > 0 {
+            conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
+        }
         let (jobs, queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
         let writer = std::thread::Builder::new()
             .name("listgate-writer".into())

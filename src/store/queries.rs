@@ -119,7 +119,7 @@ pub const RECENT_MAILS: &str = "SELECT count(*), max(created_at) FROM outbox WHE
 
 /// Params: now, lease_until, limit. Claims due rows: pushes them `lease_until`
 /// into the future (so a crash mid-delivery retries them then) and counts the attempt.
-pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1
+pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1, leased = 1
     WHERE id IN (SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1
                  ORDER BY next_attempt_at LIMIT ?3)
     RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
@@ -132,14 +132,18 @@ pub const SELECT_OUTBOX_MAIL: &str = "SELECT rendering_sha256, to_email, to_name
 pub const NEXT_DUE_MAIL: &str = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'";
 
 /// Params: id, now, smtp_reply, message_sha256. The server took the mail.
-pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?2, smtp_reply = ?3, message_sha256 = ?4, last_error = NULL
+pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?2, smtp_reply = ?3, message_sha256 = ?4, last_error = NULL, leased = 0
     WHERE id = ?1 AND state = 'queued'";
 
 /// Params: id, next_attempt_at, error. A temporary failure: try again later.
-pub const MARK_MAIL_RETRY: &str = "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'queued'";
+pub const MARK_MAIL_RETRY: &str = "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3, leased = 0 WHERE id = ?1 AND state = 'queued'";
 
 /// Params: id, error. A permanent failure (or a day of temporary ones): give up.
-pub const MARK_MAIL_FAILED: &str = "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'queued'";
+pub const MARK_MAIL_FAILED: &str = "UPDATE outbox SET state = 'failed', last_error = ?2, leased = 0 WHERE id = ?1 AND state = 'queued'";
+
+/// Params: now. At start: mails a previous run had claimed but not finished
+/// (it crashed or was killed) are due again now.
+pub const RELEASE_LEASES: &str = "UPDATE outbox SET leased = 0, next_attempt_at = ?1 WHERE state = 'queued' AND leased = 1";
 
 /// No params. The newest event's link, which the next event chains to.
 pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
@@ -284,6 +288,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("MARK_MAIL_SENT", MARK_MAIL_SENT),
     ("MARK_MAIL_RETRY", MARK_MAIL_RETRY),
     ("MARK_MAIL_FAILED", MARK_MAIL_FAILED),
+    ("RELEASE_LEASES", RELEASE_LEASES),
     ("LAST_PROOF_LINK", LAST_PROOF_LINK),
     ("INSERT_PROOF_EVENT", INSERT_PROOF_EVENT),
     ("PREVIOUS_PROOF_LINK", PREVIOUS_PROOF_LINK),
@@ -507,6 +512,11 @@ pub fn mark_mail_retry(conn: &Connection, id: i64, next_attempt_at: &str, error:
 /// Returns whether the row was still queued (and is now failed).
 pub fn mark_mail_failed(conn: &Connection, id: i64, error: &str) -> Result<bool> {
     Ok(conn.prepare_cached(MARK_MAIL_FAILED)?.execute(params![id, error])? == 1)
+}
+
+/// Returns how many leases were released.
+pub fn release_leases(conn: &Connection, now: &str) -> Result<u64> {
+    Ok(conn.prepare_cached(RELEASE_LEASES)?.execute([now])? as u64)
 }
 
 pub fn last_proof_link(conn: &Connection) -> Result<Option<String>> {
