@@ -70,7 +70,7 @@ pub struct MailConfig {
     pub retry_max: Span,
     /// A mail still failing this long after it was queued is marked failed.
     pub give_up_after: Span,
-    /// Longest wait for the mail server in one SMTP conversation step.
+    /// Longest time one delivery attempt (connect to the server's final reply) may take.
     pub timeout: Span,
 }
 
@@ -210,7 +210,7 @@ impl Default for MailConfig {
             retry_base: Span::seconds(30),
             retry_max: Span::seconds(3600),
             give_up_after: Span::seconds(86_400),
-            timeout: Span::seconds(30),
+            timeout: Span::seconds(60),
         }
     }
 }

@@ -6,9 +6,13 @@ stdout. Each accepted message is written to DIR/NNNNN.eml exactly as received
 (after SMTP dot-unstuffing), with the envelope in DIR/NNNNN.json, via a
 temporary name and a rename so a reader never sees half a file.
 
---mode ok            accept every message (250)
---mode tempfail:N    answer the first N DATA commands with 451, then accept
---mode reject        answer every DATA command with 550
+--mode ok                accept every message (250)
+--mode tempfail:N[:CODE] answer the first N DATA commands with CODE (default
+                         451; 421 also closes the connection), then accept
+--mode reject            answer every DATA command with 550
+--mode hold:SECONDS      store each message, then wait before answering 250
+                         (a client killed meanwhile never hears the answer)
+--port PORT              listen on PORT instead of a free one
 """
 import argparse
 import asyncio
@@ -29,8 +33,11 @@ class Handler:
         self.data_commands += 1
         if self.mode == "reject":
             return "550 5.7.1 Rejected by the test server"
-        if self.mode.startswith("tempfail:") and self.data_commands <= int(self.mode.split(":")[1]):
-            return "451 4.3.0 Try again later"
+        if self.mode.startswith("tempfail:"):
+            parts = self.mode.split(":")
+            code = parts[2] if len(parts) > 2 else "451"
+            if self.data_commands <= int(parts[1]):
+                return "%s 4.3.0 Try again later" % code
         self.stored += 1
         stem = os.path.join(self.folder, "%05d" % self.stored)
         with open(stem + ".tmp", "wb") as f:
@@ -38,6 +45,8 @@ class Handler:
         with open(stem + ".json", "w") as f:
             json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos}, f)
         os.rename(stem + ".tmp", stem + ".eml")
+        if self.mode.startswith("hold:"):
+            await asyncio.sleep(float(self.mode.split(":")[1]))
         return "250 2.0.0 Ok: queued as test%05d" % self.stored
 
 
@@ -45,10 +54,13 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
     parser.add_argument("--mode", default="ok")
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     handler = Handler(args.folder, args.mode)
+    # Continue numbering after files already there (a restarted server).
+    handler.stored = len([f for f in os.listdir(args.folder) if f.endswith(".eml")])
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler, decode_data=False), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: SMTP(handler, decode_data=False), "127.0.0.1", args.port, reuse_address=True)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

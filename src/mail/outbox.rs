@@ -60,7 +60,10 @@ impl RetryPolicy {
 /// Where mail goes.
 pub enum Transport {
     File(PathBuf),
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// lettre's pooled transport; `deadline` bounds a whole delivery attempt
+    /// (lettre's own timeout covers only the TCP connect, so a server that
+    /// accepts and then never answers would otherwise hang the attempt).
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, deadline: Duration },
 }
 
 impl Transport {
@@ -72,8 +75,8 @@ impl Transport {
             }
             MailTransport::Smtp(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| format!("mail.url: {e}"))?;
-                // A server that accepts and never answers must not stall the worker.
-                Ok(Transport::Smtp(builder.timeout(Some(config.mail.timeout.approx())).build()))
+                let deadline = config.mail.timeout.approx();
+                Ok(Transport::Smtp { transport: builder.timeout(Some(deadline)).build(), deadline })
             }
         }
     }
@@ -200,7 +203,12 @@ impl Outbox {
         let sha256 = sha256_hex(&message);
         let attempt = match &self.transport {
             Transport::File(dir) => write_eml(dir, &row, &message).await,
-            Transport::Smtp(smtp) => send_smtp(smtp, &rendering.sender, &row.to_email, &message).await,
+            Transport::Smtp { transport, deadline } => {
+                let attempt = send_smtp(transport, &rendering.sender, &row.to_email, &message);
+                tokio::time::timeout(*deadline, attempt)
+                    .await
+                    .unwrap_or_else(|_| Attempt::Temporary(format!("the mail server did not answer within {deadline:?} (timed out)")))
+            }
         };
         self.record(row, sha256, attempt).await;
     }

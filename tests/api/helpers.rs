@@ -27,15 +27,21 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// `mode`: `ok`, `tempfail:N` or `reject` (see `tests/smtp_server.py`).
+    /// `mode`: `ok`, `tempfail:N[:CODE]`, `reject` or `hold:SECONDS` (see `tests/smtp_server.py`).
     pub fn start(mode: &str) -> SmtpServer {
-        let folder = tempfile::tempdir().expect("temp dir");
+        SmtpServer::start_in(tempfile::tempdir().expect("temp dir"), mode, 0)
+    }
+
+    /// Starts (or restarts) a server on `port` (0: any) storing into `folder`.
+    pub fn start_in(folder: tempfile::TempDir, mode: &str, port: u16) -> SmtpServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
         let mut child = Command::new("python3")
             .arg(&script)
             .arg(folder.path())
             .arg("--mode")
             .arg(mode)
+            .arg("--port")
+            .arg(port.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,6 +80,16 @@ impl SmtpServer {
             assert!(start.elapsed() < PATIENCE, "expected {n} mails, got {} within {PATIENCE:?}", messages.len());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+}
+
+impl SmtpServer {
+    /// Stops the server (an outage), keeping what it received.
+    pub fn stop(mut self) -> (tempfile::TempDir, u16) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let folder = std::mem::replace(&mut self.folder, tempfile::tempdir().expect("temp dir"));
+        (folder, self.port)
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod binary;
 mod cli;
+mod faults;
 mod client_ip;
 mod confirm;
 mod helpers;
