@@ -8,7 +8,7 @@
 //! | 1 | format version (1) |
 //! | 1 | purpose: `c` confirm, `u` unsubscribe, `f` form |
 //! | 2 | key id, big-endian |
-//! | 8 | subscription id (form tokens: issue time, Unix seconds), big-endian |
+//! | 8 | subscription id (form tokens: issue time, Unix milliseconds), big-endian |
 //! | 8 | expiry, Unix seconds, big-endian; 0 = never |
 //! | rest | list id, UTF-8 |
 //!
@@ -112,14 +112,18 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
 
 /// A form token for `list_id`, issued at `issued`, valid until `issued + max_age`.
 pub fn sign_form(keys: &KeyRing, list_id: &str, issued: OffsetDateTime, max_age: crate::config::Span) -> String {
-    sign(keys, Purpose::Form, issued.unix_timestamp(), list_id, Some(max_age.after(issued)))
+    let issued_ms = i64::try_from(issued.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    sign(keys, Purpose::Form, issued_ms, list_id, Some(max_age.after(issued)))
 }
 
 /// Whether a form token is genuine, for this list, not expired, and at
 /// least `min_age` old (a person takes a moment to type an address).
 pub fn check_form(keys: &KeyRing, token: &str, list_id: &str, now: OffsetDateTime, min_age: crate::config::Span) -> bool {
     match verify(keys, token, Purpose::Form, now) {
-        Ok(form) => form.list_id == list_id && min_age.after(OffsetDateTime::from_unix_timestamp(form.subscription_id).unwrap_or(now)) <= now,
+        Ok(form) => {
+            let issued = OffsetDateTime::from_unix_timestamp_nanos(i128::from(form.subscription_id) * 1_000_000).unwrap_or(now);
+            form.list_id == list_id && min_age.after(issued) <= now
+        }
         Err(_) => false,
     }
 }
