@@ -295,6 +295,30 @@ async fn backup_while_signups_go_on_gives_a_sound_copy_that_serves() {
     assert!((1..=51).contains(&n));
     let export = stdout(&app.cli_command(&["export"]).env("LISTGATE_DATABASE__PATH", &copy).output().unwrap());
     assert!(export.contains("before@example.org"));
+
+    // `serve` on the copy: it answers and takes signups.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut served = app
+        .cli_command(&["serve"])
+        .env("LISTGATE_DATABASE__PATH", &copy)
+        .env("LISTGATE_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("LISTGATE_MAIL__URL", format!("file://{}", dir.path().join("mail").display()))
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut healthy = false;
+    for _ in 0..200 {
+        if app.client.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let signup = app.client.post(format!("{url}/subscribe")).form(&[("email", "restored@example.org")]).send().await.map(|r| r.status());
+    served.kill().unwrap();
+    served.wait().unwrap();
+    assert!(healthy, "serve on the backup copy became healthy");
+    assert_eq!(signup.unwrap(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
