@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Load benchmark: listgate against a hello-world warp server on the same
+# machine, in the same run, so every figure is also a ratio.
+#
+#   benches/load.sh            full run: 3 runs of 10 s per workload (by hand)
+#   benches/load.sh --smoke    1 run of 2 s per workload (CI keeps it working)
+#
+# Workloads (wrk, 1 thread, 64 connections, benches/post.lua):
+#   hello        POST to the hello_warp example: the machine's HTTP limit
+#   subscribe    POST /subscribe, a new address every request
+#   confirm      POST /confirm with tokens of the signups above
+#   unsubscribe  RFC 8058 one-click POST with exported unsubscribe URLs
+# plus: listgate's peak RSS, the outbox draining into Postfix's smtp-sink
+# against smtp-source's own rate into the same sink.
+#
+# listgate runs with the shipped durability (WAL, synchronous=FULL, one
+# fsync per group commit); only the rate limits are off. Needs: wrk,
+# postfix (smtp-sink, smtp-source), sqlite3, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10
+runs=3
+if [ "${1:-}" = "--smoke" ]; then duration=2; runs=1; fi
+# Confirm and unsubscribe each act on a fresh subscription per request, so
+# their runs are shorter: the signups must leave enough tokens.
+act_duration=$((duration * 3 / 10)); [ "$act_duration" -ge 1 ] || act_duration=1
+
+cargo build --release --quiet --bin listgate --example hello_warp
+bin=$PWD/target/release/listgate
+hello=$PWD/target/release/examples/hello_warp
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+# wrk_run MODE URL [TOKENS]: one run; prints wrk's RESULT line.
+wrk_run() {
+  local out d=$duration
+  if [ -n "${3:-}" ]; then d=$act_duration; fi
+  out=$(MODE=$1 RUN=$run TOKENS=${3:-} wrk -t1 -c64 -d"${d}s" -s benches/post.lua "$2")
+  echo "$out" | grep '^RESULT'
+  if echo "$out" | grep -q 'Non-2xx'; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
+}
+
+# report NAME FILE: median rps and p99 of the runs in FILE.
+report() {
+  local rps p99
+  rps=$(field rps < "$2" | median)
+  p99=$(field p99_ms < "$2" | median)
+  echo "$1 $rps $p99"
+}
+
+sink_port=$(free_port)
+sink_user=(); if [ "$(id -u)" = 0 ]; then sink_user=(-u nobody); fi   # smtp-sink refuses to run as root
+smtp-sink "${sink_user[@]}" -c "127.0.0.1:$sink_port" 1000 > /dev/null 2>&1 &
+pids+=($!)
+
+# 1. The reference: hello world.
+hello_port=$(free_port)
+"$hello" "127.0.0.1:$hello_port" &
+pids+=($!)
+wait_http "http://127.0.0.1:$hello_port/" || true
+for run in $(seq "$runs"); do wrk_run hello "http://127.0.0.1:$hello_port/" >> "$work/hello.txt"; done
+
+# 2. listgate on a fresh database.
+lg_port=$(free_port)
+export LISTGATE_SERVER__BIND=127.0.0.1:$lg_port LISTGATE_SERVER__BASE_URL=http://127.0.0.1:$lg_port \
+  LISTGATE_DATABASE__PATH=$work/bench.db LISTGATE_SECRETS__KEY_FILE=$work/bench.key \
+  LISTGATE_MAIL__URL=smtp://127.0.0.1:$sink_port \
+  LISTGATE_LIMITS__SIGNUPS_PER_IP=off LISTGATE_LIMITS__SIGNUPS_PER_ADDRESS=off LISTGATE_LOG=warn
+unset LISTGATE_CONFIG
+"$bin" serve 2> "$work/serve.log" &
+lg_pid=$!
+pids+=($lg_pid)
+wait_http "http://127.0.0.1:$lg_port/healthz"
+base=http://127.0.0.1:$lg_port
+
+for run in $(seq "$runs"); do wrk_run subscribe "$base" >> "$work/subscribe.txt"; done
+
+# 3. The outbox drains the backlog the signups left: its rate into smtp-sink.
+sent() { sqlite3 "$work/bench.db" "SELECT count(*) FROM outbox WHERE state = 'sent'"; }
+queued() { sqlite3 "$work/bench.db" "SELECT count(*) FROM outbox WHERE state = 'queued'"; }
+s0=$(sent); t0=$(date +%s.%N); sleep 3; s1=$(sent); t1=$(date +%s.%N)
+outbox_rate=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.0f", (b - a) / (t1 - t0)}')
+backlog=$(queued)
+# smtp-source into the same sink: 16 parallel sessions, messages the size of a confirmation mail.
+mail_bytes=$(($(sqlite3 "$work/bench.db" "SELECT length(text_body) + length(html_body) FROM mail_renderings LIMIT 1") + 800))
+source_count=$((runs * 5000))
+ts0=$(date +%s.%N)
+smtp-source -c -s 16 -l "$mail_bytes" -m "$source_count" "127.0.0.1:$sink_port" > /dev/null
+ts1=$(date +%s.%N)
+source_rate=$(awk -v n="$source_count" -v t0="$ts0" -v t1="$ts1" 'BEGIN {printf "%.0f", n / (t1 - t0)}')
+
+# 4. Confirm: each run its own slice of the signups' tokens.
+sqlite3 "$work/bench.db" "SELECT substr(link, instr(link, 'token=') + 6) FROM outbox ORDER BY id" > "$work/confirm.all"
+per_run=$(($(wc -l < "$work/confirm.all") / runs))
+for run in $(seq "$runs"); do
+  sed -n "$(((run - 1) * per_run + 1)),$((run * per_run))p" "$work/confirm.all" > "$work/confirm.$run"
+  wrk_run confirm "$base" "$work/confirm.$run" >> "$work/confirm.txt"
+done
+
+# 5. One-click unsubscribe with the exported URLs of the confirmed.
+"$bin" export --format jsonl | python3 -c '
+import json, sys, urllib.parse
+for line in sys.stdin:
+    u = urllib.parse.urlsplit(json.loads(line)["unsubscribe_url"])
+    print(u.path + "?" + u.query)' > "$work/unsub.all"
+per_run=$(($(wc -l < "$work/unsub.all") / runs))
+for run in $(seq "$runs"); do
+  sed -n "$(((run - 1) * per_run + 1)),$((run * per_run))p" "$work/unsub.all" > "$work/unsub.$run"
+  wrk_run unsubscribe "$base" "$work/unsub.$run" >> "$work/unsubscribe.txt"
+done
+
+peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$lg_pid/status")
+rows=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM subscriptions")
+"$bin" verify > /dev/null
+
+read -r _ hello_rps hello_p99 < <(report hello "$work/hello.txt")
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "runs: $runs x ${duration}s (confirm, unsubscribe: ${act_duration}s), wrk -t1 -c64; rows at the end: $rows"
+printf '%-12s %10s %10s %8s\n' workload req/s p99_ms ratio
+printf '%-12s %10s %10s %8s\n' hello "$hello_rps" "$hello_p99" 1.00
+for w in subscribe confirm unsubscribe; do
+  read -r _ rps p99 < <(report "$w" "$work/$w.txt")
+  printf '%-12s %10s %10s %8s\n' "$w" "$rps" "$p99" "$(awk -v a="$rps" -v b="$hello_rps" 'BEGIN {printf "%.2f", a / b}')"
+done
+echo "peak RSS: $((peak_rss_kb / 1024)) MB"
+echo "outbox into smtp-sink: $outbox_rate mails/s (backlog left: $backlog); smtp-source: $source_rate mails/s; ratio $(awk -v a="$outbox_rate" -v b="$source_rate" 'BEGIN {printf "%.2f", a / b}')"
