@@ -9,7 +9,8 @@ use warp::Filter;
 
 #[tokio::main]
 async fn main() {
-    let addr: std::net::SocketAddr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18080".into()).parse().expect("address");
+    let addr: std::net::SocketAddr =
+        std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18080".into()).parse().expect("address");
     let route = warp::post()
         .and(warp::body::content_length_limit(16 * 1024))
         .and(warp::body::bytes())

@@ -57,12 +57,18 @@ impl Application {
     }
 
     /// As `build`, on a listener the caller bound (tests use port 0).
-    pub async fn build_with_listener(config: Config, clock: SharedClock, listener: TcpListener) -> Result<Application, String> {
+    pub async fn build_with_listener(
+        config: Config,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> Result<Application, String> {
         let keys = Arc::new(load_keys(&config)?);
         let transport = Transport::from_config(&config)?;
         let db = &config.database.path;
-        let store = Store::open_capped(db, config.database.max_pages).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
-        let prep_conn = store::open_connection(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
+        let store = Store::open_capped(db, config.database.max_pages)
+            .map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
+        let prep_conn =
+            store::open_connection(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
         let config = Arc::new(config);
         let ctx = Context::prepare(&prep_conn, config.clone(), keys.clone(), clock.now())?;
         drop(prep_conn);
@@ -134,7 +140,9 @@ async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
         }
         delay = PURGE_EVERY;
         match purge_once(&state.store, &state.ctx.config.retention, state.clock.now(), &shutdown).await {
-            Ok(report) => tracing::info!(erased = report.total(), declines_removed = report.declines_removed, "daily purge done"),
+            Ok(report) => {
+                tracing::info!(erased = report.total(), declines_removed = report.declines_removed, "daily purge done")
+            }
             Err(e) => tracing::error!(error = %e, "daily purge failed; retrying tomorrow"),
         }
     }
@@ -159,6 +167,7 @@ pub async fn purge_once(
         }
     }
     let now_text = cutoffs.now.clone();
-    report.declines_removed = store.write(move |c| crate::store::queries::delete_expired_declines(c, &now_text)).await?;
+    report.declines_removed =
+        store.write(move |c| crate::store::queries::delete_expired_declines(c, &now_text)).await?;
     Ok(report)
 }

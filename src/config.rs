@@ -331,7 +331,10 @@ impl Config {
             return Err(problem("server.base_url", "must be an http:// or https:// URL"));
         }
         if base.query().is_some() || base.fragment().is_some() || base.path() != "/" {
-            return Err(problem("server.base_url", "must be the root of a host, like https://lists.example.com (no path, query or fragment)"));
+            return Err(problem(
+                "server.base_url",
+                "must be the root of a host, like https://lists.example.com (no path, query or fragment)",
+            ));
         }
         self.mail_transport()?;
         parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;
@@ -345,8 +348,13 @@ impl Config {
             return Err(problem("limits.body_bytes", "must be at least 1024"));
         }
         let honeypot = &self.limits.honeypot_field;
-        if honeypot.is_empty() || ["email", "name", "list", "form_token", "token", "action"].contains(&honeypot.as_str()) {
-            return Err(problem("limits.honeypot_field", "must be a field name not used by the form (email, name, list, form_token)"));
+        if honeypot.is_empty()
+            || ["email", "name", "list", "form_token", "token", "action"].contains(&honeypot.as_str())
+        {
+            return Err(problem(
+                "limits.honeypot_field",
+                "must be a field name not used by the form (email, name, list, form_token)",
+            ));
         }
         if self.limits.form_min_age.approx() >= self.limits.form_max_age.approx() {
             return Err(problem("limits.form_max_age", "must be longer than limits.form_min_age"));
@@ -374,7 +382,11 @@ impl Config {
             if let Some(reply_to) = &list.reply_to {
                 parse_mailbox(reply_to).map_err(|e| problem(key("reply_to"), e))?;
             }
-            for (name, url) in [("thanks_url", &list.thanks_url), ("confirmed_url", &list.confirmed_url), ("webhook_url", &list.webhook_url)] {
+            for (name, url) in [
+                ("thanks_url", &list.thanks_url),
+                ("confirmed_url", &list.confirmed_url),
+                ("webhook_url", &list.webhook_url),
+            ] {
                 if let Some(url) = url
                     && !matches!(url.scheme(), "http" | "https")
                 {
@@ -387,7 +399,10 @@ impl Config {
                     matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == *origin
                 });
                 if !is_origin {
-                    return Err(problem(key("allowed_origins"), format!("\"{origin}\" is not an origin like https://www.example.com")));
+                    return Err(problem(
+                        key("allowed_origins"),
+                        format!("\"{origin}\" is not an origin like https://www.example.com"),
+                    ));
                 }
             }
         }
@@ -589,7 +604,11 @@ mod tests {
     fn environment_overrides_the_file() {
         let c = load(
             "[mail]\nurl = \"file://x\"\n",
-            &[("LISTGATE_MAIL__URL", "smtp://127.0.0.1:2525"), ("LISTGATE_LIMITS__BODY_BYTES", "4096"), ("LISTGATE_CONFIG", "ignored")],
+            &[
+                ("LISTGATE_MAIL__URL", "smtp://127.0.0.1:2525"),
+                ("LISTGATE_LIMITS__BODY_BYTES", "4096"),
+                ("LISTGATE_CONFIG", "ignored"),
+            ],
         )
         .unwrap();
         assert_eq!(c.mail_transport().unwrap(), MailTransport::Smtp("smtp://127.0.0.1:2525".into()));
@@ -598,7 +617,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = load("[[lists]]\nid = \"a\"\nname = \"A\"\nlanguage = \"fr\"\nconsent_text = \"ok\"\n", &[]).unwrap_err();
+        let e =
+            load("[[lists]]\nid = \"a\"\nname = \"A\"\nlanguage = \"fr\"\nconsent_text = \"ok\"\n", &[]).unwrap_err();
         assert!(e.to_string().starts_with("config: lists[0].language:"), "{e}");
         let e = load("[server]\nbnd = \"1.2.3.4:5\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("server") && e.to_string().contains("bnd"), "{e}");
@@ -606,7 +626,11 @@ mod tests {
         assert!(e.to_string().starts_with("config: tokens.confirm_ttl:"), "{e}");
         let e = load("", &[("LISTGATE_MAIL__URL", "ftp://x")]).unwrap_err();
         assert_eq!(e.to_string(), "config: mail.url: must start with file://, smtp:// or smtps://");
-        let e = load("[[lists]]\nid = \"a\"\nname = \"A\"\nconsent_text = \"ok\"\nthanks_url = \"javascript:alert(1)\"\n", &[]).unwrap_err();
+        let e = load(
+            "[[lists]]\nid = \"a\"\nname = \"A\"\nconsent_text = \"ok\"\nthanks_url = \"javascript:alert(1)\"\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("config: lists[0].thanks_url:"), "{e}");
     }
 

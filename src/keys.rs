@@ -85,7 +85,12 @@ impl KeyRing {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let entry = new_entry(1)?;
-                write_new_key_file(key_file, &format!("# listgate secret keys; the highest id signs new links. Keep this file secret and backed up.\n{entry}\n"))?;
+                write_new_key_file(
+                    key_file,
+                    &format!(
+                        "# listgate secret keys; the highest id signs new links. Keep this file secret and backed up.\n{entry}\n"
+                    ),
+                )?;
                 Ok((KeyRing::parse(&entry)?, KeySource::Generated))
             }
             Err(e) => Err(format!("cannot read key file {}: {e}", key_file.display())),
@@ -101,9 +106,10 @@ impl KeyRing {
         }
         match std::fs::read_to_string(key_file) {
             Ok(text) => KeyRing::parse(&text).map_err(|e| format!("{}: {e}", key_file.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(format!("no key file at {} (check secrets.key_file; `listgate serve` creates it on its first run)", key_file.display()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "no key file at {} (check secrets.key_file; `listgate serve` creates it on its first run)",
+                key_file.display()
+            )),
             Err(e) => Err(format!("cannot read key file {}: {e}", key_file.display())),
         }
     }

@@ -73,7 +73,11 @@ impl SignupLimits {
         self.check(self.per_address.as_ref(), &address_key(email_key))
     }
 
-    fn check<K: Clone + std::hash::Hash + Eq>(&self, limiter: Option<&DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(), Duration> {
+    fn check<K: Clone + std::hash::Hash + Eq>(
+        &self,
+        limiter: Option<&DefaultKeyedRateLimiter<K>>,
+        key: &K,
+    ) -> Result<(), Duration> {
         match limiter.map(|l| l.check_key(key)) {
             None | Some(Ok(())) => Ok(()),
             Some(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
@@ -99,9 +103,11 @@ mod tests {
     use super::*;
 
     fn limits(ip: &str, address: &str) -> SignupLimits {
-        let mut config = LimitsConfig::default();
-        config.signups_per_ip = ip.parse().unwrap();
-        config.signups_per_address = address.parse().unwrap();
+        let config = LimitsConfig {
+            signups_per_ip: ip.parse().unwrap(),
+            signups_per_address: address.parse().unwrap(),
+            ..LimitsConfig::default()
+        };
         SignupLimits::new(&config)
     }
 

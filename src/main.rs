@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use listgate::Application;
 use listgate::admin::{self, export::Format};
 use listgate::clock::SystemClock;
 use listgate::config::Config;
@@ -16,7 +17,6 @@ use listgate::domain::{Name, mask_address};
 use listgate::keys::{self, KeyRing};
 use listgate::retention::{self, Cutoffs};
 use listgate::store::queries::ExportFilter;
-use listgate::Application;
 
 /// Double opt-in for newsletters, with proof of consent.
 #[derive(Parser)]
@@ -43,7 +43,9 @@ enum Command {
     /// Run the HTTP server, the mail outbox and the daily purge.
     ///
     /// Stops gracefully on SIGINT or SIGTERM.
-    #[command(after_help = "Examples:\n  listgate serve\n  LISTGATE_SERVER__BIND=0.0.0.0:8080 LISTGATE_SERVER__BASE_URL=https://lists.example.com listgate serve")]
+    #[command(
+        after_help = "Examples:\n  listgate serve\n  LISTGATE_SERVER__BIND=0.0.0.0:8080 LISTGATE_SERVER__BASE_URL=https://lists.example.com listgate serve"
+    )]
     Serve,
     /// Export subscribers with their proof and signed unsubscribe links.
     ///
@@ -123,7 +125,9 @@ Examples:
         dry_run: bool,
     },
     /// Rectify the stored name of an address (GDPR Art. 16).
-    #[command(after_help = "Examples:\n  listgate correct anna@example.org --name \"Anna Schmidt\"\n  listgate correct anna@example.org --name \"\"   # remove the name")]
+    #[command(
+        after_help = "Examples:\n  listgate correct anna@example.org --name \"Anna Schmidt\"\n  listgate correct anna@example.org --name \"\"   # remove the name"
+    )]
     Correct {
         email: String,
         /// The new name; empty removes it.
@@ -157,7 +161,9 @@ Examples:
     /// Prints `ID:SECRET` with the next free key id. With --write it is
     /// appended to the key file: new links are then signed with it, while
     /// links signed with older keys keep working.
-    #[command(after_help = "Examples:\n  listgate keygen            # print an entry, e.g. for LISTGATE_SECRETS__KEY\n  listgate keygen --write    # append it to secrets.key_file, then restart serve")]
+    #[command(
+        after_help = "Examples:\n  listgate keygen            # print an entry, e.g. for LISTGATE_SECRETS__KEY\n  listgate keygen --write    # append it to secrets.key_file, then restart serve"
+    )]
     Keygen {
         /// Append the new key to `secrets.key_file` instead of printing it.
         #[arg(long)]
@@ -188,7 +194,9 @@ type Outcome = Result<ExitCode, Failure>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = Config::load(cli.config.as_deref()).map_err(|e| Failure::from(e.to_string())).and_then(|config| run(cli.command, config));
+    let result = Config::load(cli.config.as_deref())
+        .map_err(|e| Failure::from(e.to_string()))
+        .and_then(|config| run(cli.command, config));
     match result {
         Ok(code) => code,
         Err(failure) => {
@@ -201,7 +209,9 @@ fn main() -> ExitCode {
 fn run(command: Command, config: Config) -> Outcome {
     match command {
         Command::Serve => serve(config),
-        Command::Export { list, status, since, format, output, bom } => export(&config, list, &status, since, format, output, bom),
+        Command::Export { list, status, since, format, output, bom } => {
+            export(&config, list, &status, since, format, output, bom)
+        }
         Command::Show { email, json, proof, dir } => show(&config, &email, json, proof, &dir),
         Command::Erase { email, yes, dry_run } => erase(&config, &email, yes, dry_run),
         Command::Purge { dry_run } => purge(&config, dry_run),
@@ -267,13 +277,24 @@ fn create_private(path: &PathBuf) -> Result<std::fs::File, String> {
     options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
-fn export(config: &Config, list: Option<String>, status: &str, since: Option<String>, format: Format, output: Option<PathBuf>, bom: bool) -> Outcome {
+fn export(
+    config: &Config,
+    list: Option<String>,
+    status: &str,
+    since: Option<String>,
+    format: Format,
+    output: Option<PathBuf>,
+    bom: bool,
+) -> Outcome {
     if let Some(list) = &list
         && config.list(list).is_none()
     {
         return Err(Failure { message: format!("--list: no list \"{list}\" in the configuration"), usage: true });
     }
-    let since = since.map(|s| admin::export::parse_since(&s)).transpose().map_err(|message| Failure { message, usage: true })?;
+    let since = since
+        .map(|s| admin::export::parse_since(&s))
+        .transpose()
+        .map_err(|message| Failure { message, usage: true })?;
     let conn = admin::open_database(&config.database.path)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let filter = ExportFilter { list_id: list, status: admin::export::status_filter(status), since };
@@ -348,7 +369,9 @@ fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
     let erased = admin::erase::erase(&conn, &key)?;
     println!("erased {} subscription(s) of {email}", erased.subscriptions);
     if !erased.checkpointed {
-        eprintln!("listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint");
+        eprintln!(
+            "listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint"
+        );
     }
     tracing::info!(email = %mask_address(&key), subscriptions = erased.subscriptions, "erased on request");
     Ok(ExitCode::SUCCESS)
@@ -377,19 +400,25 @@ fn purge(config: &Config, dry_run: bool) -> Outcome {
 
 fn correct(config: &Config, email: &str, name: &str, list: Option<&str>) -> Outcome {
     let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
-    let name = Name::parse(Some(name)).map_err(|e| Failure { message: format!("--name: {}", e.message(listgate::config::Language::En)), usage: true })?;
+    let name = Name::parse(Some(name)).map_err(|e| Failure {
+        message: format!("--name: {}", e.message(listgate::config::Language::En)),
+        usage: true,
+    })?;
     let conn = admin::open_database(&config.database.path)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let changed = admin::correct::correct_name(&conn, &keys, &key, list, name.as_ref(), now())?;
     if changed == 0 {
-        println!("nothing changed (no subscription of {email}{}, or the name is already so)", list.map(|l| format!(" on {l}")).unwrap_or_default());
+        println!(
+            "nothing changed (no subscription of {email}{}, or the name is already so)",
+            list.map(|l| format!(" on {l}")).unwrap_or_default()
+        );
     } else {
         println!("corrected the name on {changed} subscription(s) of {email}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn backup(config: &Config, file: &PathBuf) -> Outcome {
+fn backup(config: &Config, file: &std::path::Path) -> Outcome {
     let conn = admin::open_database(&config.database.path)?;
     let bytes = admin::backup::backup(&conn, file)?;
     println!("backed up to {} ({bytes} bytes, integrity ok)", file.display());
@@ -406,7 +435,10 @@ fn verify(config: &Config) -> Outcome {
             Ok(ExitCode::SUCCESS)
         }
         Some(b) => {
-            println!("broken: event {} does not verify: {} ({} events before it verified)", b.event_id, b.reason, report.events);
+            println!(
+                "broken: event {} does not verify: {} ({} events before it verified)",
+                b.event_id, b.reason, report.events
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -432,7 +464,11 @@ fn keygen(config: &Config, write: bool) -> Outcome {
     };
     let ring_text = config.secrets.key.clone().or(existing.clone());
     let next_id = match &ring_text {
-        Some(text) => KeyRing::parse(text).map_err(|e| format!("current key ring: {e}"))?.current_id().checked_add(1).ok_or("no key ids left")?,
+        Some(text) => KeyRing::parse(text)
+            .map_err(|e| format!("current key ring: {e}"))?
+            .current_id()
+            .checked_add(1)
+            .ok_or("no key ids left")?,
         None => 1,
     };
     let entry = keys::new_entry(next_id)?;
@@ -449,8 +485,13 @@ fn keygen(config: &Config, write: bool) -> Outcome {
         std::fs::write(path, format!("# listgate secret keys; the highest id signs new links.\n{entry}\n"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     } else {
-        let mut file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        writeln!(file, "{entry}").and_then(|_| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        writeln!(file, "{entry}")
+            .and_then(|_| file.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     eprintln!("listgate: added key {next_id} to {}; restart the server to sign new links with it", path.display());
     Ok(ExitCode::SUCCESS)

@@ -112,7 +112,9 @@ pub struct ChainReport {
 pub fn check_event(keys: &KeyRing, previous_link: &str, event: &ProofEventRow) -> Result<(), &'static str> {
     let key = u16::try_from(event.key_id).ok().and_then(|id| keys.get(id)).ok_or("signed with an unknown key")?;
     if !event.erased {
-        let (Some(sub), Some(at), Some(kind), Some(detail)) = (event.subscription_id, &event.at, &event.kind, &event.detail) else {
+        let (Some(sub), Some(at), Some(kind), Some(detail)) =
+            (event.subscription_id, &event.at, &event.kind, &event.detail)
+        else {
             return Err("content missing but not marked erased");
         };
         let digest = mac_hex(&key.chain, &[&canonical(sub, at, kind, event.ip.as_deref(), detail)]);
@@ -133,7 +135,11 @@ pub fn verify_chain(conn: &Connection, keys: &KeyRing) -> Result<ChainReport> {
 }
 
 /// As [`verify_chain`], telling `progress` how many events each page held.
-pub fn verify_chain_with_progress(conn: &Connection, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<ChainReport> {
+pub fn verify_chain_with_progress(
+    conn: &Connection,
+    keys: &KeyRing,
+    mut progress: impl FnMut(u64),
+) -> Result<ChainReport> {
     let mut report = ChainReport { events: 0, erased: 0, first_break: None };
     let mut previous = String::new();
     let mut after = 0;
@@ -168,7 +174,16 @@ mod tests {
 
     fn add_three(conn: &Connection, keys: &KeyRing) {
         for (i, kind) in [EventKind::Signup, EventKind::MailSent, EventKind::Confirm].into_iter().enumerate() {
-            append(conn, keys, 1, &format!("2026-11-22T10:00:0{i}.000Z"), kind, Some("192.0.2.1"), &serde_json::json!({"n": i})).unwrap();
+            append(
+                conn,
+                keys,
+                1,
+                &format!("2026-11-22T10:00:0{i}.000Z"),
+                kind,
+                Some("192.0.2.1"),
+                &serde_json::json!({"n": i}),
+            )
+            .unwrap();
         }
     }
 

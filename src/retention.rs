@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 
 use crate::clock;
 use crate::config::RetentionConfig;
-use crate::store::{self, Result};
 use crate::store::queries;
+use crate::store::{self, Result};
 use crate::subscriptions::erase_subscription;
 
 /// Rows erased per write transaction.
@@ -74,7 +74,8 @@ impl PurgeReport {
 
     /// One line per list and state, for the operator.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.erased.iter().map(|((list, status), n)| format!("{list}\t{status}\t{n}")).collect();
+        let mut lines: Vec<String> =
+            self.erased.iter().map(|((list, status), n)| format!("{list}\t{status}\t{n}")).collect();
         lines.push(format!("total\t\t{}", self.total()));
         lines.push(format!("expired decline blocks\t\t{}", self.declines_removed));
         lines
@@ -95,7 +96,9 @@ pub fn plan(conn: &Connection, cutoffs: &Cutoffs) -> Result<PurgeReport> {
 /// transaction; returns what it erased. Fewer than `limit` means done.
 pub fn purge_batch(conn: &Connection, cutoffs: &Cutoffs, limit: i64) -> Result<PurgeReport> {
     let mut report = PurgeReport::default();
-    for (id, list, status) in queries::purge_candidates(conn, &cutoffs.pending_before, &cutoffs.unsubscribed_before, limit)? {
+    for (id, list, status) in
+        queries::purge_candidates(conn, &cutoffs.pending_before, &cutoffs.unsubscribed_before, limit)?
+    {
         erase_subscription(conn, id)?;
         report.add(list, status, 1);
     }

@@ -45,7 +45,12 @@ pub struct Context {
 impl Context {
     /// Renders each list's mail and stores its consent text and rendering
     /// (once per distinct content), so signups only reference them by hash.
-    pub fn prepare(conn: &Connection, config: Arc<Config>, keys: Arc<KeyRing>, now: OffsetDateTime) -> Result<Context, String> {
+    pub fn prepare(
+        conn: &Connection,
+        config: Arc<Config>,
+        keys: Arc<KeyRing>,
+        now: OffsetDateTime,
+    ) -> Result<Context, String> {
         let now = clock::format(now);
         let mut lists = HashMap::new();
         for list in &config.lists {
@@ -53,7 +58,8 @@ impl Context {
             let (rendering_sha256, rendering) = mail::render(&config, list)?;
             queries::insert_consent_text(conn, &consent_sha256, &list.consent_text, &now).map_err(|e| e.to_string())?;
             queries::insert_rendering(conn, &rendering_sha256, &rendering, &now).map_err(|e| e.to_string())?;
-            let prepared = PreparedList { config: list.clone(), consent_sha256, rendering_sha256, sender: rendering.sender };
+            let prepared =
+                PreparedList { config: list.clone(), consent_sha256, rendering_sha256, sender: rendering.sender };
             lists.insert(list.id.clone(), prepared);
         }
         Ok(Context { config, keys, lists: Arc::new(lists) })
@@ -139,12 +145,19 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
 /// 24 hours, over all lists and from any IP: the form cannot flood an inbox.
 fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &str, now: OffsetDateTime) -> Result<bool> {
     let day_ago = clock::format(now - time::Duration::days(1));
-    Ok(queries::mails_to_address_since(conn, email_key, &day_ago)? < i64::from(ctx.config.limits.mails_per_address_per_day))
+    Ok(queries::mails_to_address_since(conn, email_key, &day_ago)?
+        < i64::from(ctx.config.limits.mails_per_address_per_day))
 }
 
 /// A new mail for a pending signup: not sooner than `resend_interval` after
 /// the last one, and within the daily cap.
-fn may_resend(conn: &Connection, ctx: &Context, subscription_id: i64, email_key: &str, now: OffsetDateTime) -> Result<bool> {
+fn may_resend(
+    conn: &Connection,
+    ctx: &Context,
+    subscription_id: i64,
+    email_key: &str,
+    now: OffsetDateTime,
+) -> Result<bool> {
     if !under_daily_cap(conn, ctx, email_key, now)? {
         return Ok(false);
     }
@@ -202,7 +215,13 @@ pub enum ConfirmOutcome {
     Gone,
 }
 
-pub fn confirm(conn: &Connection, ctx: &Context, t: &VerifiedToken, ip: IpAddr, now: OffsetDateTime) -> Result<ConfirmOutcome> {
+pub fn confirm(
+    conn: &Connection,
+    ctx: &Context,
+    t: &VerifiedToken,
+    ip: IpAddr,
+    now: OffsetDateTime,
+) -> Result<ConfirmOutcome> {
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(ConfirmOutcome::Gone);
     };
@@ -294,7 +313,15 @@ pub fn unsubscribe(
     if !queries::unsubscribe_subscription(conn, sub.id, &at, ip.as_deref().unwrap_or(""), method.as_str())? {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     }
-    proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Unsubscribe, ip.as_deref(), &json!({"method": method.as_str()}))?;
+    proof::append(
+        conn,
+        &ctx.keys,
+        sub.id,
+        &at,
+        EventKind::Unsubscribe,
+        ip.as_deref(),
+        &json!({"method": method.as_str()}),
+    )?;
     queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), &sub.list_id)?;
     Ok(UnsubscribeOutcome::Unsubscribed)
 }

@@ -69,7 +69,13 @@ pub enum TokenError {
 
 /// Signs a token with the ring's current key. `expires` is `None` for
 /// unsubscribe tokens, which must work in years-old mails.
-pub fn sign(keys: &KeyRing, purpose: Purpose, subscription_id: i64, list_id: &str, expires: Option<OffsetDateTime>) -> String {
+pub fn sign(
+    keys: &KeyRing,
+    purpose: Purpose,
+    subscription_id: i64,
+    list_id: &str,
+    expires: Option<OffsetDateTime>,
+) -> String {
     let key_id = keys.current_id();
     let mut payload = Vec::with_capacity(HEADER + list_id.len());
     payload.push(VERSION);
@@ -118,10 +124,17 @@ pub fn sign_form(keys: &KeyRing, list_id: &str, issued: OffsetDateTime, max_age:
 
 /// Whether a form token is genuine, for this list, not expired, and at
 /// least `min_age` old (a person takes a moment to type an address).
-pub fn check_form(keys: &KeyRing, token: &str, list_id: &str, now: OffsetDateTime, min_age: crate::config::Span) -> bool {
+pub fn check_form(
+    keys: &KeyRing,
+    token: &str,
+    list_id: &str,
+    now: OffsetDateTime,
+    min_age: crate::config::Span,
+) -> bool {
     match verify(keys, token, Purpose::Form, now) {
         Ok(form) => {
-            let issued = OffsetDateTime::from_unix_timestamp_nanos(i128::from(form.subscription_id) * 1_000_000).unwrap_or(now);
+            let issued =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(form.subscription_id) * 1_000_000).unwrap_or(now);
             form.list_id == list_id && min_age.after(issued) <= now
         }
         Err(_) => false,
@@ -146,7 +159,16 @@ mod tests {
         let t = sign(&keys, Purpose::Confirm, 42, "news", Some(NOW + time::Duration::days(7)));
         let v = verify(&keys, &t, Purpose::Confirm, NOW).unwrap();
         let expires = Some((NOW + time::Duration::days(7)).unix_timestamp());
-        assert_eq!(v, VerifiedToken { purpose: Purpose::Confirm, subscription_id: 42, list_id: "news".into(), key_id: 1, expires });
+        assert_eq!(
+            v,
+            VerifiedToken {
+                purpose: Purpose::Confirm,
+                subscription_id: 42,
+                list_id: "news".into(),
+                key_id: 1,
+                expires
+            }
+        );
     }
 
     #[test]
@@ -161,7 +183,10 @@ mod tests {
         // Flip one character of the payload: a different subscription id, same tag.
         let mut bytes = t.clone().into_bytes();
         bytes[8] = if bytes[8] == b'A' { b'B' } else { b'A' };
-        assert_eq!(verify(&keys, std::str::from_utf8(&bytes).unwrap(), Purpose::Confirm, NOW), Err(TokenError::Invalid));
+        assert_eq!(
+            verify(&keys, std::str::from_utf8(&bytes).unwrap(), Purpose::Confirm, NOW),
+            Err(TokenError::Invalid)
+        );
         // Signed with a key we do not have.
         assert_eq!(verify(&ring(), &t, Purpose::Confirm, NOW), Err(TokenError::Invalid));
         assert_eq!(verify(&keys, &"A".repeat(MAX_TOKEN_LEN + 1), Purpose::Confirm, NOW), Err(TokenError::Invalid));
@@ -185,7 +210,8 @@ mod tests {
         assert!(check_form(&keys, &t, "news", NOW + time::Duration::seconds(2), min));
         assert!(!check_form(&keys, &t, "other", NOW + time::Duration::seconds(5), min), "another list's form");
         assert!(!check_form(&keys, &t, "news", NOW + time::Duration::seconds(3600), min), "stale page");
-        let confirm = sign(&keys, Purpose::Confirm, NOW.unix_timestamp() - 10, "news", Some(NOW + time::Duration::days(1)));
+        let confirm =
+            sign(&keys, Purpose::Confirm, NOW.unix_timestamp() - 10, "news", Some(NOW + time::Duration::days(1)));
         assert!(!check_form(&keys, &confirm, "news", NOW, min), "another purpose");
     }
 

@@ -27,8 +27,19 @@ pub const LIST_UNSUBSCRIBE_POST: &str = "List-Unsubscribe=One-Click";
 
 /// The columns, in order; also the JSON keys.
 pub const COLUMNS: [&str; 13] = [
-    "email", "name", "list", "status", "signup_at", "signup_ip", "consent_sha256", "confirmed_at", "confirmed_ip",
-    "unsubscribed_at", "unsubscribe_url", "list_unsubscribe", "list_unsubscribe_post",
+    "email",
+    "name",
+    "list",
+    "status",
+    "signup_at",
+    "signup_ip",
+    "consent_sha256",
+    "confirmed_at",
+    "confirmed_ip",
+    "unsubscribed_at",
+    "unsubscribe_url",
+    "list_unsubscribe",
+    "list_unsubscribe_post",
 ];
 
 /// One exported row.
@@ -75,9 +86,19 @@ impl ExportRow {
             v.as_deref().unwrap_or("")
         }
         [
-            &self.email, opt(&self.name), &self.list, &self.status, &self.signup_at, &self.signup_ip, &self.consent_sha256,
-            opt(&self.confirmed_at), opt(&self.confirmed_ip), opt(&self.unsubscribed_at), &self.unsubscribe_url,
-            &self.list_unsubscribe, self.list_unsubscribe_post,
+            &self.email,
+            opt(&self.name),
+            &self.list,
+            &self.status,
+            &self.signup_at,
+            &self.signup_ip,
+            &self.consent_sha256,
+            opt(&self.confirmed_at),
+            opt(&self.confirmed_ip),
+            opt(&self.unsubscribed_at),
+            &self.unsubscribe_url,
+            &self.list_unsubscribe,
+            self.list_unsubscribe_post,
         ]
     }
 }

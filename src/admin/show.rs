@@ -36,7 +36,12 @@ pub struct AddressReport {
     pub declined: bool,
 }
 
-pub fn collect(conn: &Connection, keys: &KeyRing, email_key: &str, now: OffsetDateTime) -> Result<AddressReport, String> {
+pub fn collect(
+    conn: &Connection,
+    keys: &KeyRing,
+    email_key: &str,
+    now: OffsetDateTime,
+) -> Result<AddressReport, String> {
     let err = |e: crate::store::StoreError| e.to_string();
     let mut records = Vec::new();
     for subscription in queries::subscriptions_of_address(conn, email_key).map_err(err)? {
@@ -59,7 +64,9 @@ pub fn to_json(report: &AddressReport) -> serde_json::Value {
         for record in records {
             if let Some(events) = record["events"].as_array_mut() {
                 for event in events {
-                    if let Some(detail) = event["detail"].as_str().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) {
+                    if let Some(detail) =
+                        event["detail"].as_str().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                    {
                         event["detail"] = detail;
                     }
                 }
@@ -81,12 +88,25 @@ pub fn to_text(report: &AddressReport) -> String {
         let _ = writeln!(t, "{} on list {} (subscription {}): {}", s.email, s.list_id, s.id, s.status);
         let _ = writeln!(t, "  name:          {}", dash(&s.name));
         let _ = writeln!(t, "  signed up:     {} from {}", s.signup_at, s.signup_ip);
-        let _ = writeln!(t, "  consent:       {} (sha256 {})", r.consent_text.as_deref().unwrap_or("(missing)"), s.consent_sha256);
-        let _ = writeln!(t, "  confirmed:     {}", s.confirmed_at.as_ref().map_or("-".into(), |at| format!("{at} from {}", dash(&s.confirmed_ip))));
+        let _ = writeln!(
+            t,
+            "  consent:       {} (sha256 {})",
+            r.consent_text.as_deref().unwrap_or("(missing)"),
+            s.consent_sha256
+        );
+        let _ = writeln!(
+            t,
+            "  confirmed:     {}",
+            s.confirmed_at.as_ref().map_or("-".into(), |at| format!("{at} from {}", dash(&s.confirmed_ip)))
+        );
         let _ = writeln!(
             t,
             "  unsubscribed:  {}",
-            s.unsubscribed_at.as_ref().map_or("-".into(), |at| format!("{at} from {} ({})", dash(&s.unsubscribed_ip), dash(&s.unsubscribe_method)))
+            s.unsubscribed_at.as_ref().map_or("-".into(), |at| format!(
+                "{at} from {} ({})",
+                dash(&s.unsubscribed_ip),
+                dash(&s.unsubscribe_method)
+            ))
         );
         for m in &r.mails {
             let _ = writeln!(
@@ -114,7 +134,11 @@ pub fn to_text(report: &AddressReport) -> String {
         }
     }
     if report.declined {
-        let _ = writeln!(t, "{} said \"I did not sign up\": no confirmation mails for now (only a keyed hash is stored)", report.email);
+        let _ = writeln!(
+            t,
+            "{} said \"I did not sign up\": no confirmation mails for now (only a keyed hash is stored)",
+            report.email
+        );
     }
     t
 }
@@ -155,12 +179,21 @@ struct ProofDocument<'a> {
 }
 
 /// Writes `proof-LIST-ID.html` per subscription into `dir`; returns the paths.
-pub fn write_proof_documents(conn: &Connection, keys: &KeyRing, report: &AddressReport, dir: &Path, now: OffsetDateTime) -> Result<Vec<PathBuf>, String> {
+pub fn write_proof_documents(
+    conn: &Connection,
+    keys: &KeyRing,
+    report: &AddressReport,
+    dir: &Path,
+    now: OffsetDateTime,
+) -> Result<Vec<PathBuf>, String> {
     let err = |e: crate::store::StoreError| e.to_string();
     let chain = proof::verify_chain(conn, keys).map_err(err)?;
     let chain_ok = chain.first_break.is_none();
     let chain_summary = match &chain.first_break {
-        None => format!("The whole proof log verifies: {} events, each chained to the one before by HMAC-SHA256.", chain.events),
+        None => format!(
+            "The whole proof log verifies: {} events, each chained to the one before by HMAC-SHA256.",
+            chain.events
+        ),
         Some(b) => format!("The proof log is BROKEN at event {}: {}.", b.event_id, b.reason),
     };
     let mut written = Vec::new();

@@ -105,8 +105,15 @@ mod tests {
 
     #[test]
     fn forms_and_json_give_the_same_fields() {
-        let form = parse_signup("application/x-www-form-urlencoded; charset=utf-8", b"email=a%40b.org&name=J%C3%BCrgen&website=&email=second", "website").unwrap();
-        let json = parse_signup("application/json", br#"{"email":"a@b.org","name":"J\u00fcrgen","website":""}"#, "website").unwrap();
+        let form = parse_signup(
+            "application/x-www-form-urlencoded; charset=utf-8",
+            b"email=a%40b.org&name=J%C3%BCrgen&website=&email=second",
+            "website",
+        )
+        .unwrap();
+        let json =
+            parse_signup("application/json", br#"{"email":"a@b.org","name":"J\u00fcrgen","website":""}"#, "website")
+                .unwrap();
         assert_eq!(form, json);
         assert_eq!(form.email.as_deref(), Some("a@b.org"), "first of repeated keys");
     }
@@ -117,7 +124,10 @@ mod tests {
         assert_eq!(parse_signup("application/json", b"\xff", "w"), Err(FormError::Unreadable));
         assert_eq!(parse_signup("", b"email=%FF", "w"), Err(FormError::Unreadable));
         assert_eq!(parse_signup("", b"name=\xc3", "w"), Err(FormError::Unreadable));
-        assert_eq!(pairs(b"a=1+2%2B3&&b&=x").unwrap(), vec![("a".into(), "1 2+3".into()), ("b".into(), "".into()), ("".into(), "x".into())]);
+        assert_eq!(
+            pairs(b"a=1+2%2B3&&b&=x").unwrap(),
+            vec![("a".into(), "1 2+3".into()), ("b".into(), "".into()), ("".into(), "x".into())]
+        );
         assert_eq!(parse_signup("text/plain", b"email=a", "w"), Err(FormError::UnsupportedType));
     }
 
@@ -125,7 +135,8 @@ mod tests {
     fn one_click_is_recognised_in_both_encodings() {
         assert!(is_one_click("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click"));
         assert!(is_one_click("", b"List-Unsubscribe=One-Click"));
-        let multipart = b"--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n";
+        let multipart =
+            b"--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n";
         assert!(is_one_click("multipart/form-data; boundary=b", multipart));
         assert!(!is_one_click("application/x-www-form-urlencoded", b""));
     }

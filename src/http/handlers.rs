@@ -10,9 +10,9 @@ use serde_json::json;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use super::pages::{self, AppError};
 use super::AppState;
 use super::forms::{self, FormError, SignupFields};
+use super::pages::{self, AppError};
 use crate::config::Language;
 use crate::domain::{Email, InputError, Name};
 use crate::subscriptions::{
@@ -23,7 +23,10 @@ use crate::token::{self, Purpose, TokenError, VerifiedToken};
 /// Whether the caller wants JSON: a JSON body or `Accept: application/json`.
 fn wants_json(headers: &HeaderMap) -> bool {
     let has = |name: header::HeaderName| {
-        headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains("application/json"))
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"))
     };
     has(header::CONTENT_TYPE) || has(header::ACCEPT)
 }
@@ -73,7 +76,12 @@ pub async fn subscribe_preflight(state: Arc<AppState>, headers: HeaderMap) -> Re
 }
 
 /// `POST /subscribe`.
-pub async fn subscribe(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, body: Result<Bytes, AppError>) -> Response {
+pub async fn subscribe(
+    state: Arc<AppState>,
+    ip: IpAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, AppError>,
+) -> Response {
     let as_json = wants_json(&headers);
     let fallback_language = state.default_language();
     if let Err(wait) = state.limits.check_ip(ip) {
@@ -81,10 +89,11 @@ pub async fn subscribe(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, bod
         return AppError::TooManyRequests { retry_after: wait.as_secs() }.respond(fallback_language, as_json);
     }
     let honeypot = &state.ctx.config.limits.honeypot_field;
-    let fields = match body.and_then(|b| forms::parse_signup(content_type(&headers), &b, honeypot).map_err(AppError::from)) {
-        Ok(fields) => fields,
-        Err(e) => return e.respond(fallback_language, as_json),
-    };
+    let fields =
+        match body.and_then(|b| forms::parse_signup(content_type(&headers), &b, honeypot).map_err(AppError::from)) {
+            Ok(fields) => fields,
+            Err(e) => return e.respond(fallback_language, as_json),
+        };
     let list = match resolve_list(&state, fields.list.as_deref()) {
         Ok(list) => list,
         Err(e) => return e.respond(fallback_language, as_json),
@@ -94,7 +103,10 @@ pub async fn subscribe(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, bod
         Ok(()) if as_json => pages::json(StatusCode::ACCEPTED, &json!({"status": "pending"})),
         Ok(()) => match &list.config.thanks_url {
             Some(url) => pages::see_other(url),
-            None => pages::html(StatusCode::OK, &pages::PendingPage { de: language == Language::De, list_name: &list.config.name }),
+            None => pages::html(
+                StatusCode::OK,
+                &pages::PendingPage { de: language == Language::De, list_name: &list.config.name },
+            ),
         },
         Err(e) => e.respond(language, as_json),
     };
@@ -141,7 +153,12 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
 /// Why a submission looks like a machine's, if it does: a filled honeypot,
 /// or a form token that is forged, stale, too fresh, or missing where the
 /// list requires one.
-fn bot_reason(state: &AppState, list: &PreparedList, fields: &SignupFields, now: time::OffsetDateTime) -> Option<&'static str> {
+fn bot_reason(
+    state: &AppState,
+    list: &PreparedList,
+    fields: &SignupFields,
+    now: time::OffsetDateTime,
+) -> Option<&'static str> {
     if fields.honeypot.as_deref().is_some_and(|h| !h.is_empty()) {
         return Some("honeypot filled");
     }
@@ -162,7 +179,11 @@ fn query_token(query: &Option<String>) -> Option<String> {
 
 /// Verifies a token and finds its list; the error page speaks the list's
 /// language when the token is genuine.
-fn verify_token<'a>(state: &'a AppState, token: Option<&str>, purpose: Purpose) -> Result<(VerifiedToken, &'a PreparedList), (AppError, Language)> {
+fn verify_token<'a>(
+    state: &'a AppState,
+    token: Option<&str>,
+    purpose: Purpose,
+) -> Result<(VerifiedToken, &'a PreparedList), (AppError, Language)> {
     let fallback = state.default_language();
     let token = token.ok_or((AppError::TokenInvalid, fallback))?;
     match token::verify(&state.ctx.keys, token, purpose, state.clock.now()) {
@@ -217,7 +238,10 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
             Ok(outcome) => {
                 tracing::info!(list = %list.config.id, ?outcome, "signup declined");
                 let already_confirmed = outcome == DeclineOutcome::AlreadyConfirmed;
-                pages::html(StatusCode::OK, &pages::DeclinedPage { de, list_name: &list.config.name, already_confirmed })
+                pages::html(
+                    StatusCode::OK,
+                    &pages::DeclinedPage { de, list_name: &list.config.name, already_confirmed },
+                )
             }
             Err(e) => AppError::from(e).respond(list.config.language, false),
         };
@@ -231,7 +255,9 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
                 None => pages::html(StatusCode::OK, &pages::ConfirmedPage { de, list_name: &list.config.name }),
             }
         }
-        Ok(ConfirmOutcome::Gone) => AppError::Gone { retry_url: Some(state.form_url(&list.config.id)) }.respond(list.config.language, false),
+        Ok(ConfirmOutcome::Gone) => {
+            AppError::Gone { retry_url: Some(state.form_url(&list.config.id)) }.respond(list.config.language, false)
+        }
         Err(e) => AppError::from(e).respond(list.config.language, false),
     }
 }
@@ -254,7 +280,13 @@ pub async fn unsubscribe_page(state: Arc<AppState>, query: Option<String>) -> Re
 
 /// `POST /unsubscribe?token=`: from our page's button or a mail client's
 /// one-click POST. Always 200 with a page, never a redirect (RFC 8058).
-pub async fn unsubscribe(state: Arc<AppState>, ip: IpAddr, query: Option<String>, headers: HeaderMap, body: Result<Bytes, AppError>) -> Response {
+pub async fn unsubscribe(
+    state: Arc<AppState>,
+    ip: IpAddr,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, AppError>,
+) -> Response {
     let token = query_token(&query);
     let (verified, list) = match verify_token(&state, token.as_deref(), Purpose::Unsubscribe) {
         Ok(v) => v,
@@ -264,9 +296,14 @@ pub async fn unsubscribe(state: Arc<AppState>, ip: IpAddr, query: Option<String>
         Ok(body) => body,
         Err(e) => return e.respond(list.config.language, false),
     };
-    let method = if forms::is_one_click(content_type(&headers), &body) { UnsubscribeMethod::OneClick } else { UnsubscribeMethod::Page };
+    let method = if forms::is_one_click(content_type(&headers), &body) {
+        UnsubscribeMethod::OneClick
+    } else {
+        UnsubscribeMethod::Page
+    };
     let (ctx, now) = (state.ctx.clone(), state.clock.now());
-    let result = state.store.write(move |conn| subscriptions::unsubscribe(conn, &ctx, &verified, Some(ip), method, now)).await;
+    let result =
+        state.store.write(move |conn| subscriptions::unsubscribe(conn, &ctx, &verified, Some(ip), method, now)).await;
     match result {
         Ok(outcome) => {
             tracing::info!(list = %list.config.id, method = method.as_str(), ?outcome, "unsubscribe");

@@ -53,11 +53,9 @@ fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), E
 
 /// The client address per `client_ip::resolve`.
 fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
-    warp::addr::remote()
-        .and(warp::header::headers_cloned())
-        .map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
-            client_ip::resolve(peer, &headers, &state.ctx.config.server.trusted_proxies)
-        })
+    warp::addr::remote().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
+        client_ip::resolve(peer, &headers, &state.ctx.config.server.trusted_proxies)
+    })
 }
 
 /// The raw query string, if any.

@@ -138,15 +138,21 @@ pub enum AppError {
     /// A token is malformed, tampered or of the wrong kind (400).
     TokenInvalid,
     /// A confirmation token is past its time (410); offers a new signup.
-    TokenExpired { retry_url: Option<String> },
+    TokenExpired {
+        retry_url: Option<String>,
+    },
     /// The subscription behind a valid token no longer exists (410).
-    Gone { retry_url: Option<String> },
+    Gone {
+        retry_url: Option<String>,
+    },
     /// Body over `limits.body_bytes` (413).
     BodyTooLarge,
     /// Body of a type we do not read (415).
     UnsupportedMediaType,
     /// A rate limit was hit (429); try again after this many seconds.
-    TooManyRequests { retry_after: u64 },
+    TooManyRequests {
+        retry_after: u64,
+    },
     NotFound,
     MethodNotAllowed,
     /// The database is full or unreachable (503); nothing was stored.
@@ -190,20 +196,32 @@ impl AppError {
     fn texts(&self, language: Language) -> (&'static str, &'static str) {
         let de = language == Language::De;
         match self {
-            AppError::Input(e) => (if de { "Bitte prüfen Sie Ihre Eingabe" } else { "Please check your input" }, e.message(language)),
+            AppError::Input(e) => {
+                (if de { "Bitte prüfen Sie Ihre Eingabe" } else { "Please check your input" }, e.message(language))
+            }
             AppError::UnknownList => {
-                if de { ("Liste nicht gefunden", "Diese Liste gibt es hier nicht.") } else { ("List not found", "There is no such list here.") }
+                if de {
+                    ("Liste nicht gefunden", "Diese Liste gibt es hier nicht.")
+                } else {
+                    ("List not found", "There is no such list here.")
+                }
             }
             AppError::TokenInvalid => {
                 if de {
-                    ("Ungültiger Link", "Dieser Link ist ungültig oder unvollständig. Bitte kopieren Sie ihn vollständig aus der E-Mail.")
+                    (
+                        "Ungültiger Link",
+                        "Dieser Link ist ungültig oder unvollständig. Bitte kopieren Sie ihn vollständig aus der E-Mail.",
+                    )
                 } else {
                     ("Invalid link", "This link is invalid or incomplete. Please copy it completely from the email.")
                 }
             }
             AppError::TokenExpired { .. } => {
                 if de {
-                    ("Link abgelaufen", "Dieser Bestätigungslink ist abgelaufen. Melden Sie sich bitte erneut an; Sie erhalten dann einen neuen Link.")
+                    (
+                        "Link abgelaufen",
+                        "Dieser Bestätigungslink ist abgelaufen. Melden Sie sich bitte erneut an; Sie erhalten dann einen neuen Link.",
+                    )
                 } else {
                     ("Link expired", "This confirmation link has expired. Please sign up again to get a new link.")
                 }
@@ -216,7 +234,11 @@ impl AppError {
                 }
             }
             AppError::BodyTooLarge => {
-                if de { ("Zu viele Daten", "Die Anfrage ist zu groß.") } else { ("Too much data", "The request is too large.") }
+                if de {
+                    ("Zu viele Daten", "Die Anfrage ist zu groß.")
+                } else {
+                    ("Too much data", "The request is too large.")
+                }
             }
             AppError::UnsupportedMediaType => {
                 if de {
@@ -232,19 +254,36 @@ impl AppError {
                     ("Too many requests", "Please wait a few minutes and try again.")
                 }
             }
-            AppError::NotFound => if de { ("Nicht gefunden", "Diese Seite gibt es nicht.") } else { ("Not found", "There is no such page.") },
+            AppError::NotFound => {
+                if de {
+                    ("Nicht gefunden", "Diese Seite gibt es nicht.")
+                } else {
+                    ("Not found", "There is no such page.")
+                }
+            }
             AppError::MethodNotAllowed => {
-                if de { ("Nicht erlaubt", "Diese Anfrage ist hier nicht erlaubt.") } else { ("Not allowed", "This request is not allowed here.") }
+                if de {
+                    ("Nicht erlaubt", "Diese Anfrage ist hier nicht erlaubt.")
+                } else {
+                    ("Not allowed", "This request is not allowed here.")
+                }
             }
             AppError::Unavailable => {
                 if de {
-                    ("Vorübergehend nicht verfügbar", "Bitte versuchen Sie es in einigen Minuten noch einmal. Es wurde nichts gespeichert.")
+                    (
+                        "Vorübergehend nicht verfügbar",
+                        "Bitte versuchen Sie es in einigen Minuten noch einmal. Es wurde nichts gespeichert.",
+                    )
                 } else {
                     ("Temporarily unavailable", "Please try again in a few minutes. Nothing was stored.")
                 }
             }
             AppError::Internal => {
-                if de { ("Interner Fehler", "Bitte versuchen Sie es später noch einmal.") } else { ("Internal error", "Please try again later.") }
+                if de {
+                    ("Interner Fehler", "Bitte versuchen Sie es später noch einmal.")
+                } else {
+                    ("Internal error", "Please try again later.")
+                }
             }
         }
     }

@@ -97,14 +97,20 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
     let row = RenderingRow {
         format: FORMAT,
         sender: from.email.to_string(),
-        from_header: mailbox_header(from.name.as_deref(), &from.email.to_string()),
-        reply_to: reply_to.map(|m| mailbox_header(m.name.as_deref(), &m.email.to_string())),
+        from_header: mailbox_header(from.name.as_deref(), from.email.as_ref()),
+        reply_to: reply_to.map(|m| mailbox_header(m.name.as_deref(), m.email.as_ref())),
         subject: encode_unstructured(&subject),
         text_body: text.render().map_err(|e| format!("mail template: {e}"))?,
         html_body: html.render().map_err(|e| format!("mail template: {e}"))?,
     };
     let canonical = serde_json::to_vec(&(
-        row.format, &row.sender, &row.from_header, &row.reply_to, &row.subject, &row.text_body, &row.html_body,
+        row.format,
+        &row.sender,
+        &row.from_header,
+        &row.reply_to,
+        &row.subject,
+        &row.text_body,
+        &row.html_body,
     ))
     .expect("strings serialize");
     Ok((sha256_hex(&canonical), row))
@@ -186,7 +192,9 @@ fn fill_placeholders(body: &str, values: &[(&str, &str)], escape: fn(&str) -> St
 /// rendering is gone (erased).
 pub fn rebuild(conn: &rusqlite::Connection, outbox_id: i64) -> crate::store::Result<Option<Vec<u8>>> {
     let Some(mail) = crate::store::queries::select_outbox_mail(conn, outbox_id)? else { return Ok(None) };
-    let Some(rendering) = crate::store::queries::select_rendering(conn, &mail.rendering_sha256)? else { return Ok(None) };
+    let Some(rendering) = crate::store::queries::select_rendering(conn, &mail.rendering_sha256)? else {
+        return Ok(None);
+    };
     Ok(Some(compose(
         &rendering,
         &Recipient {
@@ -339,8 +347,15 @@ mod tests {
         let r = rendering(Language::En);
         let bytes = compose(&r, &recipient(Some("Anna")));
         let text = String::from_utf8(bytes).unwrap();
-        for header in ["Date: ", "From: Newsletter <newsletter@localhost>", "To: Anna <anna@example.org>", "Message-ID: <0011@localhost>",
-            "Auto-Submitted: auto-generated", "MIME-Version: 1.0", "Content-Type: multipart/alternative;"] {
+        for header in [
+            "Date: ",
+            "From: Newsletter <newsletter@localhost>",
+            "To: Anna <anna@example.org>",
+            "Message-ID: <0011@localhost>",
+            "Auto-Submitted: auto-generated",
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/alternative;",
+        ] {
             assert!(text.contains(&format!("\r\n{header}")) || text.starts_with(header), "missing {header}");
         }
         let long: Vec<_> = text.lines().filter(|l| l.len() > 78).collect();

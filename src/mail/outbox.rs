@@ -47,7 +47,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     pub fn from_config(config: &Config) -> RetryPolicy {
         let d = |span: crate::config::Span| time::Duration::try_from(span.approx()).unwrap_or(time::Duration::DAY);
-        RetryPolicy { base: d(config.mail.retry_base), max: d(config.mail.retry_max), give_up_after: d(config.mail.give_up_after) }
+        RetryPolicy {
+            base: d(config.mail.retry_base),
+            max: d(config.mail.retry_max),
+            give_up_after: d(config.mail.give_up_after),
+        }
     }
 
     /// `base · 2^(attempt-1)`, capped at `max`.
@@ -63,18 +67,23 @@ pub enum Transport {
     /// lettre's pooled transport; `deadline` bounds a whole delivery attempt
     /// (lettre's own timeout covers only the TCP connect, so a server that
     /// accepts and then never answers would otherwise hang the attempt).
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, deadline: Duration },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        deadline: Duration,
+    },
 }
 
 impl Transport {
     pub fn from_config(config: &Config) -> Result<Transport, String> {
         match config.mail_transport().map_err(|e| e.to_string())? {
             MailTransport::File(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
                 Ok(Transport::File(dir))
             }
             MailTransport::Smtp(url) => {
-                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| format!("mail.url: {e}"))?;
+                let builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| format!("mail.url: {e}"))?;
                 let deadline = config.mail.timeout.approx();
                 Ok(Transport::Smtp { transport: builder.timeout(Some(deadline)).build(), deadline })
             }
@@ -102,7 +111,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(store: Store, keys: Arc<KeyRing>, clock: SharedClock, transport: Transport, retry: RetryPolicy, wake: Arc<Notify>) -> Outbox {
+    pub fn new(
+        store: Store,
+        keys: Arc<KeyRing>,
+        clock: SharedClock,
+        transport: Transport,
+        retry: RetryPolicy,
+        wake: Arc<Notify>,
+    ) -> Outbox {
         Outbox { store, keys, clock, transport, retry, wake, renderings: Mutex::new(HashMap::new()) }
     }
 
@@ -162,7 +178,9 @@ impl Outbox {
         const IDLE: Duration = Duration::from_secs(30);
         match self.store.read(queries::next_due_mail).await {
             Ok(Some(due)) => clock::parse(&due)
-                .map(|due| (due - self.clock.now()).clamp(time::Duration::ZERO, time::Duration::try_from(IDLE).expect("fits")))
+                .map(|due| {
+                    (due - self.clock.now()).clamp(time::Duration::ZERO, time::Duration::try_from(IDLE).expect("fits"))
+                })
                 .and_then(|d| Duration::try_from(d).ok())
                 .unwrap_or(IDLE),
             _ => IDLE,
@@ -205,9 +223,9 @@ impl Outbox {
             Transport::File(dir) => write_eml(dir, &row, &message).await,
             Transport::Smtp { transport, deadline } => {
                 let attempt = send_smtp(transport, &rendering.sender, &row.to_email, &message);
-                tokio::time::timeout(*deadline, attempt)
-                    .await
-                    .unwrap_or_else(|_| Attempt::Temporary(format!("the mail server did not answer within {deadline:?} (timed out)")))
+                tokio::time::timeout(*deadline, attempt).await.unwrap_or_else(|_| {
+                    Attempt::Temporary(format!("the mail server did not answer within {deadline:?} (timed out)"))
+                })
             }
         };
         self.record(row, sha256, attempt).await;
@@ -218,17 +236,24 @@ impl Outbox {
         let now = self.clock.now();
         let masked = mask_address(&row.to_email);
         match &attempt {
-            Attempt::Delivered { reply } => tracing::info!(outbox_id = row.id, to = %masked, reply = %reply, "mail delivered"),
-            Attempt::Temporary(e) => tracing::warn!(outbox_id = row.id, to = %masked, attempt = row.attempts, error = %e, "mail delivery failed, will retry"),
-            Attempt::Permanent(e) => tracing::error!(outbox_id = row.id, to = %masked, error = %e, "mail delivery failed permanently"),
+            Attempt::Delivered { reply } => {
+                tracing::info!(outbox_id = row.id, to = %masked, reply = %reply, "mail delivered")
+            }
+            Attempt::Temporary(e) => {
+                tracing::warn!(outbox_id = row.id, to = %masked, attempt = row.attempts, error = %e, "mail delivery failed, will retry")
+            }
+            Attempt::Permanent(e) => {
+                tracing::error!(outbox_id = row.id, to = %masked, error = %e, "mail delivery failed permanently")
+            }
         }
         let give_up_at = clock::parse(&row.created_at).map(|t| t + self.retry.give_up_after);
         let next = now + self.retry.backoff(row.attempts);
         let attempt = match attempt {
             // Give up when the next try would fall after the deadline.
-            Attempt::Temporary(e) if give_up_at.is_some_and(|t| next > t) => {
-                Attempt::Permanent(format!("gave up after {} attempts over {}: {e}", row.attempts, self.retry.give_up_after))
-            }
+            Attempt::Temporary(e) if give_up_at.is_some_and(|t| next > t) => Attempt::Permanent(format!(
+                "gave up after {} attempts over {}: {e}",
+                row.attempts, self.retry.give_up_after
+            )),
             other => other,
         };
         let keys = self.keys.clone();
@@ -239,7 +264,8 @@ impl Outbox {
                 match attempt {
                     Attempt::Delivered { reply } => {
                         if queries::mark_mail_sent(c, row.id, &at, &reply, &sha256)? {
-                            let detail = json!({"message_id": row.message_id, "message_sha256": sha256, "smtp_reply": reply});
+                            let detail =
+                                json!({"message_id": row.message_id, "message_sha256": sha256, "smtp_reply": reply});
                             proof::append(c, &keys, row.subscription_id, &at, EventKind::MailSent, None, &detail)?;
                         }
                     }

@@ -56,7 +56,10 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Sqlite(e) => write!(f, "database: {e}"),
             StoreError::WriterGone => f.write_str("database writer has stopped"),
-            StoreError::TooNew(v) => write!(f, "database schema version {v} is newer than this listgate ({SCHEMA_VERSION}); upgrade listgate"),
+            StoreError::TooNew(v) => write!(
+                f,
+                "database schema version {v} is newer than this listgate ({SCHEMA_VERSION}); upgrade listgate"
+            ),
         }
     }
 }
@@ -110,9 +113,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = conn
-            .execute_batch(SCHEMA)
-            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
+        let applied = conn.execute_batch(SCHEMA).and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {

@@ -82,7 +82,8 @@ pub const SELECT_RENDERING: &str = "SELECT format, sender, from_header, reply_to
     FROM mail_renderings WHERE sha256 = ?1";
 
 /// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
-pub const SELECT_LIVE_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+pub const SELECT_LIVE_SUBSCRIPTION: &str =
+    "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
     confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
     FROM subscriptions WHERE list_id = ?1 AND email_key = ?2 AND status IN ('pending', 'confirmed')";
 
@@ -97,7 +98,8 @@ pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
 
 /// Params: id, now, ip. Pending becomes confirmed; no-op otherwise.
-pub const CONFIRM_SUBSCRIPTION: &str = "UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?2, confirmed_ip = ?3
+pub const CONFIRM_SUBSCRIPTION: &str =
+    "UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?2, confirmed_ip = ?3
     WHERE id = ?1 AND status = 'pending'";
 
 /// Params: id, now, ip, method. Pending or confirmed becomes unsubscribed; no-op otherwise.
@@ -115,7 +117,8 @@ pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)";
 
 /// Params: subscription_id, since. Mails queued for a subscription since a time: count and latest.
-pub const RECENT_MAILS: &str = "SELECT count(*), max(created_at) FROM outbox WHERE subscription_id = ?1 AND created_at >= ?2";
+pub const RECENT_MAILS: &str =
+    "SELECT count(*), max(created_at) FROM outbox WHERE subscription_id = ?1 AND created_at >= ?2";
 
 /// Params: now, lease_until, limit. Claims due rows: pushes them `lease_until`
 /// into the future (so a crash mid-delivery retries them then) and counts the attempt.
@@ -125,7 +128,8 @@ pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attem
     RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
 
 /// Params: id. The stored values of one mail, for rebuilding it.
-pub const SELECT_OUTBOX_MAIL: &str = "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
+pub const SELECT_OUTBOX_MAIL: &str =
+    "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
     FROM outbox WHERE id = ?1";
 
 /// No params. When the next queued mail is due.
@@ -136,20 +140,24 @@ pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?2
     WHERE id = ?1 AND state = 'queued'";
 
 /// Params: id, next_attempt_at, error. A temporary failure: try again later.
-pub const MARK_MAIL_RETRY: &str = "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3, leased = 0 WHERE id = ?1 AND state = 'queued'";
+pub const MARK_MAIL_RETRY: &str =
+    "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3, leased = 0 WHERE id = ?1 AND state = 'queued'";
 
 /// Params: id, error. A permanent failure (or a day of temporary ones): give up.
-pub const MARK_MAIL_FAILED: &str = "UPDATE outbox SET state = 'failed', last_error = ?2, leased = 0 WHERE id = ?1 AND state = 'queued'";
+pub const MARK_MAIL_FAILED: &str =
+    "UPDATE outbox SET state = 'failed', last_error = ?2, leased = 0 WHERE id = ?1 AND state = 'queued'";
 
 /// Params: now. At start: mails a previous run had claimed but not finished
 /// (it crashed or was killed) are due again now.
-pub const RELEASE_LEASES: &str = "UPDATE outbox SET leased = 0, next_attempt_at = ?1 WHERE state = 'queued' AND leased = 1";
+pub const RELEASE_LEASES: &str =
+    "UPDATE outbox SET leased = 0, next_attempt_at = ?1 WHERE state = 'queued' AND leased = 1";
 
 /// No params. The newest event's link, which the next event chains to.
 pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
 
 /// Params: subscription_id, at, kind, ip, detail, key_id, digest, link. Appends a proof event.
-pub const INSERT_PROOF_EVENT: &str = "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
+pub const INSERT_PROOF_EVENT: &str =
+    "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Params: id. The link of the event before an event, which that event chains to.
@@ -160,7 +168,8 @@ pub const SELECT_PROOF_EVENTS: &str = "SELECT id, subscription_id, at, kind, ip,
     FROM proof_events WHERE id > ?1 ORDER BY id LIMIT ?2";
 
 /// Params: subscription_id. One subscription's events.
-pub const SELECT_PROOF_EVENTS_OF: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
+pub const SELECT_PROOF_EVENTS_OF: &str =
+    "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
     FROM proof_events WHERE subscription_id = ?1 ORDER BY id";
 
 /// Params: subscription_id. Blanks the personal data of a subscription's
@@ -204,12 +213,14 @@ pub const COUNT_EXPORT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions
       AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)";
 
 /// Params: email_key. Every subscription of an address, on every list.
-pub const SUBSCRIPTIONS_OF_ADDRESS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+pub const SUBSCRIPTIONS_OF_ADDRESS: &str =
+    "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
     confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
     FROM subscriptions WHERE email_key = ?1 ORDER BY id";
 
 /// Params: subscription_id. The mails of a subscription.
-pub const MAILS_OF_SUBSCRIPTION: &str = "SELECT id, state, created_at, attempts, last_error, sent_at, smtp_reply, message_id, message_sha256
+pub const MAILS_OF_SUBSCRIPTION: &str =
+    "SELECT id, state, created_at, attempts, last_error, sent_at, smtp_reply, message_id, message_sha256
     FROM outbox WHERE subscription_id = ?1 ORDER BY id";
 
 /// Params: sha256. A consent text.
@@ -221,7 +232,8 @@ pub const UPDATE_NAME: &str = "UPDATE subscriptions SET name = ?2 WHERE id = ?1"
 /// Params: pending_before, unsubscribed_before, limit. Subscriptions past
 /// their retention: pending ones signed up before the first cutoff,
 /// unsubscribed ones that left before the second. Confirmed ones never.
-pub const PURGE_CANDIDATES: &str = "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+pub const PURGE_CANDIDATES: &str =
+    "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
     UNION ALL
     SELECT id, list_id, status FROM subscriptions WHERE status = 'unsubscribed' AND unsubscribed_at < ?2
     LIMIT ?3";
@@ -240,7 +252,8 @@ pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE 
 pub const COUNT_EXPIRED_DECLINES: &str = "SELECT count(*) FROM declined_addresses WHERE until <= ?1";
 
 /// No params. Subscriptions per list and state.
-pub const COUNT_BY_STATUS: &str = "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id, status";
+pub const COUNT_BY_STATUS: &str =
+    "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id, status";
 
 /// Params: first_day. Daily counts since a day.
 pub const DAILY_STATS_SINCE: &str = "SELECT day, list_id, signups, confirmations, unsubscribes FROM daily_stats
@@ -263,7 +276,8 @@ pub const COUNT_BOT: &str = "INSERT INTO daily_stats (day, list_id, bots) VALUES
     ON CONFLICT (day, list_id) DO UPDATE SET bots = bots + 1";
 
 /// Params: email_key, since. Mails queued to an address on any list since a time.
-pub const MAILS_TO_ADDRESS_SINCE: &str = "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
+pub const MAILS_TO_ADDRESS_SINCE: &str =
+    "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
     WHERE s.email_key = ?1 AND o.created_at >= ?2";
 
 /// No params. Liveness: the database answers.
@@ -339,7 +353,15 @@ pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: &st
 
 pub fn insert_rendering(conn: &Connection, sha256: &str, r: &RenderingRow, now: &str) -> Result<()> {
     conn.prepare_cached(INSERT_RENDERING)?.execute(params![
-        sha256, r.format, r.sender, r.from_header, r.reply_to, r.subject, r.text_body, r.html_body, now
+        sha256,
+        r.format,
+        r.sender,
+        r.from_header,
+        r.reply_to,
+        r.subject,
+        r.text_body,
+        r.html_body,
+        now
     ])?;
     Ok(())
 }
@@ -380,7 +402,10 @@ fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription
 }
 
 pub fn select_live_subscription(conn: &Connection, list_id: &str, email_key: &str) -> Result<Option<SubscriptionRow>> {
-    Ok(conn.prepare_cached(SELECT_LIVE_SUBSCRIPTION)?.query_row(params![list_id, email_key], subscription_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(SELECT_LIVE_SUBSCRIPTION)?
+        .query_row(params![list_id, email_key], subscription_from_row)
+        .optional()?)
 }
 
 pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<SubscriptionRow>> {
@@ -399,8 +424,15 @@ pub struct NewSubscription<'a> {
 }
 
 pub fn insert_subscription(conn: &Connection, s: &NewSubscription<'_>) -> Result<i64> {
-    conn.prepare_cached(INSERT_SUBSCRIPTION)?
-        .execute(params![s.list_id, s.email, s.email_key, s.name, s.consent_sha256, s.now, s.ip])?;
+    conn.prepare_cached(INSERT_SUBSCRIPTION)?.execute(params![
+        s.list_id,
+        s.email,
+        s.email_key,
+        s.name,
+        s.consent_sha256,
+        s.now,
+        s.ip
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -433,7 +465,14 @@ pub struct NewMail<'a> {
 
 pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
     conn.prepare_cached(INSERT_OUTBOX)?.execute(params![
-        m.subscription_id, m.rendering_sha256, m.to_email, m.to_name, m.link, m.message_id, m.date_header, m.now
+        m.subscription_id,
+        m.rendering_sha256,
+        m.to_email,
+        m.to_name,
+        m.link,
+        m.message_id,
+        m.date_header,
+        m.now
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -541,8 +580,16 @@ pub struct NewProofEvent<'a> {
 }
 
 pub fn insert_proof_event(conn: &Connection, e: &NewProofEvent<'_>) -> Result<i64> {
-    conn.prepare_cached(INSERT_PROOF_EVENT)?
-        .execute(params![e.subscription_id, e.at, e.kind, e.ip, e.detail, e.key_id, e.digest, e.link])?;
+    conn.prepare_cached(INSERT_PROOF_EVENT)?.execute(params![
+        e.subscription_id,
+        e.at,
+        e.kind,
+        e.ip,
+        e.detail,
+        e.key_id,
+        e.digest,
+        e.link
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -615,7 +662,9 @@ pub struct ExportFilter {
 }
 
 pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
-    let n: i64 = conn.prepare_cached(COUNT_EXPORT_SUBSCRIPTIONS)?.query_row(params![f.list_id, f.status, f.since], |r| r.get(0))?;
+    let n: i64 = conn
+        .prepare_cached(COUNT_EXPORT_SUBSCRIPTIONS)?
+        .query_row(params![f.list_id, f.status, f.since], |r| r.get(0))?;
     Ok(n as u64)
 }
 
@@ -677,13 +726,26 @@ pub fn update_name(conn: &Connection, id: i64, name: Option<&str>) -> Result<()>
 }
 
 /// Up to `limit` subscriptions past retention: (id, list_id, status).
-pub fn purge_candidates(conn: &Connection, pending_before: &str, unsubscribed_before: &str, limit: i64) -> Result<Vec<(i64, String, String)>> {
-    all(conn, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+pub fn purge_candidates(
+    conn: &Connection,
+    pending_before: &str,
+    unsubscribed_before: &str,
+    limit: i64,
+) -> Result<Vec<(i64, String, String)>> {
+    all(conn, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }
 
 /// (list_id, status, count) of what a purge would erase.
-pub fn purge_plan(conn: &Connection, pending_before: &str, unsubscribed_before: &str) -> Result<Vec<(String, String, u64)>> {
-    all(conn, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+pub fn purge_plan(
+    conn: &Connection,
+    pending_before: &str,
+    unsubscribed_before: &str,
+) -> Result<Vec<(String, String, u64)>> {
+    all(conn, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+    })
 }
 
 pub fn delete_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
@@ -756,7 +818,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
-        let e = NewProofEvent { subscription_id: 1, at: "t", kind: "signup", ip: Some("1.2.3.4"), detail: "{}", key_id: 1, digest: "d", link: "l" };
+        let e = NewProofEvent {
+            subscription_id: 1,
+            at: "t",
+            kind: "signup",
+            ip: Some("1.2.3.4"),
+            detail: "{}",
+            key_id: 1,
+            digest: "d",
+            link: "l",
+        };
         let id = insert_proof_event(&conn, &e).unwrap();
         assert!(conn.execute("DELETE FROM proof_events WHERE id = ?1", [id]).is_err());
         assert!(conn.execute("UPDATE proof_events SET ip = '9.9.9.9' WHERE id = ?1", [id]).is_err());

@@ -51,7 +51,8 @@ async fn a_first_run_without_config_uses_the_defaults_and_the_file_transport() {
     assert!(dir.path().join("listgate.db").exists());
 
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = client.post(format!("http://{addr}/subscribe")).form(&[("email", "first@example.org")]).send().await.unwrap();
+    let response =
+        client.post(format!("http://{addr}/subscribe")).form(&[("email", "first@example.org")]).send().await.unwrap();
     assert_eq!(response.status(), 200);
 
     // The mail lands in ./mail/ and its link is in the log.
@@ -82,16 +83,25 @@ fn unsafe_kill_term(pid: u32) {
 fn a_bad_config_fails_at_start_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("listgate.toml");
-    std::fs::write(&config, "[[lists]]\nid = \"news\"\nname = \"News\"\nlanguage = \"fr\"\nconsent_text = \"ok\"\n").unwrap();
+    std::fs::write(&config, "[[lists]]\nid = \"news\"\nname = \"News\"\nlanguage = \"fr\"\nconsent_text = \"ok\"\n")
+        .unwrap();
     let output = Command::new(BIN).arg("--config").arg(&config).arg("serve").current_dir(dir.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("listgate: config: lists[0].language:"), "{stderr}");
 
-    let output = Command::new(BIN).arg("serve").current_dir(dir.path()).env("LISTGATE_MAIL__URL", "ftp://nope").output().unwrap();
+    let output = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("LISTGATE_MAIL__URL", "ftp://nope")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(String::from_utf8(output.stderr).unwrap().trim(), "listgate: config: mail.url: must start with file://, smtp:// or smtps://");
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap().trim(),
+        "listgate: config: mail.url: must start with file://, smtp:// or smtps://"
+    );
 
     let output = Command::new(BIN).arg("frobnicate").output().unwrap();
     assert_eq!(output.status.code(), Some(2), "bad usage exits 2");
@@ -105,10 +115,12 @@ fn keygen_adds_a_key_and_old_tokens_still_verify() {
     assert!(printed.status.success());
     assert!(String::from_utf8(printed.stdout).unwrap().starts_with("1:"));
     assert!(run(&["keygen", "--write"]).status.success());
-    let first = listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
+    let first =
+        listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
     let old = listgate::token::sign(&first, listgate::token::Purpose::Unsubscribe, 9, "newsletter", None);
     assert!(run(&["keygen", "--write"]).status.success());
-    let ring = listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
+    let ring =
+        listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
     assert_eq!(ring.current_id(), 2);
     let now = time::OffsetDateTime::now_utc();
     assert!(listgate::token::verify(&ring, &old, listgate::token::Purpose::Unsubscribe, now).is_ok());
@@ -119,7 +131,8 @@ fn a_world_readable_key_file_gets_a_warning_and_no_secret_is_ever_logged() {
     let dir = tempfile::tempdir().unwrap();
     assert!(Command::new(BIN).args(["keygen", "--write"]).current_dir(dir.path()).output().unwrap().status.success());
     let key_file = dir.path().join("listgate.key");
-    let secret = std::fs::read_to_string(&key_file).unwrap().lines().find(|l| l.starts_with("1:")).unwrap()[2..].to_string();
+    let secret =
+        std::fs::read_to_string(&key_file).unwrap().lines().find(|l| l.starts_with("1:")).unwrap()[2..].to_string();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

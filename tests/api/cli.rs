@@ -1,15 +1,21 @@
 //! The operator CLI as a process, against a database filled through HTTP
 //! while the server runs.
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{TestApp, spawn_app};
 
 fn stdout(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "exit {:?}, stderr: {}", output.status.code(), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 /// Names that break naive CSV, spreadsheets and encodings.
-const TRICKY_NAMES: [&str; 5] = ["Müller, Jürgen", "Anna \"Nan\" Groß", "=HYPERLINK(\"http://evil\")", "+49 30 123", "Zoë @home"];
+const TRICKY_NAMES: [&str; 5] =
+    ["Müller, Jürgen", "Anna \"Nan\" Groß", "=HYPERLINK(\"http://evil\")", "+49 30 123", "Zoë @home"];
 
 async fn filled(app: &TestApp) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -42,7 +48,13 @@ async fn export_csv_reads_back_exactly_in_rust_and_python() {
         let url = &row[10];
         assert!(url.starts_with(&format!("{}/unsubscribe?token=", app.base)));
         let token = url.split("token=").nth(1).unwrap();
-        let verified = listgate::token::verify(&keys, token, listgate::token::Purpose::Unsubscribe, time::OffsetDateTime::now_utc()).unwrap();
+        let verified = listgate::token::verify(
+            &keys,
+            token,
+            listgate::token::Purpose::Unsubscribe,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         assert_eq!(verified.subscription_id, *id);
         assert_eq!(&row[11], format!("<{url}>"));
         assert_eq!(&row[12], "List-Unsubscribe=One-Click");
@@ -61,7 +73,8 @@ async fn export_csv_reads_back_exactly_in_rust_and_python() {
         .unwrap();
     std::fs::remove_file(&path).ok();
     let parsed: Vec<Vec<String>> = serde_json::from_slice(&python.stdout).unwrap();
-    let from_rust: Vec<Vec<String>> = std::iter::once(headers).chain(rows.iter().map(|r| r.iter().map(str::to_string).collect())).collect();
+    let from_rust: Vec<Vec<String>> =
+        std::iter::once(headers).chain(rows.iter().map(|r| r.iter().map(str::to_string).collect())).collect();
     assert_eq!(parsed, from_rust);
 }
 
@@ -106,7 +119,13 @@ async fn export_since_gives_the_unsubscribes_since_the_last_sync() {
     let checkpoint = listgate::clock::format(time::OffsetDateTime::now_utc());
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Unsubscribe, ids[1], "newsletter", None);
-    let response = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/unsubscribe?token={token}")))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let lines = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "unsubscribed", "--since", &checkpoint]));
     let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -121,9 +140,15 @@ async fn show_prints_everything_and_writes_a_proof_document_that_checks_out() {
     app.confirmed_subscriber("Show.Me@example.org", Some("Jürgen")).await;
     let text = stdout(&app.cli(&["show", "show.me@EXAMPLE.org"]));
     assert!(text.contains("Show.Me@example.org on list newsletter"), "{text}");
-    assert!(text.contains("signed up:") && text.contains("confirmed:") && text.contains("mail 1:") && text.contains("signup 127.0.0.1"));
+    assert!(
+        text.contains("signed up:")
+            && text.contains("confirmed:")
+            && text.contains("mail 1:")
+            && text.contains("signup 127.0.0.1")
+    );
 
-    let json: serde_json::Value = serde_json::from_str(&stdout(&app.cli(&["show", "show.me@example.org", "--json"]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&app.cli(&["show", "show.me@example.org", "--json"]))).unwrap();
     let record = &json["records"][0];
     assert_eq!(record["subscription"]["name"], "Jürgen");
     assert_eq!(record["events"][0]["kind"], "signup");
@@ -137,7 +162,11 @@ async fn show_prints_everything_and_writes_a_proof_document_that_checks_out() {
     let html = std::fs::read_to_string(&path).unwrap();
     let received = &app.smtp.messages()[0];
     let sha = crate::helpers::sha256_hex(received);
-    assert_eq!(html.matches(&sha).count(), 3, "the received mail's hash in the mail_sent event, as recorded, and as rebuilt");
+    assert_eq!(
+        html.matches(&sha).count(),
+        3,
+        "the received mail's hash in the mail_sent event, as recorded, and as rebuilt"
+    );
     assert!(html.contains("matches") && !html.contains("does not match"));
     assert_eq!(html.matches("verified</span>").count(), 3, "signup, mail_sent, confirm each verified");
     assert!(html.contains("The whole proof log verifies"));
@@ -153,7 +182,15 @@ async fn show_prints_everything_and_writes_a_proof_document_that_checks_out() {
 fn everything(app: &TestApp) -> (String, Vec<u8>) {
     let db = app.db();
     let mut dump = String::new();
-    for table in ["subscriptions", "outbox", "proof_events", "declined_addresses", "consent_texts", "mail_renderings", "daily_stats"] {
+    for table in [
+        "subscriptions",
+        "outbox",
+        "proof_events",
+        "declined_addresses",
+        "consent_texts",
+        "mail_renderings",
+        "daily_stats",
+    ] {
         let mut stmt = db.prepare(&format!("SELECT * FROM {table}")).unwrap();
         let columns = stmt.column_count();
         let mut rows = stmt.query([]).unwrap();
@@ -192,7 +229,10 @@ async fn erase_leaves_nothing_of_the_address_in_any_table_or_file() {
     let (dump, bytes) = everything(&app);
     for needle in ["Forget.Me", "forget.me", "Vergessmich"] {
         assert!(!dump.to_lowercase().contains(&needle.to_lowercase()), "{needle} left in a table");
-        assert!(!bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes())), "{needle} left in the database files");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes())),
+            "{needle} left in the database files"
+        );
     }
     assert!(dump.contains("keep.me@example.org"), "others are untouched");
     let verify = stdout(&app.cli(&["verify"]));
@@ -211,14 +251,18 @@ async fn verify_finds_an_edited_a_deleted_and_an_inserted_event() {
     db.execute("UPDATE proof_events SET ip = '203.0.113.66' WHERE id = 3", []).unwrap();
     let edited = app.cli(&["verify"]);
     assert_eq!(edited.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&edited.stdout).starts_with("broken: event 3 does not verify: content was changed"));
+    assert!(
+        String::from_utf8_lossy(&edited.stdout).starts_with("broken: event 3 does not verify: content was changed")
+    );
     db.execute("UPDATE proof_events SET ip = '127.0.0.1' WHERE id = 3", []).unwrap();
     assert_eq!(app.cli(&["verify"]).status.code(), Some(0));
 
     let saved: (i64, Option<i64>, String, String, Option<String>, String, i64, String, String) = db
-        .query_row("SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link FROM proof_events WHERE id = 4", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
-        })
+        .query_row(
+            "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link FROM proof_events WHERE id = 4",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?)),
+        )
         .unwrap();
     db.execute("DELETE FROM proof_events WHERE id = 4", []).unwrap();
     let deleted = app.cli(&["verify"]);
@@ -241,7 +285,11 @@ async fn verify_finds_an_edited_a_deleted_and_an_inserted_event() {
     db.execute("UPDATE proof_events SET id = id + 2000 WHERE id BETWEEN 5 AND 999", []).unwrap();
     let inserted = app.cli(&["verify"]);
     assert_eq!(inserted.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&inserted.stdout).starts_with("broken: event 1000 "), "{}", String::from_utf8_lossy(&inserted.stdout));
+    assert!(
+        String::from_utf8_lossy(&inserted.stdout).starts_with("broken: event 1000 "),
+        "{}",
+        String::from_utf8_lossy(&inserted.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +301,8 @@ async fn correct_changes_the_name_and_records_only_hashes() {
     let db = app.db();
     let name: String = db.query_row("SELECT name FROM subscriptions WHERE id = ?1", [id], |r| r.get(0)).unwrap();
     assert_eq!(name, "Anna Müller");
-    let detail: String = db.query_row("SELECT detail FROM proof_events WHERE kind = 'name_corrected'", [], |r| r.get(0)).unwrap();
+    let detail: String =
+        db.query_row("SELECT detail FROM proof_events WHERE kind = 'name_corrected'", [], |r| r.get(0)).unwrap();
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
     assert_eq!(detail["old_name_sha256"], crate::helpers::sha256_hex("Anna Muller".as_bytes()));
     assert_eq!(detail["new_name_sha256"], crate::helpers::sha256_hex("Anna Müller".as_bytes()));
@@ -284,7 +333,11 @@ async fn backup_while_signups_go_on_gives_a_sound_copy_that_serves() {
     .await
     .unwrap();
     writes.await.unwrap();
-    assert!(String::from_utf8_lossy(&output.stdout).contains("integrity ok"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("integrity ok"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let again = app.cli(&["backup", copy.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(1), "never overwrites");
 
@@ -314,7 +367,13 @@ async fn backup_while_signups_go_on_gives_a_sound_copy_that_serves() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let signup = app.client.post(format!("{url}/subscribe")).form(&[("email", "restored@example.org")]).send().await.map(|r| r.status());
+    let signup = app
+        .client
+        .post(format!("{url}/subscribe"))
+        .form(&[("email", "restored@example.org")])
+        .send()
+        .await
+        .map(|r| r.status());
     served.kill().unwrap();
     served.wait().unwrap();
     assert!(healthy, "serve on the backup copy became healthy");

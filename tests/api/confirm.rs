@@ -29,10 +29,28 @@ async fn tampered_truncated_wrong_purpose_and_expired_tokens_fail_and_change_not
     flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
     let unsubscribe = token::sign(&keys, Purpose::Unsubscribe, id, "newsletter", None);
-    let other_list = token::sign(&keys, Purpose::Confirm, id, "other", Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)));
-    let expired = token::sign(&keys, Purpose::Confirm, id, "newsletter", Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1)));
+    let other_list = token::sign(
+        &keys,
+        Purpose::Confirm,
+        id,
+        "other",
+        Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
+    );
+    let expired = token::sign(
+        &keys,
+        Purpose::Confirm,
+        id,
+        "newsletter",
+        Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1)),
+    );
     let foreign_key = listgate::keys::KeyRing::parse(&listgate::keys::new_entry(1).unwrap()).unwrap();
-    let forged = token::sign(&foreign_key, Purpose::Confirm, id, "newsletter", Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)));
+    let forged = token::sign(
+        &foreign_key,
+        Purpose::Confirm,
+        id,
+        "newsletter",
+        Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
+    );
     let before = app.row_counts();
 
     let cases = [
@@ -106,7 +124,9 @@ async fn declining_a_confirmed_subscription_does_not_unsubscribe_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_url_gets_a_303_after_confirming() {
-    let app = spawn_app_with("ok", |c| c.lists[0].confirmed_url = Some("https://www.example.org/welcome".parse().unwrap())).await;
+    let app =
+        spawn_app_with("ok", |c| c.lists[0].confirmed_url = Some("https://www.example.org/welcome".parse().unwrap()))
+            .await;
     let (_, token) = app.signup_and_get_token("welcome@example.org").await;
     let response = app.post_form("/confirm", &[("token", &token)]).await;
     assert_eq!(response.status(), 303);

@@ -68,7 +68,11 @@ impl Binary {
             {
                 return;
             }
-            assert!(start.elapsed() < PATIENCE, "listgate did not become healthy; see {}", self.dir.join("serve.log").display());
+            assert!(
+                start.elapsed() < PATIENCE,
+                "listgate did not become healthy; see {}",
+                self.dir.join("serve.log").display()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -155,7 +159,12 @@ impl Drop for Binary {
 
 /// Posts unique signups from `clients` concurrent clients until the server
 /// stops answering; returns the addresses that got a 2xx.
-fn load(url: String, prefix: String, clients: usize, acked: Arc<Mutex<Vec<String>>>) -> Vec<tokio::task::JoinHandle<()>> {
+fn load(
+    url: String,
+    prefix: String,
+    clients: usize,
+    acked: Arc<Mutex<Vec<String>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let counter = Arc::new(AtomicUsize::new(0));
     (0..clients)
         .map(|_| {
@@ -208,7 +217,13 @@ async fn sigkill_during_a_signup_burst_loses_no_acknowledged_signup() {
 
     let acked = acked.lock().unwrap().clone();
     let db = server.db();
-    let stored: HashSet<String> = db.prepare("SELECT email FROM subscriptions").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let stored: HashSet<String> = db
+        .prepare("SELECT email FROM subscriptions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|e| !stored.contains(*e)).collect();
     assert!(lost.is_empty(), "{} acknowledged signups lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
     assert_eq!(server.value("SELECT count(*) FROM outbox WHERE state <> 'sent'"), 0, "every mail delivered");
@@ -241,7 +256,12 @@ async fn a_crash_after_the_server_took_a_mail_sends_it_again_once_with_the_same_
     let dir = tempfile::tempdir().unwrap();
     let mut server = Binary::new(dir.path(), &smtp.url(), &[]);
     server.start().await;
-    let r = reqwest::Client::new().post(server.url("/subscribe")).form(&[("email", "twice@example.org")]).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(server.url("/subscribe"))
+        .form(&[("email", "twice@example.org")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     smtp.wait_for_messages(1).await;
     server.kill9(); // before the 250 arrives: listgate never learns it was delivered
@@ -265,15 +285,26 @@ async fn an_smtp_outage_delays_mail_but_every_signup_is_answered_and_every_mail_
     server.start().await;
     let client = reqwest::Client::new();
     for i in 0..20 {
-        let r = client.post(server.url("/subscribe")).form(&[("email", format!("outage{i}@example.org"))]).send().await.unwrap();
+        let r = client
+            .post(server.url("/subscribe"))
+            .form(&[("email", format!("outage{i}@example.org"))])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "signups keep working during the outage");
     }
     server.wait_for("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 2", 20).await;
     let smtp = SmtpServer::start_in(folder, "ok", port); // the server returns
     let mails = smtp.wait_for_messages(20).await;
     server.wait_for("SELECT count(*) FROM outbox WHERE state = 'sent'", 20).await;
-    let recorded: HashSet<String> =
-        server.db().prepare("SELECT message_sha256 FROM outbox").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let recorded: HashSet<String> = server
+        .db()
+        .prepare("SELECT message_sha256 FROM outbox")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let received: HashSet<String> = mails.iter().map(|m| sha256_hex(m)).collect();
     assert_eq!(recorded, received, "every mail arrived exactly as queued");
     assert_eq!(mails.len(), 20);
@@ -309,10 +340,12 @@ async fn a_server_that_never_answers_times_out_and_the_mail_is_failed_with_its_l
     .await;
     assert_eq!(app.subscribe("silent@example.org").await.status(), 200);
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'failed'", 1).await;
-    let (attempts, error): (i64, String) = app.db().query_row("SELECT attempts, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (attempts, error): (i64, String) =
+        app.db().query_row("SELECT attempts, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert!(attempts >= 2, "retried before giving up: {attempts}");
     assert!(error.starts_with("gave up after") && error.to_lowercase().contains("timed out"), "{error}");
-    let event: String = app.db().query_row("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", [], |r| r.get(0)).unwrap();
+    let event: String =
+        app.db().query_row("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", [], |r| r.get(0)).unwrap();
     assert!(event.contains("gave up after"));
 }
 
@@ -327,7 +360,8 @@ async fn a_tls_handshake_failure_is_retried_and_then_recorded_as_failed() {
     .await;
     assert_eq!(app.subscribe("tls@example.org").await.status(), 200);
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'failed'", 1).await;
-    let (attempts, error): (i64, String) = app.db().query_row("SELECT attempts, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (attempts, error): (i64, String) =
+        app.db().query_row("SELECT attempts, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert!(attempts >= 2, "{attempts}");
     assert!(error.starts_with("gave up after"), "{error}");
     assert!(plain.messages().is_empty());
@@ -397,7 +431,13 @@ async fn admin_commands_beside_load_never_make_a_client_see_database_is_locked()
             let mut id = 1;
             while !stop.load(Ordering::Relaxed) && id <= 20 {
                 let token = listgate::token::sign(&keys, listgate::token::Purpose::Unsubscribe, id, "newsletter", None);
-                let r = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+                let r = app
+                    .client
+                    .post(app.url(&format!("/unsubscribe?token={token}")))
+                    .body("List-Unsubscribe=One-Click")
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200);
                 id += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -409,7 +449,9 @@ async fn admin_commands_beside_load_never_make_a_client_see_database_is_locked()
         tokio::task::spawn_blocking(move || {
             let mut runs = 0;
             for _ in 0..5 {
-                for args in [&["export", "--status", "all", "--format", "jsonl"][..], &["purge"], &["verify"], &["stats"]] {
+                for args in
+                    [&["export", "--status", "all", "--format", "jsonl"][..], &["purge"], &["verify"], &["stats"]]
+                {
                     let out = app.cli(args);
                     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
                     if args[0] == "export" {
@@ -457,7 +499,14 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0_quickly() {
     assert!(status.success(), "{status:?}");
     let acked = acked.lock().unwrap().clone();
     assert!(!acked.is_empty());
-    let stored: HashSet<String> = server.db().prepare("SELECT email FROM subscriptions").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let stored: HashSet<String> = server
+        .db()
+        .prepare("SELECT email FROM subscriptions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert!(acked.iter().all(|e| stored.contains(e)), "every answered signup is stored");
     assert_eq!(server.value("SELECT count(*) FROM outbox WHERE leased = 1"), 0, "no mail left half-delivered");
     verify_ok(&server);
@@ -471,13 +520,21 @@ async fn a_restart_resumes_queued_and_leased_mail_at_once() {
     server.start().await;
     let client = reqwest::Client::new();
     for i in 0..5 {
-        let r = client.post(server.url("/subscribe")).form(&[("email", format!("resume{i}@example.org"))]).send().await.unwrap();
+        let r = client
+            .post(server.url("/subscribe"))
+            .form(&[("email", format!("resume{i}@example.org"))])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     server.wait_for("SELECT count(*) FROM outbox WHERE attempts >= 1 AND leased = 0", 5).await;
     assert!(server.terminate(Duration::from_secs(10)).await.success());
     // As if the last run had died holding two mails, due only in an hour.
-    server.db().execute("UPDATE outbox SET leased = 1, next_attempt_at = '2999-01-01T00:00:00.000Z' WHERE id <= 2", []).unwrap();
+    server
+        .db()
+        .execute("UPDATE outbox SET leased = 1, next_attempt_at = '2999-01-01T00:00:00.000Z' WHERE id <= 2", [])
+        .unwrap();
     let smtp = SmtpServer::start_in(tempfile::tempdir().unwrap(), "ok", closed);
     server.start().await;
     smtp.wait_for_messages(5).await;

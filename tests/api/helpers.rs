@@ -137,15 +137,13 @@ pub async fn spawn_app_with(smtp_mode: &str, tweak: impl FnOnce(&mut Config)) ->
     config.limits.signups_per_ip = listgate::config::RateSpec::Off;
     tweak(&mut config);
 
-    let app = Application::build_with_listener(config.clone(), Arc::new(SystemClock), listener).await.expect("app builds");
+    let app =
+        Application::build_with_listener(config.clone(), Arc::new(SystemClock), listener).await.expect("app builds");
     let (shutdown, signal) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run_until_stopped(async {
         let _ = signal.await;
     }));
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
     TestApp { addr, base, _dir: dir, config, smtp, client, shutdown: Some(shutdown), stopped: Some(stopped) }
 }
 
@@ -178,7 +176,8 @@ impl TestApp {
     /// Rows in the tables a request may change: subscriptions, outbox, proof events, declined.
     pub fn row_counts(&self) -> [i64; 4] {
         let db = self.db();
-        let count = |table: &str| db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count");
+        let count =
+            |table: &str| db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count");
         [count("subscriptions"), count("outbox"), count("proof_events"), count("declined_addresses")]
     }
 
@@ -242,7 +241,9 @@ impl TestApp {
         let token = confirm_token(&mails[before]);
         self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
         assert_eq!(self.post_form("/confirm", &[("token", &token)]).await.status(), 200);
-        self.db().query_row("SELECT id FROM subscriptions WHERE email = ?1 AND status = 'confirmed'", [email], |r| r.get(0)).expect("id")
+        self.db()
+            .query_row("SELECT id FROM subscriptions WHERE email = ?1 AND status = 'confirmed'", [email], |r| r.get(0))
+            .expect("id")
     }
 
     /// Stops the server gracefully and waits until it has.
@@ -271,12 +272,13 @@ pub fn decode_qp(message: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -296,7 +298,11 @@ pub fn header(message: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(message);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
     head.split("\r\n")
-        .find(|line| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) && line[name.len()..].starts_with(':'))
+        .find(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name)
+                && line[name.len()..].starts_with(':')
+        })
         .map(|line| line[name.len() + 1..].trim().to_string())
 }
 

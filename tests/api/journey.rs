@@ -20,7 +20,10 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     let token = crate::helpers::confirm_token(mail);
     assert_eq!(header(mail, "Auto-Submitted").as_deref(), Some("auto-generated"));
     assert_eq!(header(mail, "From").as_deref(), Some("Newsletter <newsletter@localhost>"));
-    assert!(header(mail, "To").unwrap().ends_with("<Anna.Muster@example.org>"), "delivered to the ASCII form: domain lowercased");
+    assert!(
+        header(mail, "To").unwrap().ends_with("<Anna.Muster@example.org>"),
+        "delivered to the ASCII form: domain lowercased"
+    );
     assert!(header(mail, "Date").is_some());
     let message_id = header(mail, "Message-ID").unwrap();
     let envelope: serde_json::Value =
@@ -45,7 +48,15 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
 
     // 5. The proof: times, IPs, consent, Message-ID and the message hash.
     let db = app.db();
-    let (id, status, signup_at, signup_ip, confirmed_at, confirmed_ip, consent): (i64, String, String, String, String, String, String) = db
+    let (id, status, signup_at, signup_ip, confirmed_at, confirmed_ip, consent): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = db
         .query_row(
             "SELECT id, status, signup_at, signup_ip, confirmed_at, confirmed_ip, consent_sha256 FROM subscriptions",
             [],
@@ -57,7 +68,8 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     let (signup, confirmed) = (clock::parse(&signup_at).unwrap(), clock::parse(&confirmed_at).unwrap());
     assert!(signup <= confirmed && (time::OffsetDateTime::now_utc() - signup) < time::Duration::minutes(1));
     assert_eq!(signup_at.len(), "2026-11-22T07:24:59.123Z".len(), "UTC with milliseconds");
-    let consent_text: String = db.query_row("SELECT text FROM consent_texts WHERE sha256 = ?1", [&consent], |r| r.get(0)).unwrap();
+    let consent_text: String =
+        db.query_row("SELECT text FROM consent_texts WHERE sha256 = ?1", [&consent], |r| r.get(0)).unwrap();
     assert_eq!(sha256_hex(consent_text.as_bytes()), consent);
 
     let (outbox_id, stored_id, stored_sha, reply): (i64, String, String, String) = db
@@ -80,14 +92,19 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
         .collect();
     let expected = [("signup", Some("127.0.0.1")), ("mail_sent", None), ("confirm", Some("127.0.0.1"))];
     assert_eq!(kinds, expected.map(|(k, ip)| (k.to_string(), ip.map(str::to_string))).to_vec());
-    let mail_event: String = db.query_row("SELECT detail FROM proof_events WHERE kind = 'mail_sent'", [], |r| r.get(0)).unwrap();
+    let mail_event: String =
+        db.query_row("SELECT detail FROM proof_events WHERE kind = 'mail_sent'", [], |r| r.get(0)).unwrap();
     let mail_event: serde_json::Value = serde_json::from_str(&mail_event).unwrap();
-    assert_eq!((mail_event["message_id"].as_str(), mail_event["message_sha256"].as_str()), (Some(&*message_id), Some(&*stored_sha)));
+    assert_eq!(
+        (mail_event["message_id"].as_str(), mail_event["message_sha256"].as_str()),
+        (Some(&*message_id), Some(&*stored_sha))
+    );
 
     // 6. Confirming again is harmless.
     let again = app.post_form("/confirm", &[("token", &token)]).await;
     assert_eq!(again.status(), 200);
-    let confirms: i64 = db.query_row("SELECT count(*) FROM proof_events WHERE kind = 'confirm'", [], |r| r.get(0)).unwrap();
+    let confirms: i64 =
+        db.query_row("SELECT count(*) FROM proof_events WHERE kind = 'confirm'", [], |r| r.get(0)).unwrap();
     assert_eq!(confirms, 1);
 
     // 7. A mail client's RFC 8058 one-click unsubscribe, exactly as sent: no cookies, urlencoded body.
@@ -102,7 +119,9 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
         .unwrap();
     assert_eq!(response.status(), 200);
     let (status, method, ip): (String, String, String) = db
-        .query_row("SELECT status, unsubscribe_method, unsubscribed_ip FROM subscriptions", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row("SELECT status, unsubscribe_method, unsubscribed_ip FROM subscriptions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
     assert_eq!((status.as_str(), method.as_str(), ip.as_str()), ("unsubscribed", "one-click", "127.0.0.1"));
 

@@ -10,12 +10,15 @@ async fn a_451_is_retried_and_the_mail_arrives_after_the_server_recovers() {
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;
     let (attempts, sha, error): (i64, String, Option<String>) = app
         .db()
-        .query_row("SELECT attempts, message_sha256, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row("SELECT attempts, message_sha256, last_error FROM outbox", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
     assert_eq!(attempts, 2, "one 451, then delivered");
     assert_eq!(sha, sha256_hex(&mails[0]));
     assert_eq!(error, None);
-    let sent_events: i64 = app.db().query_row("SELECT count(*) FROM proof_events WHERE kind = 'mail_sent'", [], |r| r.get(0)).unwrap();
+    let sent_events: i64 =
+        app.db().query_row("SELECT count(*) FROM proof_events WHERE kind = 'mail_sent'", [], |r| r.get(0)).unwrap();
     assert_eq!(sent_events, 1);
 }
 
@@ -30,7 +33,8 @@ async fn a_550_is_recorded_as_failed_and_not_retried() {
         app.db().query_row("SELECT attempts, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(attempts, 1);
     assert!(error.contains("550"), "{error}");
-    let detail: String = app.db().query_row("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", [], |r| r.get(0)).unwrap();
+    let detail: String =
+        app.db().query_row("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", [], |r| r.get(0)).unwrap();
     assert!(detail.contains("550"), "{detail}");
     assert!(app.smtp.messages().is_empty());
 }
@@ -41,7 +45,11 @@ async fn an_unreachable_server_keeps_the_mail_queued_and_the_signup_answered() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let app = spawn_app_with("ok", |c| c.mail.url = format!("smtp://127.0.0.1:{closed}")).await;
     assert_eq!(app.subscribe("outage@example.org").await.status(), 200);
-    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 1 AND last_error IS NOT NULL", 1).await;
+    app.wait_for_value(
+        "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 1 AND last_error IS NOT NULL",
+        1,
+    )
+    .await;
     assert_eq!(app.row_counts()[0], 1, "the signup is stored");
 }
 

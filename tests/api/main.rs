@@ -3,9 +3,9 @@
 
 mod binary;
 mod cli;
-mod faults;
 mod client_ip;
 mod confirm;
+mod faults;
 mod helpers;
 mod journey;
 mod mail_delivery;

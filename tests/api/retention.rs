@@ -22,12 +22,19 @@ async fn fixture(app: &TestApp) -> Fixture {
     let confirmed = app.confirmed_subscriber("confirmed@example.org", None).await;
     let unsubscribed = app.confirmed_subscriber("left@example.org", None).await;
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, unsubscribed, "newsletter", None);
-    let response = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/unsubscribe?token={token}")))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let db = app.db();
     db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", [pending]).unwrap();
     db.execute("UPDATE subscriptions SET signup_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1", [confirmed]).unwrap();
-    db.execute("UPDATE subscriptions SET unsubscribed_at = '2024-02-29T12:00:00.000Z' WHERE id = ?1", [unsubscribed]).unwrap();
+    db.execute("UPDATE subscriptions SET unsubscribed_at = '2024-02-29T12:00:00.000Z' WHERE id = ?1", [unsubscribed])
+        .unwrap();
     Fixture { pending, pending_token, confirmed, unsubscribed }
 }
 
@@ -88,7 +95,13 @@ async fn unsubscribed_records_stay_four_calendar_years_from_a_leap_day() {
     // Its unsubscribe link still answers 200 and records nothing.
     let events_before = app.row_counts()[2];
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, f.unsubscribed, "newsletter", None);
-    let response = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/unsubscribe?token={token}")))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(app.row_counts()[2], events_before);
 }
@@ -121,7 +134,8 @@ async fn the_servers_purge_runs_through_the_writer_in_batches() {
     .unwrap();
     let store = listgate::store::Store::open(&app.config.database.path).unwrap();
     let (_keep, running) = tokio::sync::watch::channel(false);
-    let report = listgate::app::purge_once(&store, &app.config.retention, OffsetDateTime::now_utc(), &running).await.unwrap();
+    let report =
+        listgate::app::purge_once(&store, &app.config.retention, OffsetDateTime::now_utc(), &running).await.unwrap();
     assert_eq!(report.total(), retention::BATCH as u64 * 2 + 7 + 1, "the bulk rows and the fixture's pending one");
     assert!(exists(&app, f.confirmed) && exists(&app, f.unsubscribed));
     store.close();
@@ -133,10 +147,15 @@ async fn purge_dry_run_and_purge_on_the_command_line() {
     let f = fixture(&app).await;
     let out = app.cli(&["purge", "--dry-run"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("would erase (dry run):\nlist\tstate\tcount\nnewsletter\tpending\t1\ntotal\t\t1\n"), "{text}");
+    assert!(
+        text.starts_with("would erase (dry run):\nlist\tstate\tcount\nnewsletter\tpending\t1\ntotal\t\t1\n"),
+        "{text}"
+    );
     assert!(exists(&app, f.pending));
     let out = app.cli(&["purge"]);
     assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("erased:\nlist\tstate\tcount\nnewsletter\tpending\t1\n"));
+    assert!(
+        String::from_utf8(out.stdout).unwrap().starts_with("erased:\nlist\tstate\tcount\nnewsletter\tpending\t1\n")
+    );
     assert!(!exists(&app, f.pending));
 }

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use listgate::config::RateSpec;
 use listgate::token::{self, Purpose};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 fn form_token(html: &str) -> String {
-    let start = html.find("name=\"form_token\" value=\"").expect("form has a token") + "name=\"form_token\" value=\"".len();
+    let start =
+        html.find("name=\"form_token\" value=\"").expect("form has a token") + "name=\"form_token\" value=\"".len();
     html[start..].split('"').next().unwrap().to_string()
 }
 
@@ -32,7 +32,13 @@ async fn a_signup_flood_from_one_ip_gets_429_with_retry_after_before_anything_is
     let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=1200).contains(&retry_after), "{retry_after}");
     assert!(refused.text().await.unwrap().contains("Too many requests"));
-    let json = app.client.post(app.url("/subscribe")).json(&serde_json::json!({"email": "flood4@example.org"})).send().await.unwrap();
+    let json = app
+        .client
+        .post(app.url("/subscribe"))
+        .json(&serde_json::json!({"email": "flood4@example.org"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(json.status(), 429);
     assert_eq!(json.json::<serde_json::Value>().await.unwrap()["error"], "too_many_requests");
     app.smtp.wait_for_messages(3).await;
@@ -80,17 +86,25 @@ async fn a_bot_posting_the_form_too_fast_or_with_a_forged_or_stale_token_is_drop
     let page = app.get("/form?list=newsletter").await.text().await.unwrap();
     let fresh = form_token(&page);
 
-    let too_fast = human_answer(app.post_form("/subscribe", &[("email", "fast@example.org"), ("form_token", &fresh)]).await).await;
-    let forged = human_answer(app.post_form("/subscribe", &[("email", "forged@example.org"), ("form_token", "AQ.AQ")]).await).await;
+    let too_fast =
+        human_answer(app.post_form("/subscribe", &[("email", "fast@example.org"), ("form_token", &fresh)]).await).await;
+    let forged =
+        human_answer(app.post_form("/subscribe", &[("email", "forged@example.org"), ("form_token", "AQ.AQ")]).await)
+            .await;
     let stale_token = token::sign_form(
         &app.keys(),
         "newsletter",
         time::OffsetDateTime::now_utc() - time::Duration::hours(5),
         app.config.limits.form_max_age,
     );
-    let stale = human_answer(app.post_form("/subscribe", &[("email", "stale@example.org"), ("form_token", &stale_token)]).await).await;
+    let stale = human_answer(
+        app.post_form("/subscribe", &[("email", "stale@example.org"), ("form_token", &stale_token)]).await,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let human = human_answer(app.post_form("/subscribe", &[("email", "human@example.org"), ("form_token", &fresh)]).await).await;
+    let human =
+        human_answer(app.post_form("/subscribe", &[("email", "human@example.org"), ("form_token", &fresh)]).await)
+            .await;
 
     assert_eq!(too_fast, human, "bots get exactly the human answer");
     assert_eq!(forged, human);
@@ -98,7 +112,14 @@ async fn a_bot_posting_the_form_too_fast_or_with_a_forged_or_stale_token_is_drop
     app.smtp.wait_for_messages(1).await;
     quiet_for_a_moment().await;
     assert_eq!(app.smtp.messages().len(), 1);
-    let stored: Vec<String> = app.db().prepare("SELECT email FROM subscriptions").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let stored: Vec<String> = app
+        .db()
+        .prepare("SELECT email FROM subscriptions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(stored, vec!["human@example.org".to_string()]);
     assert_eq!(count(&app, "SELECT sum(bots) FROM daily_stats"), 3);
 }
@@ -114,7 +135,10 @@ async fn a_list_that_requires_a_form_token_drops_posts_without_one() {
     assert_eq!(without.status(), 200);
     let token = form_token(&app.get("/").await.text().await.unwrap());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(app.post_form("/subscribe", &[("email", "person@example.org"), ("form_token", &token)]).await.status(), 200);
+    assert_eq!(
+        app.post_form("/subscribe", &[("email", "person@example.org"), ("form_token", &token)]).await.status(),
+        200
+    );
     app.smtp.wait_for_messages(1).await;
     quiet_for_a_moment().await;
     assert_eq!(app.smtp.messages().len(), 1);
@@ -127,7 +151,12 @@ async fn new_pending_confirmed_and_unsubscribed_addresses_are_indistinguishable(
     let confirmed = app.confirmed_subscriber("confirmed@example.org", None).await;
     let left = app.confirmed_subscriber("left@example.org", None).await;
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, left, "newsletter", None);
-    app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    app.client
+        .post(app.url(&format!("/unsubscribe?token={token}")))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     app.signup_and_get_token("pending@example.org").await;
     let _ = confirmed;
     let requests_before = count(&app, "SELECT sum(requests) FROM daily_stats");
@@ -135,7 +164,8 @@ async fn new_pending_confirmed_and_unsubscribed_addresses_are_indistinguishable(
     let mut answers = Vec::new();
     for email in ["new@example.org", "pending@example.org", "confirmed@example.org", "left@example.org"] {
         let r = app.subscribe(email).await;
-        let mut headers: Vec<String> = r.headers().iter().filter(|(k, _)| *k != "date").map(|(k, v)| format!("{k}: {v:?}")).collect();
+        let mut headers: Vec<String> =
+            r.headers().iter().filter(|(k, _)| *k != "date").map(|(k, v)| format!("{k}: {v:?}")).collect();
         headers.sort();
         answers.push((r.status(), headers, r.bytes().await.unwrap()));
     }
@@ -169,12 +199,21 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
     })
     .await;
     let before = app.smtp.messages().len();
-    assert_eq!(app.post_form("/subscribe", &[("email", "replay@example.org"), ("list", "newsletter")]).await.status(), 200);
+    assert_eq!(
+        app.post_form("/subscribe", &[("email", "replay@example.org"), ("list", "newsletter")]).await.status(),
+        200
+    );
     let token = crate::helpers::confirm_token(&app.smtp.wait_for_messages(before + 1).await[before]);
     let id: i64 = count(&app, "SELECT max(id) FROM subscriptions");
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
     // A genuine token for the same id but the other list: nothing happens.
-    let wrong_list = token::sign(&app.keys(), Purpose::Confirm, id, "second", Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)));
+    let wrong_list = token::sign(
+        &app.keys(),
+        Purpose::Confirm,
+        id,
+        "second",
+        Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
+    );
     assert_eq!(app.post_form("/confirm", &[("token", &wrong_list)]).await.status(), 410);
     assert_eq!(count(&app, "SELECT count(*) FROM subscriptions WHERE status = 'confirmed'"), 0);
     // Replaying a used confirm token is harmless: one confirmation, one event.
@@ -185,7 +224,13 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
     // Replaying one-click unsubscribes: one unsubscribe event.
     let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
     for _ in 0..3 {
-        let r = app.client.post(app.url(&format!("/unsubscribe?token={unsubscribe}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url(&format!("/unsubscribe?token={unsubscribe}")))
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     assert_eq!(count(&app, "SELECT count(*) FROM proof_events WHERE kind = 'unsubscribe'"), 1);
@@ -193,13 +238,23 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
     let (payload, tag) = unsubscribe.split_once('.').unwrap();
     let reencoded = format!("{payload}=.{}", tag.replace('-', "+").replace('_', "/"));
     if reencoded != unsubscribe {
-        let r = app.client.post(app.url(&format!("/unsubscribe?token={}", urlencode(&reencoded)))).body("").send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url(&format!("/unsubscribe?token={}", urlencode(&reencoded))))
+            .body("")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
     }
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +265,8 @@ async fn an_idn_address_is_delivered_in_ascii_and_kept_as_entered() {
     assert_eq!(crate::helpers::header(&mails[0], "To").as_deref(), Some("joerg@xn--bcher-kva.de"));
     let envelope = std::fs::read_to_string(app.smtp.folder.path().join("00001.json")).unwrap();
     assert!(envelope.contains("joerg@xn--bcher-kva.de"));
-    let (email, key): (String, String) = app.db().query_row("SELECT email, email_key FROM subscriptions", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (email, key): (String, String) =
+        app.db().query_row("SELECT email, email_key FROM subscriptions", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((email.as_str(), key.as_str()), ("joerg@Bücher.de", "joerg@xn--bcher-kva.de"));
     // The ASCII spelling is the same person: no second subscription.
     assert_eq!(app.subscribe("JOERG@xn--bcher-kva.de").await.status(), 200);
@@ -238,12 +294,19 @@ async fn cors_answers_only_the_lists_allowed_origins() {
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 
     let post = |origin: &'static str, email: &'static str| {
-        app.client.post(app.url("/subscribe")).header("origin", origin).json(&serde_json::json!({"email": email})).send()
+        app.client
+            .post(app.url("/subscribe"))
+            .header("origin", origin)
+            .json(&serde_json::json!({"email": email}))
+            .send()
     };
     let ok = post("https://www.example.com", "cors@example.org").await.unwrap();
     assert_eq!(ok.headers()["access-control-allow-origin"], "https://www.example.com");
     let other = post("https://evil.example", "cors2@example.org").await.unwrap();
-    assert!(other.headers().get("access-control-allow-origin").is_none(), "the browser hides the answer from other origins");
+    assert!(
+        other.headers().get("access-control-allow-origin").is_none(),
+        "the browser hides the answer from other origins"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +315,12 @@ async fn markup_in_input_is_escaped_on_pages_and_in_mails() {
     let page = app.get("/confirm?token=%3Cscript%3Ealert(1)%3C/script%3E").await;
     assert_eq!(page.status(), 400);
     assert!(!page.text().await.unwrap().contains("<script>"));
-    assert_eq!(app.post_form("/subscribe", &[("email", "markup@example.org"), ("name", "<b onclick=x>Eve</b>")]).await.status(), 200);
+    assert_eq!(
+        app.post_form("/subscribe", &[("email", "markup@example.org"), ("name", "<b onclick=x>Eve</b>")])
+            .await
+            .status(),
+        200
+    );
     let mails = app.smtp.wait_for_messages(1).await;
     let decoded = crate::helpers::decode_qp(&mails[0]);
     let html_part = decoded.split("Content-Type: text/html").nth(1).unwrap();
@@ -278,7 +346,11 @@ fn security_md_names_only_tests_that_exist() {
         .split('`')
         .skip(1)
         .step_by(2)
-        .filter(|s| s.contains("::") && !s.ends_with('*') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|s| {
+            s.contains("::")
+                && !s.ends_with('*')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        })
         .collect();
     assert!(named.len() > 25, "found only {} test names", named.len());
     for name in named {

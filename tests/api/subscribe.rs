@@ -5,7 +5,8 @@ use crate::helpers::{spawn_app, spawn_app_with};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_signup_from_fetch_gets_202_pending() {
     let app = spawn_app().await;
-    let response = app.post_json("/subscribe", &serde_json::json!({"email": "json@example.org", "list": "newsletter"})).await;
+    let response =
+        app.post_json("/subscribe", &serde_json::json!({"email": "json@example.org", "list": "newsletter"})).await;
     assert_eq!(response.status(), 202);
     assert_eq!(response.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "pending"}));
     app.smtp.wait_for_messages(1).await;
@@ -76,9 +77,17 @@ async fn a_repeat_signup_while_pending_resends_after_the_interval_up_to_the_dail
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thanks_url_gets_a_303_to_the_configured_page_only() {
-    let app = spawn_app_with("ok", |c| c.lists[0].thanks_url = Some("https://www.example.org/thanks".parse().unwrap())).await;
+    let app =
+        spawn_app_with("ok", |c| c.lists[0].thanks_url = Some("https://www.example.org/thanks".parse().unwrap())).await;
     let response = app
-        .post_form("/subscribe", &[("email", "thanks@example.org"), ("thanks_url", "https://evil.example/"), ("redirect", "https://evil.example/")])
+        .post_form(
+            "/subscribe",
+            &[
+                ("email", "thanks@example.org"),
+                ("thanks_url", "https://evil.example/"),
+                ("redirect", "https://evil.example/"),
+            ],
+        )
         .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "https://www.example.org/thanks");
@@ -100,7 +109,10 @@ async fn bad_input_gets_a_clear_400_and_stores_nothing() {
         (vec![("email", "x@example.org\r\nBcc: victim@example.org")], "This does not look like an email address."),
         (vec![("email", &long_email)], "too long"),
         (vec![("email", "ok@example.org"), ("name", &long_name)], "The name is too long"),
-        (vec![("email", "ok@example.org"), ("name", "Eve\r\nBcc: victim@example.org")], "characters that are not allowed"),
+        (
+            vec![("email", "ok@example.org"), ("name", "Eve\r\nBcc: victim@example.org")],
+            "characters that are not allowed",
+        ),
         (vec![("email", "ok@example.org"), ("name", "Eve\u{0}")], "characters that are not allowed"),
     ];
     for (form, message) in cases {
@@ -115,7 +127,14 @@ async fn bad_input_gets_a_clear_400_and_stores_nothing() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!((body["error"].as_str(), body["field"].as_str()), (Some("invalid_input"), Some("email")));
     for raw in ["{", "[]", "{\"email\": 5}", "null"] {
-        let response = app.client.post(app.url("/subscribe")).header("content-type", "application/json").body(raw).send().await.unwrap();
+        let response = app
+            .client
+            .post(app.url("/subscribe"))
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{raw}");
     }
     assert_eq!(app.row_counts(), [0, 0, 0, 0]);
@@ -126,10 +145,19 @@ async fn bad_input_gets_a_clear_400_and_stores_nothing() {
 async fn oversized_bodies_get_413_also_when_chunked() {
     let app = spawn_app().await;
     let big = format!("email=x%40example.org&name={}", "a".repeat(20_000));
-    let response = app.client.post(app.url("/subscribe")).header("content-type", "application/x-www-form-urlencoded").body(big.clone()).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/subscribe"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
     // Without Content-Length (chunked), the limit still holds.
-    let stream = futures_util::stream::iter(big.into_bytes().chunks(1000).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures_util::stream::iter(
+        big.into_bytes().chunks(1000).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
     let response = app
         .client
         .post(app.url("/subscribe"))
@@ -148,9 +176,23 @@ async fn unknown_lists_and_unreadable_bodies_are_refused() {
     let response = app.post_form("/subscribe", &[("email", "x@example.org"), ("list", "other")]).await;
     assert_eq!(response.status(), 404);
     assert!(response.text().await.unwrap().contains("There is no such list here."));
-    let response = app.client.post(app.url("/subscribe")).header("content-type", "text/plain").body("email=x@example.org").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/subscribe"))
+        .header("content-type", "text/plain")
+        .body("email=x@example.org")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 415);
-    let response = app.client.post(app.url("/subscribe")).header("content-type", "application/x-www-form-urlencoded").body(vec![0xff, 0xfe, b'=', 0xff]).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/subscribe"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0xfe, b'=', 0xff])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(app.row_counts(), [0, 0, 0, 0]);
 }
@@ -185,7 +227,14 @@ async fn a_filled_honeypot_gets_the_same_answer_but_nothing_is_stored_or_sent() 
     app.smtp.wait_for_messages(1).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(app.smtp.messages().len(), 1);
-    let emails: Vec<String> = app.db().prepare("SELECT email FROM subscriptions").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let emails: Vec<String> = app
+        .db()
+        .prepare("SELECT email FROM subscriptions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(emails, vec!["human@example.org".to_string()]);
 }
 

@@ -15,7 +15,9 @@ async fn confirmed(app: &TestApp, email: &str) -> (i64, String) {
 
 fn unsubscribed(app: &TestApp, id: i64) -> (String, Option<String>) {
     app.db()
-        .query_row("SELECT status, unsubscribe_method FROM subscriptions WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT status, unsubscribe_method FROM subscriptions WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap()
 }
 
@@ -32,14 +34,16 @@ async fn the_unsubscribe_page_changes_nothing_and_its_button_unsubscribes() {
     assert_eq!(app.row_counts(), before);
     assert_eq!(unsubscribed(&app, id).0, "confirmed");
 
-    let response = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).form(&[("x", "")]).send().await.unwrap();
+    let response =
+        app.client.post(app.url(&format!("/unsubscribe?token={token}"))).form(&[("x", "")]).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("You are unsubscribed"));
     assert_eq!(unsubscribed(&app, id), ("unsubscribed".into(), Some("page".into())));
     // Idempotent: again is fine and records nothing new.
     let again = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("").send().await.unwrap();
     assert_eq!(again.status(), 200);
-    let events: i64 = app.db().query_row("SELECT count(*) FROM proof_events WHERE kind = 'unsubscribe'", [], |r| r.get(0)).unwrap();
+    let events: i64 =
+        app.db().query_row("SELECT count(*) FROM proof_events WHERE kind = 'unsubscribe'", [], |r| r.get(0)).unwrap();
     assert_eq!(events, 1);
 }
 
@@ -48,7 +52,9 @@ async fn one_click_works_as_multipart_and_without_content_length() {
     let app = spawn_app().await;
     let (multipart_id, multipart_token) = confirmed(&app, "multi@example.org").await;
     let boundary = "----listgateTestBoundary";
-    let body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--{boundary}--\r\n");
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--{boundary}--\r\n"
+    );
     let response = app
         .client
         .post(app.url(&format!("/unsubscribe?token={multipart_token}")))
@@ -89,7 +95,13 @@ async fn unsubscribe_tokens_never_expire_and_bad_ones_change_nothing() {
     assert_eq!(app.post_form("/confirm", &[("token", &confirm_token)]).await.status(), 200);
     let before = app.row_counts();
     for bad in [confirm_token.as_str(), "garbage", ""] {
-        let response = app.client.post(app.url(&format!("/unsubscribe?token={bad}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+        let response = app
+            .client
+            .post(app.url(&format!("/unsubscribe?token={bad}")))
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{bad}");
     }
     let response = app.client.post(app.url("/unsubscribe")).body("List-Unsubscribe=One-Click").send().await.unwrap();
@@ -98,8 +110,16 @@ async fn unsubscribe_tokens_never_expire_and_bad_ones_change_nothing() {
 
     // Unsubscribe tokens carry no expiry: one signed today works whenever it is used.
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
-    assert!(token::verify(&app.keys(), &token, Purpose::Unsubscribe, time::macros::datetime!(2099-01-01 0:00 UTC)).is_ok());
-    let response = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert!(
+        token::verify(&app.keys(), &token, Purpose::Unsubscribe, time::macros::datetime!(2099-01-01 0:00 UTC)).is_ok()
+    );
+    let response = app
+        .client
+        .post(app.url(&format!("/unsubscribe?token={token}")))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(unsubscribed(&app, id).0, "unsubscribed");
 }
