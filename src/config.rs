@@ -590,6 +590,21 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_shown_in_the_readme_loads_and_equals_the_defaults() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let block = readme.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+        let c = load(block, &[]).unwrap_or_else(|e| panic!("README's configuration does not load: {e}"));
+        let d = Config::default();
+        assert_eq!(c.server.bind, d.server.bind);
+        assert_eq!(c.mail.resend_interval, d.mail.resend_interval);
+        assert_eq!(c.mail.retry_max, d.mail.retry_max);
+        assert_eq!(c.limits.signups_per_address, d.limits.signups_per_address);
+        assert_eq!(c.limits.form_max_age, d.limits.form_max_age);
+        assert_eq!(c.retention.after_unsubscribe, d.retention.after_unsubscribe);
+        assert_eq!(c.lists[0].consent_text, d.lists[0].consent_text);
+    }
+
+    #[test]
     fn rates_parse_or_name_the_key() {
         assert_eq!("off".parse::<RateSpec>(), Ok(RateSpec::Off));
         assert_eq!("5/1h".parse::<RateSpec>(), Ok(RateSpec::Limit { count: 5, per: Span::seconds(3600) }));
