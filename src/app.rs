@@ -62,16 +62,23 @@ impl Application {
         clock: SharedClock,
         listener: TcpListener,
     ) -> Result<Application, String> {
-        let keys = Arc::new(load_keys(&config)?);
         let transport = Transport::from_config(&config)?;
-        let db = &config.database.path;
-        let store = Store::open_capped(db, config.database.max_pages)
-            .map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
-        let prep_conn =
-            store::open_connection(db).map_err(|e| format!("cannot open database {}: {e}", db.display()))?;
         let config = Arc::new(config);
-        let ctx = Context::prepare(&prep_conn, config.clone(), keys.clone(), clock.now())?;
-        drop(prep_conn);
+        // Key file and database are blocking I/O: off the async executor.
+        let (keys, store, ctx) = {
+            let (config, now) = (config.clone(), clock.now());
+            tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let keys = Arc::new(load_keys(&config)?);
+                let db = &config.database.path;
+                let cannot_open = |e: store::StoreError| format!("cannot open database {}: {e}", db.display());
+                let store = Store::open_capped(db, config.database.max_pages).map_err(cannot_open)?;
+                let conn = store::open_connection(db).map_err(cannot_open)?;
+                let ctx = Context::prepare(&conn, config.clone(), keys.clone(), now)?;
+                Ok((keys, store, ctx))
+            })
+            .await
+            .map_err(|e| format!("start-up task failed: {e}"))??
+        };
 
         let wake = Arc::new(Notify::new());
         let retry = RetryPolicy::from_config(&config);

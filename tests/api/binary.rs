@@ -6,11 +6,17 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_listgate");
 
-/// Reads stderr lines until one matches, returning it (with a deadline).
-fn wait_for_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) -> String {
+/// Reads stderr lines until one matches, returning it (with a deadline);
+/// every line read is kept in `seen`.
+fn wait_for_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    needle: &str,
+    seen: &mut Vec<String>,
+) -> String {
     let start = Instant::now();
     for line in lines.by_ref() {
         let line = line.expect("read stderr");
+        seen.push(line.clone());
         if line.contains(needle) {
             return line;
         }
@@ -37,8 +43,9 @@ async fn a_first_run_without_config_uses_the_defaults_and_the_file_transport() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    wait_for_line(&mut lines, "generated a new one (mode 0600)");
-    let serving = wait_for_line(&mut lines, "listgate is serving");
+    let mut seen = Vec::new();
+    wait_for_line(&mut lines, "generated a new one (mode 0600)", &mut seen);
+    let serving = wait_for_line(&mut lines, "listgate is serving", &mut seen);
     let addr = field(&serving, "address").to_string();
     assert!(addr.starts_with("127.0.0.1:"));
 
@@ -56,7 +63,12 @@ async fn a_first_run_without_config_uses_the_defaults_and_the_file_transport() {
     assert_eq!(response.status(), 200);
 
     // The mail lands in ./mail/ and its link is in the log.
-    let logged = wait_for_line(&mut lines, "confirmation mail written");
+    let logged = wait_for_line(&mut lines, "confirmation mail written", &mut seen);
+    // Privacy: the info-level log names the signup and the delivery with a masked address only.
+    wait_for_line(&mut lines, "mail delivered", &mut seen);
+    let log = seen.join("\n");
+    assert!(log.contains("f***@example.org"), "{log}");
+    assert!(!log.contains("first@example.org"), "a full address in the log: {log}");
     let link = field(&logged, "link").to_string();
     let files: Vec<_> = std::fs::read_dir(dir.path().join("mail")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1);

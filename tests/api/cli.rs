@@ -119,13 +119,7 @@ async fn export_since_gives_the_unsubscribes_since_the_last_sync() {
     let checkpoint = listgate::clock::format(time::OffsetDateTime::now_utc());
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Unsubscribe, ids[1], "newsletter", None);
-    let response = app
-        .client
-        .post(app.url(&format!("/unsubscribe?token={token}")))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     let lines = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "unsubscribed", "--since", &checkpoint]));
     let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

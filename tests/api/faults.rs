@@ -102,6 +102,12 @@ impl Binary {
         }
     }
 
+    /// Posts a signup; returns the status.
+    async fn subscribe(&self, email: &str) -> reqwest::StatusCode {
+        let client = reqwest::Client::new();
+        client.post(self.url("/subscribe")).form(&[("email", email)]).send().await.unwrap().status()
+    }
+
     fn db(&self) -> rusqlite::Connection {
         listgate::store::open_connection(&self.dir.join("listgate.db")).unwrap()
     }
@@ -256,13 +262,7 @@ async fn a_crash_after_the_server_took_a_mail_sends_it_again_once_with_the_same_
     let dir = tempfile::tempdir().unwrap();
     let mut server = Binary::new(dir.path(), &smtp.url(), &[]);
     server.start().await;
-    let r = reqwest::Client::new()
-        .post(server.url("/subscribe"))
-        .form(&[("email", "twice@example.org")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(server.subscribe("twice@example.org").await, 200);
     smtp.wait_for_messages(1).await;
     server.kill9(); // before the 250 arrives: listgate never learns it was delivered
     assert_eq!(server.value("SELECT count(*) FROM outbox WHERE state = 'queued' AND leased = 1"), 1);
@@ -283,15 +283,12 @@ async fn an_smtp_outage_delays_mail_but_every_signup_is_answered_and_every_mail_
     let mut server = Binary::new(dir.path(), &smtp.url(), &[]);
     let (folder, port) = smtp.stop(); // the outage begins
     server.start().await;
-    let client = reqwest::Client::new();
     for i in 0..20 {
-        let r = client
-            .post(server.url("/subscribe"))
-            .form(&[("email", format!("outage{i}@example.org"))])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "signups keep working during the outage");
+        assert_eq!(
+            server.subscribe(&format!("outage{i}@example.org")).await,
+            200,
+            "signups keep working during the outage"
+        );
     }
     server.wait_for("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 2", 20).await;
     let smtp = SmtpServer::start_in(folder, "ok", port); // the server returns
@@ -431,13 +428,7 @@ async fn admin_commands_beside_load_never_make_a_client_see_database_is_locked()
             let mut id = 1;
             while !stop.load(Ordering::Relaxed) && id <= 20 {
                 let token = listgate::token::sign(&keys, listgate::token::Purpose::Unsubscribe, id, "newsletter", None);
-                let r = app
-                    .client
-                    .post(app.url(&format!("/unsubscribe?token={token}")))
-                    .body("List-Unsubscribe=One-Click")
-                    .send()
-                    .await
-                    .unwrap();
+                let r = app.one_click_with(&token).await;
                 assert_eq!(r.status(), 200);
                 id += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -518,15 +509,8 @@ async fn a_restart_resumes_queued_and_leased_mail_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Binary::new(dir.path(), &format!("smtp://127.0.0.1:{closed}"), &[]);
     server.start().await;
-    let client = reqwest::Client::new();
     for i in 0..5 {
-        let r = client
-            .post(server.url("/subscribe"))
-            .form(&[("email", format!("resume{i}@example.org"))])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(server.subscribe(&format!("resume{i}@example.org")).await, 200);
     }
     server.wait_for("SELECT count(*) FROM outbox WHERE attempts >= 1 AND leased = 0", 5).await;
     assert!(server.terminate(Duration::from_secs(10)).await.success());

@@ -168,6 +168,25 @@ impl TestApp {
         self.post_form("/subscribe", &[("email", email)]).await
     }
 
+    /// A mail client's RFC 8058 one-click unsubscribe with `token`.
+    pub async fn one_click_with(&self, token: &str) -> reqwest::Response {
+        let url = self.url(&format!("/unsubscribe?token={token}"));
+        self.client.post(url).body("List-Unsubscribe=One-Click").send().await.expect("request")
+    }
+
+    /// One-click unsubscribe of subscription `id` on the default list.
+    pub async fn one_click(&self, id: i64) -> reqwest::Response {
+        let token = listgate::token::sign(&self.keys(), listgate::token::Purpose::Unsubscribe, id, "newsletter", None);
+        self.one_click_with(&token).await
+    }
+
+    /// The stored addresses, in id order.
+    pub fn stored_emails(&self) -> Vec<String> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT email FROM subscriptions ORDER BY id").expect("prepare");
+        stmt.query_map([], |r| r.get(0)).expect("query").map(|e| e.expect("row")).collect()
+    }
+
     /// A read connection to the test's database.
     pub fn db(&self) -> Connection {
         listgate::store::open_connection(&self.config.database.path).expect("open db")

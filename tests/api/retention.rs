@@ -22,13 +22,7 @@ async fn fixture(app: &TestApp) -> Fixture {
     let confirmed = app.confirmed_subscriber("confirmed@example.org", None).await;
     let unsubscribed = app.confirmed_subscriber("left@example.org", None).await;
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, unsubscribed, "newsletter", None);
-    let response = app
-        .client
-        .post(app.url(&format!("/unsubscribe?token={token}")))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     let db = app.db();
     db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", [pending]).unwrap();
@@ -95,13 +89,7 @@ async fn unsubscribed_records_stay_four_calendar_years_from_a_leap_day() {
     // Its unsubscribe link still answers 200 and records nothing.
     let events_before = app.row_counts()[2];
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, f.unsubscribed, "newsletter", None);
-    let response = app
-        .client
-        .post(app.url(&format!("/unsubscribe?token={token}")))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.row_counts()[2], events_before);
 }

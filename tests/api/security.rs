@@ -112,14 +112,7 @@ async fn a_bot_posting_the_form_too_fast_or_with_a_forged_or_stale_token_is_drop
     app.smtp.wait_for_messages(1).await;
     quiet_for_a_moment().await;
     assert_eq!(app.smtp.messages().len(), 1);
-    let stored: Vec<String> = app
-        .db()
-        .prepare("SELECT email FROM subscriptions")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored = app.stored_emails();
     assert_eq!(stored, vec!["human@example.org".to_string()]);
     assert_eq!(count(&app, "SELECT sum(bots) FROM daily_stats"), 3);
 }
@@ -148,17 +141,10 @@ async fn a_list_that_requires_a_form_token_drops_posts_without_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_pending_confirmed_and_unsubscribed_addresses_are_indistinguishable() {
     let app = spawn_app().await;
-    let confirmed = app.confirmed_subscriber("confirmed@example.org", None).await;
+    app.confirmed_subscriber("confirmed@example.org", None).await;
     let left = app.confirmed_subscriber("left@example.org", None).await;
-    let token = token::sign(&app.keys(), Purpose::Unsubscribe, left, "newsletter", None);
-    app.client
-        .post(app.url(&format!("/unsubscribe?token={token}")))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.one_click(left).await.status(), 200);
     app.signup_and_get_token("pending@example.org").await;
-    let _ = confirmed;
     let requests_before = count(&app, "SELECT sum(requests) FROM daily_stats");
 
     let mut answers = Vec::new();
@@ -224,13 +210,7 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
     // Replaying one-click unsubscribes: one unsubscribe event.
     let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
     for _ in 0..3 {
-        let r = app
-            .client
-            .post(app.url(&format!("/unsubscribe?token={unsubscribe}")))
-            .body("List-Unsubscribe=One-Click")
-            .send()
-            .await
-            .unwrap();
+        let r = app.one_click_with(&unsubscribe).await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(count(&app, "SELECT count(*) FROM proof_events WHERE kind = 'unsubscribe'"), 1);

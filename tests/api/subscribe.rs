@@ -227,14 +227,7 @@ async fn a_filled_honeypot_gets_the_same_answer_but_nothing_is_stored_or_sent() 
     app.smtp.wait_for_messages(1).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(app.smtp.messages().len(), 1);
-    let emails: Vec<String> = app
-        .db()
-        .prepare("SELECT email FROM subscriptions")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let emails = app.stored_emails();
     assert_eq!(emails, vec!["human@example.org".to_string()]);
 }
 

@@ -95,13 +95,7 @@ async fn unsubscribe_tokens_never_expire_and_bad_ones_change_nothing() {
     assert_eq!(app.post_form("/confirm", &[("token", &confirm_token)]).await.status(), 200);
     let before = app.row_counts();
     for bad in [confirm_token.as_str(), "garbage", ""] {
-        let response = app
-            .client
-            .post(app.url(&format!("/unsubscribe?token={bad}")))
-            .body("List-Unsubscribe=One-Click")
-            .send()
-            .await
-            .unwrap();
+        let response = app.one_click_with(bad).await;
         assert_eq!(response.status(), 400, "{bad}");
     }
     let response = app.client.post(app.url("/unsubscribe")).body("List-Unsubscribe=One-Click").send().await.unwrap();
@@ -113,13 +107,7 @@ async fn unsubscribe_tokens_never_expire_and_bad_ones_change_nothing() {
     assert!(
         token::verify(&app.keys(), &token, Purpose::Unsubscribe, time::macros::datetime!(2099-01-01 0:00 UTC)).is_ok()
     );
-    let response = app
-        .client
-        .post(app.url(&format!("/unsubscribe?token={token}")))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     assert_eq!(unsubscribed(&app, id).0, "unsubscribed");
 }
