@@ -72,6 +72,9 @@ pub struct MailConfig {
     pub give_up_after: Span,
     /// Longest time one delivery attempt (connect to the server's final reply) may take.
     pub timeout: Span,
+    /// A PEM root certificate to trust besides the public roots, for a
+    /// relay whose certificate comes from a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +214,7 @@ impl Default for MailConfig {
             retry_max: Span::seconds(3600),
             give_up_after: Span::seconds(86_400),
             timeout: Span::seconds(60),
+            ca_file: None,
         }
     }
 }
@@ -290,7 +294,7 @@ fn problem(key: impl fmt::Display, what: impl fmt::Display) -> ConfigError {
 pub enum MailTransport {
     /// Write each message as an `.eml` file into this folder.
     File(PathBuf),
-    /// An `smtp://` or `smtps://` URL for lettre's `from_url`.
+    /// An `smtp://` or `smtps://` URL in lettre's `from_url` forms.
     Smtp(String),
 }
 
@@ -419,8 +423,8 @@ impl Config {
             return Ok(MailTransport::File(PathBuf::from(dir)));
         }
         if url.starts_with("smtp://") || url.starts_with("smtps://") {
-            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
-                .map_err(|e| problem("mail.url", one_line(&e.to_string())))?;
+            crate::mail::smtp::SmtpServer::from_url(url, self.mail.ca_file.as_deref())
+                .map_err(|e| problem("mail.url", one_line(&e)))?;
             return Ok(MailTransport::Smtp(url.to_string()));
         }
         Err(problem("mail.url", "must start with file://, smtp:// or smtps://"))

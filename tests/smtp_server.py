@@ -13,13 +13,21 @@ temporary name and a rename so a reader never sees half a file.
 --mode hold:SECONDS      store each message, then wait before answering 250
                          (a client killed meanwhile never hears the answer)
 --port PORT              listen on PORT instead of a free one
+--tls CERT KEY           offer STARTTLS with this certificate and require it
+                         before MAIL
+--implicit-tls           with --tls: TLS from the first byte (smtps) instead
+--auth USER:PASSWORD     require AUTH (PLAIN or LOGIN) with these credentials
+
+DIR/NNNNN.json also records whether the session was encrypted ("tls") and
+which user authenticated ("user").
 """
 import argparse
 import asyncio
 import json
 import os
+import ssl
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -43,7 +51,12 @@ class Handler:
         with open(stem + ".tmp", "wb") as f:
             f.write(envelope.original_content)
         with open(stem + ".json", "w") as f:
-            json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos}, f)
+            json.dump({
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": envelope.rcpt_tos,
+                "tls": server.transport.get_extra_info("ssl_object") is not None,
+                "user": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
+            }, f)
         os.rename(stem + ".tmp", stem + ".eml")
         if self.mode.startswith("hold:"):
             await asyncio.sleep(float(self.mode.split(":")[1]))
@@ -55,12 +68,37 @@ async def main():
     parser.add_argument("folder")
     parser.add_argument("--mode", default="ok")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--implicit-tls", action="store_true")
+    parser.add_argument("--auth")
     args = parser.parse_args()
     handler = Handler(args.folder, args.mode)
     # Continue numbering after files already there (a restarted server).
     handler.stored = len([f for f in os.listdir(args.folder) if f.endswith(".eml")])
+    context = None
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*args.tls)
+    options = {"decode_data": False}
+    if context and not args.implicit_tls:
+        options.update(tls_context=context, require_starttls=True)
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, data):
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == (user.encode(), password.encode())
+            return AuthResult(success=ok, auth_data=data)
+
+        # Over implicit TLS aiosmtpd cannot tell the session is encrypted.
+        options.update(authenticator=authenticator, auth_required=True, auth_require_tls=not args.implicit_tls)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler, decode_data=False), "127.0.0.1", args.port, reuse_address=True)
+    server = await loop.create_server(
+        lambda: SMTP(handler, **options),
+        "127.0.0.1",
+        args.port,
+        reuse_address=True,
+        ssl=context if args.implicit_tls else None,
+    )
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

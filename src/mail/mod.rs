@@ -14,6 +14,7 @@
 //! [`outbox`] delivers composed mails.
 
 pub mod outbox;
+pub mod smtp;
 
 use askama::Template;
 use base64::Engine as _;

@@ -13,11 +13,12 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lettre::Address;
 use lettre::address::Envelope;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
+use super::smtp::{SmtpClient, SmtpServer};
 use super::{Recipient, compose, sha256_hex};
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, MailTransport};
@@ -64,11 +65,11 @@ impl RetryPolicy {
 /// Where mail goes.
 pub enum Transport {
     File(PathBuf),
-    /// lettre's pooled transport; `deadline` bounds a whole delivery attempt
-    /// (lettre's own timeout covers only the TCP connect, so a server that
-    /// accepts and then never answers would otherwise hang the attempt).
+    /// An SMTP server; `deadline` bounds a whole delivery attempt, from
+    /// connect to the final reply (a server that accepts and then never
+    /// answers would otherwise hang it).
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        client: SmtpClient,
         deadline: Duration,
     },
 }
@@ -82,10 +83,9 @@ impl Transport {
                 Ok(Transport::File(dir))
             }
             MailTransport::Smtp(url) => {
-                let builder =
-                    AsyncSmtpTransport::<Tokio1Executor>::from_url(&url).map_err(|e| format!("mail.url: {e}"))?;
-                let deadline = config.mail.timeout.approx();
-                Ok(Transport::Smtp { transport: builder.timeout(Some(deadline)).build(), deadline })
+                let server =
+                    SmtpServer::from_url(&url, config.mail.ca_file.as_deref()).map_err(|e| format!("mail.url: {e}"))?;
+                Ok(Transport::Smtp { client: SmtpClient::new(server), deadline: config.mail.timeout.approx() })
             }
         }
     }
@@ -221,8 +221,8 @@ impl Outbox {
         let sha256 = sha256_hex(&message);
         let attempt = match &self.transport {
             Transport::File(dir) => write_eml(dir, &row, &message).await,
-            Transport::Smtp { transport, deadline } => {
-                let attempt = send_smtp(transport, &rendering.sender, &row.to_email, &message);
+            Transport::Smtp { client, deadline } => {
+                let attempt = send_smtp(client, &rendering.sender, &row.to_email, &message);
                 tokio::time::timeout(*deadline, attempt).await.unwrap_or_else(|_| {
                     Attempt::Temporary(format!("the mail server did not answer within {deadline:?} (timed out)"))
                 })
@@ -287,7 +287,7 @@ impl Outbox {
     }
 }
 
-async fn send_smtp(smtp: &AsyncSmtpTransport<Tokio1Executor>, sender: &str, to: &str, message: &[u8]) -> Attempt {
+async fn send_smtp(smtp: &SmtpClient, sender: &str, to: &str, message: &[u8]) -> Attempt {
     let envelope = match (Address::from_str(sender), Address::from_str(to)) {
         (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]),
         _ => return Attempt::Permanent("sender or recipient is not a valid address".into()),
@@ -299,12 +299,12 @@ async fn send_smtp(smtp: &AsyncSmtpTransport<Tokio1Executor>, sender: &str, to: 
     // lettre ends DATA with `\r\n.\r\n`, whose first CRLF ends our last line:
     // strip ours so the server receives exactly the bytes we hashed.
     let data = message.strip_suffix(b"\r\n").unwrap_or(message);
-    match smtp.send_raw(&envelope, data).await {
+    match smtp.send(&envelope, data).await {
         Ok(response) => Attempt::Delivered {
             reply: format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" ")),
         },
-        Err(e) if e.is_permanent() => Attempt::Permanent(e.to_string()),
-        Err(e) => Attempt::Temporary(e.to_string()),
+        Err(e) if e.permanent => Attempt::Permanent(e.message),
+        Err(e) => Attempt::Temporary(e.message),
     }
 }
 

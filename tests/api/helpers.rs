@@ -34,6 +34,12 @@ impl SmtpServer {
 
     /// Starts (or restarts) a server on `port` (0: any) storing into `folder`.
     pub fn start_in(folder: tempfile::TempDir, mode: &str, port: u16) -> SmtpServer {
+        SmtpServer::start_with(folder, mode, port, &[])
+    }
+
+    /// Like `start_in`, with more of `tests/smtp_server.py`'s options
+    /// (`--tls CERT KEY`, `--implicit-tls`, `--auth USER:PASSWORD`).
+    pub fn start_with(folder: tempfile::TempDir, mode: &str, port: u16, options: &[&str]) -> SmtpServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
         let mut child = Command::new("python3")
             .arg(&script)
@@ -42,6 +48,7 @@ impl SmtpServer {
             .arg(mode)
             .arg("--port")
             .arg(port.to_string())
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -67,6 +74,17 @@ impl SmtpServer {
             .collect();
         paths.sort();
         paths.iter().map(|p| std::fs::read(p).expect("read message")).collect()
+    }
+
+    /// The envelopes and session facts (`tls`, `user`) of the messages received so far.
+    pub fn envelopes(&self) -> Vec<serde_json::Value> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.folder.path())
+            .expect("read mail folder")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json")).collect()
     }
 
     /// Waits until at least `n` messages arrived and returns them all.
@@ -120,7 +138,11 @@ pub async fn spawn_app() -> TestApp {
 /// Starts listgate against an SMTP server in `smtp_mode`, with `tweak`
 /// applied to the configuration.
 pub async fn spawn_app_with(smtp_mode: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let smtp = SmtpServer::start(smtp_mode);
+    spawn_app_with_smtp(SmtpServer::start(smtp_mode), tweak).await
+}
+
+/// Starts listgate against `smtp`, with `tweak` applied to the configuration.
+pub async fn spawn_app_with_smtp(smtp: SmtpServer, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");

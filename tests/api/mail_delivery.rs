@@ -1,6 +1,9 @@
 //! The outbox against a real SMTP server that misbehaves.
 
-use crate::helpers::{sha256_hex, spawn_app_with};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::{SmtpServer, sha256_hex, spawn_app_with, spawn_app_with_smtp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_451_is_retried_and_the_mail_arrives_after_the_server_recovers() {
@@ -68,4 +71,135 @@ async fn a_list_sends_from_its_own_address_with_reply_to() {
     assert!(crate::helpers::header(&mails[0], "Message-ID").unwrap().ends_with("@example.org>"));
     let envelope = std::fs::read_to_string(app.smtp.folder.path().join("00001.json")).unwrap();
     assert!(envelope.contains("\"mail_from\": \"news@example.org\""), "{envelope}");
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with the
+/// `openssl` command: `(dir, ca.pem, server.pem, server.key)`.
+fn private_ca() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=listgate test CA"],
+        ]
+        .concat(),
+        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl").args(&args).current_dir(dir.path()).output().expect("openssl is installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (ca, cert, key) = (path("ca.pem"), path("server.pem"), path("server.key"));
+    (dir, ca, cert, key)
+}
+
+fn tls_server(cert: &Path, key: &Path, extra: &[&str]) -> SmtpServer {
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    SmtpServer::start_with(tempfile::tempdir().unwrap(), "ok", 0, &[&["--tls", cert, key][..], extra].concat())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_a_private_ca_and_auth_delivers_encrypted_and_logged_in() {
+    let (_ca_dir, ca, cert, key) = private_ca();
+    let smtp = tls_server(&cert, &key, &["--auth", "news:pa:ss%w"]);
+    let url = format!("smtp://news:pa%3Ass%25w@127.0.0.1:{}?tls=required", smtp.port);
+    let app = spawn_app_with_smtp(smtp, |c| {
+        c.mail.url = url;
+        c.mail.ca_file = Some(ca);
+    })
+    .await;
+    for i in 0..3 {
+        assert_eq!(app.subscribe(&format!("tls{i}@example.org")).await.status(), 200);
+    }
+    let mails = app.smtp.wait_for_messages(3).await;
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 3).await;
+    for envelope in app.smtp.envelopes() {
+        assert_eq!(envelope["tls"], true, "{envelope}");
+        assert_eq!(envelope["user"], "news", "{envelope}");
+    }
+    let hashes: Vec<String> = app
+        .db()
+        .prepare("SELECT message_sha256 FROM outbox ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut received: Vec<String> = mails.iter().map(|m| sha256_hex(m)).collect();
+    let mut recorded = hashes.clone();
+    received.sort();
+    recorded.sort();
+    assert_eq!(received, recorded, "the server received exactly the bytes whose hashes are the proof");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtps_with_a_private_ca_delivers_over_tls_from_the_first_byte() {
+    let (_ca_dir, ca, cert, key) = private_ca();
+    let smtp = tls_server(&cert, &key, &["--implicit-tls", "--auth", "news:secret"]);
+    let url = format!("smtps://news:secret@127.0.0.1:{}", smtp.port);
+    let app = spawn_app_with_smtp(smtp, |c| {
+        c.mail.url = url;
+        c.mail.ca_file = Some(ca);
+    })
+    .await;
+    assert_eq!(app.subscribe("smtps@example.org").await.status(), 200);
+    app.smtp.wait_for_messages(1).await;
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;
+    assert_eq!(app.smtp.envelopes()[0]["tls"], true);
+    assert_eq!(app.smtp.envelopes()[0]["user"], "news");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_a_temporary_failure_and_nothing_is_sent() {
+    let (_ca_dir, _ca, cert, key) = private_ca();
+    let smtp = tls_server(&cert, &key, &[]);
+    let url = format!("smtp://127.0.0.1:{}?tls=required", smtp.port);
+    // No ca_file: the private CA is not trusted.
+    let app = spawn_app_with_smtp(smtp, |c| c.mail.url = url).await;
+    assert_eq!(app.subscribe("untrusted@example.org").await.status(), 200);
+    app.wait_for_value(
+        "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 1 AND last_error IS NOT NULL",
+        1,
+    )
+    .await;
+    let error: String = app.db().query_row("SELECT last_error FROM outbox", [], |r| r.get(0)).unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(app.smtp.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_required_against_a_server_without_starttls_sends_nothing_in_clear() {
+    let app = spawn_app_with("ok", |c| c.mail.url = c.mail.url.clone() + "?tls=required").await;
+    assert_eq!(app.subscribe("cleartext@example.org").await.status(), 200);
+    app.wait_for_value(
+        "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 1 AND last_error LIKE '%STARTTLS%'",
+        1,
+    )
+    .await;
+    assert!(app.smtp.messages().is_empty());
 }
