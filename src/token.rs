@@ -76,6 +76,21 @@ pub fn sign(
     list_id: &str,
     expires: Option<OffsetDateTime>,
 ) -> String {
+    let mut token = String::with_capacity(96 + 2 * list_id.len());
+    sign_into(keys, purpose, subscription_id, list_id, expires, &mut token);
+    token
+}
+
+/// As [`sign`], appending the token to `out` (an export signs a million
+/// tokens and reuses one buffer).
+pub fn sign_into(
+    keys: &KeyRing,
+    purpose: Purpose,
+    subscription_id: i64,
+    list_id: &str,
+    expires: Option<OffsetDateTime>,
+    out: &mut String,
+) {
     let key_id = keys.current_id();
     let mut payload = Vec::with_capacity(HEADER + list_id.len());
     payload.push(VERSION);
@@ -85,7 +100,9 @@ pub fn sign(
     payload.extend_from_slice(&expires.map_or(0, |t| t.unix_timestamp().max(1)).to_be_bytes());
     payload.extend_from_slice(list_id.as_bytes());
     let tag = hmac::sign(&keys.current().token, &payload);
-    format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    URL_SAFE_NO_PAD.encode_string(&payload, out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag.as_ref(), out);
 }
 
 /// Verifies a token for `purpose` at time `now`.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::clock;
 use crate::config::Config;
 use crate::keys::KeyRing;
-use crate::store::queries::{self, ExportFilter, SubscriptionRow};
+use crate::store::queries::{self, ExportFilter, ExportRecord};
 use crate::token::{self, Purpose};
 use rusqlite::Connection;
 
@@ -42,62 +42,82 @@ pub const COLUMNS: [&str; 13] = [
     "list_unsubscribe_post",
 ];
 
-/// One exported row.
+/// One exported row, borrowed from the database row and the caller's
+/// buffers for the link columns.
 #[derive(Debug, Serialize)]
-pub struct ExportRow {
-    pub email: String,
-    pub name: Option<String>,
-    pub list: String,
-    pub status: String,
-    pub signup_at: String,
-    pub signup_ip: String,
-    pub consent_sha256: String,
-    pub confirmed_at: Option<String>,
-    pub confirmed_ip: Option<String>,
-    pub unsubscribed_at: Option<String>,
-    pub unsubscribe_url: String,
-    pub list_unsubscribe: String,
+pub struct ExportRow<'a> {
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub list: &'a str,
+    pub status: &'a str,
+    pub signup_at: &'a str,
+    pub signup_ip: &'a str,
+    pub consent_sha256: &'a str,
+    pub confirmed_at: Option<&'a str>,
+    pub confirmed_ip: Option<&'a str>,
+    pub unsubscribed_at: Option<&'a str>,
+    pub unsubscribe_url: &'a str,
+    pub list_unsubscribe: &'a str,
     pub list_unsubscribe_post: &'static str,
 }
 
-impl ExportRow {
-    fn new(row: SubscriptionRow, base: &str, keys: &KeyRing) -> ExportRow {
-        let token = token::sign(keys, Purpose::Unsubscribe, row.id, &row.list_id, None);
-        let unsubscribe_url = format!("{base}/unsubscribe?token={token}");
+/// Builds the signed link columns of each row into buffers reused from row
+/// to row.
+struct Links<'k> {
+    base: &'k str,
+    keys: &'k KeyRing,
+    url: String,
+    header: String,
+}
+
+impl<'k> Links<'k> {
+    fn new(base: &'k str, keys: &'k KeyRing) -> Links<'k> {
+        Links { base, keys, url: String::with_capacity(256), header: String::with_capacity(256) }
+    }
+
+    /// The row for `record`, with its unsubscribe URL and `List-Unsubscribe` value.
+    fn row<'a>(&'a mut self, record: &ExportRecord<'a>) -> ExportRow<'a> {
+        self.url.clear();
+        self.url.push_str(self.base);
+        self.url.push_str("/unsubscribe?token=");
+        token::sign_into(self.keys, Purpose::Unsubscribe, record.id, record.list_id, None, &mut self.url);
+        self.header.clear();
+        self.header.push('<');
+        self.header.push_str(&self.url);
+        self.header.push('>');
         ExportRow {
-            list_unsubscribe: format!("<{unsubscribe_url}>"),
-            unsubscribe_url,
-            email: row.email,
-            name: row.name,
-            list: row.list_id,
-            status: row.status,
-            signup_at: row.signup_at,
-            signup_ip: row.signup_ip,
-            consent_sha256: row.consent_sha256,
-            confirmed_at: row.confirmed_at,
-            confirmed_ip: row.confirmed_ip,
-            unsubscribed_at: row.unsubscribed_at,
+            email: record.email,
+            name: record.name,
+            list: record.list_id,
+            status: record.status,
+            signup_at: record.signup_at,
+            signup_ip: record.signup_ip,
+            consent_sha256: record.consent_sha256,
+            confirmed_at: record.confirmed_at,
+            confirmed_ip: record.confirmed_ip,
+            unsubscribed_at: record.unsubscribed_at,
+            unsubscribe_url: &self.url,
+            list_unsubscribe: &self.header,
             list_unsubscribe_post: LIST_UNSUBSCRIBE_POST,
         }
     }
+}
 
+impl ExportRow<'_> {
     fn cells(&self) -> [&str; 13] {
-        fn opt(v: &Option<String>) -> &str {
-            v.as_deref().unwrap_or("")
-        }
         [
-            &self.email,
-            opt(&self.name),
-            &self.list,
-            &self.status,
-            &self.signup_at,
-            &self.signup_ip,
-            &self.consent_sha256,
-            opt(&self.confirmed_at),
-            opt(&self.confirmed_ip),
-            opt(&self.unsubscribed_at),
-            &self.unsubscribe_url,
-            &self.list_unsubscribe,
+            self.email,
+            self.name.unwrap_or(""),
+            self.list,
+            self.status,
+            self.signup_at,
+            self.signup_ip,
+            self.consent_sha256,
+            self.confirmed_at.unwrap_or(""),
+            self.confirmed_ip.unwrap_or(""),
+            self.unsubscribed_at.unwrap_or(""),
+            self.unsubscribe_url,
+            self.list_unsubscribe,
             self.list_unsubscribe_post,
         ]
     }
@@ -145,7 +165,7 @@ pub fn export(
     out: &mut dyn Write,
     mut progress: impl FnMut(),
 ) -> Result<u64, String> {
-    let base = config.base();
+    let mut links = Links::new(config.base(), keys);
     let io = |e: std::io::Error| format!("cannot write the export: {e}");
     // One read transaction: the count and the rows see the same snapshot.
     conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
@@ -158,8 +178,8 @@ pub fn export(
                 }
                 let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut *out);
                 csv.write_record(COLUMNS).map_err(|e| e.to_string())?;
-                queries::for_each_export_row(conn, &options.filter, |row| {
-                    let row = ExportRow::new(row, base, keys);
+                queries::for_each_export_row(conn, &options.filter, |record| {
+                    let row = links.row(record);
                     csv.write_record(row.cells().map(neutralise_formula).iter().map(|c| c.as_ref()))
                         .map_err(|e| format!("cannot write the export: {e}"))?;
                     rows += 1;
@@ -169,8 +189,8 @@ pub fn export(
                 csv.flush().map_err(io)?;
             }
             Format::Jsonl => {
-                queries::for_each_export_row(conn, &options.filter, |row| {
-                    let row = ExportRow::new(row, base, keys);
+                queries::for_each_export_row(conn, &options.filter, |record| {
+                    let row = links.row(record);
                     serde_json::to_writer(&mut *out, &row).map_err(|e| format!("cannot write the export: {e}"))?;
                     out.write_all(b"\n").map_err(io)?;
                     rows += 1;

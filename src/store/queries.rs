@@ -201,7 +201,7 @@ pub const COUNT_UNSUBSCRIBE: &str = "INSERT INTO daily_stats (day, list_id, unsu
 /// export, in id order; `since` matches rows whose latest event (signup,
 /// confirmation or unsubscribe) is at or after it.
 pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+    confirmed_at, confirmed_ip, unsubscribed_at
     FROM subscriptions
     WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
       AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
@@ -669,15 +669,53 @@ pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
 }
 
 /// Streams the export rows to `each`, one at a time (constant memory).
+/// One row of `EXPORT_SUBSCRIPTIONS`, borrowed from SQLite's current row:
+/// an export of a million rows allocates nothing per row for these values.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRecord<'a> {
+    pub id: i64,
+    pub list_id: &'a str,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub status: &'a str,
+    pub consent_sha256: &'a str,
+    pub signup_at: &'a str,
+    pub signup_ip: &'a str,
+    pub confirmed_at: Option<&'a str>,
+    pub confirmed_ip: Option<&'a str>,
+    pub unsubscribed_at: Option<&'a str>,
+}
+
+impl<'a> ExportRecord<'a> {
+    fn from_row(r: &'a rusqlite::Row<'_>) -> rusqlite::Result<ExportRecord<'a>> {
+        let text = |i: usize| -> rusqlite::Result<&'a str> { r.get_ref(i)?.as_str().map_err(Into::into) };
+        let optional =
+            |i: usize| -> rusqlite::Result<Option<&'a str>> { r.get_ref(i)?.as_str_or_null().map_err(Into::into) };
+        Ok(ExportRecord {
+            id: r.get(0)?,
+            list_id: text(1)?,
+            email: text(2)?,
+            name: optional(3)?,
+            status: text(4)?,
+            consent_sha256: text(5)?,
+            signup_at: text(6)?,
+            signup_ip: text(7)?,
+            confirmed_at: optional(8)?,
+            confirmed_ip: optional(9)?,
+            unsubscribed_at: optional(10)?,
+        })
+    }
+}
+
 pub fn for_each_export_row(
     conn: &Connection,
     f: &ExportFilter,
-    mut each: impl FnMut(SubscriptionRow) -> std::result::Result<(), String>,
+    mut each: impl FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>,
 ) -> std::result::Result<(), String> {
     let mut stmt = conn.prepare_cached(EXPORT_SUBSCRIPTIONS).map_err(|e| e.to_string())?;
     let mut rows = stmt.query(params![f.list_id, f.status, f.since]).map_err(|e| e.to_string())?;
     while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-        each(subscription_from_row(row).map_err(|e| e.to_string())?)?;
+        each(&ExportRecord::from_row(row).map_err(|e| e.to_string())?)?;
     }
     Ok(())
 }
