@@ -1,7 +1,7 @@
 -- listgate's whole schema. Applied at start by `store::open`, which compares
--- `PRAGMA user_version` with `store::SCHEMA_VERSION` and runs this file on an
--- empty database. Every statement is idempotent so a half-applied file (a
--- crash during the first start) is finished on the next start.
+-- `PRAGMA user_version` with `store::SCHEMA_VERSION` and runs this file, in
+-- one transaction, on an empty database or one of an older version (the
+-- upgrade steps are at the end). Every statement is idempotent.
 --
 -- Times are TEXT in UTC with milliseconds, `2026-11-22T07:24:59.123Z`, so they
 -- sort as strings and read well in `sqlite3`.
@@ -46,11 +46,28 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     unsubscribed_ip     TEXT,
     unsubscribe_method  TEXT CHECK (unsubscribe_method IN ('one-click', 'page', 'admin'))
 );
+-- Lookups by address (signup, daily mail cap, show, erase). The only index
+-- keyed by address: its pages are scattered, so each one costs a signup and
+-- a purge a random page write (version 1 had two; see the upgrade below).
+CREATE INDEX IF NOT EXISTS subscriptions_address ON subscriptions (email_key, list_id);
 -- At most one live (pending or confirmed) subscription per address and list;
--- unsubscribed ones stay beside a new signup as proof.
-CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_live
-    ON subscriptions (list_id, email_key) WHERE status IN ('pending', 'confirmed');
-CREATE INDEX IF NOT EXISTS subscriptions_email_key ON subscriptions (email_key);
+-- unsubscribed ones stay beside a new signup as proof. Triggers over the
+-- index above rather than a second, unique index.
+CREATE TRIGGER IF NOT EXISTS subscriptions_one_live_insert BEFORE INSERT ON subscriptions
+WHEN NEW.status IN ('pending', 'confirmed') AND EXISTS (
+    SELECT 1 FROM subscriptions WHERE email_key = NEW.email_key AND list_id = NEW.list_id
+                                  AND status IN ('pending', 'confirmed'))
+BEGIN
+    SELECT RAISE(ABORT, 'one live subscription per address and list');
+END;
+CREATE TRIGGER IF NOT EXISTS subscriptions_one_live_update BEFORE UPDATE OF status, email_key, list_id ON subscriptions
+WHEN NEW.status IN ('pending', 'confirmed')
+     AND (OLD.status = 'unsubscribed' OR NEW.email_key IS NOT OLD.email_key OR NEW.list_id IS NOT OLD.list_id)
+     AND EXISTS (SELECT 1 FROM subscriptions WHERE email_key = NEW.email_key AND list_id = NEW.list_id
+                                              AND status IN ('pending', 'confirmed') AND id <> NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'one live subscription per address and list');
+END;
 -- Retention: pending signups by age, unsubscribed ones by unsubscribe time.
 CREATE INDEX IF NOT EXISTS subscriptions_status_signup ON subscriptions (status, signup_at);
 CREATE INDEX IF NOT EXISTS subscriptions_status_unsubscribed ON subscriptions (status, unsubscribed_at)
@@ -98,7 +115,10 @@ CREATE TABLE IF NOT EXISTS proof_events (
     link             TEXT NOT NULL,
     erased           INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS proof_events_subscription ON proof_events (subscription_id);
+-- Only events not yet erased: erasing one removes its entry instead of
+-- moving it to an ever-growing run of NULLs.
+CREATE INDEX IF NOT EXISTS proof_events_of_subscription ON proof_events (subscription_id)
+    WHERE subscription_id IS NOT NULL;
 
 -- Refuse to update or delete proof events except for erasure, which only
 -- blanks personal data.
@@ -132,3 +152,9 @@ CREATE TABLE IF NOT EXISTS daily_stats (
     bots           INTEGER NOT NULL DEFAULT 0,  -- submissions dropped as bots (honeypot, form token)
     PRIMARY KEY (day, list_id)
 ) WITHOUT ROWID;
+
+-- Upgrade from version 1: its two address indexes became `subscriptions_address`
+-- and its triggers; its proof event index became a partial one.
+DROP INDEX IF EXISTS subscriptions_live;
+DROP INDEX IF EXISTS subscriptions_email_key;
+DROP INDEX IF EXISTS proof_events_subscription;

@@ -146,10 +146,14 @@ async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             _ = shutdown.changed() => return,
         }
         delay = PURGE_EVERY;
+        let started = std::time::Instant::now();
         match purge_once(&state.store, &state.ctx.config.retention, state.clock.now(), &shutdown).await {
-            Ok(report) => {
-                tracing::info!(erased = report.total(), declines_removed = report.declines_removed, "daily purge done")
-            }
+            Ok(report) => tracing::info!(
+                erased = report.total(),
+                declines_removed = report.declines_removed,
+                seconds = started.elapsed().as_secs_f64(),
+                "daily purge done"
+            ),
             Err(e) => tracing::error!(error = %e, "daily purge failed; retrying tomorrow"),
         }
     }

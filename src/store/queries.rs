@@ -873,4 +873,74 @@ mod tests {
         let rows = select_proof_events(&conn, 0, 10).unwrap();
         assert!(rows[0].erased && rows[0].ip.is_none() && rows[0].link == "l");
     }
+
+    fn new_pending<'a>(list_id: &'a str, email_key: &'a str) -> NewSubscription<'a> {
+        NewSubscription {
+            list_id,
+            email: email_key,
+            email_key,
+            name: None,
+            consent_sha256: "c",
+            now: "2026-01-01T00:00:00.000Z",
+            ip: "192.0.2.1",
+        }
+    }
+
+    #[test]
+    fn one_live_subscription_per_address_and_list_is_enforced_by_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        insert_consent_text(&conn, "c", "text", "t").unwrap();
+        let first = insert_subscription(&conn, &new_pending("news", "a@example.org")).unwrap();
+        let twice = insert_subscription(&conn, &new_pending("news", "a@example.org")).unwrap_err();
+        assert!(twice.to_string().contains("one live subscription"), "{twice}");
+        // Another list, or another address, is fine.
+        insert_subscription(&conn, &new_pending("other", "a@example.org")).unwrap();
+        insert_subscription(&conn, &new_pending("news", "b@example.org")).unwrap();
+        // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
+        assert!(unsubscribe_subscription(&conn, first, "t", "192.0.2.1", "page").unwrap());
+        let second = insert_subscription(&conn, &new_pending("news", "a@example.org")).unwrap();
+        assert!(confirm_subscription(&conn, second, "t", "192.0.2.1").unwrap());
+        let revive = conn.execute("UPDATE subscriptions SET status = 'pending' WHERE id = ?1", [first]).unwrap_err();
+        assert!(revive.to_string().contains("one live subscription"), "{revive}");
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_to_the_current_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        // Version 1's indexes and number, as a database from then has them.
+        conn.execute_batch(
+            "DROP INDEX subscriptions_address; DROP INDEX proof_events_of_subscription;
+             CREATE UNIQUE INDEX subscriptions_live ON subscriptions (list_id, email_key)
+                 WHERE status IN ('pending', 'confirmed');
+             CREATE INDEX subscriptions_email_key ON subscriptions (email_key);
+             CREATE INDEX proof_events_subscription ON proof_events (subscription_id);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        crate::store::migrate(&conn).unwrap();
+        let indexes: Vec<String> = all(
+            &conn,
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "outbox_due",
+                "outbox_subscription",
+                "proof_events_of_subscription",
+                "subscriptions_address",
+                "subscriptions_status_signup",
+                "subscriptions_status_unsubscribed"
+            ]
+        );
+        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
+    }
 }
