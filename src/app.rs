@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::keys::{KeyRing, KeySource};
 use crate::mail::outbox::{Outbox, RetryPolicy, Transport};
+use crate::metrics::Metrics;
 use crate::retention::{self, Cutoffs, PurgeReport};
 use crate::store::{self, Store};
 use crate::subscriptions::Context;
@@ -82,9 +83,11 @@ impl Application {
 
         let wake = Arc::new(Notify::new());
         let retry = RetryPolicy::from_config(&config);
-        let outbox = Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry, wake.clone()));
+        let metrics = Arc::new(Metrics::default());
+        let outbox =
+            Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry, wake.clone(), metrics.clone()));
         let limits = crate::limits::SignupLimits::new(&config.limits);
-        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, limits });
+        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, limits, metrics });
         Ok(Application { listener, state, outbox })
     }
 

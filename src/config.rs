@@ -136,6 +136,16 @@ impl FromStr for RateSpec {
     }
 }
 
+impl fmt::Display for RateSpec {
+    /// As written in the config: `20/10m` or `off`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateSpec::Off => f.write_str("off"),
+            RateSpec::Limit { count, per } => write!(f, "{count}/{per}"),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for RateSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RateSpec, D::Error> {
         let text = String::deserialize(d)?;
@@ -560,6 +570,24 @@ impl FromStr for Span {
     }
 }
 
+impl fmt::Display for Span {
+    /// In the config's own notation, largest whole unit first: `15m`, `14d`,
+    /// `4y`. Weeks are left out, so a configured `14d` reads back as `14d`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.years != 0 {
+            write!(f, "{}y", self.years)?;
+            if self.seconds == 0 {
+                return Ok(());
+            }
+        }
+        let unit = [(86_400, "d"), (3_600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(n, _)| self.seconds != 0 && self.seconds % n == 0)
+            .unwrap_or((1, "s"));
+        write!(f, "{}{}", self.seconds / unit.0, unit.1)
+    }
+}
+
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
         let text = String::deserialize(d)?;
@@ -661,5 +689,15 @@ mod tests {
         assert_eq!("14d".parse::<Span>().unwrap().after(t), datetime!(2024-03-14 12:00 UTC));
         assert!("14".parse::<Span>().is_err());
         assert!("-3d".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn spans_and_rates_print_as_they_are_written() {
+        for text in ["30s", "15m", "12h", "14d", "4y", "0s", "90s"] {
+            assert_eq!(text.parse::<Span>().unwrap().to_string(), text);
+        }
+        assert_eq!("2w".parse::<Span>().unwrap().to_string(), "14d");
+        assert_eq!("20/10m".parse::<RateSpec>().unwrap().to_string(), "20/10m");
+        assert_eq!(RateSpec::Off.to_string(), "off");
     }
 }

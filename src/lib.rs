@@ -18,6 +18,8 @@
 //! - [`subscriptions`]: signup, confirm, decline, unsubscribe: the domain operations.
 //! - [`mail`]: rendering and composing confirmation mails; the outbox worker.
 //! - [`http`]: routes, handlers, client IP, pages and security headers.
+//! - [`metrics`]: counters and latency for `GET /metrics` (Prometheus text).
+//! - [`logging`]: the log subscriber, as text or JSON lines.
 //! - [`retention`]: the retention rules and the purge.
 //! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests.
 //! - [`app`]: wiring it all into a running server.
@@ -30,7 +32,9 @@ pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod logging;
 pub mod mail;
+pub mod metrics;
 pub mod proof;
 pub mod retention;
 pub mod store;

@@ -15,6 +15,7 @@ use listgate::clock::SystemClock;
 use listgate::config::Config;
 use listgate::domain::{Name, mask_address};
 use listgate::keys::{self, KeyRing};
+use listgate::logging::{self, LogFormat};
 use listgate::retention::{self, Cutoffs};
 use listgate::store::queries::ExportFilter;
 
@@ -28,7 +29,14 @@ Examples:
   listgate export --output subscribers.csv
   listgate show anna@example.org --proof
   listgate purge --dry-run
-  listgate verify")]
+  listgate verify
+  listgate --config /etc/listgate.toml check-config
+
+Environment:
+  LISTGATE_CONFIG        the configuration file, as --config
+  LISTGATE_SECTION__KEY  any setting, e.g. LISTGATE_MAIL__URL
+  LISTGATE_LOG           log filter (default info)
+  LISTGATE_LOG_FORMAT    text (default) or json: one JSON object per log line")]
 struct Cli {
     /// Configuration file (TOML). Without one, the documented defaults apply.
     #[arg(long, global = true, env = "LISTGATE_CONFIG", value_name = "FILE")]
@@ -169,6 +177,18 @@ Examples:
         #[arg(long)]
         write: bool,
     },
+    /// Validate the configuration and say what `serve` would do with it.
+    ///
+    /// Loads the file and the LISTGATE_* environment exactly as `serve` does,
+    /// checks that each list's mail renders and that the key ring parses, and
+    /// prints the bind address, lists, mail transport, retention and limits.
+    /// Opens no database, creates no key, binds no port; never prints a secret.
+    /// Exits 0 when valid, 1 with the first problem otherwise.
+    #[command(
+        name = "check-config",
+        after_help = "Examples:\n  listgate --config /etc/listgate.toml check-config\n  LISTGATE_MAIL__URL=smtps://user:pass@mail.example.org listgate check-config"
+    )]
+    CheckConfig,
 }
 
 /// A failed command: its message, and whether it was a usage problem (exit 2).
@@ -193,10 +213,17 @@ type Outcome = Result<ExitCode, Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let log_format = match LogFormat::from_env() {
+        Ok(format) => format,
+        Err(message) => {
+            eprintln!("listgate: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(log_format);
     let result = Config::load(cli.config.as_deref())
         .map_err(|e| Failure::from(e.to_string()))
-        .and_then(|config| run(cli.command, config));
+        .and_then(|config| run(cli.command, config, cli.config.as_deref(), log_format));
     match result {
         Ok(code) => code,
         Err(failure) => {
@@ -206,7 +233,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, config: Config) -> Outcome {
+/// `file` and `log_format` are for `check-config`, which reports where things came from.
+fn run(command: Command, config: Config, file: Option<&std::path::Path>, log_format: LogFormat) -> Outcome {
     match command {
         Command::Serve => serve(config),
         Command::Export { list, status, since, format, output, bom } => {
@@ -220,17 +248,15 @@ fn run(command: Command, config: Config) -> Outcome {
         Command::Verify => verify(&config),
         Command::Stats { days, json } => stats(&config, days, json),
         Command::Keygen { write } => keygen(&config, write),
+        Command::CheckConfig => check_config(&config, file, log_format),
     }
 }
 
-/// Logs go to stderr; `LISTGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-fn init_logging() {
-    let filter = std::env::var("LISTGATE_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+fn check_config(config: &Config, file: Option<&std::path::Path>, log_format: LogFormat) -> Outcome {
+    let key_from_env = admin::check_config::Sources::key_in_env(std::env::vars());
+    let sources = admin::check_config::Sources { file, key_from_env, log_format };
+    print!("{}", admin::check_config::report(config, &sources)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(config: Config) -> Outcome {

@@ -7,6 +7,7 @@
 //! return errors as one-line messages; `main.rs` turns those into exit codes.
 
 pub mod backup;
+pub mod check_config;
 pub mod correct;
 pub mod erase;
 pub mod export;

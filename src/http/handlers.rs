@@ -15,8 +15,9 @@ use super::forms::{self, FormError, SignupFields};
 use super::pages::{self, AppError};
 use crate::config::Language;
 use crate::domain::{Email, InputError, Name};
+use crate::metrics::{self, Limit};
 use crate::subscriptions::{
-    self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod,
+    self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod, UnsubscribeOutcome,
 };
 use crate::token::{self, Purpose, TokenError, VerifiedToken};
 
@@ -86,6 +87,7 @@ pub async fn subscribe(
     let fallback_language = state.default_language();
     if let Err(wait) = state.limits.check_ip(ip) {
         tracing::info!("signup refused: rate limit per IP");
+        state.metrics.rate_limited(Limit::PerIp);
         return AppError::TooManyRequests { retry_after: wait.as_secs() }.respond(fallback_language, as_json);
     }
     let honeypot = &state.ctx.config.limits.honeypot_field;
@@ -128,6 +130,7 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
     let name = Name::parse(fields.name.as_deref()).map_err(AppError::Input)?;
     if let Err(wait) = state.limits.check_address(email.key()) {
         tracing::info!(list = %list.config.id, "signup refused: rate limit per address");
+        state.metrics.rate_limited(Limit::PerAddress);
         return Err(AppError::TooManyRequests { retry_after: wait.as_secs() });
     }
     let (ctx, now) = (state.ctx.clone(), state.clock.now());
@@ -137,6 +140,7 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
         tracing::info!(list = %list.config.id, reason, "signup dropped as a bot's");
         let list_id = list.config.id.clone();
         state.store.write(move |conn| subscriptions::count_bot(conn, &list_id, now)).await?;
+        state.metrics.bot_dropped();
         return Ok(());
     }
     let signup = Signup { list_id: list.config.id.clone(), email, name, ip };
@@ -144,6 +148,9 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
     let outcome = state.store.write(move |conn| subscriptions::signup(conn, &ctx, &signup, now)).await?;
     tracing::info!(list = %list.config.id, email = %masked, "signup received");
     tracing::debug!(?outcome, "signup outcome");
+    if matches!(outcome, SignupOutcome::Created { .. }) {
+        state.metrics.signup();
+    }
     if matches!(outcome, SignupOutcome::Created { .. } | SignupOutcome::Resent { .. }) {
         state.outbox_wake.notify_one();
     }
@@ -247,6 +254,9 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
         };
     }
     let result = state.store.write(move |conn| subscriptions::confirm(conn, &ctx, &verified, ip, now)).await;
+    if matches!(result, Ok(ConfirmOutcome::Confirmed)) {
+        state.metrics.confirmation();
+    }
     match result {
         Ok(ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed) => {
             tracing::info!(list = %list.config.id, "subscription confirmed");
@@ -307,6 +317,9 @@ pub async fn unsubscribe(
     match result {
         Ok(outcome) => {
             tracing::info!(list = %list.config.id, method = method.as_str(), ?outcome, "unsubscribe");
+            if outcome == UnsubscribeOutcome::Unsubscribed {
+                state.metrics.unsubscribe(method);
+            }
             pages::html(
                 StatusCode::OK,
                 &pages::UnsubscribedPage { de: list.config.language == Language::De, list_name: &list.config.name },
@@ -352,6 +365,22 @@ pub async fn healthz(state: Arc<AppState>) -> Response {
             pages::json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable"}))
         }
     }
+}
+
+/// `GET /metrics`: Prometheus text. The queue length is counted in the
+/// database at each scrape, because the CLI and restarts change the outbox
+/// behind the server's back; a failed count leaves only that gauge out.
+pub async fn metrics(state: Arc<AppState>) -> Response {
+    let queued = match state.store.read(metrics::count_queued_mails).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: cannot count queued mails");
+            None
+        }
+    };
+    let mut response = Response::new(state.metrics.render(queued).into());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+    response
 }
 
 /// `GET /style.css`.

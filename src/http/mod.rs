@@ -33,6 +33,8 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     /// Signup rate limits, checked before anything is stored.
     pub limits: crate::limits::SignupLimits,
+    /// Counters for `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -140,6 +142,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
     let form = warp::path!("form").and(get_or_head()).and(s()).and(raw_query()).then(handlers::form_page);
     let healthz = warp::path!("healthz").and(get_or_head()).and(s()).then(handlers::healthz);
     let stylesheet = warp::path!("style.css").and(get_or_head()).map(handlers::stylesheet);
+    let metrics = warp::path!("metrics").and(get_or_head()).and(s()).then(handlers::metrics);
 
     let language = state.default_language();
     let base_origin = state.ctx.config.server.base_url.origin().ascii_serialization();
@@ -162,10 +165,19 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
         .unify()
         .or(stylesheet)
         .unify()
+        .or(metrics)
+        .unify()
         .recover(move |rejection| handle_rejection(rejection, language))
         .unify()
         .with(warp::reply::with::headers(pages::security_headers(&base_origin)))
         .with(warp::reply::with::default_header("cache-control", "no-store"))
+        .with(count_requests(state.metrics.clone()))
+}
+
+/// Counts every answer, 404s included, under its route and status class,
+/// and times it from the request to the response headers.
+fn count_requests(metrics: Arc<crate::metrics::Metrics>) -> warp::log::Log<impl Fn(warp::log::Info<'_>) + Clone> {
+    warp::log::custom(move |info| metrics.request(info.path(), info.status().as_u16(), info.elapsed()))
 }
 
 /// warp's own rejections (no route, wrong method, bad header) as pages.

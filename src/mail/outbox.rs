@@ -24,6 +24,7 @@ use crate::clock::{self, SharedClock};
 use crate::config::{Config, MailTransport};
 use crate::domain::mask_address;
 use crate::keys::KeyRing;
+use crate::metrics::{MailOutcome, Metrics};
 use crate::proof::{self, EventKind};
 use crate::store::queries::{self, OutboxRow, RenderingRow};
 use crate::store::{Store, StoreError};
@@ -108,6 +109,7 @@ pub struct Outbox {
     retry: RetryPolicy,
     wake: Arc<Notify>,
     renderings: Mutex<HashMap<String, Arc<RenderingRow>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Outbox {
@@ -118,8 +120,9 @@ impl Outbox {
         transport: Transport,
         retry: RetryPolicy,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Outbox {
-        Outbox { store, keys, clock, transport, retry, wake, renderings: Mutex::new(HashMap::new()) }
+        Outbox { store, keys, clock, transport, retry, wake, renderings: Mutex::new(HashMap::new()), metrics }
     }
 
     /// Makes mails that a previous run claimed but never finished (it was
@@ -256,6 +259,11 @@ impl Outbox {
             )),
             other => other,
         };
+        let outcome = match &attempt {
+            Attempt::Delivered { .. } => MailOutcome::Sent,
+            Attempt::Temporary(_) => MailOutcome::Retried,
+            Attempt::Permanent(_) => MailOutcome::Failed,
+        };
         let keys = self.keys.clone();
         let result = self
             .store
@@ -280,9 +288,10 @@ impl Outbox {
                 Ok(())
             })
             .await;
-        if let Err(e) = result {
+        match result {
+            Ok(()) => self.metrics.mail(outcome),
             // The lease runs out and the mail is tried again: nothing is lost.
-            tracing::error!(error = %e, "outbox: cannot record a delivery outcome");
+            Err(e) => tracing::error!(error = %e, "outbox: cannot record a delivery outcome"),
         }
     }
 }

@@ -118,6 +118,20 @@ impl SmtpServer {
         };
         Ok(SmtpServer { port: url.port().unwrap_or(default_port), host, security, tls, credentials, hello })
     }
+
+    /// One line for `listgate check-config`: host, port, how the connection
+    /// is secured and whether AUTH is used. Never the user name or password.
+    pub fn describe(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let security = match self.security {
+            Security::Plain => "plain SMTP, not encrypted",
+            Security::StartTls { required: true } => "STARTTLS, required",
+            Security::StartTls { required: false } => "STARTTLS when the server offers it (opportunistic)",
+            Security::Implicit => "implicit TLS (smtps)",
+        };
+        let auth = if self.credentials.is_some() { "AUTH with the URL's credentials" } else { "no AUTH" };
+        format!("smtp {host}:{}, {security}, {auth}", self.port)
+    }
 }
 
 fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, String> {

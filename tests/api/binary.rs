@@ -174,3 +174,112 @@ fn a_world_readable_key_file_gets_a_warning_and_no_secret_is_ever_logged() {
     assert!(log.contains("the key file is readable by other users; run: chmod 600"), "{log}");
     assert!(!log.contains(&secret), "the secret key appears in the log");
 }
+
+/// Reads JSON log lines until one has `message`, returning it; every line
+/// read is kept in `seen` as text.
+fn wait_for_json(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    message: &str,
+    seen: &mut Vec<String>,
+) -> serde_json::Value {
+    let start = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.expect("read stderr");
+        seen.push(line.clone());
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if event["message"] == message {
+            return event;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no log line with message {message:?}");
+    }
+    panic!("listgate exited before logging {message:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_and_mask_the_address_and_the_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (email, client_ip) = ("json.logger@example.org", "203.0.113.77");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("LISTGATE_LOG_FORMAT", "json")
+        .env("LISTGATE_LOG", "info")
+        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
+        // The test client is a trusted proxy, so the signup's IP is the forwarded one:
+        // an address that appears nowhere else in the log (unlike 127.0.0.1, the bind address).
+        .env("LISTGATE_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")
+        .env_remove("LISTGATE_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let serving = wait_for_json(&mut lines, "listgate is serving", &mut seen);
+    let addr = serving["address"].as_str().expect("address field").to_string();
+
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{addr}/subscribe"))
+        .header("X-Forwarded-For", client_ip)
+        .form(&[("email", email)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let signup = wait_for_json(&mut lines, "signup received", &mut seen);
+    assert_eq!(signup["level"], "INFO");
+    assert_eq!(signup["email"], "j***@example.org");
+    let delivered = wait_for_json(&mut lines, "mail delivered", &mut seen);
+    assert_eq!(delivered["to"], "j***@example.org");
+
+    unsafe_kill_term(child.id());
+    for line in lines {
+        seen.push(line.unwrap());
+    }
+    assert!(child.wait().unwrap().success());
+    for line in &seen {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(event["timestamp"].is_string() && event["level"].is_string(), "{line}");
+    }
+    assert_eq!(
+        seen.last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()).unwrap()["message"],
+        "stopped"
+    );
+    let log = seen.join("\n");
+    assert!(!log.contains(email), "the full address in the log: {log}");
+    assert!(!log.contains(client_ip), "the client IP in the log: {log}");
+    // The check means something: the server did see that IP, and stored it as proof.
+    let db = listgate::store::open_connection(&dir.path().join("listgate.db")).unwrap();
+    let stored: String = db.query_row("SELECT signup_ip FROM subscriptions", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, client_ip);
+}
+
+#[test]
+fn an_unknown_log_format_stops_listgate_before_it_does_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["xml", "JSON", ""] {
+        let output = Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("LISTGATE_LOG_FORMAT", bad)
+            .env_remove("LISTGATE_CONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "bad usage");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(
+            stderr,
+            format!("listgate: LISTGATE_LOG_FORMAT: \"{bad}\" is not a log format (use text or json)\n")
+        );
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no database, key or mail folder");
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let output = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("listgate {}\n", env!("CARGO_PKG_VERSION")));
+}

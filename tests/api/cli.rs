@@ -402,3 +402,157 @@ fn commands_on_a_missing_database_fail_with_one_line() {
     assert!(stderr.starts_with("listgate: no database at listgate.db"));
     assert!(!dir.path().join("listgate.db").exists(), "a command never creates an empty database");
 }
+
+/// `listgate ARGS` in `dir` with nothing from the test's own environment
+/// but `env`, as a fresh shell on the host would run it.
+fn listgate_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_listgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+const SMTP_PASSWORD: &str = "Pa55%2Fw0rd-NOT-FOR-LOGS";
+
+const VALID_CONFIG: &str = r#"
+[server]
+bind = "0.0.0.0:8080"
+base_url = "https://lists.example.com"
+trusted_proxies = ["10.0.0.0/8"]
+
+[mail]
+url = "smtp://mailer:Pa55%2Fw0rd-NOT-FOR-LOGS@mail.example.com:587?tls=required"
+from = "Example News <news@example.com>"
+
+[retention]
+after_unsubscribe = "3y"
+
+[limits]
+signups_per_ip = "off"
+
+[[lists]]
+id = "newsletter"
+name = "Newsletter"
+consent_text = "Yes, send me the newsletter."
+
+[[lists]]
+id = "rundbrief"
+name = "Rundbrief"
+language = "de"
+consent_text = "Ja, schickt mir den Rundbrief."
+from = "Rundbrief <rundbrief@example.com>"
+thanks_url = "https://www.example.com/danke"
+confirmed_url = "https://www.example.com/bestaetigt"
+allowed_origins = ["https://www.example.com", "https://example.com"]
+require_form_token = true
+"#;
+
+#[test]
+fn check_config_says_what_serve_would_do_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("listgate.toml"), VALID_CONFIG).unwrap();
+    let output = listgate_in(dir.path(), &["--config", "listgate.toml", "check-config"], &[]);
+    let text = stdout(&output);
+    for expected in [
+        "configuration: listgate.toml and the LISTGATE_* environment",
+        "  bind: 0.0.0.0:8080",
+        "  base_url: https://lists.example.com",
+        "  trusted_proxies: 10.0.0.0/8",
+        "database: listgate.db (missing; serve creates it)",
+        "key: file listgate.key (missing; serve generates one, mode 0600)",
+        "  transport: smtp mail.example.com:587, STARTTLS, required, AUTH with the URL's credentials",
+        "  from: Example News <news@example.com>",
+        "  unconfirmed: 14d after signup, then erased",
+        "  after_unsubscribe: 3y after the unsubscribe, then erased",
+        "  signups_per_ip: off",
+        "  signups_per_address: 10/1h",
+        "lists: 2",
+        "  newsletter: \"Newsletter\", language en",
+        "    from: Example News <news@example.com> (mail.from)",
+        "    allowed_origins: none",
+        "    require_form_token: no",
+        "  rundbrief: \"Rundbrief\", language de",
+        "    from: Rundbrief <rundbrief@example.com>",
+        "    thanks_url: https://www.example.com/danke",
+        "    confirmed_url: https://www.example.com/bestaetigt",
+        "    allowed_origins: https://www.example.com, https://example.com",
+        "    require_form_token: yes",
+        "log format: text (LISTGATE_LOG_FORMAT)",
+        "ok: the configuration is valid",
+    ] {
+        assert!(text.lines().any(|l| l == expected), "no line {expected:?} in:\n{text}");
+    }
+    let everything = format!("{text}{}", String::from_utf8_lossy(&output.stderr));
+    for secret in [SMTP_PASSWORD, "Pa55", "mailer"] {
+        assert!(!everything.contains(secret), "{secret:?} in the output:\n{everything}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["listgate.toml"], "no database, key or mail folder");
+}
+
+#[test]
+fn check_config_reads_the_environment_and_names_where_the_key_comes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = listgate_in(dir.path(), &["keygen"], &[]);
+    let entry = stdout(&keys).trim().to_string();
+    let url = format!("smtps://mailer:{SMTP_PASSWORD}@[::1]");
+    let env = [
+        ("LISTGATE_MAIL__URL", url.as_str()),
+        ("LISTGATE_SECRETS__KEY", entry.as_str()),
+        ("LISTGATE_LOG_FORMAT", "json"),
+    ];
+    let output = listgate_in(dir.path(), &["check-config"], &env);
+    let text = stdout(&output);
+    assert!(text.contains("configuration: built-in defaults and the LISTGATE_* environment (no file)\n"), "{text}");
+    assert!(text.contains("  transport: smtp [::1]:465, implicit TLS (smtps), AUTH with the URL's credentials\n"));
+    assert!(text.contains("key: environment (LISTGATE_SECRETS__KEY): 1 key(s), new links signed with key 1"));
+    assert!(text.contains("log format: json (LISTGATE_LOG_FORMAT)\n"));
+    let secret = entry.split_once(':').unwrap().1;
+    let everything = format!("{text}{}", String::from_utf8_lossy(&output.stderr));
+    for hidden in [SMTP_PASSWORD, "Pa55", secret] {
+        assert!(!everything.contains(hidden), "{hidden:?} in the output:\n{everything}");
+    }
+
+    std::fs::write(dir.path().join("listgate.key"), format!("{entry}\n")).unwrap();
+    let output = listgate_in(dir.path(), &["check-config"], &[("LISTGATE_MAIL__URL", "file:///var/mail/listgate")]);
+    let text = stdout(&output);
+    assert!(text.contains("key: file listgate.key (exists: 1 key(s), new links signed with key 1)\n"), "{text}");
+    assert!(text.contains("  transport: file folder /var/mail/listgate (missing; serve creates it)\n"), "{text}");
+    assert!(!text.contains(secret));
+}
+
+#[test]
+fn check_config_fails_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |toml: &str, env: &[(&str, &str)]| {
+        std::fs::write(dir.path().join("listgate.toml"), toml).unwrap();
+        let output = listgate_in(dir.path(), &["--config", "listgate.toml", "check-config"], env);
+        assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+        assert!(output.stdout.is_empty(), "no report for an invalid configuration");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!stderr.contains(SMTP_PASSWORD) && !stderr.contains("Pa55"), "{stderr}");
+        stderr
+    };
+    let bad_list = VALID_CONFIG.replace("language = \"de\"", "language = \"fr\"");
+    assert!(check(&bad_list, &[]).starts_with("listgate: config: lists[1].language:"));
+    let bad_tls = VALID_CONFIG.replace("tls=required", "tls=sometimes");
+    assert!(check(&bad_tls, &[]).starts_with("listgate: config: mail.url: tls=sometimes is not known"));
+    let typo = VALID_CONFIG.replace("[retention]\nafter_unsubscribe", "[retention]\nafter_unsubscribed");
+    let stderr = check(&typo, &[]);
+    assert!(stderr.starts_with("listgate: config: retention") && stderr.contains("after_unsubscribed"), "{stderr}");
+    let stderr = check(VALID_CONFIG, &[("LISTGATE_LIMITS__SIGNUPS_PER_ADDRESS", "lots")]);
+    assert!(stderr.starts_with("listgate: config: limits.signups_per_address:"), "{stderr}");
+    std::fs::write(dir.path().join("listgate.key"), "1:not-a-key\n").unwrap();
+    assert!(check(VALID_CONFIG, &[]).starts_with("listgate: listgate.key: key 1 "));
+    std::fs::remove_file(dir.path().join("listgate.key")).unwrap();
+    let stderr = check("[server\nbind = 1", &[]);
+    assert!(stderr.starts_with("listgate: config: listgate.toml:"), "{stderr}");
+
+    let missing = listgate_in(dir.path(), &["--config", "nowhere.toml", "check-config"], &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).starts_with("listgate: config: cannot read nowhere.toml:"));
+}

@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod journey;
 mod mail_delivery;
+mod metrics;
 mod retention;
 mod security;
 mod subscribe;
