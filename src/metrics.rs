@@ -18,26 +18,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::Connection;
-
 use crate::subscriptions::UnsubscribeMethod;
 
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Mails waiting for delivery (due now or retrying later). `schema.sql`'s
-/// partial index `outbox_due` (`WHERE state = 'queued'`) covers it, so the
-/// count reads only the queue, never the sent mails.
-///
-/// This statement belongs in `store::queries` beside the others; it lives
-/// here until that module is free to take it (see the commit message).
-pub const COUNT_QUEUED_MAILS: &str = "SELECT count(*) FROM outbox WHERE state = 'queued'";
-
-/// Runs [`COUNT_QUEUED_MAILS`] on a read connection.
-pub fn count_queued_mails(conn: &Connection) -> crate::store::Result<u64> {
-    let n: i64 = conn.prepare_cached(COUNT_QUEUED_MAILS)?.query_row([], |r| r.get(0))?;
-    Ok(n.unsigned_abs())
-}
 
 /// The routes requests are counted under: a fixed set, never the raw path.
 /// `Route as usize` indexes [`Route::ALL`] and the per-route stats.
@@ -353,17 +337,5 @@ mod tests {
         );
         assert!(line("listgate_http_requests_total{route=\"healthz\",status=\"5xx\"}").ends_with(" 1"));
         assert_eq!(line("listgate_mails_queued"), "listgate_mails_queued 4");
-    }
-
-    #[test]
-    fn the_queued_count_reads_the_partial_index_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
-        crate::store::migrate(&conn).unwrap();
-        assert_eq!(count_queued_mails(&conn).unwrap(), 0);
-        let plan: String = conn
-            .query_row(&format!("EXPLAIN QUERY PLAN {COUNT_QUEUED_MAILS}"), [], |r| r.get(3))
-            .expect("a query plan");
-        assert!(plan.contains("outbox_due"), "{plan}");
     }
 }

@@ -371,7 +371,7 @@ pub async fn healthz(state: Arc<AppState>) -> Response {
 /// database at each scrape, because the CLI and restarts change the outbox
 /// behind the server's back; a failed count leaves only that gauge out.
 pub async fn metrics(state: Arc<AppState>) -> Response {
-    let queued = match state.store.read(metrics::count_queued_mails).await {
+    let queued = match state.store.read(crate::store::queries::count_queued_mails).await {
         Ok(n) => Some(n),
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot count queued mails");

@@ -280,6 +280,11 @@ pub const MAILS_TO_ADDRESS_SINCE: &str =
     "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
     WHERE s.email_key = ?1 AND o.created_at >= ?2";
 
+/// No params. Mails waiting for delivery (due now or retrying later), for
+/// `/metrics`. The partial index `outbox_due` (`WHERE state = 'queued'`)
+/// covers it, so the count reads only the queue, never the sent mails.
+pub const COUNT_QUEUED_MAILS: &str = "SELECT count(*) FROM outbox WHERE state = 'queued'";
+
 /// No params. Liveness: the database answers.
 pub const PING: &str = "SELECT 1";
 
@@ -332,6 +337,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("DAILY_STATS_SINCE", DAILY_STATS_SINCE),
     ("BACKUP_INTO", BACKUP_INTO),
     ("COUNT_PROOF_EVENTS", COUNT_PROOF_EVENTS),
+    ("COUNT_QUEUED_MAILS", COUNT_QUEUED_MAILS),
 ];
 
 /// Runs a prepared query and collects every row through `map`.
@@ -832,6 +838,11 @@ pub fn count_proof_events(conn: &Connection) -> Result<u64> {
     Ok(n as u64)
 }
 
+pub fn count_queued_mails(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.prepare_cached(COUNT_QUEUED_MAILS)?.query_row([], |r| r.get(0))?;
+    Ok(n.unsigned_abs())
+}
+
 pub fn ping(conn: &Connection) -> Result<()> {
     conn.prepare_cached(PING)?.query_row([], |_| Ok(()))?;
     Ok(())
@@ -849,6 +860,18 @@ mod tests {
         for (name, sql) in ALL {
             conn.prepare(sql).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_queued_mail_count_reads_the_partial_index_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        assert_eq!(count_queued_mails(&conn).unwrap(), 0);
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {COUNT_QUEUED_MAILS}"), [], |r| r.get(3))
+            .expect("a query plan");
+        assert!(plan.contains("outbox_due"), "{plan}");
     }
 
     #[test]
