@@ -21,9 +21,11 @@ COPY schema.sql ./
 RUN cargo build --release --locked --bin listgate
 
 FROM debian:bookworm-slim
-# ca-certificates for TLS to the mail server; curl only for HEALTHCHECK.
+# curl only for HEALTHCHECK. No ca-certificates: for TLS to the mail server
+# listgate trusts the public roots built into it (webpki-roots) and
+# `mail.ca_file`, never the system store.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends curl \
     && rm -rf /var/lib/apt/lists/*
 # A fixed uid, so a host directory mounted as the volume can be chown'ed to
 # it (chown 10001 DIR) and the files keep one owner across image rebuilds.
