@@ -145,6 +145,20 @@ Examples:
         #[arg(long)]
         list: Option<String>,
     },
+    /// Unsubscribe an address by hand (method "admin"), for an unsubscribe
+    /// that reached you another way: a reply, a letter, the sending tool.
+    ///
+    /// The record stays as proof for retention.after_unsubscribe and is no
+    /// longer exported as confirmed. Prints the lists the address left.
+    #[command(
+        after_help = "Examples:\n  listgate unsubscribe anna@example.org\n  listgate unsubscribe anna@example.org --list newsletter"
+    )]
+    Unsubscribe {
+        email: String,
+        /// Only on this list.
+        #[arg(long)]
+        list: Option<String>,
+    },
     /// Make an online, consistent copy of the database while the server runs.
     #[command(after_help = "Example:\n  listgate backup /var/backups/listgate-$(date +%F).db")]
     Backup { file: PathBuf },
@@ -244,6 +258,7 @@ fn run(command: Command, config: Config, file: Option<&std::path::Path>, log_for
         Command::Erase { email, yes, dry_run } => erase(&config, &email, yes, dry_run),
         Command::Purge { dry_run } => purge(&config, dry_run),
         Command::Correct { email, name, list } => correct(&config, &email, &name, list.as_deref()),
+        Command::Unsubscribe { email, list } => unsubscribe(&config, &email, list.as_deref()),
         Command::Backup { file } => backup(&config, &file),
         Command::Verify => verify(&config),
         Command::Stats { days, json } => stats(&config, days, json),
@@ -441,6 +456,23 @@ fn correct(config: &Config, email: &str, name: &str, list: Option<&str>) -> Outc
     } else {
         println!("corrected the name on {changed} subscription(s) of {email}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unsubscribe(config: &Config, email: &str, list: Option<&str>) -> Outcome {
+    let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
+    let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let left = admin::unsubscribe::unsubscribe(&conn, &keys, &key, list, now())?;
+    if left.is_empty() {
+        println!(
+            "nothing changed ({email} has no pending or confirmed subscription{})",
+            list.map(|l| format!(" on {l}")).unwrap_or_default()
+        );
+    } else {
+        println!("unsubscribed {email} from: {}", left.join(", "));
+    }
+    tracing::info!(email = %mask_address(&key), lists = left.len(), "unsubscribed by the operator");
     Ok(ExitCode::SUCCESS)
 }
 

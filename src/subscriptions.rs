@@ -309,20 +309,34 @@ pub fn unsubscribe(
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     };
+    unsubscribe_subscription(conn, &ctx.keys, sub.id, &sub.list_id, ip, method, now)
+}
+
+/// Ends one subscription and records how, as proof (the token check, or the
+/// operator's command, happened before). A no-op on one that is not live.
+pub fn unsubscribe_subscription(
+    conn: &Connection,
+    keys: &KeyRing,
+    subscription_id: i64,
+    list_id: &str,
+    ip: Option<IpAddr>,
+    method: UnsubscribeMethod,
+    now: OffsetDateTime,
+) -> Result<UnsubscribeOutcome> {
     let (at, ip) = (clock::format(now), ip.map(|ip| ip.to_string()));
-    if !queries::unsubscribe_subscription(conn, sub.id, &at, ip.as_deref().unwrap_or(""), method.as_str())? {
+    if !queries::unsubscribe_subscription(conn, subscription_id, &at, ip.as_deref().unwrap_or(""), method.as_str())? {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     }
     proof::append(
         conn,
-        &ctx.keys,
-        sub.id,
+        keys,
+        subscription_id,
         &at,
         EventKind::Unsubscribe,
         ip.as_deref(),
         &json!({"method": method.as_str()}),
     )?;
-    queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), &sub.list_id)?;
+    queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), list_id)?;
     Ok(UnsubscribeOutcome::Unsubscribed)
 }
 

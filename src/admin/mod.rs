@@ -13,6 +13,7 @@ pub mod erase;
 pub mod export;
 pub mod show;
 pub mod stats;
+pub mod unsubscribe;
 pub mod verify;
 
 use std::io::IsTerminal;

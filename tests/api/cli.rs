@@ -306,6 +306,40 @@ async fn correct_changes_the_name_and_records_only_hashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_by_hand_is_recorded_as_admin_and_ends_the_export_as_confirmed() {
+    let app = spawn_app().await;
+    let id = app.confirmed_subscriber("Leaving@Example.org", None).await;
+    app.confirmed_subscriber("staying@example.org", None).await;
+
+    let out = stdout(&app.cli(&["unsubscribe", "leaving@example.org", "--list", "elsewhere"]));
+    assert!(out.starts_with("nothing changed"), "{out}");
+    let out = stdout(&app.cli(&["unsubscribe", "leaving@example.org"]));
+    assert_eq!(out.trim(), "unsubscribed leaving@example.org from: newsletter");
+    let (status, method, ip): (String, String, String) = app
+        .db()
+        .query_row("SELECT status, unsubscribe_method, unsubscribed_ip FROM subscriptions WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), method.as_str(), ip.as_str()), ("unsubscribed", "admin", ""));
+    let detail: String = app
+        .db()
+        .query_row("SELECT detail FROM proof_events WHERE kind = 'unsubscribe' AND subscription_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(detail, r#"{"method":"admin"}"#);
+    let confirmed = stdout(&app.cli(&["export", "--status", "confirmed"]));
+    assert!(!confirmed.to_lowercase().contains("leaving@example.org") && confirmed.contains("staying@example.org"));
+
+    // Again: nothing left to do, and that is not an error. Bad input is.
+    let again = stdout(&app.cli(&["unsubscribe", "leaving@example.org"]));
+    assert!(again.starts_with("nothing changed"), "{again}");
+    assert_eq!(app.cli(&["unsubscribe", " "]).status.code(), Some(2));
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_signups_go_on_gives_a_sound_copy_that_serves() {
     let app = spawn_app().await;
     app.confirmed_subscriber("before@example.org", None).await;

@@ -1,0 +1,46 @@
+//! `listgate unsubscribe EMAIL`: the operator ends a subscription, for an
+//! unsubscribe that reached them another way (a reply, a letter, the sending
+//! tool's own unsubscribe page). Recorded like any unsubscribe, with method
+//! `admin` and no IP; the record is kept as proof for
+//! `retention.after_unsubscribe`, and the address is no longer exported as
+//! confirmed.
+
+use rusqlite::Connection;
+use time::OffsetDateTime;
+
+use crate::keys::KeyRing;
+use crate::store::{self, queries};
+use crate::subscriptions::{self, UnsubscribeMethod, UnsubscribeOutcome};
+
+/// Unsubscribes the address's live subscriptions (on `list` only, if given);
+/// returns the lists it left.
+pub fn unsubscribe(
+    conn: &Connection,
+    keys: &KeyRing,
+    email_key: &str,
+    list: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Vec<String>, String> {
+    store::immediate(conn, |c| {
+        let mut left = Vec::new();
+        for s in queries::subscriptions_of_address(c, email_key)? {
+            if list.is_some_and(|l| l != s.list_id) {
+                continue;
+            }
+            let outcome = subscriptions::unsubscribe_subscription(
+                c,
+                keys,
+                s.id,
+                &s.list_id,
+                None,
+                UnsubscribeMethod::Admin,
+                now,
+            )?;
+            if outcome == UnsubscribeOutcome::Unsubscribed {
+                left.push(s.list_id);
+            }
+        }
+        Ok(left)
+    })
+    .map_err(|e| e.to_string())
+}
