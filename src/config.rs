@@ -340,6 +340,10 @@ impl Config {
 
     /// Checks what types alone cannot; normalises `base_url`.
     fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.limits.mails_per_address_per_day == 0 {
+            // 0 would silently send no confirmation mail at all.
+            return Err(problem("limits.mails_per_address_per_day", "must be at least 1"));
+        }
         let base = &self.server.base_url;
         if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
             return Err(problem("server.base_url", "must be an http:// or https:// URL"));
@@ -679,6 +683,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("config: lists[0].thanks_url:"), "{e}");
+        let e = load("", &[("LISTGATE_LIMITS__MAILS_PER_ADDRESS_PER_DAY", "0")]).unwrap_err();
+        assert_eq!(e.to_string(), "config: limits.mails_per_address_per_day: must be at least 1");
     }
 
     #[test]
