@@ -173,10 +173,11 @@ pub async fn purge_once(
     let mut report = PurgeReport::default();
     loop {
         let batch_cutoffs = cutoffs.clone();
-        let batch = store.write(move |c| retention::purge_batch(c, &batch_cutoffs, retention::BATCH)).await?;
-        let n = batch.total();
-        report.merge(batch);
-        if n < retention::BATCH as u64 || *shutdown.borrow() {
+        let batch = store
+            .write(move |c| retention::purge_batch(c, &batch_cutoffs, retention::BATCH, retention::SERVER_BATCH_BUDGET))
+            .await?;
+        report.merge(batch.report);
+        if !batch.more || *shutdown.borrow() {
             break;
         }
     }
