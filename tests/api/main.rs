@@ -12,5 +12,6 @@ mod mail_delivery;
 mod metrics;
 mod retention;
 mod security;
+mod spam;
 mod subscribe;
 mod unsubscribe;
