@@ -99,6 +99,25 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_subscription ON outbox (subscription_id, created_at);
 
+-- Calls to a list's `webhook_url`, one per confirmation and unsubscribe,
+-- waiting for or done with delivery. The JSON body is built when it is sent,
+-- from the subscription, so nothing personal is stored here twice; erasing or
+-- purging the subscription takes its calls with it.
+CREATE TABLE IF NOT EXISTS webhook_calls (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_id  INTEGER NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    event            TEXT NOT NULL CHECK (event IN ('confirmed', 'unsubscribed')),
+    occurred_at      TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed')),
+    next_attempt_at  TEXT NOT NULL,       -- also the lease: a claimed call is pushed into the future
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    sent_at          TEXT,
+    http_status      INTEGER
+);
+CREATE INDEX IF NOT EXISTS webhook_calls_due ON webhook_calls (next_attempt_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS webhook_calls_subscription ON webhook_calls (subscription_id);
+
 -- Append-only, tamper-evident log of everything that proves consent.
 -- digest = HMAC(chain key, canonical event); link = HMAC(chain key, previous link || digest).
 -- Erasure blanks the personal columns and keeps id, digest and link, so the

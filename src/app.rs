@@ -22,12 +22,14 @@ use crate::metrics::Metrics;
 use crate::retention::{self, Cutoffs, PurgeReport};
 use crate::store::{self, Store};
 use crate::subscriptions::Context;
+use crate::webhooks::Webhooks;
 
 /// A bound, ready-to-run listgate server.
 pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
     outbox: Arc<Outbox>,
+    webhooks: Arc<Webhooks>,
 }
 
 /// Loads the key ring as configured and tells the operator where it came from.
@@ -84,11 +86,21 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let retry = RetryPolicy::from_config(&config);
         let metrics = Arc::new(Metrics::default());
-        let outbox =
-            Arc::new(Outbox::new(store.clone(), keys, clock.clone(), transport, retry, wake.clone(), metrics.clone()));
+        let outbox = Arc::new(Outbox::new(
+            store.clone(),
+            keys.clone(),
+            clock.clone(),
+            transport,
+            retry,
+            wake.clone(),
+            metrics.clone(),
+        ));
+        let webhook_wake = Arc::new(Notify::new());
+        let webhooks =
+            Arc::new(Webhooks::new(store.clone(), config.clone(), keys, clock.clone(), webhook_wake.clone()));
         let limits = crate::limits::SignupLimits::new(&config.limits);
-        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, limits, metrics });
-        Ok(Application { listener, state, outbox })
+        let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, webhook_wake, limits, metrics });
+        Ok(Application { listener, state, outbox, webhooks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -100,6 +112,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop_workers, workers_stopped) = watch::channel(false);
         let worker = tokio::spawn(self.outbox.clone().run(workers_stopped.clone()));
+        let caller = tokio::spawn(self.webhooks.clone().run(workers_stopped.clone()));
         let purger = tokio::spawn(run_daily_purge(self.state.clone(), workers_stopped.clone()));
         let forgetter = tokio::spawn(forget_idle_limits(self.state.clone(), workers_stopped));
         let routes = http::routes(self.state.clone());
@@ -113,11 +126,13 @@ impl Application {
         tracing::info!("shutting down: finishing mail deliveries in flight");
         let _ = stop_workers.send(true);
         let _ = worker.await;
+        let _ = caller.await;
         let _ = purger.await;
         let _ = forgetter.await;
         let store = self.state.store.clone();
         drop(self.state);
         drop(self.outbox);
+        drop(self.webhooks);
         tokio::task::spawn_blocking(move || store.close()).await.ok();
         tracing::info!("stopped");
     }

@@ -167,7 +167,11 @@ pub struct ListConfig {
     pub confirmed_url: Option<Url>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Receives a signed JSON POST on every confirmation and unsubscribe.
     pub webhook_url: Option<Url>,
+    /// The HMAC key for the webhook's `X-Listgate-Signature` (at least 16
+    /// characters; the receiver checks the signature with it).
+    pub webhook_secret: Option<String>,
     /// Only accept signups carrying a valid form token from listgate's own
     /// form page (for sites that link to or frame `/form`).
     #[serde(default)]
@@ -277,6 +281,7 @@ impl Default for Config {
                 confirmed_url: None,
                 allowed_origins: Vec::new(),
                 webhook_url: None,
+                webhook_secret: None,
                 require_form_token: false,
             }],
         }
@@ -410,6 +415,13 @@ impl Config {
                 {
                     return Err(problem(key(name), "must be an http:// or https:// URL"));
                 }
+            }
+            match (&list.webhook_url, &list.webhook_secret) {
+                (Some(_), None) => return Err(problem(key("webhook_secret"), "is needed with webhook_url")),
+                (_, Some(secret)) if secret.chars().count() < 16 => {
+                    return Err(problem(key("webhook_secret"), "must be at least 16 characters"));
+                }
+                _ => {}
             }
             for origin in &list.allowed_origins {
                 let parsed = Url::parse(origin).ok();
@@ -683,6 +695,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("config: lists[0].thanks_url:"), "{e}");
+        let list = "[[lists]]\nid = \"a\"\nname = \"A\"\nconsent_text = \"ok\"\nwebhook_url = \"https://crm.example.org/hook\"\n";
+        let e = load(list, &[]).unwrap_err();
+        assert_eq!(e.to_string(), "config: lists[0].webhook_secret: is needed with webhook_url");
+        let e = load(&format!("{list}webhook_secret = \"short\"\n"), &[]).unwrap_err();
+        assert_eq!(e.to_string(), "config: lists[0].webhook_secret: must be at least 16 characters");
+        assert!(load(&format!("{list}webhook_secret = \"0123456789abcdef\"\n"), &[]).is_ok());
         let e = load("", &[("LISTGATE_LIMITS__MAILS_PER_ADDRESS_PER_DAY", "0")]).unwrap_err();
         assert_eq!(e.to_string(), "config: limits.mails_per_address_per_day: must be at least 1");
     }

@@ -20,6 +20,7 @@
 //! - [`http`]: routes, handlers, client IP, pages and security headers.
 //! - [`metrics`]: counters and latency for `GET /metrics` (Prometheus text).
 //! - [`logging`]: the log subscriber, as text or JSON lines.
+//! - [`webhooks`]: signed calls to a list's `webhook_url` on confirm and unsubscribe.
 //! - [`retention`]: the retention rules and the purge.
 //! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests.
 //! - [`app`]: wiring it all into a running server.
@@ -40,5 +41,6 @@ pub mod retention;
 pub mod store;
 pub mod subscriptions;
 pub mod token;
+pub mod webhooks;
 
 pub use app::Application;

@@ -463,7 +463,7 @@ fn unsubscribe(config: &Config, email: &str, list: Option<&str>) -> Outcome {
     let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
     let conn = admin::open_database(&config.database.path)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
-    let left = admin::unsubscribe::unsubscribe(&conn, &keys, &key, list, now())?;
+    let left = admin::unsubscribe::unsubscribe(&conn, config, &keys, &key, list, now())?;
     if left.is_empty() {
         println!(
             "nothing changed ({email} has no pending or confirmed subscription{})",

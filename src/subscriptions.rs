@@ -68,6 +68,11 @@ impl Context {
     pub fn list(&self, id: &str) -> Option<&PreparedList> {
         self.lists.get(id)
     }
+
+    /// Whether the list names a `webhook_url` to tell of confirmations and unsubscribes.
+    pub fn has_webhook(&self, list_id: &str) -> bool {
+        self.list(list_id).is_some_and(|l| l.config.webhook_url.is_some())
+    }
 }
 
 /// A parsed signup.
@@ -232,6 +237,9 @@ pub fn confirm(
             queries::confirm_subscription(conn, sub.id, &at, &ip)?;
             proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Confirm, Some(&ip), &json!({}))?;
             queries::count_daily(conn, DailyCount::Confirmation, &clock::day(now), &sub.list_id)?;
+            if ctx.has_webhook(&sub.list_id) {
+                queries::insert_webhook_call(conn, sub.id, "confirmed", &at)?;
+            }
             Ok(ConfirmOutcome::Confirmed)
         }
         _ => Ok(ConfirmOutcome::Gone),
@@ -309,11 +317,14 @@ pub fn unsubscribe(
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     };
-    unsubscribe_subscription(conn, &ctx.keys, sub.id, &sub.list_id, ip, method, now)
+    let webhook = ctx.has_webhook(&sub.list_id);
+    unsubscribe_subscription(conn, &ctx.keys, sub.id, &sub.list_id, ip, method, webhook, now)
 }
 
 /// Ends one subscription and records how, as proof (the token check, or the
-/// operator's command, happened before). A no-op on one that is not live.
+/// operator's command, happened before), and queues a call to the list's
+/// webhook when it has one. A no-op on one that is not live.
+#[allow(clippy::too_many_arguments)]
 pub fn unsubscribe_subscription(
     conn: &Connection,
     keys: &KeyRing,
@@ -321,6 +332,7 @@ pub fn unsubscribe_subscription(
     list_id: &str,
     ip: Option<IpAddr>,
     method: UnsubscribeMethod,
+    webhook: bool,
     now: OffsetDateTime,
 ) -> Result<UnsubscribeOutcome> {
     let (at, ip) = (clock::format(now), ip.map(|ip| ip.to_string()));
@@ -337,6 +349,9 @@ pub fn unsubscribe_subscription(
         &json!({"method": method.as_str()}),
     )?;
     queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), list_id)?;
+    if webhook {
+        queries::insert_webhook_call(conn, subscription_id, "unsubscribed", &at)?;
+    }
     Ok(UnsubscribeOutcome::Unsubscribed)
 }
 

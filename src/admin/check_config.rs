@@ -167,8 +167,8 @@ fn describe_list(out: &mut String, config: &Config, list: &ListConfig) -> Result
     }
     line(out, 2, "allowed_origins", &list_or_none(&list.allowed_origins));
     line(out, 2, "require_form_token", if list.require_form_token { "yes" } else { "no" });
-    if list.webhook_url.is_some() {
-        line(out, 2, "webhook_url", "set, but not acted on yet");
+    if let Some(url) = &list.webhook_url {
+        line(out, 2, "webhook_url", &format!("{url} (calls signed with webhook_secret)"));
     }
     Ok(())
 }

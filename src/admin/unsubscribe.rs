@@ -1,13 +1,14 @@
 //! `listgate unsubscribe EMAIL`: the operator ends a subscription, for an
 //! unsubscribe that reached them another way (a reply, a letter, the sending
 //! tool's own unsubscribe page). Recorded like any unsubscribe, with method
-//! `admin` and no IP; the record is kept as proof for
+//! `admin` and no IP, and the list's webhook hears of it; the record is kept as proof for
 //! `retention.after_unsubscribe`, and the address is no longer exported as
 //! confirmed.
 
 use rusqlite::Connection;
 use time::OffsetDateTime;
 
+use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::store::{self, queries};
 use crate::subscriptions::{self, UnsubscribeMethod, UnsubscribeOutcome};
@@ -16,6 +17,7 @@ use crate::subscriptions::{self, UnsubscribeMethod, UnsubscribeOutcome};
 /// returns the lists it left.
 pub fn unsubscribe(
     conn: &Connection,
+    config: &Config,
     keys: &KeyRing,
     email_key: &str,
     list: Option<&str>,
@@ -27,6 +29,7 @@ pub fn unsubscribe(
             if list.is_some_and(|l| l != s.list_id) {
                 continue;
             }
+            let webhook = config.list(&s.list_id).is_some_and(|l| l.webhook_url.is_some());
             let outcome = subscriptions::unsubscribe_subscription(
                 c,
                 keys,
@@ -34,6 +37,7 @@ pub fn unsubscribe(
                 &s.list_id,
                 None,
                 UnsubscribeMethod::Admin,
+                webhook,
                 now,
             )?;
             if outcome == UnsubscribeOutcome::Unsubscribed {

@@ -256,6 +256,7 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
     let result = state.store.write(move |conn| subscriptions::confirm(conn, &ctx, &verified, ip, now)).await;
     if matches!(result, Ok(ConfirmOutcome::Confirmed)) {
         state.metrics.confirmation();
+        state.webhook_wake.notify_one();
     }
     match result {
         Ok(ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed) => {
@@ -319,6 +320,7 @@ pub async fn unsubscribe(
             tracing::info!(list = %list.config.id, method = method.as_str(), ?outcome, "unsubscribe");
             if outcome == UnsubscribeOutcome::Unsubscribed {
                 state.metrics.unsubscribe(method);
+                state.webhook_wake.notify_one();
             }
             pages::html(
                 StatusCode::OK,

@@ -31,6 +31,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Woken after a signup queues a mail, so delivery starts at once.
     pub outbox_wake: Arc<Notify>,
+    /// Wakes the webhook caller after a change it must report.
+    pub webhook_wake: Arc<Notify>,
     /// Signup rate limits, checked before anything is stored.
     pub limits: crate::limits::SignupLimits,
     /// Counters for `GET /metrics`.

@@ -285,6 +285,33 @@ pub const MAILS_TO_ADDRESS_SINCE: &str =
 /// covers it, so the count reads only the queue, never the sent mails.
 pub const COUNT_QUEUED_MAILS: &str = "SELECT count(*) FROM outbox WHERE state = 'queued'";
 
+/// Params: subscription_id, event, occurred_at. Queues a webhook call, due now.
+pub const INSERT_WEBHOOK_CALL: &str =
+    "INSERT INTO webhook_calls (subscription_id, event, occurred_at, state, next_attempt_at)
+    VALUES (?1, ?2, ?3, 'queued', ?3)";
+
+/// Params: now, lease_until, limit. Claims due calls: pushes them `lease_until`
+/// into the future (a crash mid-call retries them then) and counts the attempt.
+pub const CLAIM_DUE_WEBHOOK_CALLS: &str = "UPDATE webhook_calls SET next_attempt_at = ?2, attempts = attempts + 1
+    WHERE id IN (SELECT id FROM webhook_calls WHERE state = 'queued' AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at LIMIT ?3)
+    RETURNING id, subscription_id, event, occurred_at, attempts";
+
+/// No params. When the next queued webhook call is due.
+pub const NEXT_DUE_WEBHOOK_CALL: &str = "SELECT min(next_attempt_at) FROM webhook_calls WHERE state = 'queued'";
+
+/// Params: id, now, http_status. The receiver answered 2xx.
+pub const MARK_WEBHOOK_SENT: &str = "UPDATE webhook_calls
+    SET state = 'sent', sent_at = ?2, http_status = ?3, last_error = NULL WHERE id = ?1 AND state = 'queued'";
+
+/// Params: id, next_attempt_at, http_status or NULL, error. Try again later.
+pub const MARK_WEBHOOK_RETRY: &str = "UPDATE webhook_calls
+    SET next_attempt_at = ?2, http_status = ?3, last_error = ?4 WHERE id = ?1 AND state = 'queued'";
+
+/// Params: id, http_status or NULL, error. Given up.
+pub const MARK_WEBHOOK_FAILED: &str = "UPDATE webhook_calls
+    SET state = 'failed', http_status = ?2, last_error = ?3 WHERE id = ?1 AND state = 'queued'";
+
 /// No params. Liveness: the database answers.
 pub const PING: &str = "SELECT 1";
 
@@ -338,6 +365,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("BACKUP_INTO", BACKUP_INTO),
     ("COUNT_PROOF_EVENTS", COUNT_PROOF_EVENTS),
     ("COUNT_QUEUED_MAILS", COUNT_QUEUED_MAILS),
+    ("INSERT_WEBHOOK_CALL", INSERT_WEBHOOK_CALL),
+    ("CLAIM_DUE_WEBHOOK_CALLS", CLAIM_DUE_WEBHOOK_CALLS),
+    ("NEXT_DUE_WEBHOOK_CALL", NEXT_DUE_WEBHOOK_CALL),
+    ("MARK_WEBHOOK_SENT", MARK_WEBHOOK_SENT),
+    ("MARK_WEBHOOK_RETRY", MARK_WEBHOOK_RETRY),
+    ("MARK_WEBHOOK_FAILED", MARK_WEBHOOK_FAILED),
 ];
 
 /// Runs a prepared query and collects every row through `map`.
@@ -843,6 +876,63 @@ pub fn count_queued_mails(conn: &Connection) -> Result<u64> {
     Ok(n.unsigned_abs())
 }
 
+/// A webhook call as claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCall {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub event: String,
+    pub occurred_at: String,
+    pub attempts: i64,
+}
+
+pub fn insert_webhook_call(conn: &Connection, subscription_id: i64, event: &str, occurred_at: &str) -> Result<()> {
+    conn.prepare_cached(INSERT_WEBHOOK_CALL)?.execute(params![subscription_id, event, occurred_at])?;
+    Ok(())
+}
+
+pub fn claim_due_webhook_calls(
+    conn: &Connection,
+    now: &str,
+    lease_until: &str,
+    limit: i64,
+) -> Result<Vec<WebhookCall>> {
+    all(conn, CLAIM_DUE_WEBHOOK_CALLS, params![now, lease_until, limit], |r| {
+        Ok(WebhookCall {
+            id: r.get(0)?,
+            subscription_id: r.get(1)?,
+            event: r.get(2)?,
+            occurred_at: r.get(3)?,
+            attempts: r.get(4)?,
+        })
+    })
+}
+
+pub fn next_due_webhook_call(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn.prepare_cached(NEXT_DUE_WEBHOOK_CALL)?.query_row([], |r| r.get(0))?)
+}
+
+pub fn mark_webhook_sent(conn: &Connection, id: i64, now: &str, http_status: u16) -> Result<()> {
+    conn.prepare_cached(MARK_WEBHOOK_SENT)?.execute(params![id, now, http_status])?;
+    Ok(())
+}
+
+pub fn mark_webhook_retry(
+    conn: &Connection,
+    id: i64,
+    next_attempt_at: &str,
+    http_status: Option<u16>,
+    error: &str,
+) -> Result<()> {
+    conn.prepare_cached(MARK_WEBHOOK_RETRY)?.execute(params![id, next_attempt_at, http_status, error])?;
+    Ok(())
+}
+
+pub fn mark_webhook_failed(conn: &Connection, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
+    conn.prepare_cached(MARK_WEBHOOK_FAILED)?.execute(params![id, http_status, error])?;
+    Ok(())
+}
+
 pub fn ping(conn: &Connection) -> Result<()> {
     conn.prepare_cached(PING)?.query_row([], |_| Ok(()))?;
     Ok(())
@@ -960,7 +1050,9 @@ mod tests {
                 "proof_events_of_subscription",
                 "subscriptions_address",
                 "subscriptions_status_signup",
-                "subscriptions_status_unsubscribed"
+                "subscriptions_status_unsubscribed",
+                "webhook_calls_due",
+                "webhook_calls_subscription"
             ]
         );
         let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();

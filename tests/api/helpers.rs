@@ -67,24 +67,24 @@ impl SmtpServer {
 
     /// Messages received so far, in order, as raw bytes.
     pub fn messages(&self) -> Vec<Vec<u8>> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.folder.path())
-            .expect("read mail folder")
-            .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect();
-        paths.sort();
-        paths.iter().map(|p| std::fs::read(p).expect("read message")).collect()
+        self.files("eml").iter().map(|p| std::fs::read(p).expect("read message")).collect()
     }
 
     /// The envelopes and session facts (`tls`, `user`) of the messages received so far.
     pub fn envelopes(&self) -> Vec<serde_json::Value> {
+        let read = |p: &PathBuf| serde_json::from_slice(&std::fs::read(p).expect("read envelope")).expect("json");
+        self.files("json").iter().map(read).collect()
+    }
+
+    /// The server's files with this extension, in the order received.
+    fn files(&self, extension: &str) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(self.folder.path())
             .expect("read mail folder")
             .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| p.extension().is_some_and(|e| e == extension))
             .collect();
         paths.sort();
-        paths.iter().map(|p| serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json")).collect()
+        paths
     }
 
     /// Waits until at least `n` messages arrived and returns them all.

@@ -15,3 +15,4 @@ mod security;
 mod spam;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;

@@ -1,0 +1,296 @@
+//! Webhooks: a list's `webhook_url` hears of every confirmation and
+//! unsubscribe within seconds, so the tool that sends the newsletter adds or
+//! drops the address without waiting for the next export.
+//!
+//! Calls go through the `webhook_calls` table like mail through the outbox:
+//! queued in the same transaction as the change they report, claimed with a
+//! lease, retried with the mail's backoff (`mail.retry_base` doubling up to
+//! `mail.retry_max`) until `mail.give_up_after`, then marked failed. A crash
+//! delays a call by the lease at most; a call can arrive twice, so receivers
+//! deduplicate on `X-Listgate-Delivery`.
+//!
+//! The body is JSON built at send time from the subscription; it is signed
+//! with the list's `webhook_secret`:
+//! `X-Listgate-Signature: t=UNIX_SECONDS,v1=hex(HMAC-SHA256(secret, "t.body"))`.
+//! The time inside the signature lets receivers refuse replays of old calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use ring::hmac;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use url::Url;
+
+use crate::clock::{self, SharedClock};
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::mail::outbox::RetryPolicy;
+use crate::store::queries::{self, WebhookCall};
+use crate::store::{Store, StoreError};
+use crate::token::{self, Purpose};
+
+/// Calls claimed (and made concurrently) per round.
+const BATCH: i64 = 16;
+/// How long one call may take, connect to the last byte of the answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// A claimed call stays invisible to other claims this long.
+const LEASE: time::Duration = time::Duration::seconds(60);
+
+/// The signature header's value for `body` sent at `unix_seconds`.
+pub fn signature(secret: &str, unix_seconds: i64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut signed = format!("{unix_seconds}.").into_bytes();
+    signed.extend_from_slice(body);
+    format!("t={unix_seconds},v1={}", hex::encode(hmac::sign(&key, &signed)))
+}
+
+/// How one call ended.
+enum Outcome {
+    Answered(u16),
+    Failed(String),
+}
+
+/// The worker. `run` loops until shutdown.
+pub struct Webhooks {
+    store: Store,
+    config: Arc<Config>,
+    keys: Arc<KeyRing>,
+    clock: SharedClock,
+    retry: RetryPolicy,
+    wake: Arc<Notify>,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Webhooks {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        keys: Arc<KeyRing>,
+        clock: SharedClock,
+        wake: Arc<Notify>,
+    ) -> Webhooks {
+        let retry = RetryPolicy::from_config(&config);
+        Webhooks { store, config, keys, clock, retry, wake, tls: tls_connector() }
+    }
+
+    /// Makes due calls until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.call_due().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(e) => tracing::error!(error = %e, "webhooks: cannot claim calls"),
+            }
+            let wait = self.time_to_next_due().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Claims and makes one batch of due calls; returns how many.
+    pub async fn call_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
+        let calls =
+            self.store.write(move |c| queries::claim_due_webhook_calls(c, &now_text, &lease_text, BATCH)).await?;
+        let count = calls.len();
+        futures_util::future::join_all(calls.into_iter().map(|call| self.call(call))).await;
+        Ok(count)
+    }
+
+    async fn time_to_next_due(&self) -> Duration {
+        const IDLE: Duration = Duration::from_secs(30);
+        let idle = time::Duration::try_from(IDLE).expect("fits");
+        match self.store.read(queries::next_due_webhook_call).await {
+            Ok(Some(due)) => clock::parse(&due)
+                .map(|due| (due - self.clock.now()).clamp(time::Duration::ZERO, idle))
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(IDLE),
+            _ => IDLE,
+        }
+    }
+
+    async fn call(&self, call: WebhookCall) {
+        let subscription_id = call.subscription_id;
+        let subscription = self.store.read(move |c| queries::select_subscription(c, subscription_id)).await;
+        let outcome = match subscription {
+            // Erased meanwhile: the cascade removed the call too, nothing to record.
+            Ok(None) => return,
+            Err(e) => Outcome::Failed(format!("cannot read the subscription: {e}")),
+            Ok(Some(s)) => match self.config.list(&s.list_id) {
+                Some(list) => match (&list.webhook_url, &list.webhook_secret) {
+                    (Some(url), Some(secret)) => {
+                        let body = self.body(&call, &s);
+                        self.post(url, secret, &call, body).await
+                    }
+                    _ => Outcome::Failed(format!("list {} has no webhook_url any more", s.list_id)),
+                },
+                None => Outcome::Failed(format!("list {} is no longer configured", s.list_id)),
+            },
+        };
+        self.record(call, outcome).await;
+    }
+
+    /// The JSON body: what happened, to whom, on which list, when.
+    fn body(&self, call: &WebhookCall, s: &queries::SubscriptionRow) -> Vec<u8> {
+        let mut body = json!({
+            "delivery": call.id,
+            "event": call.event,
+            "list": s.list_id,
+            "email": s.email,
+            "name": s.name,
+            "at": call.occurred_at,
+        });
+        if call.event == "confirmed" {
+            let token = token::sign(&self.keys, Purpose::Unsubscribe, s.id, &s.list_id, None);
+            body["unsubscribe_url"] = json!(format!("{}/unsubscribe?token={token}", self.config.base()));
+        } else {
+            body["method"] = json!(s.unsubscribe_method);
+        }
+        serde_json::to_vec(&body).expect("JSON values serialise")
+    }
+
+    async fn post(&self, url: &Url, secret: &str, call: &WebhookCall, body: Vec<u8>) -> Outcome {
+        let signed = signature(secret, self.clock.now().unix_timestamp(), &body);
+        let request = Request::post(url.as_str())
+            .header(hyper::header::HOST, host_header(url))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::USER_AGENT, concat!("listgate/", env!("CARGO_PKG_VERSION")))
+            .header("X-Listgate-Event", call.event.as_str())
+            .header("X-Listgate-Delivery", call.id.to_string())
+            .header("X-Listgate-Signature", signed)
+            .body(Full::new(Bytes::from(body)));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(format!("cannot build the request: {e}")),
+        };
+        match tokio::time::timeout(TIMEOUT, self.send(url, request)).await {
+            Ok(Ok(status)) => Outcome::Answered(status),
+            Ok(Err(e)) => Outcome::Failed(e),
+            Err(_) => Outcome::Failed(format!("no answer within {TIMEOUT:?}")),
+        }
+    }
+
+    /// One HTTP/1.1 request on a fresh connection (calls are rare: one per
+    /// confirmation or unsubscribe), over TLS for `https://`.
+    async fn send(&self, url: &Url, request: Request<Full<Bytes>>) -> Result<u16, String> {
+        let host = url.host_str().ok_or("the URL names no host")?.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default().ok_or("the URL names no port")?;
+        let tcp =
+            TcpStream::connect((host, port)).await.map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        if url.scheme() == "https" {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
+            let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?;
+            exchange(tls, request).await
+        } else {
+            exchange(tcp, request).await
+        }
+    }
+
+    /// Stores the outcome: 2xx is done; anything else is tried again later,
+    /// until `mail.give_up_after` after the call was queued.
+    async fn record(&self, call: WebhookCall, outcome: Outcome) {
+        let now = self.clock.now();
+        let (status, error) = match outcome {
+            Outcome::Answered(status) if (200..300).contains(&status) => (Some(status), None),
+            Outcome::Answered(status) => (Some(status), Some(format!("the receiver answered {status}"))),
+            Outcome::Failed(e) => (None, Some(e)),
+        };
+        let next = now + self.retry.backoff(call.attempts);
+        let give_up = clock::parse(&call.occurred_at).is_none_or(|t| next > t + self.retry.give_up_after);
+        match &error {
+            None => tracing::info!(call = call.id, event = %call.event, "webhook delivered"),
+            Some(e) if give_up => tracing::error!(call = call.id, error = %e, "webhook failed; giving up"),
+            Some(e) => {
+                tracing::warn!(call = call.id, attempt = call.attempts, error = %e, "webhook failed, will retry")
+            }
+        }
+        let at = clock::format(now);
+        let result = self
+            .store
+            .write(move |c| match error {
+                None => queries::mark_webhook_sent(c, call.id, &at, status.unwrap_or_default()),
+                Some(e) if give_up => queries::mark_webhook_failed(c, call.id, status, &e),
+                Some(e) => queries::mark_webhook_retry(c, call.id, &clock::format(next), status, &e),
+            })
+            .await;
+        if let Err(e) = result {
+            // The lease runs out and the call is made again: nothing is lost.
+            tracing::error!(error = %e, "webhooks: cannot record an outcome");
+        }
+    }
+}
+
+/// `Host`: the host, with the port when it is not the scheme's default.
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// Sends `request` over `io` and returns the answer's status, after reading
+/// its body (so the receiver sees a clean end of the exchange).
+async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Result<u16, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("HTTP: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"));
+    let status = match response {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _ = response.into_body().collect().await;
+            Ok(status)
+        }
+        Err(e) => Err(e),
+    };
+    drop(sender);
+    driver.abort();
+    status
+}
+
+/// TLS for `https://` receivers: the public roots built into listgate
+/// (webpki-roots), as for the mail server; never the system store.
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_covers_the_time_and_the_body() {
+        let a = signature("0123456789abcdef", 1_700_000_000, b"{\"event\":\"confirmed\"}");
+        assert!(a.starts_with("t=1700000000,v1="), "{a}");
+        assert_eq!(a.len(), "t=1700000000,v1=".len() + 64);
+        assert_ne!(a, signature("0123456789abcdef", 1_700_000_001, b"{\"event\":\"confirmed\"}"));
+        assert_ne!(a, signature("0123456789abcdef", 1_700_000_000, b"{\"event\":\"confirmeD\"}"));
+        assert_ne!(a, signature("0123456789abcdeF", 1_700_000_000, b"{\"event\":\"confirmed\"}"));
+    }
+}
