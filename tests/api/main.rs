@@ -7,6 +7,7 @@ mod client_ip;
 mod confirm;
 mod faults;
 mod helpers;
+mod html;
 mod journey;
 mod mail_delivery;
 mod metrics;

