@@ -165,7 +165,8 @@ impl Webhooks {
 
     async fn post(&self, url: &Url, secret: &str, call: &WebhookCall, body: Vec<u8>) -> Outcome {
         let signed = signature(secret, self.clock.now().unix_timestamp(), &body);
-        let request = Request::post(url.as_str())
+        // Origin form (`/path?query`), with the host in `Host`, as browsers send it.
+        let request = Request::post(&url[url::Position::BeforePath..])
             .header(hyper::header::HOST, host_header(url))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::USER_AGENT, concat!("listgate/", env!("CARGO_PKG_VERSION")))
