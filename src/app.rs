@@ -65,19 +65,19 @@ impl Application {
         clock: SharedClock,
         listener: TcpListener,
     ) -> Result<Application, String> {
-        let transport = Transport::from_config(&config)?;
         let config = Arc::new(config);
-        // Key file and database are blocking I/O: off the async executor.
-        let (keys, store, ctx) = {
+        // Mail folder or CA file, key file and database are blocking I/O: off the async executor.
+        let (transport, keys, store, ctx) = {
             let (config, now) = (config.clone(), clock.now());
             tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let transport = Transport::from_config(&config)?;
                 let keys = Arc::new(load_keys(&config)?);
                 let db = &config.database.path;
                 let cannot_open = |e: store::StoreError| format!("cannot open database {}: {e}", db.display());
                 let store = Store::open_capped(db, config.database.max_pages).map_err(cannot_open)?;
                 let conn = store::open_connection(db).map_err(cannot_open)?;
                 let ctx = Context::prepare(&conn, config.clone(), keys.clone(), now)?;
-                Ok((keys, store, ctx))
+                Ok((transport, keys, store, ctx))
             })
             .await
             .map_err(|e| format!("start-up task failed: {e}"))??

@@ -65,6 +65,14 @@ pub fn parse(text: &str) -> Option<OffsetDateTime> {
 }
 
 /// The UTC day of `t`, `YYYY-MM-DD`, as used in `daily_stats`.
+/// How long a worker sleeps before its next due item (`due`, a stored time):
+/// zero when it is due already, at most `cap`, and `cap` when nothing is due.
+pub fn wait_until(due: Option<&str>, now: OffsetDateTime, cap: std::time::Duration) -> std::time::Duration {
+    due.and_then(parse)
+        .and_then(|due| std::time::Duration::try_from((due - now).max(time::Duration::ZERO)).ok())
+        .map_or(cap, |wait| wait.min(cap))
+}
+
 pub fn day(t: OffsetDateTime) -> String {
     format(t)[..10].to_string()
 }
@@ -80,5 +88,17 @@ mod tests {
         assert_eq!(format(t), "2026-11-22T07:24:59.123Z");
         assert_eq!(parse("2026-11-22T07:24:59.123Z"), Some(datetime!(2026-11-22 07:24:59.123 UTC)));
         assert_eq!(day(t), "2026-11-22");
+    }
+
+    #[test]
+    fn a_worker_waits_until_the_next_due_time_at_most_its_cap() {
+        let now = time::macros::datetime!(2026-11-22 12:00 UTC);
+        let cap = std::time::Duration::from_secs(30);
+        let in_secs = |s| format(now + time::Duration::seconds(s));
+        assert_eq!(wait_until(Some(&in_secs(5)), now, cap), std::time::Duration::from_secs(5));
+        assert_eq!(wait_until(Some(&in_secs(-5)), now, cap), std::time::Duration::ZERO);
+        assert_eq!(wait_until(Some(&in_secs(3600)), now, cap), cap);
+        assert_eq!(wait_until(None, now, cap), cap);
+        assert_eq!(wait_until(Some("not a time"), now, cap), cap);
     }
 }

@@ -112,15 +112,8 @@ impl Webhooks {
     }
 
     async fn time_to_next_due(&self) -> Duration {
-        const IDLE: Duration = Duration::from_secs(30);
-        let idle = time::Duration::try_from(IDLE).expect("fits");
-        match self.store.read(queries::next_due_webhook_call).await {
-            Ok(Some(due)) => clock::parse(&due)
-                .map(|due| (due - self.clock.now()).clamp(time::Duration::ZERO, idle))
-                .and_then(|d| Duration::try_from(d).ok())
-                .unwrap_or(IDLE),
-            _ => IDLE,
-        }
+        let due = self.store.read(queries::next_due_webhook_call).await.ok().flatten();
+        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
     }
 
     async fn call(&self, call: WebhookCall) {
@@ -212,8 +205,9 @@ impl Webhooks {
             Outcome::Answered(status) => (Some(status), Some(format!("the receiver answered {status}"))),
             Outcome::Failed(e) => (None, Some(e)),
         };
-        let next = now + self.retry.backoff(call.attempts);
-        let give_up = clock::parse(&call.occurred_at).is_none_or(|t| next > t + self.retry.give_up_after);
+        let next = self.retry.next_try(&call.occurred_at, call.attempts, now);
+        let give_up = next.is_none();
+        let retry_at = clock::format(next.unwrap_or(now));
         match &error {
             None => tracing::info!(call = call.id, event = %call.event, "webhook delivered"),
             Some(e) if give_up => tracing::error!(call = call.id, error = %e, "webhook failed; giving up"),
@@ -227,7 +221,7 @@ impl Webhooks {
             .write(move |c| match error {
                 None => queries::mark_webhook_sent(c, call.id, &at, status.unwrap_or_default()),
                 Some(e) if give_up => queries::mark_webhook_failed(c, call.id, status, &e),
-                Some(e) => queries::mark_webhook_retry(c, call.id, &clock::format(next), status, &e),
+                Some(e) => queries::mark_webhook_retry(c, call.id, &retry_at, status, &e),
             })
             .await;
         if let Err(e) = result {

@@ -56,6 +56,15 @@ impl RetryPolicy {
         }
     }
 
+    /// When to try again after `attempts` tries of an item queued at
+    /// `queued_at` failed for now; `None` once that would fall after
+    /// `give_up_after`: give up.
+    pub fn next_try(&self, queued_at: &str, attempts: i64, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+        let next = now + self.backoff(attempts);
+        let deadline = clock::parse(queued_at).map(|t| t + self.give_up_after);
+        deadline.is_none_or(|t| next <= t).then_some(next)
+    }
+
     /// `base · 2^(attempt-1)`, capped at `max`.
     pub fn backoff(&self, attempt: i64) -> time::Duration {
         let exponent = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).expect("clamped");
@@ -178,16 +187,8 @@ impl Outbox {
     }
 
     async fn time_to_next_due(&self) -> Duration {
-        const IDLE: Duration = Duration::from_secs(30);
-        match self.store.read(queries::next_due_mail).await {
-            Ok(Some(due)) => clock::parse(&due)
-                .map(|due| {
-                    (due - self.clock.now()).clamp(time::Duration::ZERO, time::Duration::try_from(IDLE).expect("fits"))
-                })
-                .and_then(|d| Duration::try_from(d).ok())
-                .unwrap_or(IDLE),
-            _ => IDLE,
-        }
+        let due = self.store.read(queries::next_due_mail).await.ok().flatten();
+        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
     }
 
     async fn rendering(&self, sha256: &str) -> Result<Arc<RenderingRow>, String> {
@@ -249,11 +250,9 @@ impl Outbox {
                 tracing::error!(outbox_id = row.id, to = %masked, error = %e, "mail delivery failed permanently")
             }
         }
-        let give_up_at = clock::parse(&row.created_at).map(|t| t + self.retry.give_up_after);
-        let next = now + self.retry.backoff(row.attempts);
+        let next = self.retry.next_try(&row.created_at, row.attempts, now);
         let attempt = match attempt {
-            // Give up when the next try would fall after the deadline.
-            Attempt::Temporary(e) if give_up_at.is_some_and(|t| next > t) => Attempt::Permanent(format!(
+            Attempt::Temporary(e) if next.is_none() => Attempt::Permanent(format!(
                 "gave up after {} attempts over {}: {e}",
                 row.attempts, self.retry.give_up_after
             )),
@@ -265,6 +264,8 @@ impl Outbox {
             Attempt::Permanent(_) => MailOutcome::Failed,
         };
         let keys = self.keys.clone();
+        // Only a temporary failure before the deadline uses it (then `next` is set).
+        let retry_at = clock::format(next.unwrap_or(now));
         let result = self
             .store
             .write(move |c| {
@@ -277,7 +278,7 @@ impl Outbox {
                             proof::append(c, &keys, row.subscription_id, &at, EventKind::MailSent, None, &detail)?;
                         }
                     }
-                    Attempt::Temporary(error) => queries::mark_mail_retry(c, row.id, &clock::format(next), &error)?,
+                    Attempt::Temporary(error) => queries::mark_mail_retry(c, row.id, &retry_at, &error)?,
                     Attempt::Permanent(error) => {
                         if queries::mark_mail_failed(c, row.id, &error)? {
                             let detail = json!({"message_id": row.message_id, "error": error});
@@ -360,5 +361,16 @@ mod tests {
         assert_eq!(policy.backoff(4), time::Duration::seconds(240));
         assert_eq!(policy.backoff(50), time::Duration::hours(1));
         assert_eq!(policy.give_up_after, time::Duration::days(1));
+    }
+
+    #[test]
+    fn next_try_backs_off_until_the_deadline_then_gives_up() {
+        let policy = RetryPolicy::from_config(&Config::default());
+        let queued = time::macros::datetime!(2026-11-22 12:00 UTC);
+        let at = |t| clock::format(t);
+        assert_eq!(policy.next_try(&at(queued), 1, queued), Some(queued + time::Duration::seconds(30)));
+        let late = queued + time::Duration::hours(23);
+        assert_eq!(policy.next_try(&at(queued), 20, late), Some(late + time::Duration::hours(1)));
+        assert_eq!(policy.next_try(&at(queued), 20, late + time::Duration::minutes(1)), None);
     }
 }
