@@ -2,6 +2,7 @@
 //! file, and a real SMTP server (aiosmtpd) that listgate's outbox delivers to.
 
 mod binary;
+mod browser;
 mod cli;
 mod client_ip;
 mod confirm;
