@@ -1,8 +1,8 @@
 //! The subscriber's journey in a real browser: Debian's Chromium, headless,
 //! driven over WebDriver (chromedriver) by fantoccini.
 //!
-//! A small site on a second loopback origin carries the README's HTML form
-//! and its `fetch()` variant, word for word. The browser signs up through
+//! A small site on a second loopback origin serves `docs/examples/signup.html`:
+//! the README's HTML form and its `fetch()` variant, word for word. The browser signs up through
 //! both, lands on the pending page (or the list's `thanks_url`), reads nothing
 //! but what the real SMTP server received, opens the confirmation link,
 //! presses the button, then leaves through the unsubscribe link of an export
@@ -202,10 +202,17 @@ impl Drop for Browser {
 }
 
 /// The other website: a page per list with the README's form snippet and its
-/// `fetch()` variant, a thanks page, and the webhook receiver.
+/// `fetch()` variant, and a thanks page.
 struct Site {
     origin: String,
     port: u16,
+}
+
+/// The example receiver from the docs, `docs/examples/webhook-receiver.py`:
+/// it prints each call whose signature verifies, and refuses others.
+struct WebhookReceiver {
+    url: String,
+    child: Child,
     calls: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -219,44 +226,26 @@ fn readme_snippet(language: &str) -> String {
     section[start..end].to_string()
 }
 
-/// The site's signup page for `list`, built from the README's snippets.
+/// Lines without their indentation, to find a snippet inside a page.
+fn trimmed_lines(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+/// The site's signup page for `list`: `docs/examples/signup.html`, which
+/// holds the README's two snippets, pointed at the app under test.
 fn site_page(app_base: &str, list: &ListConfig) -> String {
-    let adapt = |snippet: String| {
-        snippet
-            .replace("https://lists.example.com", app_base)
-            .replace("value=\"newsletter\"", &format!("value=\"{}\"", list.id))
-            .replace("list: \"newsletter\"", &format!("list: \"{}\"", list.id))
-            .replace("Yes, send me the newsletter. I can unsubscribe at any time.", &list.consent_text)
-    };
-    let form = adapt(readme_snippet("html"));
-    let script = adapt(readme_snippet("js"));
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>An example site</title></head>
-<body><h1>An example site</h1>
-{form}
-<h2>The same with fetch()</h2>
-<form id="js-form" novalidate>
-  <label for="js-email">Email address</label> <input id="js-email" type="email">
-  <label for="js-name">Name</label> <input id="js-name" type="text">
-  <button type="submit">Subscribe</button>
-</form>
-<p id="js-result" role="status"></p>
-<script>
-document.getElementById("js-form").addEventListener("submit", async (event) => {{
-  event.preventDefault();
-  const emailInput = document.getElementById("js-email"), nameInput = document.getElementById("js-name");
-  const result = document.getElementById("js-result");
-  try {{
-{script}
-    result.textContent = response.status + " " + JSON.stringify(answer);
-  }} catch (e) {{
-    result.textContent = "failed: " + e.name;
-  }}
-}});
-</script>
-</body></html>"#
-    )
+    let page = include_str!("../../docs/examples/signup.html");
+    for language in ["html", "js"] {
+        let snippet = readme_snippet(language).replace("https://lists.example.com", "http://127.0.0.1:8080");
+        assert!(
+            trimmed_lines(page).contains(&trimmed_lines(&snippet)),
+            "docs/examples/signup.html carries the README's {language} snippet:\n{snippet}"
+        );
+    }
+    page.replace("http://127.0.0.1:8080", app_base)
+        .replace("value=\"newsletter\"", &format!("value=\"{}\"", list.id))
+        .replace("list: \"newsletter\"", &format!("list: \"{}\"", list.id))
+        .replace("Yes, send me the newsletter. I can unsubscribe at any time.", &list.consent_text)
 }
 
 impl Site {
@@ -286,22 +275,34 @@ impl Site {
         let thanks = warp::get()
             .and(warp::path!("thanks.html"))
             .map(|| warp::reply::html("<!DOCTYPE html><html lang=en><title>Thanks</title><h1>Thanks!</h1></html>"));
+        tokio::spawn(warp::serve(signup.or(thanks).or(inaccessible)).incoming(listener).run());
+        Site { origin, port }
+    }
+}
+
+impl WebhookReceiver {
+    fn start() -> WebhookReceiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/webhook-receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--secret", WEBHOOK_SECRET, "--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the example webhook receiver");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let first = lines.next().expect("the receiver says where it listens").unwrap();
+        let url = first.strip_prefix("listening on ").expect("listening on URL").to_string();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let heard = calls.clone();
-        let hook = warp::post()
-            .and(warp::path!("hook"))
-            .and(warp::header::<String>("x-listgate-event"))
-            .and(warp::body::json())
-            .map(move |event: String, body: Value| {
-                assert_eq!(body["event"], event.as_str());
-                heard.lock().unwrap().push(body);
-                warp::http::StatusCode::NO_CONTENT
-            });
-        tokio::spawn(warp::serve(signup.or(thanks).or(inaccessible).or(hook)).incoming(listener).run());
-        Site { origin, port, calls }
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                heard.lock().unwrap().push(serde_json::from_str(&line).expect("one JSON call per line"));
+            }
+        });
+        WebhookReceiver { url, child, calls }
     }
 
-    /// Waits for the webhook call announcing `event` for `email`.
+    /// Waits for the verified webhook call announcing `event` for `email`.
     async fn wait_for_call(&self, event: &str, email: &str) -> Value {
         let start = Instant::now();
         loop {
@@ -315,14 +316,21 @@ impl Site {
     }
 }
 
-fn list(id: &str, name: &str, language: Language, consent_text: &str, site: &str) -> ListConfig {
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn list(id: &str, name: &str, language: Language, consent_text: &str, site: &str, webhook: &str) -> ListConfig {
     let mut list = listgate::config::Config::load_from(None, Vec::new()).unwrap().lists.remove(0);
     list.id = id.into();
     list.name = name.into();
     list.language = language;
     list.consent_text = consent_text.into();
     list.allowed_origins = vec![site.into()];
-    list.webhook_url = Some(format!("{site}/hook").parse().unwrap());
+    list.webhook_url = Some(webhook.parse().unwrap());
     list.webhook_secret = Some(WEBHOOK_SECRET.into());
     list
 }
@@ -370,7 +378,7 @@ fn status_of(app: &TestApp, email: &str) -> Option<(String, Option<String>, Opti
 
 /// Signs up on the site with the plain form and with `fetch()`, confirms the
 /// first, declines the second, then unsubscribes the first from its export row.
-async fn journey(browser: &Browser, app: &TestApp, site: &Site, list: &str, words: &Words) {
+async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &WebhookReceiver, list: &str, words: &Words) {
     let language = words.language;
     let (person, stranger) = (format!("erika.{list}@example.org"), format!("fetch.{list}@example.org"));
     let signup_page = format!("{}/signup/{list}", site.origin);
@@ -394,7 +402,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, list: &str, word
         assert!(start.elapsed() < PATIENCE, "the fetch() form got no answer");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(browser.text("#js-result").await, r#"202 {"status":"pending"}"#);
+    assert_eq!(browser.text("#js-result").await, "Almost done: please check your inbox.");
     assert_eq!(browser.url().await, signup_page, "the fetch() form stays on the site");
 
     // 3. The link from the mail the SMTP server received; the button confirms.
@@ -407,7 +415,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, list: &str, word
     assert_eq!(browser.referrer().await, "", "no referrer leaves the page whose URL holds the token");
     browser.check_page("confirmed", language).await;
     assert_eq!(status_of(app, &person).unwrap(), ("confirmed".into(), Some("127.0.0.1".into()), None));
-    let call = site.wait_for_call("confirmed", &person).await;
+    let call = receiver.wait_for_call("confirmed", &person).await;
     assert_eq!((call["list"].as_str(), call["name"].as_str()), (Some(list), Some("Erika Mustermann")));
 
     // The fetch() signup's owner never asked: "I did not sign up" erases it.
@@ -436,7 +444,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, list: &str, word
     browser.check_page("unsubscribed", language).await;
     let (status, _, method) = status_of(app, &person).unwrap();
     assert_eq!((status.as_str(), method.as_deref()), ("unsubscribed", Some("page")));
-    assert_eq!(site.wait_for_call("unsubscribed", &person).await["method"], "page");
+    assert_eq!(receiver.wait_for_call("unsubscribed", &person).await["method"], "page");
 
     // listgate's own form page, and its answer to input the form refuses.
     browser.goto(&app.url(&format!("/form?list={list}"))).await;
@@ -451,6 +459,8 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, list: &str, word
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english_and_german() {
     let (listener, origin) = Site::bind().await;
+    let receiver = WebhookReceiver::start();
+    let hook = receiver.url.as_str();
     let app = spawn_app_with("ok", |c| {
         c.lists = vec![
             list(
@@ -459,6 +469,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
                 Language::En,
                 "Yes, send me the newsletter. I can unsubscribe at any time.",
                 &origin,
+                hook,
             ),
             list(
                 "rundbrief",
@@ -466,8 +477,9 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
                 Language::De,
                 "Ja, schicken Sie mir den Rundbrief. Ich kann mich jederzeit abmelden.",
                 &origin,
+                hook,
             ),
-            list("events", "Events", Language::En, "Yes, tell me about events.", &origin),
+            list("events", "Events", Language::En, "Yes, tell me about events.", &origin, hook),
         ];
         c.lists[2].thanks_url = Some(format!("{origin}/thanks.html").parse().unwrap());
     })
@@ -490,7 +502,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         unsubscribe: "Unsubscribe from \"Newsletter\"?".into(),
         unsubscribed: "You are unsubscribed",
     };
-    journey(&browser, &app, &site, "newsletter", &english).await;
+    journey(&browser, &app, &site, &receiver, "newsletter", &english).await;
     let german = Words {
         language: "de",
         pending: "Fast geschafft: bitte sehen Sie in Ihr Postfach",
@@ -500,7 +512,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         unsubscribe: "Von „Rundbrief“ abmelden?".into(),
         unsubscribed: "Sie sind abgemeldet",
     };
-    journey(&browser, &app, &site, "rundbrief", &german).await;
+    journey(&browser, &app, &site, &receiver, "rundbrief", &german).await;
 
     // A list with a thanks_url sends the browser back to the site.
     browser.goto(&format!("{}/signup/events", site.origin)).await;
@@ -519,8 +531,22 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         assert!(start.elapsed() < PATIENCE, "the fetch() form got no answer");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(browser.text("#js-result").await, "failed: TypeError");
+    assert_eq!(browser.text("#js-result").await, "The signup did not reach the list server (TypeError).");
     assert_eq!(status_of(&app, "elsewhere@example.org"), None);
+
+    // The receiver refuses a call that is not signed with the list's secret.
+    let forged = app
+        .client
+        .post(&receiver.url)
+        .header(
+            "X-Listgate-Signature",
+            format!("t={},v1={}", std::time::UNIX_EPOCH.elapsed().unwrap().as_secs(), "0".repeat(64)),
+        )
+        .body(r#"{"event":"unsubscribed","email":"erika.newsletter@example.org"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
 
     // A tampered link gets a clear page too.
     browser.goto(&app.url("/confirm?token=AAAA.BBBB")).await;
