@@ -252,6 +252,9 @@ pub enum DeclineOutcome {
     Erased,
     /// Already confirmed: declining does not unsubscribe; the page says how.
     AlreadyConfirmed,
+    /// Already unsubscribed: its record stays as proof, nothing is erased,
+    /// and the page says the subscription has ended.
+    AlreadyUnsubscribed,
 }
 
 /// "I did not sign up": erase the pending signup at once and block further
@@ -260,15 +263,17 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(DeclineOutcome::Erased);
     };
-    if sub.status == "confirmed" {
-        return Ok(DeclineOutcome::AlreadyConfirmed);
+    match sub.status.as_str() {
+        "confirmed" => Ok(DeclineOutcome::AlreadyConfirmed),
+        "unsubscribed" => Ok(DeclineOutcome::AlreadyUnsubscribed),
+        _ => {
+            let until = clock::format(ctx.config.limits.decline_block.after(now));
+            let hash = address_hash(&ctx.keys.current().address, &sub.email.to_lowercase());
+            queries::upsert_declined(conn, &hash, &until)?;
+            erase_subscription(conn, sub.id)?;
+            Ok(DeclineOutcome::Erased)
+        }
     }
-    if sub.status == "pending" {
-        let until = clock::format(ctx.config.limits.decline_block.after(now));
-        queries::upsert_declined(conn, &address_hash(&ctx.keys.current().address, &sub.email.to_lowercase()), &until)?;
-        erase_subscription(conn, sub.id)?;
-    }
-    Ok(DeclineOutcome::Erased)
 }
 
 /// Deletes a subscription's personal data everywhere, keeping only the

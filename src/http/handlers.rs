@@ -244,11 +244,13 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
         return match result {
             Ok(outcome) => {
                 tracing::info!(list = %list.config.id, ?outcome, "signup declined");
-                let already_confirmed = outcome == DeclineOutcome::AlreadyConfirmed;
-                pages::html(
-                    StatusCode::OK,
-                    &pages::DeclinedPage { de, list_name: &list.config.name, already_confirmed },
-                )
+                let page = pages::DeclinedPage {
+                    de,
+                    list_name: &list.config.name,
+                    already_confirmed: outcome == DeclineOutcome::AlreadyConfirmed,
+                    already_unsubscribed: outcome == DeclineOutcome::AlreadyUnsubscribed,
+                };
+                pages::html(StatusCode::OK, &page)
             }
             Err(e) => AppError::from(e).respond(list.config.language, false),
         };

@@ -49,6 +49,7 @@ pub struct DeclinedPage<'a> {
     pub de: bool,
     pub list_name: &'a str,
     pub already_confirmed: bool,
+    pub already_unsubscribed: bool,
 }
 
 #[derive(Template)]

@@ -11,7 +11,7 @@
 //!
 //! Every listgate page the browser shows is checked in it: axe-core (from npm,
 //! `tests/browser`) finds no serious or critical accessibility problem at
-//! phone and desktop width, nothing scrolls sideways on a phone, the
+//! phone and desktop width (and, for three pages, in dark mode), nothing scrolls sideways on a phone, the
 //! stylesheet loads under the page's Content-Security-Policy, and pages
 //! reached by a button carry no referrer (tokens are in URLs). Screenshots of
 //! each page at both widths go to `artifacts/screenshots/` (or
@@ -45,7 +45,8 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    /// Starts Chromium; `dark` makes pages see `prefers-color-scheme: dark`.
+    async fn start(dark: bool) -> Browser {
         let axe_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/axe-core/axe.min.js");
         let axe = std::fs::read_to_string(&axe_path).unwrap_or_else(|e| {
             panic!("{}: {e}; install axe-core with `npm ci --prefix tests/browser` (.ci/run does)", axe_path.display())
@@ -62,7 +63,7 @@ impl Browser {
                 .expect("chromedriver must be installed (apt-get install chromium chromium-driver; .ci/run does)")
         };
         let profile = tempfile::tempdir().unwrap();
-        let options = json!({
+        let mut options = json!({
             "binary": "/usr/bin/chromium",
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -71,6 +72,9 @@ impl Browser {
                 "--window-size=1280,800", "--lang=en",
             ],
         });
+        if dark {
+            options["args"].as_array_mut().unwrap().push(json!("--force-dark-mode"));
+        }
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".into(), json!("chrome"));
         capabilities.insert("goog:chromeOptions".into(), options);
@@ -342,6 +346,9 @@ struct Words {
     confirm: &'static str,
     confirmed: &'static str,
     declined: &'static str,
+    already_subscribed: &'static str,
+    no_longer_subscribed: &'static str,
+    expired: &'static str,
     unsubscribe: String,
     unsubscribed: &'static str,
 }
@@ -418,6 +425,13 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
     let call = receiver.wait_for_call("confirmed", &person).await;
     assert_eq!((call["list"].as_str(), call["name"].as_str()), (Some(list), Some("Erika Mustermann")));
 
+    // "I did not sign up" on a confirmed address changes nothing and says so.
+    browser.goto(&confirmation_link(app, &person).await).await;
+    browser.click("button[value=decline]").await;
+    browser.wait_for_heading(words.already_subscribed).await;
+    browser.check_page("already-subscribed", language).await;
+    assert_eq!(status_of(app, &person).unwrap().0, "confirmed");
+
     // The fetch() signup's owner never asked: "I did not sign up" erases it.
     browser.goto(&confirmation_link(app, &stranger).await).await;
     browser.wait_for_heading(words.confirm).await;
@@ -446,8 +460,22 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
     assert_eq!((status.as_str(), method.as_deref()), ("unsubscribed", Some("page")));
     assert_eq!(receiver.wait_for_call("unsubscribed", &person).await["method"], "page");
 
-    // listgate's own form page, and its answer to input the form refuses.
-    browser.goto(&app.url(&format!("/form?list={list}"))).await;
+    // "I did not sign up" after the unsubscribe erases nothing and says so.
+    browser.goto(&confirmation_link(app, &person).await).await;
+    browser.click("button[value=decline]").await;
+    browser.wait_for_heading(words.no_longer_subscribed).await;
+    browser.check_page("no-longer-subscribed", language).await;
+    assert_eq!(status_of(app, &person).unwrap().0, "unsubscribed", "the proof stays");
+
+    // An expired confirmation link offers to sign up again, on listgate's own form page.
+    let id: i64 = app.db().query_row("SELECT id FROM subscriptions WHERE email = ?1", [&person], |r| r.get(0)).unwrap();
+    let expiry = Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1));
+    let expired = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, id, list, expiry);
+    browser.goto(&app.url(&format!("/confirm?token={expired}"))).await;
+    browser.wait_for_heading(words.expired).await;
+    browser.check_page("expired-link", language).await;
+    browser.click("main a").await;
+    browser.wait_for_url(&app.url(&format!("/form?list={list}"))).await;
     browser.check_page("form", language).await;
     browser.js("document.querySelector('main form').noValidate = true;").await;
     browser.fill("#email", "not an address").await;
@@ -485,7 +513,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
     })
     .await;
     let site = Site::serve(listener, origin, &app);
-    let browser = Browser::start().await;
+    let browser = Browser::start(false).await;
 
     // The accessibility check can fail.
     browser.goto(&format!("{}/inaccessible.html", site.origin)).await;
@@ -499,6 +527,9 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         confirm: "Confirm subscription",
         confirmed: "Thank you, you are subscribed",
         declined: "Thank you, the signup is deleted",
+        already_subscribed: "This address is already subscribed",
+        no_longer_subscribed: "This address is no longer subscribed",
+        expired: "Link expired",
         unsubscribe: "Unsubscribe from \"Newsletter\"?".into(),
         unsubscribed: "You are unsubscribed",
     };
@@ -509,6 +540,9 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         confirm: "Anmeldung bestätigen",
         confirmed: "Danke, Sie sind angemeldet",
         declined: "Danke, die Anmeldung ist gelöscht",
+        already_subscribed: "Diese Adresse ist bereits angemeldet",
+        no_longer_subscribed: "Diese Adresse ist nicht mehr angemeldet",
+        expired: "Link abgelaufen",
         unsubscribe: "Von „Rundbrief“ abmelden?".into(),
         unsubscribed: "Sie sind abgemeldet",
     };
@@ -548,9 +582,27 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         .unwrap();
     assert_eq!(forged.status(), 401);
 
-    // A tampered link gets a clear page too.
+    // A tampered link and an unknown address get a clear page too.
     browser.goto(&app.url("/confirm?token=AAAA.BBBB")).await;
     browser.check_page("tampered-link", "en").await;
+    browser.goto(&app.url("/no-such-page")).await;
+    browser.check_page("not-found", "en").await;
+
+    // The pages' dark colours pass axe-core's contrast check too.
+    browser.client.clone().close().await.expect("Chromium quits");
+    drop(browser);
+    let dark = Browser::start(true).await;
+    dark.goto(&app.url("/form?list=newsletter")).await;
+    assert_eq!(dark.js("return matchMedia('(prefers-color-scheme: dark)').matches;").await, true);
+    dark.check_page("form-dark", "en").await;
+    let id: i64 = app.db().query_row("SELECT max(id) FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, id, "events", None);
+    dark.goto(&app.url(&format!("/confirm?token={token}"))).await;
+    dark.wait_for_heading("Confirm subscription").await;
+    dark.check_page("confirm-dark", "en").await;
+    dark.goto(&app.url("/confirm?token=AAAA.BBBB")).await;
+    dark.check_page("tampered-link-dark", "en").await;
+    dark.client.clone().close().await.expect("Chromium quits");
 
     // Prometheus sees what happened.
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -559,5 +611,4 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
     {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
-    browser.client.clone().close().await.expect("Chromium quits");
 }

@@ -123,6 +123,23 @@ async fn declining_a_confirmed_subscription_does_not_unsubscribe_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_after_an_unsubscribe_keeps_the_proof_and_says_the_subscription_ended() {
+    let app = spawn_app().await;
+    let (id, token) = app.signup_and_get_token("left@example.org").await;
+    assert_eq!(app.post_form("/confirm", &[("token", &token)]).await.status(), 200);
+    assert_eq!(app.one_click(id).await.status(), 200);
+    let before = app.row_counts();
+    let response = app.post_form("/confirm", &[("token", &token), ("action", "decline")]).await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("This address is no longer subscribed"), "{page}");
+    assert!(!page.contains("deleted"), "nothing was deleted: {page}");
+    assert_eq!(app.row_counts(), before, "the unsubscribed record stays as proof, and no address is blocked");
+    let status: String = app.db().query_row("SELECT status FROM subscriptions", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "unsubscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_url_gets_a_303_after_confirming() {
     let app =
         spawn_app_with("ok", |c| c.lists[0].confirmed_url = Some("https://www.example.org/welcome".parse().unwrap()))
