@@ -1,21 +1,22 @@
 //! The subscriber's journey in a real browser: Debian's Chromium, headless,
 //! driven over WebDriver (chromedriver) by fantoccini.
 //!
-//! A small site on a second loopback origin serves `docs/examples/signup.html`:
-//! the README's HTML form and its `fetch()` variant, word for word. The browser signs up through
-//! both, lands on the pending page (or the list's `thanks_url`), reads nothing
-//! but what the real SMTP server received, opens the confirmation link,
-//! presses the button, then leaves through the unsubscribe link of an export
-//! row. The site's webhook receiver hears of both, and `/metrics` counts them.
-//! All of it in English and in German.
+//! A small site on a second loopback origin serves `docs/examples/signup.html`,
+//! which carries the README's HTML form and its `fetch()` variant word for
+//! word. The browser signs up through both, lands on the pending page (or the
+//! list's `thanks_url`), reads nothing but what the real SMTP server
+//! received, opens the confirmation link, presses the button, then leaves
+//! through the unsubscribe link of an export row. The example webhook
+//! receiver, `docs/examples/webhook-receiver.py`, hears of both, and
+//! `/metrics` counts them. All of it in English and in German.
 //!
-//! Every listgate page the browser shows is checked in it: axe-core (from npm,
-//! `tests/browser`) finds no serious or critical accessibility problem at
-//! phone and desktop width (and, for three pages, in dark mode), nothing scrolls sideways on a phone, the
-//! stylesheet loads under the page's Content-Security-Policy, and pages
-//! reached by a button carry no referrer (tokens are in URLs). Screenshots of
-//! each page at both widths go to `artifacts/screenshots/` (or
-//! `$LISTGATE_SCREENSHOTS`).
+//! Every listgate page the browser shows is checked in it: axe-core (from
+//! npm, `tests/browser`) finds no serious or critical accessibility problem
+//! at phone and desktop width (and, for three pages, in dark mode), nothing
+//! scrolls sideways on a phone, the stylesheet loads under the page's
+//! Content-Security-Policy, and pages reached by a button carry no referrer
+//! (tokens are in URLs). Screenshots of each page at both widths go to
+//! `artifacts/screenshots/` (or `$LISTGATE_SCREENSHOTS`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,11 +28,11 @@ use listgate::config::{Language, ListConfig};
 use serde_json::{Value, json};
 use warp::{Filter, Reply as _};
 
-use crate::helpers::{PATIENCE, TestApp, decode_qp, header, spawn_app_with};
+use crate::helpers::{PATIENCE, TestApp, confirm_token, decode_qp, header, spawn_app_with};
 
 const WEBHOOK_SECRET: &str = "the site's webhook secret";
 
-/// Screen sizes the pages are checked and photographed at (CSS pixels).
+/// Window sizes the pages are checked and photographed at (CSS pixels).
 const WIDTHS: [(&str, u32, u32); 2] = [("phone", 390, 844), ("desktop", 1280, 800)];
 
 /// Chromium under chromedriver, in its own process group so that nothing
@@ -224,19 +225,11 @@ impl Drop for Browser {
     }
 }
 
-/// The other website: a page per list with the README's form snippet and its
-/// `fetch()` variant, and a thanks page.
+/// The other website: `/signup/LIST`, the example signup page pointed at a
+/// list, a thanks page, and a page that fails axe-core.
 struct Site {
     origin: String,
     port: u16,
-}
-
-/// The example receiver from the docs, `docs/examples/webhook-receiver.py`:
-/// it prints each call whose signature verifies, and refuses others.
-struct WebhookReceiver {
-    url: String,
-    child: Child,
-    calls: Arc<Mutex<Vec<Value>>>,
 }
 
 /// The first code block in `language` of the README's "The HTML form" section.
@@ -301,6 +294,14 @@ impl Site {
         tokio::spawn(warp::serve(signup.or(thanks).or(inaccessible)).incoming(listener).run());
         Site { origin, port }
     }
+}
+
+/// The example receiver from the docs, `docs/examples/webhook-receiver.py`:
+/// it prints each call whose signature verifies, and refuses others.
+struct WebhookReceiver {
+    url: String,
+    child: Child,
+    calls: Arc<Mutex<Vec<Value>>>,
 }
 
 impl WebhookReceiver {
@@ -369,7 +370,7 @@ struct Words {
     already_subscribed: &'static str,
     no_longer_subscribed: &'static str,
     expired: &'static str,
-    unsubscribe: String,
+    unsubscribe: &'static str,
     unsubscribed: &'static str,
 }
 
@@ -379,14 +380,9 @@ async fn confirmation_link(app: &TestApp, email: &str) -> String {
     loop {
         let mail = app.smtp.messages().into_iter().find(|m| header(m, "To").is_some_and(|to| to.contains(email)));
         if let Some(mail) = mail {
-            let text = decode_qp(&mail);
-            let prefix = format!("{}/confirm?token=", app.base);
-            let at = text.find(&prefix).expect("the mail has the confirmation link");
-            let token: String = text[at + prefix.len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                .collect();
-            return format!("{prefix}{token}");
+            let link = format!("{}/confirm?token={}", app.base, confirm_token(&mail));
+            assert!(decode_qp(&mail).contains(&link), "the mail links to the public base URL");
+            return link;
         }
         assert!(start.elapsed() < PATIENCE, "no confirmation mail to {email}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -420,8 +416,8 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
     browser.wait_for_heading(words.pending).await;
     browser.check_page("pending", language).await;
 
-    // 2. The fetch() form: the site reads listgate's JSON answer (CORS).
-    // Errors reach the site's script as well (CORS on every answer), in the list's language.
+    // 2. The fetch() form: the site reads listgate's JSON answer (CORS), errors
+    // included, in the list's language.
     browser.goto(&signup_page).await;
     assert_eq!(browser.submit_fetch_form("not an address").await, words.invalid_email);
     assert_eq!(browser.submit_fetch_form(&stranger).await, "Almost done: please check your inbox.");
@@ -465,7 +461,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
         .find(|r: &Value| r["email"] == person.as_str())
         .expect("the subscriber is exported");
     browser.goto(row["unsubscribe_url"].as_str().unwrap()).await;
-    browser.wait_for_heading(&words.unsubscribe).await;
+    browser.wait_for_heading(words.unsubscribe).await;
     browser.check_page("unsubscribe", language).await;
     browser.click("main form button").await;
     browser.wait_for_heading(words.unsubscribed).await;
@@ -546,7 +542,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         already_subscribed: "This address is already subscribed",
         no_longer_subscribed: "This address is no longer subscribed",
         expired: "Link expired",
-        unsubscribe: "Unsubscribe from \"Newsletter\"?".into(),
+        unsubscribe: "Unsubscribe from \"Newsletter\"?",
         unsubscribed: "You are unsubscribed",
     };
     journey(&browser, &app, &site, &receiver, "newsletter", &english).await;
@@ -560,7 +556,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         already_subscribed: "Diese Adresse ist bereits angemeldet",
         no_longer_subscribed: "Diese Adresse ist nicht mehr angemeldet",
         expired: "Link abgelaufen",
-        unsubscribe: "Von „Rundbrief“ abmelden?".into(),
+        unsubscribe: "Von „Rundbrief“ abmelden?",
         unsubscribed: "Sie sind abgemeldet",
     };
     journey(&browser, &app, &site, &receiver, "rundbrief", &german).await;
