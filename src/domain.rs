@@ -148,6 +148,24 @@ pub fn mask_address(address: &str) -> String {
     }
 }
 
+/// `text` with every occurrence of `address` (in any ASCII case) masked:
+/// mail servers often quote the recipient in their replies, and those replies
+/// go into log lines.
+pub fn mask_address_in(text: &str, address: &str) -> String {
+    if address.is_empty() {
+        return text.to_string();
+    }
+    let (haystack, needle) = (text.to_ascii_lowercase(), address.to_ascii_lowercase());
+    let (mut out, mut from) = (String::with_capacity(text.len()), 0);
+    while let Some(at) = haystack[from..].find(&needle) {
+        out.push_str(&text[from..from + at]);
+        out.push_str(&mask_address(&text[from + at..from + at + needle.len()]));
+        from += at + needle.len();
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.original)
@@ -186,6 +204,18 @@ impl Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_recipient_is_masked_in_any_case_and_everything_else_is_kept() {
+        let reply = "550 5.1.1 <Anna@Example.org>: Recipient address rejected; anna@example.org unknown";
+        assert_eq!(
+            mask_address_in(reply, "anna@example.org"),
+            "550 5.1.1 <A***@Example.org>: Recipient address rejected; a***@example.org unknown"
+        );
+        assert_eq!(mask_address_in("250 2.0.0 Ok: queued as 4Xy", "anna@example.org"), "250 2.0.0 Ok: queued as 4Xy");
+        assert_eq!(mask_address_in("ä anna@example.org ü", "anna@example.org"), "ä a***@example.org ü");
+        assert_eq!(mask_address_in("text", ""), "text");
+    }
 
     #[test]
     fn addresses_are_trimmed_checked_and_folded_for_comparison() {

@@ -9,7 +9,7 @@ temporary name and a rename so a reader never sees half a file.
 --mode ok                accept every message (250)
 --mode tempfail:N[:CODE] answer the first N DATA commands with CODE (default
                          451; 421 also closes the connection), then accept
---mode reject            answer every DATA command with 550
+--mode reject            answer every DATA command with 550, quoting the recipient
 --mode hold:SECONDS      store each message, then wait before answering 250
                          (a client killed meanwhile never hears the answer)
 --port PORT              listen on PORT instead of a free one
@@ -40,7 +40,8 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         self.data_commands += 1
         if self.mode == "reject":
-            return "550 5.7.1 Rejected by the test server"
+            # As Postfix does, the reply quotes the recipient.
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % envelope.rcpt_tos[0]
         if self.mode.startswith("tempfail:"):
             parts = self.mode.split(":")
             code = parts[2] if len(parts) > 2 else "451"

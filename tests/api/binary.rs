@@ -283,3 +283,38 @@ fn version_prints_the_package_version() {
     assert!(output.status.success());
     assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("listgate {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_server_reply_that_quotes_the_recipient_is_logged_masked_and_stored_exactly() {
+    let smtp = crate::helpers::SmtpServer::start("reject");
+    let dir = tempfile::tempdir().unwrap();
+    let email = "Quoted.Recipient@example.org";
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
+        .env("LISTGATE_MAIL__URL", smtp.url())
+        .env("LISTGATE_LOG", "info")
+        .env_remove("LISTGATE_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let serving = wait_for_line(&mut lines, "listgate is serving", &mut seen);
+    let addr = field(&serving, "address").to_string();
+    let response =
+        reqwest::Client::new().post(format!("http://{addr}/subscribe")).form(&[("email", email)]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let failed = wait_for_line(&mut lines, "mail delivery failed permanently", &mut seen);
+    unsafe_kill_term(child.id());
+    assert!(child.wait().unwrap().success());
+
+    assert!(failed.contains("<Q***@example.org>: Recipient address rejected"), "{failed}");
+    let log = seen.join("\n").to_ascii_lowercase();
+    assert!(!log.contains(&email.to_ascii_lowercase()), "the full address in the log: {log}");
+    // The proof keeps the server's reply as it was.
+    let db = listgate::store::open_connection(&dir.path().join("listgate.db")).unwrap();
+    let stored: String = db.query_row("SELECT last_error FROM outbox", [], |r| r.get(0)).unwrap();
+    assert!(stored.contains(&format!("<{email}>: Recipient address rejected")), "{stored}");
+}
