@@ -591,7 +591,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
         .unwrap();
     assert_eq!(forged.status(), 401);
 
-    // A tampered link and an unknown address get a clear page too.
+    // A tampered link and an unknown path get a clear page too.
     browser.goto(&app.url("/confirm?token=AAAA.BBBB")).await;
     browser.check_page("tampered-link", "en").await;
     browser.goto(&app.url("/no-such-page")).await;
