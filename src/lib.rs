@@ -42,5 +42,6 @@ pub mod store;
 pub mod subscriptions;
 pub mod token;
 pub mod webhooks;
+pub mod worker;
 
 pub use app::Application;

@@ -35,6 +35,7 @@ use crate::mail::outbox::RetryPolicy;
 use crate::store::queries::{self, WebhookCall};
 use crate::store::{Store, StoreError};
 use crate::token::{self, Purpose};
+use crate::worker;
 
 /// Calls claimed (and made concurrently) per round.
 const BATCH: i64 = 16;
@@ -82,38 +83,7 @@ impl Webhooks {
 
     /// Makes due calls until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            match self.call_due().await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(e) => tracing::error!(error = %e, "webhooks: cannot claim calls"),
-            }
-            let wait = self.time_to_next_due().await;
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    /// Claims and makes one batch of due calls; returns how many.
-    pub async fn call_due(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
-        let calls =
-            self.store.write(move |c| queries::claim_due_webhook_calls(c, &now_text, &lease_text, BATCH)).await?;
-        let count = calls.len();
-        futures_util::future::join_all(calls.into_iter().map(|call| self.call(call))).await;
-        Ok(count)
-    }
-
-    async fn time_to_next_due(&self) -> Duration {
-        let due = self.store.read(queries::next_due_webhook_call).await.ok().flatten();
-        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
+        worker::run_batches(self.as_ref(), &mut shutdown).await;
     }
 
     async fn call(&self, call: WebhookCall) {
@@ -228,6 +198,30 @@ impl Webhooks {
             // The lease runs out and the call is made again: nothing is lost.
             tracing::error!(error = %e, "webhooks: cannot record an outcome");
         }
+    }
+}
+
+impl worker::BatchWorker for Webhooks {
+    const NAME: &'static str = "webhooks";
+
+    fn wake(&self) -> &Notify {
+        &self.wake
+    }
+
+    /// Claims and makes one batch of due calls; returns how many.
+    async fn run_batch(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
+        let calls =
+            self.store.write(move |c| queries::claim_due_webhook_calls(c, &now_text, &lease_text, BATCH)).await?;
+        let count = calls.len();
+        futures_util::future::join_all(calls.into_iter().map(|call| self.call(call))).await;
+        Ok(count)
+    }
+
+    async fn next_wait(&self) -> Duration {
+        let due = self.store.read(queries::next_due_webhook_call).await.ok().flatten();
+        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
     }
 }
 

@@ -28,6 +28,7 @@ use crate::metrics::{MailOutcome, Metrics};
 use crate::proof::{self, EventKind};
 use crate::store::queries::{self, OutboxRow, RenderingRow};
 use crate::store::{Store, StoreError};
+use crate::worker;
 
 /// Mails claimed (and delivered concurrently) per round.
 const BATCH: i64 = 16;
@@ -153,42 +154,7 @@ impl Outbox {
         if let Err(e) = self.resume().await {
             tracing::error!(error = %e, "outbox: cannot release old leases; they expire by themselves");
         }
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let delivered = match self.deliver_due().await {
-                Ok(count) => count,
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox: cannot claim mails");
-                    0
-                }
-            };
-            if delivered > 0 {
-                continue;
-            }
-            let wait = self.time_to_next_due().await;
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    /// Claims and delivers one batch; returns how many were claimed.
-    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
-        let rows = self.store.write(move |c| queries::claim_due_mails(c, &now_text, &lease_text, BATCH)).await?;
-        let count = rows.len();
-        futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
-        Ok(count)
-    }
-
-    async fn time_to_next_due(&self) -> Duration {
-        let due = self.store.read(queries::next_due_mail).await.ok().flatten();
-        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
+        worker::run_batches(self.as_ref(), &mut shutdown).await;
     }
 
     async fn rendering(&self, sha256: &str) -> Result<Arc<RenderingRow>, String> {
@@ -297,6 +263,29 @@ impl Outbox {
             // The lease runs out and the mail is tried again: nothing is lost.
             Err(e) => tracing::error!(error = %e, "outbox: cannot record a delivery outcome"),
         }
+    }
+}
+
+impl worker::BatchWorker for Outbox {
+    const NAME: &'static str = "outbox";
+
+    fn wake(&self) -> &Notify {
+        &self.wake
+    }
+
+    /// Claims and delivers one batch; returns how many were claimed.
+    async fn run_batch(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
+        let rows = self.store.write(move |c| queries::claim_due_mails(c, &now_text, &lease_text, BATCH)).await?;
+        let count = rows.len();
+        futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
+        Ok(count)
+    }
+
+    async fn next_wait(&self) -> Duration {
+        let due = self.store.read(queries::next_due_mail).await.ok().flatten();
+        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The real `listgate` binary as a new user runs it: no config file, defaults.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_listgate");
@@ -30,19 +31,27 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
     line[start..].split_whitespace().next().expect("value")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_run_without_config_uses_the_defaults_and_the_file_transport() {
-    let dir = tempfile::tempdir().unwrap();
-    // The default bind is 127.0.0.1:8080; tests must not collide, so only the port changes.
+/// `listgate serve` in `dir` with no config file, on a free loopback port,
+/// with `env` set; returns the process and its stderr lines.
+fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (Child, Lines<BufReader<ChildStderr>>) {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .env_remove("LISTGATE_CONFIG")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_without_config_uses_the_defaults_and_the_file_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default bind is 127.0.0.1:8080; tests must not collide, so only the port changes.
+    let (mut child, mut lines) = spawn_serve(dir.path(), &[]);
     let mut seen = Vec::new();
     wait_for_line(&mut lines, "generated a new one (mode 0600)", &mut seen);
     let serving = wait_for_line(&mut lines, "listgate is serving", &mut seen);
@@ -150,17 +159,9 @@ fn a_world_readable_key_file_gets_a_warning_and_no_secret_is_ever_logged() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
-        .env("LISTGATE_LOG", "trace")
-        .env_remove("LISTGATE_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, lines) = spawn_serve(dir.path(), &[("LISTGATE_LOG", "trace")]);
     let mut seen = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+    for line in lines {
         let line = line.unwrap();
         let done = line.contains("listgate is serving");
         seen.push(line);
@@ -200,20 +201,16 @@ fn wait_for_json(
 async fn json_logs_are_one_object_per_line_and_mask_the_address_and_the_ip() {
     let dir = tempfile::tempdir().unwrap();
     let (email, client_ip) = ("json.logger@example.org", "203.0.113.77");
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("LISTGATE_LOG_FORMAT", "json")
-        .env("LISTGATE_LOG", "info")
-        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
-        // The test client is a trusted proxy, so the signup's IP is the forwarded one:
-        // an address that appears nowhere else in the log (unlike 127.0.0.1, the bind address).
-        .env("LISTGATE_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")
-        .env_remove("LISTGATE_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The test client is a trusted proxy, so the signup's IP is the forwarded one:
+    // an address that appears nowhere else in the log (unlike 127.0.0.1, the bind address).
+    let (mut child, mut lines) = spawn_serve(
+        dir.path(),
+        &[
+            ("LISTGATE_LOG_FORMAT", "json"),
+            ("LISTGATE_LOG", "info"),
+            ("LISTGATE_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+        ],
+    );
     let mut seen = Vec::new();
     let serving = wait_for_json(&mut lines, "listgate is serving", &mut seen);
     let addr = serving["address"].as_str().expect("address field").to_string();
@@ -289,17 +286,8 @@ async fn a_mail_server_reply_that_quotes_the_recipient_is_logged_masked_and_stor
     let smtp = crate::helpers::SmtpServer::start("reject");
     let dir = tempfile::tempdir().unwrap();
     let email = "Quoted.Recipient@example.org";
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
-        .env("LISTGATE_MAIL__URL", smtp.url())
-        .env("LISTGATE_LOG", "info")
-        .env_remove("LISTGATE_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines) =
+        spawn_serve(dir.path(), &[("LISTGATE_MAIL__URL", &smtp.url()), ("LISTGATE_LOG", "info")]);
     let mut seen = Vec::new();
     let serving = wait_for_line(&mut lines, "listgate is serving", &mut seen);
     let addr = field(&serving, "address").to_string();
