@@ -148,21 +148,27 @@ pub fn mask_address(address: &str) -> String {
     }
 }
 
-/// `text` with every occurrence of `address` (in any ASCII case) masked:
-/// mail servers often quote the recipient in their replies, and those replies
-/// go into log lines.
-pub fn mask_address_in(text: &str, address: &str) -> String {
-    if address.is_empty() {
-        return text.to_string();
+/// `text` with every address in it masked as `mask_address` does: mail
+/// servers quote recipients (and aliases or forward targets) in their
+/// replies, and those replies go into log lines. An address here is a run of
+/// characters around an `@`, up to whitespace or `<>()[],;:"'`, with
+/// something on both sides.
+pub fn mask_addresses(text: &str) -> String {
+    let is_edge = |c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at].rfind(is_edge).map_or(0, |i| i + rest[i..].chars().next().map_or(1, char::len_utf8));
+        let end = rest[at + 1..].find(is_edge).map_or(rest.len(), |i| at + 1 + i);
+        out.push_str(&rest[..start]);
+        if start < at && at + 1 < end {
+            out.push_str(&mask_address(&rest[start..end]));
+        } else {
+            out.push_str(&rest[start..end]); // a lone `@` is no address
+        }
+        rest = &rest[end..];
     }
-    let (haystack, needle) = (text.to_ascii_lowercase(), address.to_ascii_lowercase());
-    let (mut out, mut from) = (String::with_capacity(text.len()), 0);
-    while let Some(at) = haystack[from..].find(&needle) {
-        out.push_str(&text[from..from + at]);
-        out.push_str(&mask_address(&text[from + at..from + at + needle.len()]));
-        from += at + needle.len();
-    }
-    out.push_str(&text[from..]);
+    out.push_str(rest);
     out
 }
 
@@ -206,15 +212,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_quoted_recipient_is_masked_in_any_case_and_everything_else_is_kept() {
-        let reply = "550 5.1.1 <Anna@Example.org>: Recipient address rejected; anna@example.org unknown";
+    fn every_address_in_a_server_reply_is_masked_and_everything_else_is_kept() {
+        let reply =
+            "550 5.1.1 <Anna@Example.org>: Recipient address rejected; forwarded to bob.b@gmail.com, \"x@y.de\"";
         assert_eq!(
-            mask_address_in(reply, "anna@example.org"),
-            "550 5.1.1 <A***@Example.org>: Recipient address rejected; a***@example.org unknown"
+            mask_addresses(reply),
+            "550 5.1.1 <A***@Example.org>: Recipient address rejected; forwarded to b***@gmail.com, \"x***@y.de\""
         );
-        assert_eq!(mask_address_in("250 2.0.0 Ok: queued as 4Xy", "anna@example.org"), "250 2.0.0 Ok: queued as 4Xy");
-        assert_eq!(mask_address_in("ä anna@example.org ü", "anna@example.org"), "ä a***@example.org ü");
-        assert_eq!(mask_address_in("text", ""), "text");
+        assert_eq!(mask_addresses("250 2.0.0 Ok: queued as 4Xy"), "250 2.0.0 Ok: queued as 4Xy");
+        assert_eq!(mask_addresses("ä anna@example.org ü"), "ä a***@example.org ü");
+        assert_eq!(mask_addresses("a lone @ sign, me@ and @you"), "a lone @ sign, me@ and @you");
+        assert_eq!(mask_addresses(""), "");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::smtp::{SmtpClient, SmtpServer};
 use super::{Recipient, compose, sha256_hex};
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, MailTransport};
-use crate::domain::{mask_address, mask_address_in};
+use crate::domain::{mask_address, mask_addresses};
 use crate::keys::KeyRing;
 use crate::metrics::{MailOutcome, Metrics};
 use crate::proof::{self, EventKind};
@@ -204,21 +204,6 @@ impl Outbox {
     /// Stores the outcome and, for delivered and failed mails, a proof event.
     async fn record(&self, row: OutboxRow, sha256: String, attempt: Attempt) {
         let now = self.clock.now();
-        // The database keeps the server's exact reply as proof; the log gets
-        // it with the recipient masked.
-        let masked = mask_address(&row.to_email);
-        let logged = |text: &str| mask_address_in(text, &row.to_email);
-        match &attempt {
-            Attempt::Delivered { reply } => {
-                tracing::info!(outbox_id = row.id, to = %masked, reply = %logged(reply), "mail delivered")
-            }
-            Attempt::Temporary(e) => {
-                tracing::warn!(outbox_id = row.id, to = %masked, attempt = row.attempts, error = %logged(e), "mail delivery failed, will retry")
-            }
-            Attempt::Permanent(e) => {
-                tracing::error!(outbox_id = row.id, to = %masked, error = %logged(e), "mail delivery failed permanently")
-            }
-        }
         let next = self.retry.next_try(&row.created_at, row.attempts, now);
         let attempt = match attempt {
             Attempt::Temporary(e) if next.is_none() => Attempt::Permanent(format!(
@@ -227,6 +212,20 @@ impl Outbox {
             )),
             other => other,
         };
+        // The database keeps the server's exact reply as proof; the log gets
+        // it with any address in it masked.
+        let masked = mask_address(&row.to_email);
+        match &attempt {
+            Attempt::Delivered { reply } => {
+                tracing::info!(outbox_id = row.id, to = %masked, reply = %mask_addresses(reply), "mail delivered")
+            }
+            Attempt::Temporary(e) => {
+                tracing::warn!(outbox_id = row.id, to = %masked, attempt = row.attempts, error = %mask_addresses(e), "mail delivery failed, will retry")
+            }
+            Attempt::Permanent(e) => {
+                tracing::error!(outbox_id = row.id, to = %masked, error = %mask_addresses(e), "mail delivery failed permanently")
+            }
+        }
         let outcome = match &attempt {
             Attempt::Delivered { .. } => MailOutcome::Sent,
             Attempt::Temporary(_) => MailOutcome::Retried,

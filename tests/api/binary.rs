@@ -306,3 +306,36 @@ async fn a_mail_server_reply_that_quotes_the_recipient_is_logged_masked_and_stor
     let stored: String = db.query_row("SELECT last_error FROM outbox", [], |r| r.get(0)).unwrap();
     assert!(stored.contains(&format!("<{email}>: Recipient address rejected")), "{stored}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_given_up_is_logged_as_failed_not_as_retried() {
+    let smtp = crate::helpers::SmtpServer::start("tempfail:1000");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LISTGATE_MAIL__URL", smtp.url()),
+        ("LISTGATE_MAIL__RETRY_BASE", "1s".into()),
+        ("LISTGATE_MAIL__GIVE_UP_AFTER", "2s".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut child, mut lines) = spawn_serve(dir.path(), &env);
+    let mut seen = Vec::new();
+    let serving = wait_for_line(&mut lines, "listgate is serving", &mut seen);
+    let addr = field(&serving, "address").to_string();
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/subscribe"))
+        .form(&[("email", "late@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let failed = wait_for_line(&mut lines, "mail delivery failed permanently", &mut seen);
+    unsafe_kill_term(child.id());
+    assert!(child.wait().unwrap().success());
+    assert!(failed.contains("gave up after"), "{failed}");
+    let retries = seen.iter().filter(|l| l.contains("will retry")).count();
+    let attempts: i64 = listgate::store::open_connection(&dir.path().join("listgate.db"))
+        .unwrap()
+        .query_row("SELECT attempts FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(retries as i64, attempts - 1, "every attempt but the last is logged as a retry:\n{}", seen.join("\n"));
+}
