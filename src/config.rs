@@ -461,6 +461,11 @@ impl Config {
         self.lists.iter().find(|l| l.id == id)
     }
 
+    /// Whether list `id` names a `webhook_url` to tell of confirmations and unsubscribes.
+    pub fn has_webhook(&self, id: &str) -> bool {
+        self.list(id).is_some_and(|l| l.webhook_url.is_some())
+    }
+
     /// `base_url` without a trailing slash, ready to have a path appended.
     pub fn base(&self) -> &str {
         self.server.base_url.as_str().trim_end_matches('/')

@@ -68,11 +68,6 @@ impl Context {
     pub fn list(&self, id: &str) -> Option<&PreparedList> {
         self.lists.get(id)
     }
-
-    /// Whether the list names a `webhook_url` to tell of confirmations and unsubscribes.
-    pub fn has_webhook(&self, list_id: &str) -> bool {
-        self.list(list_id).is_some_and(|l| l.config.webhook_url.is_some())
-    }
 }
 
 /// A parsed signup.
@@ -207,9 +202,9 @@ fn queue_confirmation(
 }
 
 /// The unsubscribe URL for a subscription: goes into every newsletter.
-pub fn unsubscribe_url(ctx: &Context, subscription_id: i64, list_id: &str) -> String {
-    let token = token::sign(&ctx.keys, Purpose::Unsubscribe, subscription_id, list_id, None);
-    format!("{}/unsubscribe?token={token}", ctx.config.base())
+pub fn unsubscribe_url(config: &Config, keys: &KeyRing, subscription_id: i64, list_id: &str) -> String {
+    let token = token::sign(keys, Purpose::Unsubscribe, subscription_id, list_id, None);
+    format!("{}/unsubscribe?token={token}", config.base())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +232,7 @@ pub fn confirm(
             queries::confirm_subscription(conn, sub.id, &at, &ip)?;
             proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Confirm, Some(&ip), &json!({}))?;
             queries::count_daily(conn, DailyCount::Confirmation, &clock::day(now), &sub.list_id)?;
-            if ctx.has_webhook(&sub.list_id) {
+            if ctx.config.has_webhook(&sub.list_id) {
                 queries::insert_webhook_call(conn, sub.id, "confirmed", &at)?;
             }
             Ok(ConfirmOutcome::Confirmed)
@@ -322,7 +317,7 @@ pub fn unsubscribe(
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     };
-    let webhook = ctx.has_webhook(&sub.list_id);
+    let webhook = ctx.config.has_webhook(&sub.list_id);
     unsubscribe_subscription(conn, &ctx.keys, sub.id, &sub.list_id, ip, method, webhook, now)
 }
 

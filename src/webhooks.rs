@@ -34,7 +34,7 @@ use crate::keys::KeyRing;
 use crate::mail::outbox::RetryPolicy;
 use crate::store::queries::{self, WebhookCall};
 use crate::store::{Store, StoreError};
-use crate::token::{self, Purpose};
+use crate::subscriptions;
 use crate::worker;
 
 /// Calls claimed (and made concurrently) per round.
@@ -55,7 +55,10 @@ pub fn signature(secret: &str, unix_seconds: i64, body: &[u8]) -> String {
 /// How one call ended.
 enum Outcome {
     Answered(u16),
+    /// Worth trying again later.
     Failed(String),
+    /// Never worth trying again: recorded as failed at once.
+    Dropped(String),
 }
 
 /// The worker. `run` loops until shutdown.
@@ -93,15 +96,20 @@ impl Webhooks {
             // Erased meanwhile: the cascade removed the call too, nothing to record.
             Ok(None) => return,
             Err(e) => Outcome::Failed(format!("cannot read the subscription: {e}")),
+            // A confirmation retried after the unsubscribe that followed it
+            // would put the address back on the receiver's list.
+            Ok(Some(s)) if call.event == "confirmed" && s.status != "confirmed" => {
+                Outcome::Dropped("superseded: the subscription is no longer confirmed".into())
+            }
             Ok(Some(s)) => match self.config.list(&s.list_id) {
                 Some(list) => match (&list.webhook_url, &list.webhook_secret) {
                     (Some(url), Some(secret)) => {
                         let body = self.body(&call, &s);
                         self.post(url, secret, &call, body).await
                     }
-                    _ => Outcome::Failed(format!("list {} has no webhook_url any more", s.list_id)),
+                    _ => Outcome::Dropped(format!("list {} has no webhook_url any more", s.list_id)),
                 },
-                None => Outcome::Failed(format!("list {} is no longer configured", s.list_id)),
+                None => Outcome::Dropped(format!("list {} is no longer configured", s.list_id)),
             },
         };
         self.record(call, outcome).await;
@@ -118,8 +126,7 @@ impl Webhooks {
             "at": call.occurred_at,
         });
         if call.event == "confirmed" {
-            let token = token::sign(&self.keys, Purpose::Unsubscribe, s.id, &s.list_id, None);
-            body["unsubscribe_url"] = json!(format!("{}/unsubscribe?token={token}", self.config.base()));
+            body["unsubscribe_url"] = json!(subscriptions::unsubscribe_url(&self.config, &self.keys, s.id, &s.list_id));
         } else {
             body["method"] = json!(s.unsubscribe_method);
         }
@@ -166,16 +173,18 @@ impl Webhooks {
         }
     }
 
-    /// Stores the outcome: 2xx is done; anything else is tried again later,
-    /// until `mail.give_up_after` after the call was queued.
+    /// Stores the outcome: 2xx is done; a dropped call failed for good;
+    /// anything else is tried again later, until `mail.give_up_after` after
+    /// the call was queued.
     async fn record(&self, call: WebhookCall, outcome: Outcome) {
         let now = self.clock.now();
-        let (status, error) = match outcome {
-            Outcome::Answered(status) if (200..300).contains(&status) => (Some(status), None),
-            Outcome::Answered(status) => (Some(status), Some(format!("the receiver answered {status}"))),
-            Outcome::Failed(e) => (None, Some(e)),
+        let (status, error, retry) = match outcome {
+            Outcome::Answered(status) if (200..300).contains(&status) => (Some(status), None, false),
+            Outcome::Answered(status) => (Some(status), Some(format!("the receiver answered {status}")), true),
+            Outcome::Failed(e) => (None, Some(e), true),
+            Outcome::Dropped(e) => (None, Some(e), false),
         };
-        let next = self.retry.next_try(&call.occurred_at, call.attempts, now);
+        let next = self.retry.next_try(&call.occurred_at, call.attempts, now).filter(|_| retry);
         let give_up = next.is_none();
         let retry_at = clock::format(next.unwrap_or(now));
         match &error {

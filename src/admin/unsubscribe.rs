@@ -29,7 +29,7 @@ pub fn unsubscribe(
             if list.is_some_and(|l| l != s.list_id) {
                 continue;
             }
-            let webhook = config.list(&s.list_id).is_some_and(|l| l.webhook_url.is_some());
+            let webhook = config.has_webhook(&s.list_id);
             let outcome = subscriptions::unsubscribe_subscription(
                 c,
                 keys,

@@ -121,6 +121,24 @@ async fn a_failing_receiver_gets_the_same_call_again_until_it_answers_2xx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_still_retrying_after_an_unsubscribe_is_dropped_not_sent_late() {
+    let (url, mut heard) = receiver(1).await;
+    let app = app_with_webhook(&url).await;
+    let id = app.confirmed_subscriber("changed.mind@example.org", None).await;
+    let failed = next_call(&mut heard).await; // answered 500: due again a second later
+    assert_eq!(failed.json["event"], "confirmed");
+    assert_eq!(app.one_click(id).await.status(), 200);
+    assert_eq!(next_call(&mut heard).await.json["event"], "unsubscribed");
+    app.wait_for_value(
+        "SELECT count(*) FROM webhook_calls WHERE event = 'confirmed' AND state = 'failed' AND last_error LIKE 'superseded%'",
+        1,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(heard.try_recv().is_err(), "the stale confirmation never reaches the receiver");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_receiver_loses_nothing_and_an_operator_unsubscribe_is_called_too() {
     // Nothing listens here: connection refused, tried again later.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
