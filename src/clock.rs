@@ -64,7 +64,6 @@ pub fn parse(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
-/// The UTC day of `t`, `YYYY-MM-DD`, as used in `daily_stats`.
 /// How long a worker sleeps before its next due item (`due`, a stored time):
 /// zero when it is due already, at most `cap`, and `cap` when nothing is due.
 pub fn wait_until(due: Option<&str>, now: OffsetDateTime, cap: std::time::Duration) -> std::time::Duration {
@@ -73,6 +72,7 @@ pub fn wait_until(due: Option<&str>, now: OffsetDateTime, cap: std::time::Durati
         .map_or(cap, |wait| wait.min(cap))
 }
 
+/// The UTC day of `t`, `YYYY-MM-DD`, as used in `daily_stats`.
 pub fn day(t: OffsetDateTime) -> String {
     format(t)[..10].to_string()
 }

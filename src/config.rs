@@ -595,11 +595,9 @@ impl fmt::Display for Span {
     /// In the config's own notation, largest whole unit first: `15m`, `14d`,
     /// `4y`. Weeks are left out, so a configured `14d` reads back as `14d`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A span is either whole years or seconds (see `FromStr`), never both.
         if self.years != 0 {
-            write!(f, "{}y", self.years)?;
-            if self.seconds == 0 {
-                return Ok(());
-            }
+            return write!(f, "{}y", self.years);
         }
         let unit = [(86_400, "d"), (3_600, "h"), (60, "m")]
             .into_iter()

@@ -26,7 +26,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The routes requests are counted under: a fixed set, never the raw path.
 /// `Route as usize` indexes [`Route::ALL`] and the per-route stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+enum Route {
     Subscribe,
     Confirm,
     Unsubscribe,
@@ -50,7 +50,7 @@ impl Route {
     ];
 
     /// The route a request path belongs to, matching `http::routes` exactly.
-    pub fn of_path(path: &str) -> Route {
+    fn of_path(path: &str) -> Route {
         match path {
             "/subscribe" => Route::Subscribe,
             "/confirm" => Route::Confirm,
