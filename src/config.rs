@@ -304,13 +304,14 @@ fn problem(key: impl fmt::Display, what: impl fmt::Display) -> ConfigError {
     ConfigError(format!("{key}: {what}"))
 }
 
-/// Where a delivery goes, decided once from `mail.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a delivery goes, decided from `mail.url`.
+#[derive(Debug)]
 pub enum MailTransport {
     /// Write each message as an `.eml` file into this folder.
     File(PathBuf),
-    /// An `smtp://` or `smtps://` URL in lettre's `from_url` forms.
-    Smtp(String),
+    /// An `smtp://` or `smtps://` URL in lettre's `from_url` forms, parsed
+    /// (with `mail.ca_file` read).
+    Smtp(crate::mail::smtp::SmtpServer),
 }
 
 impl Config {
@@ -449,9 +450,9 @@ impl Config {
             return Ok(MailTransport::File(PathBuf::from(dir)));
         }
         if url.starts_with("smtp://") || url.starts_with("smtps://") {
-            crate::mail::smtp::SmtpServer::from_url(url, self.mail.ca_file.as_deref())
-                .map_err(|e| problem("mail.url", one_line(&e)))?;
-            return Ok(MailTransport::Smtp(url.to_string()));
+            return crate::mail::smtp::SmtpServer::from_url(url, self.mail.ca_file.as_deref())
+                .map(MailTransport::Smtp)
+                .map_err(|e| problem("mail.url", one_line(&e)));
         }
         Err(problem("mail.url", "must start with file://, smtp:// or smtps://"))
     }
@@ -496,11 +497,16 @@ fn one_line(text: &str) -> String {
 /// Applies `LISTGATE_SECTION__KEY=value` over the file's table. Values are
 /// read as TOML when they parse (numbers, booleans, arrays) and as strings
 /// otherwise, so `LISTGATE_MAIL__URL=smtp://…` needs no quotes.
+/// The `(section, key)` an environment variable `LISTGATE_SECTION__KEY`
+/// sets, lowercased; `None` for any other variable.
+pub fn env_setting(name: &str) -> Option<(String, String)> {
+    let (section, key) = name.strip_prefix("LISTGATE_")?.split_once("__")?;
+    Some((section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     for (name, raw) in env {
-        let Some(rest) = name.strip_prefix("LISTGATE_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let Some((section, key)) = env_setting(&name) else { continue };
         if section == "lists" || section.is_empty() || key.is_empty() {
             return Err(problem(&name, "lists and whole sections cannot be set from the environment"));
         }
@@ -632,7 +638,7 @@ mod tests {
         assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.base(), "http://127.0.0.1:8080");
         assert_eq!(c.database.path, PathBuf::from("listgate.db"));
-        assert_eq!(c.mail_transport().unwrap(), MailTransport::File("mail".into()));
+        assert!(matches!(c.mail_transport().unwrap(), MailTransport::File(dir) if dir == Path::new("mail")));
         assert_eq!(c.lists.len(), 1);
         assert_eq!(c.lists[0].id, "newsletter");
         assert_eq!(c.mail.resend_interval, Span::seconds(900));
@@ -677,7 +683,8 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.mail_transport().unwrap(), MailTransport::Smtp("smtp://127.0.0.1:2525".into()));
+        let MailTransport::Smtp(server) = c.mail_transport().unwrap() else { panic!("an SMTP transport") };
+        assert_eq!(server.describe(), "smtp 127.0.0.1:2525, plain SMTP, not encrypted, no AUTH");
         assert_eq!(c.limits.body_bytes, 4096);
     }
 

@@ -72,45 +72,51 @@ impl KeyRing {
         Ok(KeyRing { keys })
     }
 
-    /// Loads the ring from the inline setting, or the key file, or creates the
-    /// key file with a fresh key (mode 0600).
-    pub fn load_or_create(inline: Option<&str>, key_file: &Path) -> Result<(KeyRing, KeySource), String> {
+    /// Reads the ring from the inline setting, or else the key file; `None`
+    /// when there is no key file. The one reader behind `load_or_create`,
+    /// `load_existing` and `check-config`.
+    pub fn read(inline: Option<&str>, key_file: &Path) -> Result<Option<(KeyRing, KeySource)>, String> {
         if let Some(text) = inline {
-            return KeyRing::parse(text).map(|ring| (ring, KeySource::Config)).map_err(|e| format!("secrets.key: {e}"));
+            return KeyRing::parse(text)
+                .map(|ring| Some((ring, KeySource::Config)))
+                .map_err(|e| format!("secrets.key: {e}"));
         }
         match std::fs::read_to_string(key_file) {
             Ok(text) => {
                 let ring = KeyRing::parse(&text).map_err(|e| format!("{}: {e}", key_file.display()))?;
-                Ok((ring, KeySource::File { warn_permissions: readable_by_others(key_file) }))
+                Ok(Some((ring, KeySource::File { warn_permissions: readable_by_others(key_file) })))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let entry = new_entry(1)?;
-                write_new_key_file(
-                    key_file,
-                    &format!(
-                        "# listgate secret keys; the highest id signs new links. Keep this file secret and backed up.\n{entry}\n"
-                    ),
-                )?;
-                Ok((KeyRing::parse(&entry)?, KeySource::Generated))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot read key file {}: {e}", key_file.display())),
         }
+    }
+
+    /// Loads the ring from the inline setting, or the key file, or creates the
+    /// key file with a fresh key (mode 0600).
+    pub fn load_or_create(inline: Option<&str>, key_file: &Path) -> Result<(KeyRing, KeySource), String> {
+        if let Some(found) = KeyRing::read(inline, key_file)? {
+            return Ok(found);
+        }
+        let entry = new_entry(1)?;
+        write_new_key_file(
+            key_file,
+            &format!(
+                "# listgate secret keys; the highest id signs new links. Keep this file secret and backed up.\n{entry}\n"
+            ),
+        )?;
+        Ok((KeyRing::parse(&entry)?, KeySource::Generated))
     }
 
     /// Loads an existing ring (inline, or the key file) without ever creating
     /// one: for commands other than `serve`, where a fresh key would sign
     /// links nobody can use and verify nothing.
     pub fn load_existing(inline: Option<&str>, key_file: &Path) -> Result<KeyRing, String> {
-        if let Some(text) = inline {
-            return KeyRing::parse(text).map_err(|e| format!("secrets.key: {e}"));
-        }
-        match std::fs::read_to_string(key_file) {
-            Ok(text) => KeyRing::parse(&text).map_err(|e| format!("{}: {e}", key_file.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+        match KeyRing::read(inline, key_file)? {
+            Some((ring, _)) => Ok(ring),
+            None => Err(format!(
                 "no key file at {} (check secrets.key_file; `listgate serve` creates it on its first run)",
                 key_file.display()
             )),
-            Err(e) => Err(format!("cannot read key file {}: {e}", key_file.display())),
         }
     }
 

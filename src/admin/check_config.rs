@@ -10,10 +10,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::config::{Config, ListConfig, MailTransport};
-use crate::keys::KeyRing;
+use crate::config::{Config, ListConfig, MailTransport, env_setting};
+use crate::keys::{KeyRing, KeySource};
 use crate::logging::LogFormat;
-use crate::mail::smtp::SmtpServer;
 
 /// Where the configuration came from, besides the values themselves.
 pub struct Sources<'a> {
@@ -28,11 +27,8 @@ impl Sources<'_> {
     /// Whether the environment sets `secrets.key` (sections and keys are
     /// matched case-insensitively, as `Config::load` does).
     pub fn key_in_env(env: impl IntoIterator<Item = (String, String)>) -> bool {
-        env.into_iter().any(|(name, _)| {
-            name.strip_prefix("LISTGATE_").and_then(|rest| rest.split_once("__")).is_some_and(|(section, key)| {
-                section.eq_ignore_ascii_case("secrets") && key.eq_ignore_ascii_case("key")
-            })
-        })
+        env.into_iter()
+            .any(|(name, _)| env_setting(&name).is_some_and(|(section, key)| section == "secrets" && key == "key"))
     }
 }
 
@@ -90,22 +86,19 @@ fn list_or_none(items: &[String]) -> String {
 fn key(config: &Config, sources: &Sources<'_>) -> Result<String, String> {
     let summary =
         |ring: &KeyRing| format!("{} key(s), new links signed with key {}", ring.all().count(), ring.current_id());
-    if let Some(inline) = &config.secrets.key {
-        let ring = KeyRing::parse(inline).map_err(|e| format!("secrets.key: {e}"))?;
-        let from = if sources.key_from_env { "environment (LISTGATE_SECRETS__KEY)" } else { "inline (secrets.key)" };
-        return Ok(format!("{from}: {}; secrets.key_file is not used", summary(&ring)));
-    }
     let path = &config.secrets.key_file;
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let ring = KeyRing::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(format!("file {} (exists: {})", path.display(), summary(&ring)))
+    Ok(match KeyRing::read(config.secrets.key.as_deref(), path)? {
+        Some((ring, KeySource::File { warn_permissions })) => {
+            let warning = if warn_permissions { "; warning: other users can read it (chmod 600)" } else { "" };
+            format!("file {} (exists: {}){warning}", path.display(), summary(&ring))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(format!("file {} (missing; serve generates one, mode 0600)", path.display()))
+        Some((ring, _)) => {
+            let from =
+                if sources.key_from_env { "environment (LISTGATE_SECRETS__KEY)" } else { "inline (secrets.key)" };
+            format!("{from}: {}; secrets.key_file is not used", summary(&ring))
         }
-        Err(e) => Err(format!("cannot read key file {}: {e}", path.display())),
-    }
+        None => format!("file {} (missing; serve generates one, mode 0600)", path.display()),
+    })
 }
 
 fn mail(out: &mut String, config: &Config) -> Result<(), String> {
@@ -113,9 +106,7 @@ fn mail(out: &mut String, config: &Config) -> Result<(), String> {
     section(out, "mail");
     let transport = match config.mail_transport().map_err(|e| e.to_string())? {
         MailTransport::File(dir) => format!("file folder {}", existence(&dir, "serve creates it")),
-        MailTransport::Smtp(url) => {
-            SmtpServer::from_url(&url, m.ca_file.as_deref()).map_err(|e| format!("config: mail.url: {e}"))?.describe()
-        }
+        MailTransport::Smtp(server) => server.describe(),
     };
     line(out, 1, "transport", &transport);
     if let Some(ca) = &m.ca_file {

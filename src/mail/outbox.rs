@@ -18,7 +18,7 @@ use lettre::address::Envelope;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use super::smtp::{SmtpClient, SmtpServer};
+use super::smtp::SmtpClient;
 use super::{Recipient, compose, sha256_hex};
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, MailTransport};
@@ -93,9 +93,7 @@ impl Transport {
                     .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
                 Ok(Transport::File(dir))
             }
-            MailTransport::Smtp(url) => {
-                let server =
-                    SmtpServer::from_url(&url, config.mail.ca_file.as_deref()).map_err(|e| format!("mail.url: {e}"))?;
+            MailTransport::Smtp(server) => {
                 Ok(Transport::Smtp { client: SmtpClient::new(server), deadline: config.mail.timeout.approx() })
             }
         }

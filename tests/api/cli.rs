@@ -550,8 +550,21 @@ fn check_config_reads_the_environment_and_names_where_the_key_comes_from() {
         assert!(!everything.contains(hidden), "{hidden:?} in the output:\n{everything}");
     }
 
-    std::fs::write(dir.path().join("listgate.key"), format!("{entry}\n")).unwrap();
-    let output = listgate_in(dir.path(), &["check-config"], &[("LISTGATE_MAIL__URL", "file:///var/mail/listgate")]);
+    let key_file = dir.path().join("listgate.key");
+    std::fs::write(&key_file, format!("{entry}\n")).unwrap();
+    let env = [("LISTGATE_MAIL__URL", "file:///var/mail/listgate")];
+    {
+        // Like serve, check-config warns of a key file others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = stdout(&listgate_in(dir.path(), &["check-config"], &env));
+        assert!(
+            text.contains("(exists: 1 key(s), new links signed with key 1); warning: other users can read it"),
+            "{text}"
+        );
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let output = listgate_in(dir.path(), &["check-config"], &env);
     let text = stdout(&output);
     assert!(text.contains("key: file listgate.key (exists: 1 key(s), new links signed with key 1)\n"), "{text}");
     assert!(text.contains("  transport: file folder /var/mail/listgate (missing; serve creates it)\n"), "{text}");
