@@ -1023,15 +1023,13 @@ mod tests {
     fn a_version_1_database_is_upgraded_to_the_current_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
-        crate::store::migrate(&conn).unwrap();
-        // Version 1's indexes and number, as a database from then has them.
+        // A database as version 1 made it, with a live subscription in it.
+        conn.execute_batch(include_str!("../../tests/fixtures/schema-v1.sql")).unwrap();
         conn.execute_batch(
-            "DROP INDEX subscriptions_address; DROP INDEX proof_events_of_subscription;
-             CREATE UNIQUE INDEX subscriptions_live ON subscriptions (list_id, email_key)
-                 WHERE status IN ('pending', 'confirmed');
-             CREATE INDEX subscriptions_email_key ON subscriptions (email_key);
-             CREATE INDEX proof_events_subscription ON proof_events (subscription_id);
-             PRAGMA user_version = 1;",
+            "PRAGMA user_version = 1;
+             INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't');
+             INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
+                 VALUES ('newsletter', 'A@example.org', 'a@example.org', 'confirmed', 'c', 't', '192.0.2.1');",
         )
         .unwrap();
         crate::store::migrate(&conn).unwrap();
@@ -1057,5 +1055,16 @@ mod tests {
         );
         let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, crate::store::SCHEMA_VERSION);
+        // The triggers and the webhook table arrived, and the rows stayed.
+        let second_live = conn.execute(
+            "INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
+             VALUES ('newsletter', 'a@example.org', 'a@example.org', 'pending', 'c', 't', '192.0.2.2')",
+            [],
+        );
+        assert!(second_live.unwrap_err().to_string().contains("one live subscription"));
+        conn.execute("INSERT INTO webhook_calls (subscription_id, event, occurred_at, state, next_attempt_at) VALUES (1, 'confirmed', 't', 'queued', 't')", [])
+            .unwrap();
+        let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(problems, "ok");
     }
 }
