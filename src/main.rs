@@ -409,6 +409,9 @@ fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
     }
     let erased = admin::erase::erase(&conn, &key)?;
     println!("erased {} subscription(s) of {email}", erased.subscriptions);
+    // The sending tool learnt of the subscriber from an export or a webhook;
+    // neither tells it of an erasure, which leaves nothing to report from.
+    eprintln!("listgate: remove {email} from the tool that sends the newsletter too; erasure is not reported to it");
     if !erased.checkpointed {
         eprintln!(
             "listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint"

@@ -218,8 +218,10 @@ async fn erase_leaves_nothing_of_the_address_in_any_table_or_file() {
     assert_eq!(dry.trim(), "would erase 1 subscription(s) of forget.me@example.org");
     assert_eq!(app.row_counts()[0], 2);
 
-    let done = stdout(&app.cli(&["erase", "FORGET.ME@example.org", "--yes"]));
-    assert_eq!(done.trim(), "erased 1 subscription(s) of FORGET.ME@example.org");
+    let erased = app.cli(&["erase", "FORGET.ME@example.org", "--yes"]);
+    assert_eq!(stdout(&erased).trim(), "erased 1 subscription(s) of FORGET.ME@example.org");
+    let told = String::from_utf8_lossy(&erased.stderr);
+    assert!(told.contains("remove FORGET.ME@example.org from the tool that sends the newsletter too"), "{told}");
     let (dump, bytes) = everything(&app);
     for needle in ["Forget.Me", "forget.me", "Vergessmich"] {
         assert!(!dump.to_lowercase().contains(&needle.to_lowercase()), "{needle} left in a table");
