@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use warp::{Filter, Reply as _};
 
 use crate::helpers::{PATIENCE, TestApp, confirm_token, decode_qp, header, spawn_app_with};
+use crate::tools::{Tool, require};
 
 const WEBHOOK_SECRET: &str = "the site's webhook secret";
 
@@ -48,24 +49,22 @@ struct Browser {
 impl Browser {
     /// Starts Chromium; `dark` makes pages see `prefers-color-scheme: dark`.
     async fn start(dark: bool) -> Browser {
-        let axe_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/axe-core/axe.min.js");
-        let axe = std::fs::read_to_string(&axe_path).unwrap_or_else(|e| {
-            panic!("{}: {e}; install axe-core with `npm ci --prefix tests/browser` (.ci/run does)", axe_path.display())
-        });
+        let axe_path = Tool::AxeCore.path();
+        let axe = std::fs::read_to_string(&axe_path).unwrap_or_else(|e| panic!("{}: {e}", axe_path.display()));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = {
             use std::os::unix::process::CommandExt as _;
-            Command::new("chromedriver")
+            Command::new(Tool::Chromedriver.path())
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .process_group(0)
                 .spawn()
-                .expect("chromedriver must be installed (apt-get install chromium chromium-driver; .ci/run does)")
+                .expect("start chromedriver")
         };
         let profile = tempfile::tempdir().unwrap();
         let mut options = json!({
-            "binary": "/usr/bin/chromium",
+            "binary": Tool::Chromium.path(),
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
@@ -378,7 +377,7 @@ struct Words {
 async fn confirmation_link(app: &TestApp, email: &str) -> String {
     let start = Instant::now();
     loop {
-        let mail = app.smtp.messages().into_iter().find(|m| header(m, "To").is_some_and(|to| to.contains(email)));
+        let mail = app.smtp().messages().into_iter().find(|m| header(m, "To").is_some_and(|to| to.contains(email)));
         if let Some(mail) = mail {
             let link = format!("{}/confirm?token={}", app.base, confirm_token(&mail));
             assert!(decode_qp(&mail).contains(&link), "the mail links to the public base URL");
@@ -497,6 +496,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english_and_german() {
+    require(&[Tool::Chromium, Tool::Chromedriver, Tool::AxeCore, Tool::Aiosmtpd]);
     let (listener, origin) = Site::bind().await;
     let receiver = WebhookReceiver::start();
     let hook = receiver.url.as_str();

@@ -154,7 +154,7 @@ async fn show_prints_everything_and_writes_a_proof_document_that_checks_out() {
     let path = std::path::PathBuf::from(listed.trim());
     assert!(path.starts_with(dir.path()));
     let html = std::fs::read_to_string(&path).unwrap();
-    let received = &app.smtp.messages()[0];
+    let received = &app.smtp().messages()[0];
     let sha = crate::helpers::sha256_hex(received);
     assert_eq!(
         html.matches(&sha).count(),

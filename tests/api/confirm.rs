@@ -101,7 +101,7 @@ async fn i_did_not_sign_up_erases_the_signup_and_blocks_further_mails() {
     let again = app.subscribe("victim@example.org").await;
     assert_eq!(again.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(app.smtp.messages().len(), 1);
+    assert_eq!(app.smtp().messages().len(), 1);
     assert_eq!(app.row_counts()[..2], [0, 0]);
 
     // The old link no longer confirms anything.

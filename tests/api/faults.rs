@@ -312,7 +312,7 @@ async fn replies_421_and_451_are_retried_until_delivered() {
     for code in ["421", "451"] {
         let app = spawn_app_with(&format!("tempfail:2:{code}"), |_| {}).await;
         assert_eq!(app.subscribe("busy@example.org").await.status(), 200);
-        app.smtp.wait_for_messages(1).await;
+        app.smtp().wait_for_messages(1).await;
         app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent' AND attempts = 3", 1).await;
     }
 }

@@ -1,6 +1,8 @@
 //! Test harness: each test gets its own database, key file, listgate server
 //! on a random loopback port, and a real SMTP server (Python's aiosmtpd,
 //! `tests/smtp_server.py`) whose received messages the test reads back.
+//! Tests that read no mail start without one (`spawn_app_without_smtp`), so
+//! they need no outside tool.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,6 +17,8 @@ use listgate::config::Config;
 use listgate::keys::KeyRing;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+
+use crate::tools::Tool;
 
 /// How long a test waits for something that should happen in milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -40,8 +44,9 @@ impl SmtpServer {
     /// Like `start_in`, with more of `tests/smtp_server.py`'s options
     /// (`--tls CERT KEY`, `--implicit-tls`, `--auth USER:PASSWORD`).
     pub fn start_with(folder: tempfile::TempDir, mode: &str, port: u16, options: &[&str]) -> SmtpServer {
+        let python = Tool::Aiosmtpd.path();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python)
             .arg(&script)
             .arg(folder.path())
             .arg("--mode")
@@ -52,11 +57,11 @@ impl SmtpServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("python3 must be installed (see README: pip install aiosmtpd)");
+            .expect("start tests/smtp_server.py");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read port");
         let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("the SMTP test server did not start (is aiosmtpd installed? pip install aiosmtpd==1.4.6); it said {line:?}")
+            panic!("the SMTP test server did not start; it said {line:?}")
         });
         SmtpServer { port, folder, child }
     }
@@ -125,7 +130,8 @@ pub struct TestApp {
     /// Holds the database and key file; removed when the test ends.
     _dir: tempfile::TempDir,
     pub config: Config,
-    pub smtp: SmtpServer,
+    /// The SMTP server, unless started by `spawn_app_without_smtp`.
+    smtp: Option<SmtpServer>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
@@ -143,6 +149,17 @@ pub async fn spawn_app_with(smtp_mode: &str, tweak: impl FnOnce(&mut Config)) ->
 
 /// Starts listgate against `smtp`, with `tweak` applied to the configuration.
 pub async fn spawn_app_with_smtp(smtp: SmtpServer, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start_app(Some(smtp), tweak).await
+}
+
+/// Starts listgate with its `file://` mail transport into its own folder,
+/// for tests that read no mail: they need no outside tool and run under a
+/// plain `cargo test` on any machine.
+pub async fn spawn_app_without_smtp(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start_app(None, tweak).await
+}
+
+async fn start_app(smtp: Option<SmtpServer>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -152,7 +169,10 @@ pub async fn spawn_app_with_smtp(smtp: SmtpServer, tweak: impl FnOnce(&mut Confi
     config.server.base_url = base.parse().expect("url");
     config.database.path = dir.path().join("listgate.db");
     config.secrets.key_file = dir.path().join("listgate.key");
-    config.mail.url = smtp.url();
+    config.mail.url = match &smtp {
+        Some(smtp) => smtp.url(),
+        None => format!("file://{}", dir.path().join("mail").display()),
+    };
     config.mail.retry_base = "1s".parse().expect("span");
     // Tests sign up many addresses from 127.0.0.1; the security tests turn
     // the per-IP limit back on.
@@ -166,10 +186,24 @@ pub async fn spawn_app_with_smtp(smtp: SmtpServer, tweak: impl FnOnce(&mut Confi
         let _ = signal.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
-    TestApp { addr, base, _dir: dir, config, smtp, client, shutdown: Some(shutdown), stopped: Some(stopped) }
+    TestApp {
+        addr,
+        base,
+        _dir: dir,
+        config,
+        smtp,
+        client,
+        shutdown: Some(shutdown),
+        stopped: Some(stopped),
+    }
 }
 
 impl TestApp {
+    /// The SMTP server this app delivers to.
+    pub fn smtp(&self) -> &SmtpServer {
+        self.smtp.as_ref().expect("this app was started by spawn_app_without_smtp: it has no SMTP server")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -241,9 +275,9 @@ impl TestApp {
 
     /// Subscribes, waits for the mail, and returns (subscription id, confirm token).
     pub async fn signup_and_get_token(&self, email: &str) -> (i64, String) {
-        let before = self.smtp.messages().len();
+        let before = self.smtp().messages().len();
         assert_eq!(self.subscribe(email).await.status(), 200);
-        let mails = self.smtp.wait_for_messages(before + 1).await;
+        let mails = self.smtp().wait_for_messages(before + 1).await;
         let token = confirm_token(&mails[before]);
         // The mail is recorded as sent just after the server took it.
         self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
@@ -272,13 +306,13 @@ impl TestApp {
 
     /// Subscribes and confirms; returns the subscription id.
     pub async fn confirmed_subscriber(&self, email: &str, name: Option<&str>) -> i64 {
-        let before = self.smtp.messages().len();
+        let before = self.smtp().messages().len();
         let mut form = vec![("email", email)];
         if let Some(name) = name {
             form.push(("name", name));
         }
         assert_eq!(self.post_form("/subscribe", &form).await.status(), 200);
-        let mails = self.smtp.wait_for_messages(before + 1).await;
+        let mails = self.smtp().wait_for_messages(before + 1).await;
         let token = confirm_token(&mails[before]);
         self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
         assert_eq!(self.post_form("/confirm", &[("token", &token)]).await.status(), 200);

@@ -15,7 +15,7 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     assert!(response.text().await.unwrap().contains("check your inbox"));
 
     // 2. The confirmation mail arrives at the real SMTP server.
-    let mails = app.smtp.wait_for_messages(1).await;
+    let mails = app.smtp().wait_for_messages(1).await;
     let mail = &mails[0];
     let token = crate::helpers::confirm_token(mail);
     assert_eq!(header(mail, "Auto-Submitted").as_deref(), Some("auto-generated"));
@@ -27,7 +27,7 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     assert!(header(mail, "Date").is_some());
     let message_id = header(mail, "Message-ID").unwrap();
     let envelope: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(app.smtp.folder.path().join("00001.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(app.smtp().folder.path().join("00001.json")).unwrap()).unwrap();
     assert_eq!(envelope["rcpt_tos"][0], "Anna.Muster@example.org");
 
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;

@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helpers::{SmtpServer, sha256_hex, spawn_app_with, spawn_app_with_smtp};
+use crate::tools::{Tool, require};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_451_is_retried_and_the_mail_arrives_after_the_server_recovers() {
     let app = spawn_app_with("tempfail:1", |_| {}).await;
     assert_eq!(app.subscribe("retry@example.org").await.status(), 200);
-    let mails = app.smtp.wait_for_messages(1).await;
+    let mails = app.smtp().wait_for_messages(1).await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;
     let (attempts, sha, error): (i64, String, Option<String>) = app
         .db()
@@ -39,7 +40,7 @@ async fn a_550_is_recorded_as_failed_and_not_retried() {
     let detail: String =
         app.db().query_row("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", [], |r| r.get(0)).unwrap();
     assert!(detail.contains("550"), "{detail}");
-    assert!(app.smtp.messages().is_empty());
+    assert!(app.smtp().messages().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,12 +65,12 @@ async fn a_list_sends_from_its_own_address_with_reply_to() {
     })
     .await;
     assert_eq!(app.subscribe("from@example.org").await.status(), 200);
-    let mails = app.smtp.wait_for_messages(1).await;
+    let mails = app.smtp().wait_for_messages(1).await;
     let from = crate::helpers::header(&mails[0], "From").unwrap();
     assert!(from.starts_with("=?utf-8?b?") && from.ends_with("<news@example.org>"), "{from}");
     assert_eq!(crate::helpers::header(&mails[0], "Reply-To").as_deref(), Some("hello@example.org"));
     assert!(crate::helpers::header(&mails[0], "Message-ID").unwrap().ends_with("@example.org>"));
-    let envelope = std::fs::read_to_string(app.smtp.folder.path().join("00001.json")).unwrap();
+    let envelope = std::fs::read_to_string(app.smtp().folder.path().join("00001.json")).unwrap();
     assert!(envelope.contains("\"mail_from\": \"news@example.org\""), "{envelope}");
 }
 
@@ -111,7 +112,7 @@ fn private_ca() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         ],
     ];
     for args in steps {
-        let out = Command::new("openssl").args(&args).current_dir(dir.path()).output().expect("openssl is installed");
+        let out = Command::new(Tool::Openssl.path()).args(&args).current_dir(dir.path()).output().expect("run openssl");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let (ca, cert, key) = (path("ca.pem"), path("server.pem"), path("server.key"));
@@ -125,6 +126,7 @@ fn tls_server(cert: &Path, key: &Path, extra: &[&str]) -> SmtpServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_with_a_private_ca_and_auth_delivers_encrypted_and_logged_in() {
+    require(&[Tool::Openssl, Tool::Aiosmtpd]);
     let (_ca_dir, ca, cert, key) = private_ca();
     let smtp = tls_server(&cert, &key, &["--auth", "news:pa:ss%w"]);
     let url = format!("smtp://news:pa%3Ass%25w@127.0.0.1:{}?tls=required", smtp.port);
@@ -136,9 +138,9 @@ async fn starttls_with_a_private_ca_and_auth_delivers_encrypted_and_logged_in() 
     for i in 0..3 {
         assert_eq!(app.subscribe(&format!("tls{i}@example.org")).await.status(), 200);
     }
-    let mails = app.smtp.wait_for_messages(3).await;
+    let mails = app.smtp().wait_for_messages(3).await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 3).await;
-    for envelope in app.smtp.envelopes() {
+    for envelope in app.smtp().envelopes() {
         assert_eq!(envelope["tls"], true, "{envelope}");
         assert_eq!(envelope["user"], "news", "{envelope}");
     }
@@ -159,6 +161,7 @@ async fn starttls_with_a_private_ca_and_auth_delivers_encrypted_and_logged_in() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtps_with_a_private_ca_delivers_over_tls_from_the_first_byte() {
+    require(&[Tool::Openssl, Tool::Aiosmtpd]);
     let (_ca_dir, ca, cert, key) = private_ca();
     let smtp = tls_server(&cert, &key, &["--implicit-tls", "--auth", "news:secret"]);
     let url = format!("smtps://news:secret@127.0.0.1:{}", smtp.port);
@@ -168,14 +171,15 @@ async fn smtps_with_a_private_ca_delivers_over_tls_from_the_first_byte() {
     })
     .await;
     assert_eq!(app.subscribe("smtps@example.org").await.status(), 200);
-    app.smtp.wait_for_messages(1).await;
+    app.smtp().wait_for_messages(1).await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;
-    assert_eq!(app.smtp.envelopes()[0]["tls"], true);
-    assert_eq!(app.smtp.envelopes()[0]["user"], "news");
+    assert_eq!(app.smtp().envelopes()[0]["tls"], true);
+    assert_eq!(app.smtp().envelopes()[0]["user"], "news");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_is_a_temporary_failure_and_nothing_is_sent() {
+    require(&[Tool::Openssl, Tool::Aiosmtpd]);
     let (_ca_dir, _ca, cert, key) = private_ca();
     let smtp = tls_server(&cert, &key, &[]);
     let url = format!("smtp://127.0.0.1:{}?tls=required", smtp.port);
@@ -189,7 +193,7 @@ async fn an_untrusted_certificate_is_a_temporary_failure_and_nothing_is_sent() {
     .await;
     let error: String = app.db().query_row("SELECT last_error FROM outbox", [], |r| r.get(0)).unwrap();
     assert!(error.to_lowercase().contains("certificate"), "{error}");
-    assert!(app.smtp.messages().is_empty());
+    assert!(app.smtp().messages().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,5 +205,5 @@ async fn tls_required_against_a_server_without_starttls_sends_nothing_in_clear()
         1,
     )
     .await;
-    assert!(app.smtp.messages().is_empty());
+    assert!(app.smtp().messages().is_empty());
 }

@@ -16,5 +16,6 @@ mod retention;
 mod security;
 mod spam;
 mod subscribe;
+mod tools;
 mod unsubscribe;
 mod webhooks;

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::helpers::{PATIENCE, TestApp, spawn_app};
+use crate::helpers::{PATIENCE, TestApp, spawn_app, spawn_app_without_smtp};
+use crate::tools::{Tool, require};
 
 async fn scrape(app: &TestApp) -> String {
     let response = app.get("/metrics").await;
@@ -39,17 +40,15 @@ async fn scrape_until(app: &TestApp, series: &str, expected: u64) -> String {
     }
 }
 
-/// Runs `promtool check metrics` on `text`. Fails, never skips, without promtool.
+/// Runs `promtool check metrics` on `text`.
 fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(Tool::Promtool.path())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run promtool ({e}): install Debian's `prometheus` package (apt-get install prometheus)")
-        });
+        .expect("run promtool");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -58,6 +57,7 @@ fn promtool_check(text: &str) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signup_a_confirmation_and_a_one_click_unsubscribe_move_the_counters_by_one_each() {
+    require(&[Tool::Promtool, Tool::Aiosmtpd]);
     let app = spawn_app().await;
     let before = scrape(&app).await;
     let id = app.confirmed_subscriber("metrics@example.org", None).await;
@@ -88,7 +88,8 @@ async fn a_signup_a_confirmation_and_a_one_click_unsubscribe_move_the_counters_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_rate_limits_and_odd_requests_are_counted_without_their_paths() {
-    let app = spawn_app().await;
+    require(&[Tool::Promtool]);
+    let app = spawn_app_without_smtp(|_| {}).await;
     let honeypot = [("email", "bot@example.org"), ("website", "http://spam.example")];
     assert_eq!(app.post_form("/subscribe", &honeypot).await.status(), 200);
     assert_eq!(app.subscribe("not an address").await.status(), 400);
@@ -104,10 +105,7 @@ async fn bots_rate_limits_and_odd_requests_are_counted_without_their_paths() {
     assert!(!text.contains("secret-looking-token"), "{text}");
     app.stop().await;
 
-    let limited = crate::helpers::spawn_app_with("ok", |c| {
-        c.limits.signups_per_ip = "1/1h".parse().unwrap();
-    })
-    .await;
+    let limited = spawn_app_without_smtp(|c| c.limits.signups_per_ip = "1/1h".parse().unwrap()).await;
     assert_eq!(limited.subscribe("first@example.org").await.status(), 200);
     assert_eq!(limited.subscribe("second@example.org").await.status(), 429);
     let text = scrape(&limited).await;
@@ -120,6 +118,7 @@ async fn bots_rate_limits_and_odd_requests_are_counted_without_their_paths() {
 
 #[test]
 fn promtool_rejects_a_broken_exposition() {
+    require(&[Tool::Promtool]);
     // The checker is real: a counter without `_total` and a bad value fail it.
     let (ok, said) = promtool_check("# HELP x_seconds X.\n# TYPE x_seconds counter\nx_seconds 1\n");
     assert!(!ok && said.contains("_total"), "{said}");

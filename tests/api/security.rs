@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use listgate::token::{self, Purpose};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_app_without_smtp};
 
 fn form_token(html: &str) -> String {
     let start =
@@ -41,9 +41,9 @@ async fn a_signup_flood_from_one_ip_gets_429_with_retry_after_before_anything_is
         .unwrap();
     assert_eq!(json.status(), 429);
     assert_eq!(json.json::<serde_json::Value>().await.unwrap()["error"], "too_many_requests");
-    app.smtp.wait_for_messages(3).await;
+    app.smtp().wait_for_messages(3).await;
     quiet_for_a_moment().await;
-    assert_eq!(app.smtp.messages().len(), 3);
+    assert_eq!(app.smtp().messages().len(), 3);
     assert_eq!(app.row_counts()[0], 3);
     assert_eq!(count(&app, "SELECT sum(requests) FROM daily_stats"), 3, "refused requests reach no database write");
 }
@@ -73,9 +73,9 @@ async fn one_inbox_bombed_from_many_ips_and_lists_gets_at_most_the_daily_cap() {
         let expected = if i < 10 { 200 } else { 429 };
         assert_eq!(response.status(), expected, "request {i}: the per-address limit (10/h) holds across IPs");
     }
-    app.smtp.wait_for_messages(3).await;
+    app.smtp().wait_for_messages(3).await;
     quiet_for_a_moment().await;
-    assert_eq!(app.smtp.messages().len(), 3, "mails_per_address_per_day, over all lists and IPs");
+    assert_eq!(app.smtp().messages().len(), 3, "mails_per_address_per_day, over all lists and IPs");
     assert_eq!(app.row_counts()[0], 2, "one pending signup per list");
 }
 
@@ -109,9 +109,9 @@ async fn a_bot_posting_the_form_too_fast_or_with_a_forged_or_stale_token_is_drop
     assert_eq!(too_fast, human, "bots get exactly the human answer");
     assert_eq!(forged, human);
     assert_eq!(stale, human);
-    app.smtp.wait_for_messages(1).await;
+    app.smtp().wait_for_messages(1).await;
     quiet_for_a_moment().await;
-    assert_eq!(app.smtp.messages().len(), 1);
+    assert_eq!(app.smtp().messages().len(), 1);
     let stored = app.stored_emails();
     assert_eq!(stored, vec!["human@example.org".to_string()]);
     assert_eq!(count(&app, "SELECT sum(bots) FROM daily_stats"), 3);
@@ -132,9 +132,9 @@ async fn a_list_that_requires_a_form_token_drops_posts_without_one() {
         app.post_form("/subscribe", &[("email", "person@example.org"), ("form_token", &token)]).await.status(),
         200
     );
-    app.smtp.wait_for_messages(1).await;
+    app.smtp().wait_for_messages(1).await;
     quiet_for_a_moment().await;
-    assert_eq!(app.smtp.messages().len(), 1);
+    assert_eq!(app.smtp().messages().len(), 1);
     assert_eq!(app.row_counts()[0], 1);
 }
 
@@ -184,12 +184,12 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
         c.lists.push(second);
     })
     .await;
-    let before = app.smtp.messages().len();
+    let before = app.smtp().messages().len();
     assert_eq!(
         app.post_form("/subscribe", &[("email", "replay@example.org"), ("list", "newsletter")]).await.status(),
         200
     );
-    let token = crate::helpers::confirm_token(&app.smtp.wait_for_messages(before + 1).await[before]);
+    let token = crate::helpers::confirm_token(&app.smtp().wait_for_messages(before + 1).await[before]);
     let id: i64 = count(&app, "SELECT max(id) FROM subscriptions");
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
     // A genuine token for the same id but the other list: nothing happens.
@@ -241,9 +241,9 @@ fn urlencode(s: &str) -> String {
 async fn an_idn_address_is_delivered_in_ascii_and_kept_as_entered() {
     let app = spawn_app().await;
     assert_eq!(app.subscribe("joerg@Bücher.de").await.status(), 200);
-    let mails = app.smtp.wait_for_messages(1).await;
+    let mails = app.smtp().wait_for_messages(1).await;
     assert_eq!(crate::helpers::header(&mails[0], "To").as_deref(), Some("joerg@xn--bcher-kva.de"));
-    let envelope = std::fs::read_to_string(app.smtp.folder.path().join("00001.json")).unwrap();
+    let envelope = std::fs::read_to_string(app.smtp().folder.path().join("00001.json")).unwrap();
     assert!(envelope.contains("joerg@xn--bcher-kva.de"));
     let (email, key): (String, String) =
         app.db().query_row("SELECT email, email_key FROM subscriptions", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
@@ -258,7 +258,7 @@ async fn an_idn_address_is_delivered_in_ascii_and_kept_as_entered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_answers_only_the_lists_allowed_origins() {
-    let app = spawn_app_with("ok", |c| c.lists[0].allowed_origins = vec!["https://www.example.com".into()]).await;
+    let app = spawn_app_without_smtp(|c| c.lists[0].allowed_origins = vec!["https://www.example.com".into()]).await;
     let preflight = |origin: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/subscribe"))
@@ -301,7 +301,7 @@ async fn markup_in_input_is_escaped_on_pages_and_in_mails() {
             .status(),
         200
     );
-    let mails = app.smtp.wait_for_messages(1).await;
+    let mails = app.smtp().wait_for_messages(1).await;
     let decoded = crate::helpers::decode_qp(&mails[0]);
     let html_part = decoded.split("Content-Type: text/html").nth(1).unwrap();
     assert!(html_part.contains("Hello &lt;b onclick=x&gt;Eve&lt;/b&gt;,"), "{html_part}");

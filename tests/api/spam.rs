@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use listgate::config::Language;
 
 use crate::helpers::spawn_app_with;
+use crate::tools::{Tool, require};
 
 /// Rule names that would mean the mail is built wrong (not merely that it is
 /// a short, link-carrying mail, which it is).
@@ -26,13 +27,13 @@ const FORM_RULES: [&str; 9] = [
 
 /// `(score, rules)` from SpamAssassin's `X-Spam-Status` header.
 fn spamassassin(message: &[u8]) -> (f64, Vec<String>) {
-    let mut child = Command::new("spamassassin")
+    let mut child = Command::new(Tool::Spamassassin.path())
         .args(["--local", "--test-mode", "--cf=use_bayes 0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spamassassin must be installed (Debian package spamassassin; .ci/run installs it)");
+        .expect("run spamassassin");
     child.stdin.take().unwrap().write_all(message).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -54,6 +55,7 @@ fn spamassassin(message: &[u8]) -> (f64, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_confirmation_mail_scores_low_with_spamassassin_in_english_and_german() {
+    require(&[Tool::Spamassassin, Tool::Aiosmtpd]);
     for language in [Language::En, Language::De] {
         let app = spawn_app_with("ok", |c| {
             c.mail.from = "Example News <news@example.org>".into();
@@ -61,7 +63,7 @@ async fn the_confirmation_mail_scores_low_with_spamassassin_in_english_and_germa
         })
         .await;
         assert_eq!(app.subscribe("reader@example.net").await.status(), 200);
-        let mail = app.smtp.wait_for_messages(1).await.remove(0);
+        let mail = app.smtp().wait_for_messages(1).await.remove(0);
         let (score, rules) = spamassassin(&mail);
         eprintln!("SpamAssassin, {language:?}: score {score}, rules {rules:?}");
         assert!(score < 2.0, "{language:?}: score {score}, rules {rules:?}");
