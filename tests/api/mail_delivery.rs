@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{SmtpServer, sha256_hex, spawn_app_with, spawn_app_with_smtp};
+use crate::helpers::{SmtpServer, sha256_hex, spawn_app_with, spawn_app_with_smtp, spawn_app_without_smtp};
 use crate::tools::{Tool, require};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +47,7 @@ async fn a_550_is_recorded_as_failed_and_not_retried() {
 async fn an_unreachable_server_keeps_the_mail_queued_and_the_signup_answered() {
     // Nothing listens on this port: connection refused, a temporary failure.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let app = spawn_app_with("ok", |c| c.mail.url = format!("smtp://127.0.0.1:{closed}")).await;
+    let app = spawn_app_without_smtp(|c| c.mail.url = format!("smtp://127.0.0.1:{closed}")).await;
     assert_eq!(app.subscribe("outage@example.org").await.status(), 200);
     app.wait_for_value(
         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts >= 1 AND last_error IS NOT NULL",

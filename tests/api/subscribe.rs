@@ -78,7 +78,8 @@ async fn a_repeat_signup_while_pending_resends_after_the_interval_up_to_the_dail
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thanks_url_gets_a_303_to_the_configured_page_only() {
     let app =
-        spawn_app_without_smtp(|c| c.lists[0].thanks_url = Some("https://www.example.org/thanks".parse().unwrap())).await;
+        spawn_app_without_smtp(|c| c.lists[0].thanks_url = Some("https://www.example.org/thanks".parse().unwrap()))
+            .await;
     let response = app
         .post_form(
             "/subscribe",

