@@ -306,7 +306,7 @@ struct WebhookReceiver {
 impl WebhookReceiver {
     fn start() -> WebhookReceiver {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/webhook-receiver.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(Tool::Python3.path())
             .arg(script)
             .args(["--secret", WEBHOOK_SECRET, "--port", "0"])
             .stdout(Stdio::piped())
@@ -496,7 +496,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english_and_german() {
-    require(&[Tool::Chromium, Tool::Chromedriver, Tool::AxeCore, Tool::Aiosmtpd]);
+    require(&[Tool::Chromium, Tool::Chromedriver, Tool::AxeCore, Tool::Aiosmtpd, Tool::Python3]);
     let (listener, origin) = Site::bind().await;
     let receiver = WebhookReceiver::start();
     let hook = receiver.url.as_str();

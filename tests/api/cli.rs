@@ -2,6 +2,7 @@
 //! while the server runs.
 
 use crate::helpers::{TestApp, spawn_app};
+use crate::tools::{Tool, require};
 
 fn stdout(output: &std::process::Output) -> String {
     assert!(
@@ -29,6 +30,7 @@ async fn filled(app: &TestApp) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_csv_reads_back_exactly_in_rust_and_python() {
+    require(&[Tool::Python3, Tool::Aiosmtpd]);
     let app = spawn_app().await;
     let ids = filled(&app).await;
     let csv_text = stdout(&app.cli(&["export"]));
@@ -65,7 +67,7 @@ async fn export_csv_reads_back_exactly_in_rust_and_python() {
     // Python's csv module reads the same file back to the same cells.
     let path = std::env::temp_dir().join(format!("listgate-export-{}.csv", std::process::id()));
     std::fs::write(&path, &csv_text).unwrap();
-    let python = std::process::Command::new("python3")
+    let python = std::process::Command::new(Tool::Python3.path())
         .arg("-c")
         .arg("import csv, json, sys; print(json.dumps(list(csv.reader(open(sys.argv[1], newline='', encoding='utf-8')))))")
         .arg(&path)

@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 /// A program (or file) some tests need that `cargo` does not build.
 #[derive(Debug, Clone, Copy)]
 pub enum Tool {
+    /// Python 3 itself, for the example scripts and reading CSV back.
+    Python3,
     /// Python's SMTP server (PyPI), which the outbox delivers to.
     Aiosmtpd,
     /// The `openssl` command, which makes a private CA for the SMTP TLS tests.
@@ -37,12 +39,13 @@ pub enum Tool {
     AxeCore,
 }
 
-const TOOLS: usize = 9;
+const TOOLS: usize = 10;
 
 impl Tool {
     /// The name, what the tests use it for, and where `./test` gets it.
     fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
+            Tool::Python3 => ("python3", "runs the example scripts", "Debian package python3"),
             Tool::Aiosmtpd => ("aiosmtpd", "the SMTP server mail is delivered to", "PyPI, into target/test-tools/venv"),
             Tool::Openssl => ("openssl", "makes the SMTP TLS tests' private CA", "Debian package openssl"),
             Tool::Promtool => ("promtool", "checks the /metrics text", "Debian package prometheus"),
@@ -71,7 +74,8 @@ impl Tool {
                 Tool::AxeCore => {
                     Some(manifest_dir().join("tests/browser/node_modules/axe-core/axe.min.js")).filter(|p| p.is_file())
                 }
-                Tool::Openssl
+                Tool::Python3
+                | Tool::Openssl
                 | Tool::Promtool
                 | Tool::Spamassassin
                 | Tool::Java
