@@ -80,7 +80,11 @@ async def main():
     if args.tls:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*args.tls)
-    options = {"decode_data": False}
+    # A fixed hostname: without one, aiosmtpd calls the blocking
+    # socket.getfqdn() for every connection, inside its event loop, and on a
+    # host whose name is not in /etc/hosts each call can wait 5 s on DNS (a
+    # fresh debootstrap root stalled the SIGKILL test this way).
+    options = {"decode_data": False, "hostname": "localhost"}
     if context and not args.implicit_tls:
         options.update(tls_context=context, require_starttls=True)
     if args.auth:
