@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     list_id             TEXT NOT NULL,
     email               TEXT NOT NULL,     -- as entered (trimmed)
-    email_key           TEXT NOT NULL,     -- lowercase form, for comparison
+    email_key           TEXT NOT NULL,     -- domain::EmailKey: lowercase local part @ punycode domain
     name                TEXT,
     status              TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed')),
     consent_sha256      TEXT NOT NULL REFERENCES consent_texts (sha256),

@@ -61,7 +61,7 @@ impl InputError {
 pub struct Email {
     original: String,
     ascii: String,
-    key: String,
+    key: EmailKey,
 }
 
 impl Email {
@@ -99,7 +99,7 @@ impl Email {
         email_address::EmailAddress::parse_with_options(&ascii, options).map_err(|_| InputError::EmailInvalid)?;
         // What we cannot hand to the SMTP envelope we must not accept.
         lettre::Address::from_str(&ascii).map_err(|_| InputError::EmailInvalid)?;
-        let key = format!("{}@{ascii_domain}", local.to_lowercase());
+        let key = EmailKey::from_parts(local, &ascii_domain);
         Ok(Email { original: text.to_string(), ascii, key })
     }
 
@@ -113,14 +113,55 @@ impl Email {
         &self.original
     }
 
-    /// Lowercase form: `Anna@Example.org` and `anna@example.org` are one person.
-    pub fn key(&self) -> &str {
+    /// The address's identity: every spelling of it has this one key.
+    pub fn key(&self) -> &EmailKey {
         &self.key
     }
 
     /// `a***@example.org`: enough for a log line, not enough to identify anyone.
     pub fn masked(&self) -> String {
         mask_address(&self.original)
+    }
+}
+
+/// The one identity of an address, for every lookup, comparison, limit and
+/// hash: the local part in lowercase, `@`, the domain in lowercase ASCII
+/// (punycode). `Anna@Bücher.de`, `ANNA@BÜCHER.DE` and
+/// `anna@xn--bcher-kva.de` are one person with one key.
+///
+/// Two constructors, both through `from_parts`: `Email::key` for parsed
+/// input, `EmailKey::lenient` for what an operator types. A second way of
+/// deriving a key once let a Unicode domain pass signup but not `erase`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailKey(String);
+
+impl EmailKey {
+    /// `ascii_domain` is what `idna::domain_to_ascii` returned: already lowercase.
+    fn from_parts(local: &str, ascii_domain: &str) -> EmailKey {
+        EmailKey(format!("{}@{ascii_domain}", local.to_lowercase()))
+    }
+
+    /// The key of an address typed by an operator, or stored as entered.
+    /// Lenient on purpose (no syntax check): the operator must be able to
+    /// find, show and erase whatever was stored. Case, a Unicode or punycode
+    /// domain and surrounding space make no difference.
+    pub fn lenient(input: &str) -> EmailKey {
+        let text = input.trim();
+        let key = text
+            .rsplit_once('@')
+            .and_then(|(local, domain)| Some(EmailKey::from_parts(local, &idna::domain_to_ascii(domain).ok()?)));
+        // Not an address listgate could have stored: a key nothing matches.
+        key.unwrap_or_else(|| EmailKey(text.to_lowercase()))
+    }
+
+    /// The full key: never for a log line (`masked` is).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `a***@example.org`, for log lines.
+    pub fn masked(&self) -> String {
+        mask_address(&self.0)
     }
 }
 
@@ -229,7 +270,7 @@ mod tests {
     fn addresses_are_trimmed_checked_and_folded_for_comparison() {
         let e = Email::parse("  Anna.Muster@Example.ORG ").unwrap();
         assert_eq!(e.as_str(), "Anna.Muster@Example.ORG");
-        assert_eq!(e.key(), "anna.muster@example.org");
+        assert_eq!(e.key().as_str(), "anna.muster@example.org");
         assert_eq!(e.masked(), "A***@Example.ORG");
         assert_eq!(Email::parse(""), Err(InputError::EmailMissing));
         assert_eq!(Email::parse("   "), Err(InputError::EmailMissing));
@@ -262,12 +303,31 @@ mod tests {
         let e = Email::parse("joerg@Bücher.DE").unwrap();
         assert_eq!(e.as_str(), "joerg@Bücher.DE");
         assert_eq!(e.ascii(), "joerg@xn--bcher-kva.de");
-        assert_eq!(e.key(), "joerg@xn--bcher-kva.de");
+        assert_eq!(e.key().as_str(), "joerg@xn--bcher-kva.de");
         assert_eq!(Email::parse("JOERG@xn--bcher-kva.de").unwrap().key(), e.key());
         // Found by the fuzzer: within the limit in Unicode, over it in punycode.
         let long_idn = format!("j@{}de", "äöüßéèêàâçñ.".repeat(13));
         assert!(long_idn.chars().count() <= MAX_EMAIL_CHARS);
         assert_eq!(Email::parse(&long_idn), Err(InputError::EmailTooLong));
+    }
+
+    #[test]
+    fn every_spelling_an_operator_types_gives_the_key_of_the_parsed_address() {
+        let parsed = Email::parse("Anna+News@Bücher.de").unwrap();
+        for typed in [
+            "anna+news@bücher.de",
+            "ANNA+NEWS@BÜCHER.DE",
+            "anna+news@xn--bcher-kva.de",
+            "Anna+News@XN--BCHER-KVA.DE",
+            "  anna+news@Bücher.de \n",
+        ] {
+            assert_eq!(&EmailKey::lenient(typed), parsed.key(), "{typed}");
+        }
+        let plain = Email::parse("Tom.Smith@Example.ORG").unwrap();
+        assert_eq!(&EmailKey::lenient("tom.smith@example.org"), plain.key());
+        // Nothing listgate stores, yet still a key (that finds nothing).
+        assert_eq!(EmailKey::lenient("No Address").as_str(), "no address");
+        assert_eq!(parsed.key().masked(), "a***@xn--bcher-kva.de");
     }
 
     #[test]

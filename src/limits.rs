@@ -17,6 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ring::digest;
 
 use crate::config::{LimitsConfig, RateSpec};
+use crate::domain::EmailKey;
 
 /// The signup rate limiters.
 pub struct SignupLimits {
@@ -49,8 +50,8 @@ fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn address_key(email_key: &str) -> [u8; 16] {
-    let d = digest::digest(&digest::SHA256, email_key.as_bytes());
+fn address_key(email_key: &EmailKey) -> [u8; 16] {
+    let d = digest::digest(&digest::SHA256, email_key.as_str().as_bytes());
     d.as_ref()[..16].try_into().expect("16 bytes")
 }
 
@@ -69,7 +70,7 @@ impl SignupLimits {
     }
 
     /// `Err(retry_after)` when this address was submitted too often.
-    pub fn check_address(&self, email_key: &str) -> Result<(), Duration> {
+    pub fn check_address(&self, email_key: &EmailKey) -> Result<(), Duration> {
         self.check(self.per_address.as_ref(), &address_key(email_key))
     }
 
@@ -132,11 +133,13 @@ mod tests {
     }
 
     #[test]
-    fn addresses_are_limited_and_off_means_off() {
+    fn addresses_are_limited_in_every_spelling_and_off_means_off() {
         let l = limits("off", "2/1h");
-        assert!(l.check_address("a@example.org").is_ok());
-        assert!(l.check_address("a@example.org").is_ok());
-        assert!(l.check_address("a@example.org").is_err());
+        let key = |address: &str| crate::domain::Email::parse(address).unwrap().key().clone();
+        assert!(l.check_address(&key("a@bücher.de")).is_ok());
+        assert!(l.check_address(&key("A@BÜCHER.DE")).is_ok());
+        assert!(l.check_address(&key("a@xn--bcher-kva.de")).is_err(), "one address, one limit");
+        assert!(l.check_address(&key("b@bücher.de")).is_ok());
         for _ in 0..100 {
             assert!(l.check_ip("192.0.2.1".parse().unwrap()).is_ok());
         }

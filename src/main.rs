@@ -13,7 +13,7 @@ use listgate::Application;
 use listgate::admin::{self, export::Format};
 use listgate::clock::SystemClock;
 use listgate::config::Config;
-use listgate::domain::{Name, mask_address};
+use listgate::domain::Name;
 use listgate::keys::{self, KeyRing};
 use listgate::logging::{self, LogFormat};
 use listgate::retention::{self, Cutoffs};
@@ -385,10 +385,9 @@ fn show(config: &Config, email: &str, json: bool, proof: bool, dir: &std::path::
 fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
     let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
     let conn = admin::open_database(&config.database.path)?;
-    let count = admin::erase::count(&conn, &key)?;
+    let count = admin::stored_subscriptions(&conn, &key, None)?;
     if count == 0 {
-        println!("nothing stored for {email}");
-        return Ok(ExitCode::SUCCESS);
+        return Err(nothing_stored(email, None));
     }
     if dry_run {
         println!("would erase {count} subscription(s) of {email}");
@@ -417,7 +416,7 @@ fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
             "listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint"
         );
     }
-    tracing::info!(email = %mask_address(&key), subscriptions = erased.subscriptions, "erased on request");
+    tracing::info!(email = %key.masked(), subscriptions = erased.subscriptions, "erased on request");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -449,13 +448,13 @@ fn correct(config: &Config, email: &str, name: &str, list: Option<&str>) -> Outc
         usage: true,
     })?;
     let conn = admin::open_database(&config.database.path)?;
+    if admin::stored_subscriptions(&conn, &key, list)? == 0 {
+        return Err(nothing_stored(email, list));
+    }
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let changed = admin::correct::correct_name(&conn, &keys, &key, list, name.as_ref(), now())?;
     if changed == 0 {
-        println!(
-            "nothing changed (no subscription of {email}{}, or the name is already so)",
-            list.map(|l| format!(" on {l}")).unwrap_or_default()
-        );
+        println!("nothing changed (the name of {email} is already so)");
     } else {
         println!("corrected the name on {changed} subscription(s) of {email}");
     }
@@ -465,18 +464,28 @@ fn correct(config: &Config, email: &str, name: &str, list: Option<&str>) -> Outc
 fn unsubscribe(config: &Config, email: &str, list: Option<&str>) -> Outcome {
     let key = admin::address_key(email).map_err(|message| Failure { message, usage: true })?;
     let conn = admin::open_database(&config.database.path)?;
+    if admin::stored_subscriptions(&conn, &key, list)? == 0 {
+        return Err(nothing_stored(email, list));
+    }
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let left = admin::unsubscribe::unsubscribe(&conn, config, &keys, &key, list, now())?;
     if left.is_empty() {
         println!(
-            "nothing changed ({email} has no pending or confirmed subscription{})",
-            list.map(|l| format!(" on {l}")).unwrap_or_default()
+            "nothing changed ({email} is already unsubscribed{})",
+            list.map(|l| format!(" from {l}")).unwrap_or_default()
         );
     } else {
         println!("unsubscribed {email} from: {}", left.join(", "));
     }
-    tracing::info!(email = %mask_address(&key), lists = left.len(), "unsubscribed by the operator");
+    tracing::info!(email = %key.masked(), lists = left.len(), "unsubscribed by the operator");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The failure of a command that changes an address of which nothing is
+/// stored: exit 1, so a script sees that nothing was changed.
+fn nothing_stored(email: &str, list: Option<&str>) -> Failure {
+    let on = list.map(|l| format!(" on {l}")).unwrap_or_default();
+    format!("nothing stored for {email}{on}; nothing changed").into()
 }
 
 fn backup(config: &Config, file: &std::path::Path) -> Outcome {

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::clock;
 use crate::config::{Config, ListConfig};
-use crate::domain::{Email, Name};
+use crate::domain::{Email, EmailKey, Name};
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof::{self, EventKind};
@@ -143,7 +143,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
 
 /// At most `mails_per_address_per_day` confirmation mails to one address in
 /// 24 hours, over all lists and from any IP: the form cannot flood an inbox.
-fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &str, now: OffsetDateTime) -> Result<bool> {
+fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &EmailKey, now: OffsetDateTime) -> Result<bool> {
     let day_ago = clock::format(now - time::Duration::days(1));
     Ok(queries::mails_to_address_since(conn, email_key, &day_ago)?
         < i64::from(ctx.config.limits.mails_per_address_per_day))
@@ -155,7 +155,7 @@ fn may_resend(
     conn: &Connection,
     ctx: &Context,
     subscription_id: i64,
-    email_key: &str,
+    email_key: &EmailKey,
     now: OffsetDateTime,
 ) -> Result<bool> {
     if !under_daily_cap(conn, ctx, email_key, now)? {
@@ -263,7 +263,9 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
         "unsubscribed" => Ok(DeclineOutcome::AlreadyUnsubscribed),
         _ => {
             let until = clock::format(ctx.config.limits.decline_block.after(now));
-            let hash = address_hash(&ctx.keys.current().address, &sub.email.to_lowercase());
+            // The stored address as entered (`Tom@Bücher.de`) has the key a
+            // new signup of any spelling gets, so the block matches them all.
+            let hash = address_hash(&ctx.keys.current().address, &EmailKey::lenient(&sub.email));
             queries::upsert_declined(conn, &hash, &until)?;
             erase_subscription(conn, sub.id)?;
             Ok(DeclineOutcome::Erased)
@@ -355,12 +357,12 @@ pub fn unsubscribe_subscription(
     Ok(UnsubscribeOutcome::Unsubscribed)
 }
 
-fn address_hash(key: &hmac::Key, email_key: &str) -> String {
-    hex::encode(hmac::sign(key, email_key.as_bytes()))
+fn address_hash(key: &hmac::Key, email_key: &EmailKey) -> String {
+    hex::encode(hmac::sign(key, email_key.as_str().as_bytes()))
 }
 
 /// Blocked under any key in the ring, so a key rotation does not lift blocks.
-pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &str, now: &str) -> Result<bool> {
+pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &EmailKey, now: &str) -> Result<bool> {
     for (_, k) in keys.all() {
         if queries::is_declined(conn, &address_hash(&k.address, email_key), now)? {
             return Ok(true);

@@ -7,6 +7,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::clock;
+use crate::domain::EmailKey;
 use crate::domain::Name;
 use crate::keys::KeyRing;
 use crate::mail::sha256_hex;
@@ -18,7 +19,7 @@ use crate::store::{self, queries};
 pub fn correct_name(
     conn: &Connection,
     keys: &KeyRing,
-    email_key: &str,
+    email_key: &EmailKey,
     list: Option<&str>,
     name: Option<&Name>,
     now: OffsetDateTime,

@@ -5,6 +5,7 @@
 
 use rusqlite::Connection;
 
+use crate::domain::EmailKey;
 use crate::store::{self, queries};
 use crate::subscriptions::erase_subscription;
 
@@ -17,12 +18,7 @@ pub struct Erased {
     pub checkpointed: bool,
 }
 
-/// How many subscriptions an erasure would remove.
-pub fn count(conn: &Connection, email_key: &str) -> Result<usize, String> {
-    Ok(queries::subscriptions_of_address(conn, email_key).map_err(|e| e.to_string())?.len())
-}
-
-pub fn erase(conn: &Connection, email_key: &str) -> Result<Erased, String> {
+pub fn erase(conn: &Connection, email_key: &EmailKey) -> Result<Erased, String> {
     let subscriptions = store::immediate(conn, |c| {
         let subs = queries::subscriptions_of_address(c, email_key)?;
         for s in &subs {

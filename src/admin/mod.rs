@@ -22,6 +22,7 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rusqlite::Connection;
 
+use crate::domain::EmailKey;
 use crate::store;
 
 /// Opens an existing database for a command (never creates one: a typo in
@@ -48,13 +49,19 @@ pub fn progress_bar(length: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// The lowercase comparison key of an address given on the command line.
-/// Deliberately lenient (no syntax check): an operator must be able to find
-/// and erase whatever was stored.
-pub fn address_key(address: &str) -> Result<String, String> {
-    let key = address.trim().to_lowercase();
-    if key.is_empty() {
+/// How many subscriptions the address has (on `list` only, if given). The
+/// commands that change an address check it first: for an address nothing
+/// is stored of, they change nothing and say so with exit code 1.
+pub fn stored_subscriptions(conn: &Connection, email_key: &EmailKey, list: Option<&str>) -> Result<usize, String> {
+    let subscriptions = store::queries::subscriptions_of_address(conn, email_key).map_err(|e| e.to_string())?;
+    Ok(subscriptions.iter().filter(|s| list.is_none_or(|l| l == s.list_id)).count())
+}
+
+/// The key of an address given on the command line: `EmailKey::lenient`,
+/// which finds every spelling of what was stored, once it is not empty.
+pub fn address_key(address: &str) -> Result<EmailKey, String> {
+    if address.trim().is_empty() {
         return Err("the address is empty".into());
     }
-    Ok(key)
+    Ok(EmailKey::lenient(address))
 }

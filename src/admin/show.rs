@@ -12,6 +12,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::clock;
+use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
@@ -39,7 +40,7 @@ pub struct AddressReport {
 pub fn collect(
     conn: &Connection,
     keys: &KeyRing,
-    email_key: &str,
+    email_key: &EmailKey,
     now: OffsetDateTime,
 ) -> Result<AddressReport, String> {
     let err = |e: crate::store::StoreError| e.to_string();
@@ -53,7 +54,7 @@ pub fn collect(
         });
     }
     let declined = subscriptions::is_declined(conn, keys, email_key, &clock::format(now)).map_err(err)?;
-    Ok(AddressReport { email: email_key.to_string(), records, declined })
+    Ok(AddressReport { email: email_key.as_str().to_string(), records, declined })
 }
 
 /// The report as JSON (for machines).

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::store::{self, queries};
 use crate::subscriptions::{self, UnsubscribeMethod, UnsubscribeOutcome};
@@ -19,7 +20,7 @@ pub fn unsubscribe(
     conn: &Connection,
     config: &Config,
     keys: &KeyRing,
-    email_key: &str,
+    email_key: &EmailKey,
     list: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Vec<String>, String> {

@@ -6,6 +6,14 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
+use crate::domain::EmailKey;
+
+/// An address key is stored and looked up as its text (`email_key`).
+impl rusqlite::ToSql for EmailKey {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
 
 /// A stored subscription, as the domain needs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -440,7 +448,11 @@ fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription
     })
 }
 
-pub fn select_live_subscription(conn: &Connection, list_id: &str, email_key: &str) -> Result<Option<SubscriptionRow>> {
+pub fn select_live_subscription(
+    conn: &Connection,
+    list_id: &str,
+    email_key: &EmailKey,
+) -> Result<Option<SubscriptionRow>> {
     Ok(conn
         .prepare_cached(SELECT_LIVE_SUBSCRIPTION)?
         .query_row(params![list_id, email_key], subscription_from_row)
@@ -455,7 +467,7 @@ pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<Subscrip
 pub struct NewSubscription<'a> {
     pub list_id: &'a str,
     pub email: &'a str,
-    pub email_key: &'a str,
+    pub email_key: &'a EmailKey,
     pub name: Option<&'a str>,
     pub consent_sha256: &'a str,
     pub now: &'a str,
@@ -517,7 +529,7 @@ pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
 }
 
 /// How many mails were queued to an address (on any list) since `since`.
-pub fn mails_to_address_since(conn: &Connection, email_key: &str, since: &str) -> Result<i64> {
+pub fn mails_to_address_since(conn: &Connection, email_key: &EmailKey, since: &str) -> Result<i64> {
     Ok(conn.prepare_cached(MAILS_TO_ADDRESS_SINCE)?.query_row(params![email_key, since], |r| r.get(0))?)
 }
 
@@ -759,7 +771,7 @@ pub fn for_each_export_row(
     Ok(())
 }
 
-pub fn subscriptions_of_address(conn: &Connection, email_key: &str) -> Result<Vec<SubscriptionRow>> {
+pub fn subscriptions_of_address(conn: &Connection, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>> {
     all(conn, SUBSCRIPTIONS_OF_ADDRESS, [email_key], subscription_from_row)
 }
 
@@ -987,10 +999,10 @@ mod tests {
         assert!(rows[0].erased && rows[0].ip.is_none() && rows[0].link == "l");
     }
 
-    fn new_pending<'a>(list_id: &'a str, email_key: &'a str) -> NewSubscription<'a> {
+    fn new_pending<'a>(list_id: &'a str, email_key: &'a EmailKey) -> NewSubscription<'a> {
         NewSubscription {
             list_id,
-            email: email_key,
+            email: email_key.as_str(),
             email_key,
             name: None,
             consent_sha256: "c",
@@ -1005,15 +1017,16 @@ mod tests {
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
         insert_consent_text(&conn, "c", "text", "t").unwrap();
-        let first = insert_subscription(&conn, &new_pending("news", "a@example.org")).unwrap();
-        let twice = insert_subscription(&conn, &new_pending("news", "a@example.org")).unwrap_err();
+        let (a, b) = (EmailKey::lenient("a@example.org"), EmailKey::lenient("b@example.org"));
+        let first = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
+        let twice = insert_subscription(&conn, &new_pending("news", &a)).unwrap_err();
         assert!(twice.to_string().contains("one live subscription"), "{twice}");
         // Another list, or another address, is fine.
-        insert_subscription(&conn, &new_pending("other", "a@example.org")).unwrap();
-        insert_subscription(&conn, &new_pending("news", "b@example.org")).unwrap();
+        insert_subscription(&conn, &new_pending("other", &a)).unwrap();
+        insert_subscription(&conn, &new_pending("news", &b)).unwrap();
         // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
         assert!(unsubscribe_subscription(&conn, first, "t", "192.0.2.1", "page").unwrap());
-        let second = insert_subscription(&conn, &new_pending("news", "a@example.org")).unwrap();
+        let second = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
         assert!(confirm_subscription(&conn, second, "t", "192.0.2.1").unwrap());
         let revive = conn.execute("UPDATE subscriptions SET status = 'pending' WHERE id = ?1", [first]).unwrap_err();
         assert!(revive.to_string().contains("one live subscription"), "{revive}");

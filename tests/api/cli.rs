@@ -291,6 +291,55 @@ async fn verify_finds_an_edited_a_deleted_and_an_inserted_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_on_a_unicode_domain_is_found_in_every_spelling_and_erased_from_every_file() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("Anna@Bücher.de", Some("Anna")).await;
+    app.confirmed_subscriber("other@example.org", None).await;
+    let spellings = ["anna@bücher.de", "ANNA@BÜCHER.DE", "anna@xn--bcher-kva.de"];
+    for spelling in spellings {
+        let shown = stdout(&app.cli(&["show", spelling]));
+        assert!(shown.starts_with("Anna@Bücher.de on list newsletter"), "{spelling}: {shown}");
+        let proof = tempfile::tempdir().unwrap();
+        let written = app.cli(&["show", spelling, "--proof", "--dir", proof.path().to_str().unwrap()]);
+        assert_eq!(stdout(&written).lines().count(), 1, "{spelling}: one proof document");
+    }
+    let corrected = stdout(&app.cli(&["correct", spellings[1], "--name", "Anna Bücher"]));
+    assert_eq!(corrected.trim(), "corrected the name on 1 subscription(s) of ANNA@BÜCHER.DE");
+    let left = stdout(&app.cli(&["unsubscribe", spellings[2]]));
+    assert_eq!(left.trim(), "unsubscribed anna@xn--bcher-kva.de from: newsletter");
+    let erased = stdout(&app.cli(&["erase", spellings[0], "--yes"]));
+    assert_eq!(erased.trim(), "erased 1 subscription(s) of anna@bücher.de");
+
+    let (dump, bytes) = everything(&app);
+    for needle in ["bücher.de", "xn--bcher-kva", "Anna Bücher"] {
+        assert!(!dump.to_lowercase().contains(&needle.to_lowercase()), "{needle} left in a table");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes())),
+            "{needle} left in the database files"
+        );
+    }
+    assert!(dump.contains("other@example.org"), "others are untouched");
+
+    // Now nothing is stored: showing says so (a valid answer to an access
+    // request); changing fails with one line, so a script sees it.
+    for spelling in spellings {
+        assert_eq!(stdout(&app.cli(&["show", spelling])).trim(), "nothing stored for anna@xn--bcher-kva.de");
+    }
+    for args in [
+        vec!["erase", spellings[0], "--yes"],
+        vec!["correct", spellings[1], "--name", "Anna"],
+        vec!["unsubscribe", spellings[2]],
+    ] {
+        let output = app.cli(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim(), format!("listgate: nothing stored for {}; nothing changed", args[1]), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correct_changes_the_name_and_records_only_hashes() {
     let app = spawn_app().await;
     let id = app.confirmed_subscriber("rename@example.org", Some("Anna Muller")).await;
@@ -315,8 +364,12 @@ async fn unsubscribe_by_hand_is_recorded_as_admin_and_ends_the_export_as_confirm
     let id = app.confirmed_subscriber("Leaving@Example.org", None).await;
     app.confirmed_subscriber("staying@example.org", None).await;
 
-    let out = stdout(&app.cli(&["unsubscribe", "leaving@example.org", "--list", "elsewhere"]));
-    assert!(out.starts_with("nothing changed"), "{out}");
+    let elsewhere = app.cli(&["unsubscribe", "leaving@example.org", "--list", "elsewhere"]);
+    assert_eq!(elsewhere.status.code(), Some(1), "nothing stored on that list: a script must see it");
+    assert_eq!(
+        String::from_utf8_lossy(&elsewhere.stderr).trim(),
+        "listgate: nothing stored for leaving@example.org on elsewhere; nothing changed"
+    );
     let out = stdout(&app.cli(&["unsubscribe", "leaving@example.org"]));
     assert_eq!(out.trim(), "unsubscribed leaving@example.org from: newsletter");
     let (status, method, ip): (String, String, String) = app

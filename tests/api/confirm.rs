@@ -111,6 +111,23 @@ async fn i_did_not_sign_up_erases_the_signup_and_blocks_further_mails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_did_not_sign_up_on_a_unicode_domain_blocks_every_spelling_of_the_address() {
+    let app = spawn_app().await;
+    let (_, token) = app.signup_and_get_token("Tom@Bücher.de").await;
+    let response = app.post_form("/confirm", &[("token", &token), ("action", "decline")]).await;
+    assert_eq!(response.status(), 200);
+    let spellings = ["Tom@Bücher.de", "tom@bücher.de", "TOM@BÜCHER.DE", "tom@xn--bcher-kva.de", "Tom@XN--BCHER-KVA.DE"];
+    for spelling in spellings {
+        assert_eq!(app.subscribe(spelling).await.status(), 200, "{spelling}: the same answer as ever");
+        assert_eq!(app.row_counts()[..2], [0, 0], "{spelling}: nothing stored, no mail queued");
+    }
+    // Another address on the same domain is not blocked.
+    assert_eq!(app.subscribe("anna@bücher.de").await.status(), 200);
+    app.smtp().wait_for_messages(2).await;
+    assert_eq!(app.row_counts()[0], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declining_a_confirmed_subscription_does_not_unsubscribe_it() {
     let app = spawn_app().await;
     let (_, token) = app.signup_and_get_token("keep@example.org").await;
