@@ -55,6 +55,37 @@ impl InputError {
     }
 }
 
+/// Where a subscription stands. Its text (stored, exported, shown) lives in
+/// `store::codes`, the one place these spellings exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Signed up, not yet confirmed.
+    Pending,
+    /// Confirmed by the button behind the mailed link: a subscriber.
+    Confirmed,
+    /// Left; kept only as proof.
+    Unsubscribed,
+}
+
+/// How an unsubscribe arrived; recorded as proof (text in `store::codes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnsubscribeMethod {
+    /// RFC 8058 one-click POST from a mail client.
+    OneClick,
+    /// The button on listgate's page.
+    Page,
+    /// The operator (CLI).
+    Admin,
+}
+
+/// What a webhook call reports, in its `event` field and `X-Listgate-Event`
+/// header (text in `store::codes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookEvent {
+    Confirmed,
+    Unsubscribed,
+}
+
 /// A syntactically valid address that the mail library can deliver to.
 /// Keeps the address as entered and a lowercase key for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 
 use crate::clock;
 use crate::config::{Config, ListConfig};
-use crate::domain::{Email, EmailKey, Name};
+pub use crate::domain::UnsubscribeMethod;
+use crate::domain::{Email, EmailKey, Name, Status, WebhookEvent};
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof::{self, EventKind};
@@ -105,7 +106,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
     }
     let ip = s.ip.to_string();
     match queries::select_live_subscription(conn, &s.list_id, s.email.key())? {
-        Some(existing) if existing.status == "confirmed" => Ok(SignupOutcome::AlreadyConfirmed),
+        Some(existing) if existing.status == Status::Confirmed => Ok(SignupOutcome::AlreadyConfirmed),
         Some(existing) => {
             if !may_resend(conn, ctx, existing.id, s.email.key(), now)? {
                 return Ok(SignupOutcome::ResendLimited);
@@ -225,19 +226,19 @@ pub fn confirm(
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(ConfirmOutcome::Gone);
     };
-    match sub.status.as_str() {
-        "confirmed" => Ok(ConfirmOutcome::AlreadyConfirmed),
-        "pending" => {
+    match sub.status {
+        Status::Confirmed => Ok(ConfirmOutcome::AlreadyConfirmed),
+        Status::Pending => {
             let (at, ip) = (clock::format(now), ip.to_string());
             queries::confirm_subscription(conn, sub.id, &at, &ip)?;
             proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Confirm, Some(&ip), &json!({}))?;
             queries::count_daily(conn, DailyCount::Confirmation, &clock::day(now), &sub.list_id)?;
             if ctx.config.has_webhook(&sub.list_id) {
-                queries::insert_webhook_call(conn, sub.id, "confirmed", &at)?;
+                queries::insert_webhook_call(conn, sub.id, WebhookEvent::Confirmed, &at)?;
             }
             Ok(ConfirmOutcome::Confirmed)
         }
-        _ => Ok(ConfirmOutcome::Gone),
+        Status::Unsubscribed => Ok(ConfirmOutcome::Gone),
     }
 }
 
@@ -258,10 +259,10 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
     let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
         return Ok(DeclineOutcome::Erased);
     };
-    match sub.status.as_str() {
-        "confirmed" => Ok(DeclineOutcome::AlreadyConfirmed),
-        "unsubscribed" => Ok(DeclineOutcome::AlreadyUnsubscribed),
-        _ => {
+    match sub.status {
+        Status::Confirmed => Ok(DeclineOutcome::AlreadyConfirmed),
+        Status::Unsubscribed => Ok(DeclineOutcome::AlreadyUnsubscribed),
+        Status::Pending => {
             let until = clock::format(ctx.config.limits.decline_block.after(now));
             // The stored address as entered (`Tom@Bücher.de`) has the key a
             // new signup of any spelling gets, so the block matches them all.
@@ -278,27 +279,6 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
 pub fn erase_subscription(conn: &Connection, subscription_id: i64) -> Result<()> {
     queries::erase_proof_events(conn, subscription_id)?;
     queries::delete_subscription(conn, subscription_id)
-}
-
-/// How an unsubscribe arrived; recorded as proof.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnsubscribeMethod {
-    /// RFC 8058 one-click POST from a mail client.
-    OneClick,
-    /// The button on listgate's page.
-    Page,
-    /// The operator (CLI).
-    Admin,
-}
-
-impl UnsubscribeMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnsubscribeMethod::OneClick => "one-click",
-            UnsubscribeMethod::Page => "page",
-            UnsubscribeMethod::Admin => "admin",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,7 +318,7 @@ pub fn unsubscribe_subscription(
     now: OffsetDateTime,
 ) -> Result<UnsubscribeOutcome> {
     let (at, ip) = (clock::format(now), ip.map(|ip| ip.to_string()));
-    if !queries::unsubscribe_subscription(conn, subscription_id, &at, ip.as_deref().unwrap_or(""), method.as_str())? {
+    if !queries::unsubscribe_subscription(conn, subscription_id, &at, ip.as_deref().unwrap_or(""), method)? {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     }
     proof::append(
@@ -352,7 +332,7 @@ pub fn unsubscribe_subscription(
     )?;
     queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), list_id)?;
     if webhook {
-        queries::insert_webhook_call(conn, subscription_id, "unsubscribed", &at)?;
+        queries::insert_webhook_call(conn, subscription_id, WebhookEvent::Unsubscribed, &at)?;
     }
     Ok(UnsubscribeOutcome::Unsubscribed)
 }

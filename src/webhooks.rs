@@ -30,6 +30,7 @@ use url::Url;
 
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
+use crate::domain::{Status, WebhookEvent};
 use crate::keys::KeyRing;
 use crate::mail::outbox::RetryPolicy;
 use crate::store::queries::{self, WebhookCall};
@@ -98,7 +99,7 @@ impl Webhooks {
             Err(e) => Outcome::Failed(format!("cannot read the subscription: {e}")),
             // A confirmation retried after the unsubscribe that followed it
             // would put the address back on the receiver's list.
-            Ok(Some(s)) if call.event == "confirmed" && s.status != "confirmed" => {
+            Ok(Some(s)) if call.event == WebhookEvent::Confirmed && s.status != Status::Confirmed => {
                 Outcome::Dropped("superseded: the subscription is no longer confirmed".into())
             }
             Ok(Some(s)) => match self.config.list(&s.list_id) {
@@ -125,7 +126,7 @@ impl Webhooks {
             "name": s.name,
             "at": call.occurred_at,
         });
-        if call.event == "confirmed" {
+        if call.event == WebhookEvent::Confirmed {
             body["unsubscribe_url"] = json!(subscriptions::unsubscribe_url(&self.config, &self.keys, s.id, &s.list_id));
         } else {
             body["method"] = json!(s.unsubscribe_method);

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::config::Config;
+use crate::domain::Status;
 use crate::keys::KeyRing;
 use crate::store::queries::{self, ExportFilter, ExportRecord};
 use crate::token::{self, Purpose};
@@ -49,7 +50,7 @@ pub struct ExportRow<'a> {
     pub email: &'a str,
     pub name: Option<&'a str>,
     pub list: &'a str,
-    pub status: &'a str,
+    pub status: Status,
     pub signup_at: &'a str,
     pub signup_ip: &'a str,
     pub consent_sha256: &'a str,
@@ -109,7 +110,7 @@ impl ExportRow<'_> {
             self.email,
             self.name.unwrap_or(""),
             self.list,
-            self.status,
+            self.status.as_str(),
             self.signup_at,
             self.signup_ip,
             self.consent_sha256,
@@ -142,8 +143,8 @@ pub fn parse_since(text: &str) -> Result<String, String> {
 }
 
 /// `status` as the operator says it: `all` means no filter.
-pub fn status_filter(status: &str) -> Option<String> {
-    (status != "all").then(|| status.to_string())
+pub fn status_filter(status: &str) -> Option<Status> {
+    Status::from_stored(status)
 }
 
 /// A spreadsheet treats a cell starting with `=`, `+`, `-`, `@` (or a tab or

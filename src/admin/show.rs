@@ -106,7 +106,7 @@ pub fn to_text(report: &AddressReport) -> String {
             s.unsubscribed_at.as_ref().map_or("-".into(), |at| format!(
                 "{at} from {} ({})",
                 dash(&s.unsubscribed_ip),
-                dash(&s.unsubscribe_method)
+                s.unsubscribe_method.map_or("-", |m| m.as_str())
             ))
         );
         for m in &r.mails {

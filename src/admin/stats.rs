@@ -9,18 +9,19 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::clock;
+use crate::domain::Status;
 use crate::store::queries::{self, DailyStats};
 
 #[derive(Debug, Serialize)]
 pub struct Stats {
     /// list → state → count.
-    pub by_status: BTreeMap<String, BTreeMap<String, u64>>,
+    pub by_status: BTreeMap<String, BTreeMap<Status, u64>>,
     pub daily: Vec<DailyStats>,
 }
 
 pub fn collect(conn: &Connection, days: u32, now: OffsetDateTime) -> Result<Stats, String> {
     let err = |e: crate::store::StoreError| e.to_string();
-    let mut by_status: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut by_status: BTreeMap<String, BTreeMap<Status, u64>> = BTreeMap::new();
     for (list, status, n) in queries::count_by_status(conn).map_err(err)? {
         by_status.entry(list).or_default().insert(status, n);
     }
@@ -30,10 +31,17 @@ pub fn collect(conn: &Connection, days: u32, now: OffsetDateTime) -> Result<Stat
 }
 
 pub fn to_text(stats: &Stats) -> String {
-    let mut t = String::from("list\tpending\tconfirmed\tunsubscribed\n");
+    let mut t = String::from("list");
+    for status in Status::ALL {
+        let _ = write!(t, "\t{status}");
+    }
+    t.push('\n');
     for (list, counts) in &stats.by_status {
-        let n = |s: &str| counts.get(s).copied().unwrap_or(0);
-        let _ = writeln!(t, "{list}\t{}\t{}\t{}", n("pending"), n("confirmed"), n("unsubscribed"));
+        t.push_str(list);
+        for status in Status::ALL {
+            let _ = write!(t, "\t{}", counts.get(status).copied().unwrap_or(0));
+        }
+        t.push('\n');
     }
     t.push_str("\nday\tlist\tsignups\tconfirmations\tunsubscribes\n");
     for d in &stats.daily {

@@ -14,7 +14,7 @@ use super::AppState;
 use super::forms::{self, FormError, SignupFields};
 use super::pages::{self, AppError};
 use crate::config::Language;
-use crate::domain::{Email, InputError, Name};
+use crate::domain::{Email, InputError, Name, Status};
 use crate::metrics::{self, Limit};
 use crate::subscriptions::{
     self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod, UnsubscribeOutcome,
@@ -102,7 +102,7 @@ pub async fn subscribe(
     };
     let language = list.config.language;
     let mut response = match subscribe_to(&state, list, ip, fields).await {
-        Ok(()) if as_json => pages::json(StatusCode::ACCEPTED, &json!({"status": "pending"})),
+        Ok(()) if as_json => pages::json(StatusCode::ACCEPTED, &json!({"status": Status::Pending})),
         Ok(()) => match &list.config.thanks_url {
             Some(url) => pages::see_other(url),
             None => pages::html(

@@ -15,6 +15,7 @@
 //! SQLite calls block, so they never run on the async executor's threads:
 //! writes run on the writer thread, reads in `spawn_blocking`.
 
+pub mod codes;
 pub mod queries;
 
 use std::path::{Path, PathBuf};

@@ -6,14 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
-use crate::domain::EmailKey;
-
-/// An address key is stored and looked up as its text (`email_key`).
-impl rusqlite::ToSql for EmailKey {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
+use crate::domain::{EmailKey, Status, UnsubscribeMethod, WebhookEvent};
 
 /// A stored subscription, as the domain needs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -22,7 +15,7 @@ pub struct SubscriptionRow {
     pub list_id: String,
     pub email: String,
     pub name: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub consent_sha256: String,
     pub signup_at: String,
     pub signup_ip: String,
@@ -30,7 +23,7 @@ pub struct SubscriptionRow {
     pub confirmed_ip: Option<String>,
     pub unsubscribed_at: Option<String>,
     pub unsubscribed_ip: Option<String>,
-    pub unsubscribe_method: Option<String>,
+    pub unsubscribe_method: Option<UnsubscribeMethod>,
 }
 
 /// An outbox row claimed for delivery.
@@ -493,7 +486,13 @@ pub fn confirm_subscription(conn: &Connection, id: i64, now: &str, ip: &str) -> 
 }
 
 /// Returns whether a live subscription was ended.
-pub fn unsubscribe_subscription(conn: &Connection, id: i64, now: &str, ip: &str, method: &str) -> Result<bool> {
+pub fn unsubscribe_subscription(
+    conn: &Connection,
+    id: i64,
+    now: &str,
+    ip: &str,
+    method: UnsubscribeMethod,
+) -> Result<bool> {
     Ok(conn.prepare_cached(UNSUBSCRIBE_SUBSCRIPTION)?.execute(params![id, now, ip, method])? == 1)
 }
 
@@ -708,7 +707,7 @@ pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &st
 #[derive(Debug, Clone, Default)]
 pub struct ExportFilter {
     pub list_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub since: Option<String>,
 }
 
@@ -728,7 +727,7 @@ pub struct ExportRecord<'a> {
     pub list_id: &'a str,
     pub email: &'a str,
     pub name: Option<&'a str>,
-    pub status: &'a str,
+    pub status: Status,
     pub consent_sha256: &'a str,
     pub signup_at: &'a str,
     pub signup_ip: &'a str,
@@ -747,7 +746,7 @@ impl<'a> ExportRecord<'a> {
             list_id: text(1)?,
             email: text(2)?,
             name: optional(3)?,
-            status: text(4)?,
+            status: r.get(4)?,
             consent_sha256: text(5)?,
             signup_at: text(6)?,
             signup_ip: text(7)?,
@@ -847,7 +846,7 @@ pub fn count_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
 }
 
 /// (list_id, status, count) over all subscriptions.
-pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, String, u64)>> {
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, Status, u64)>> {
     all(conn, COUNT_BY_STATUS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
 }
 
@@ -893,12 +892,17 @@ pub fn count_queued_mails(conn: &Connection) -> Result<u64> {
 pub struct WebhookCall {
     pub id: i64,
     pub subscription_id: i64,
-    pub event: String,
+    pub event: WebhookEvent,
     pub occurred_at: String,
     pub attempts: i64,
 }
 
-pub fn insert_webhook_call(conn: &Connection, subscription_id: i64, event: &str, occurred_at: &str) -> Result<()> {
+pub fn insert_webhook_call(
+    conn: &Connection,
+    subscription_id: i64,
+    event: WebhookEvent,
+    occurred_at: &str,
+) -> Result<()> {
     conn.prepare_cached(INSERT_WEBHOOK_CALL)?.execute(params![subscription_id, event, occurred_at])?;
     Ok(())
 }
@@ -1025,7 +1029,7 @@ mod tests {
         insert_subscription(&conn, &new_pending("other", &a)).unwrap();
         insert_subscription(&conn, &new_pending("news", &b)).unwrap();
         // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
-        assert!(unsubscribe_subscription(&conn, first, "t", "192.0.2.1", "page").unwrap());
+        assert!(unsubscribe_subscription(&conn, first, "t", "192.0.2.1", UnsubscribeMethod::Page).unwrap());
         let second = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
         assert!(confirm_subscription(&conn, second, "t", "192.0.2.1").unwrap());
         let revive = conn.execute("UPDATE subscriptions SET status = 'pending' WHERE id = ?1", [first]).unwrap_err();
