@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::clock;
 use crate::config::RetentionConfig;
+use crate::domain::Status;
 use crate::store::queries;
 use crate::store::{self, Result};
 use crate::subscriptions::erase_subscription;
@@ -55,7 +56,7 @@ impl Cutoffs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeReport {
     /// Count per (list, state).
-    pub erased: BTreeMap<(String, String), u64>,
+    pub erased: BTreeMap<(String, Status), u64>,
     /// Expired "I did not sign up" blocks removed.
     pub declines_removed: u64,
 }
@@ -65,7 +66,7 @@ impl PurgeReport {
         self.erased.values().sum()
     }
 
-    fn add(&mut self, list: String, status: String, n: u64) {
+    fn add(&mut self, list: String, status: Status, n: u64) {
         *self.erased.entry((list, status)).or_default() += n;
     }
 

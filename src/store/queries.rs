@@ -231,19 +231,30 @@ pub const SELECT_CONSENT_TEXT: &str = "SELECT text FROM consent_texts WHERE sha2
 pub const UPDATE_NAME: &str = "UPDATE subscriptions SET name = ?2 WHERE id = ?1";
 
 /// Params: pending_before, unsubscribed_before, limit. Subscriptions past
-/// their retention: pending ones signed up before the first cutoff,
-/// unsubscribed ones that left before the second. Confirmed ones never.
+/// their retention: pending ones signed up before the first cutoff;
+/// unsubscribed ones that were confirmed and left before the second (kept
+/// as proof of consent); unsubscribed ones never confirmed, which prove no
+/// consent, like pending ones from their signup. Confirmed ones never.
 pub const PURGE_CANDIDATES: &str =
     "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
     UNION ALL
-    SELECT id, list_id, status FROM subscriptions WHERE status = 'unsubscribed' AND unsubscribed_at < ?2
+    SELECT id, list_id, status FROM subscriptions
+        WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
+    UNION ALL
+    SELECT id, list_id, status FROM subscriptions
+        WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1
     LIMIT ?3";
 
-/// Params: pending_before, unsubscribed_before. What a purge would erase, per list and state.
+/// Params: pending_before, unsubscribed_before. What a purge would erase,
+/// per list and state (the rows of `PURGE_CANDIDATES`).
 pub const PURGE_PLAN: &str = "SELECT list_id, status, count(*) FROM (
         SELECT list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
         UNION ALL
-        SELECT list_id, status FROM subscriptions WHERE status = 'unsubscribed' AND unsubscribed_at < ?2)
+        SELECT list_id, status FROM subscriptions
+            WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
+        UNION ALL
+        SELECT list_id, status FROM subscriptions
+            WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1)
     GROUP BY list_id, status ORDER BY list_id, status";
 
 /// Params: now. Decline blocks whose time is over.
@@ -819,7 +830,7 @@ pub fn purge_candidates(
     pending_before: &str,
     unsubscribed_before: &str,
     limit: i64,
-) -> Result<Vec<(i64, String, String)>> {
+) -> Result<Vec<(i64, String, Status)>> {
     all(conn, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })
@@ -830,7 +841,7 @@ pub fn purge_plan(
     conn: &Connection,
     pending_before: &str,
     unsubscribed_before: &str,
-) -> Result<Vec<(String, String, u64)>> {
+) -> Result<Vec<(String, Status, u64)>> {
     all(conn, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
     })

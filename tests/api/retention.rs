@@ -2,6 +2,7 @@
 //! pending signups, 4 (calendar) years after an unsubscribe, leap days.
 
 use listgate::config::Span;
+use listgate::domain::Status;
 use listgate::retention::{self, Cutoffs};
 use listgate::token::{self, Purpose};
 use time::OffsetDateTime;
@@ -57,7 +58,7 @@ async fn pending_signups_go_just_after_14_days_and_confirmed_ones_never() {
 
     let before = app.row_counts();
     let plan = retention::plan(&app.db(), &Cutoffs::at(r, boundary + MS)).unwrap();
-    assert_eq!(plan.erased.get(&("newsletter".into(), "pending".into())), Some(&1));
+    assert_eq!(plan.erased.get(&("newsletter".into(), Status::Pending)), Some(&1));
     assert_eq!(app.row_counts(), before, "planning (dry run) changes nothing");
     assert_eq!(purge(&app, r, boundary + MS), 1, "a millisecond later: erased");
     assert!(!exists(&app, f.pending));
@@ -92,6 +93,26 @@ async fn unsubscribed_records_stay_four_calendar_years_from_a_leap_day() {
     let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.row_counts()[2], events_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_signup_unsubscribed_before_confirming_goes_like_a_pending_one() {
+    // Never confirmed, so no consent to prove: an unsubscribe (here from an
+    // export row's link) does not buy it four years.
+    let app = spawn_app().await;
+    let (id, _) = app.signup_and_get_token("never.confirmed@example.org").await;
+    let token = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
+    assert_eq!(app.one_click_with(&token).await.status(), 200);
+    let db = app.db();
+    db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", [id]).unwrap();
+    db.execute("UPDATE subscriptions SET unsubscribed_at = '2024-02-16T12:00:00.000Z' WHERE id = ?1", [id]).unwrap();
+    let r = &app.config.retention;
+    let boundary = datetime!(2024-02-29 12:00 UTC); // signup + 14 days
+    assert_eq!(purge(&app, r, boundary), 0, "exactly 14 days after the signup: kept");
+    let plan = retention::plan(&app.db(), &Cutoffs::at(r, boundary + MS)).unwrap();
+    assert_eq!(plan.erased.get(&("newsletter".into(), Status::Unsubscribed)), Some(&1));
+    assert_eq!(purge(&app, r, boundary + MS), 1, "a millisecond later: erased");
+    assert!(!exists(&app, id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
