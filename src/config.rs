@@ -371,13 +371,13 @@ impl Config {
         if self.limits.body_bytes < 1024 {
             return Err(problem("limits.body_bytes", "must be at least 1024"));
         }
+        // The fields listgate's forms use; the honeypot must be none of them.
+        const FORM_FIELDS: [&str; 6] = ["email", "name", "list", "form_token", "token", "action"];
         let honeypot = &self.limits.honeypot_field;
-        if honeypot.is_empty()
-            || ["email", "name", "list", "form_token", "token", "action"].contains(&honeypot.as_str())
-        {
+        if honeypot.is_empty() || FORM_FIELDS.contains(&honeypot.as_str()) {
             return Err(problem(
                 "limits.honeypot_field",
-                "must be a field name not used by the form (email, name, list, form_token)",
+                format!("must be a field name not used by the forms ({})", FORM_FIELDS.join(", ")),
             ));
         }
         if self.limits.form_min_age.approx() >= self.limits.form_max_age.approx() {
@@ -494,9 +494,6 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Applies `LISTGATE_SECTION__KEY=value` over the file's table. Values are
-/// read as TOML when they parse (numbers, booleans, arrays) and as strings
-/// otherwise, so `LISTGATE_MAIL__URL=smtp://…` needs no quotes.
 /// The `(section, key)` an environment variable `LISTGATE_SECTION__KEY`
 /// sets, lowercased; `None` for any other variable.
 pub fn env_setting(name: &str) -> Option<(String, String)> {
@@ -504,6 +501,9 @@ pub fn env_setting(name: &str) -> Option<(String, String)> {
     Some((section.to_ascii_lowercase(), key.to_ascii_lowercase()))
 }
 
+/// Applies `LISTGATE_SECTION__KEY=value` over the file's table. Values are
+/// read as TOML when they parse (numbers, booleans, arrays) and as strings
+/// otherwise, so `LISTGATE_MAIL__URL=smtp://…` needs no quotes.
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     for (name, raw) in env {
         let Some((section, key)) = env_setting(&name) else { continue };

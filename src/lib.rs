@@ -22,6 +22,7 @@
 //! - [`logging`]: the log subscriber, as text or JSON lines.
 //! - [`webhooks`]: signed calls to a list's `webhook_url` on confirm and unsubscribe.
 //! - [`retention`]: the retention rules and the purge.
+//! - [`worker`]: the claim-deliver-sleep loop the outbox and the webhook caller share.
 //! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests.
 //! - [`app`]: wiring it all into a running server.
 

@@ -244,8 +244,8 @@ fn host_header(url: &Url) -> String {
     }
 }
 
-/// Sends `request` over `io` and returns the answer's status, after reading
-/// its body (so the receiver sees a clean end of the exchange).
+/// Sends `request` over `io` and returns the answer's status. The answer's
+/// body is not read (see below); the connection is closed after the call.
 async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Result<u16, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -168,7 +168,9 @@ pub fn export(
 ) -> Result<u64, String> {
     let mut links = Links::new(config.base(), keys);
     let io = |e: std::io::Error| format!("cannot write the export: {e}");
-    // One read transaction: the count and the rows see the same snapshot.
+    // One read transaction: every row comes from one snapshot, whatever the
+    // server writes meanwhile. (The progress bar's count is taken before it,
+    // so it is an estimate.)
     conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
     let result = (|| {
         let mut rows = 0u64;

@@ -1,7 +1,8 @@
 //! The operator's commands, as library functions the CLI calls and tests
 //! call directly. Each works on its own SQLite connection beside a running
-//! server: reads see a consistent snapshot (WAL), writes take short
-//! `BEGIN IMMEDIATE` transactions.
+//! server: each report (export, show, stats) reads in one read transaction,
+//! so it sees one snapshot (WAL) whatever the server writes meanwhile;
+//! writes take short `BEGIN IMMEDIATE` transactions.
 //!
 //! Functions write data to the `out` they are given (stdout in the CLI) and
 //! return errors as one-line messages; `main.rs` turns those into exit codes.

@@ -16,6 +16,7 @@ use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
+use crate::store;
 use crate::store::queries::{self, MailRow, ProofEventRow, SubscriptionRow};
 use crate::subscriptions;
 
@@ -43,18 +44,20 @@ pub fn collect(
     email_key: &EmailKey,
     now: OffsetDateTime,
 ) -> Result<AddressReport, String> {
-    let err = |e: crate::store::StoreError| e.to_string();
-    let mut records = Vec::new();
-    for subscription in queries::subscriptions_of_address(conn, email_key).map_err(err)? {
-        records.push(Record {
-            consent_text: queries::select_consent_text(conn, &subscription.consent_sha256).map_err(err)?,
-            mails: queries::mails_of_subscription(conn, subscription.id).map_err(err)?,
-            events: queries::select_proof_events_of(conn, subscription.id).map_err(err)?,
-            subscription,
-        });
-    }
-    let declined = subscriptions::is_declined(conn, keys, email_key, &clock::format(now)).map_err(err)?;
-    Ok(AddressReport { email: email_key.as_str().to_string(), records, declined })
+    store::snapshot(conn, |conn| {
+        let mut records = Vec::new();
+        for subscription in queries::subscriptions_of_address(conn, email_key)? {
+            records.push(Record {
+                consent_text: queries::select_consent_text(conn, &subscription.consent_sha256)?,
+                mails: queries::mails_of_subscription(conn, subscription.id)?,
+                events: queries::select_proof_events_of(conn, subscription.id)?,
+                subscription,
+            });
+        }
+        let declined = subscriptions::is_declined(conn, keys, email_key, &clock::format(now))?;
+        Ok(AddressReport { email: email_key.as_str().to_string(), records, declined })
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// The report as JSON (for machines).

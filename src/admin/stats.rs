@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::clock;
 use crate::domain::Status;
+use crate::store;
 use crate::store::queries::{self, DailyStats};
 
 #[derive(Debug, Serialize)]
@@ -20,14 +21,16 @@ pub struct Stats {
 }
 
 pub fn collect(conn: &Connection, days: u32, now: OffsetDateTime) -> Result<Stats, String> {
-    let err = |e: crate::store::StoreError| e.to_string();
-    let mut by_status: BTreeMap<String, BTreeMap<Status, u64>> = BTreeMap::new();
-    for (list, status, n) in queries::count_by_status(conn).map_err(err)? {
-        by_status.entry(list).or_default().insert(status, n);
-    }
     let first_day = clock::day(now - time::Duration::days(i64::from(days.saturating_sub(1))));
-    let daily = queries::daily_stats_since(conn, &first_day).map_err(err)?;
-    Ok(Stats { by_status, daily })
+    store::snapshot(conn, |conn| {
+        let mut by_status: BTreeMap<String, BTreeMap<Status, u64>> = BTreeMap::new();
+        for (list, status, n) in queries::count_by_status(conn)? {
+            by_status.entry(list).or_default().insert(status, n);
+        }
+        let daily = queries::daily_stats_since(conn, &first_day)?;
+        Ok(Stats { by_status, daily })
+    })
+    .map_err(|e| e.to_string())
 }
 
 pub fn to_text(stats: &Stats) -> String {

@@ -158,7 +158,6 @@ pub enum AppError {
     MethodNotAllowed,
     /// The database is full or unreachable (503); nothing was stored.
     Unavailable,
-    Internal,
 }
 
 impl AppError {
@@ -172,7 +171,6 @@ impl AppError {
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -190,7 +188,6 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Unavailable => "unavailable",
-            AppError::Internal => "internal",
         }
     }
 
@@ -277,13 +274,6 @@ impl AppError {
                     )
                 } else {
                     ("Temporarily unavailable", "Please try again in a few minutes. Nothing was stored.")
-                }
-            }
-            AppError::Internal => {
-                if de {
-                    ("Interner Fehler", "Bitte versuchen Sie es später noch einmal.")
-                } else {
-                    ("Internal error", "Please try again later.")
                 }
             }
         }

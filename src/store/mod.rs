@@ -144,6 +144,17 @@ pub fn immediate<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T
     }
 }
 
+/// Runs the reads in `job` in one read transaction, so they all see one
+/// snapshot of the database even while the server writes (WAL): a report
+/// made of several queries never mixes before and after a change.
+pub fn snapshot<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    // Deferred: the first read fixes the snapshot for the rest.
+    conn.execute_batch("BEGIN")?;
+    let result = job(conn);
+    let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    result
+}
+
 /// What a write job hands back: called with the commit's outcome, it
 /// delivers the job's result to whoever is waiting.
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;

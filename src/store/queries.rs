@@ -729,7 +729,6 @@ pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
     Ok(n as u64)
 }
 
-/// Streams the export rows to `each`, one at a time (constant memory).
 /// One row of `EXPORT_SUBSCRIPTIONS`, borrowed from SQLite's current row:
 /// an export of a million rows allocates nothing per row for these values.
 #[derive(Debug, Clone, Copy)]
@@ -768,6 +767,7 @@ impl<'a> ExportRecord<'a> {
     }
 }
 
+/// Streams the export rows to `each`, one at a time (constant memory).
 pub fn for_each_export_row(
     conn: &Connection,
     f: &ExportFilter,
