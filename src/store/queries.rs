@@ -68,322 +68,278 @@ pub struct ProofEventRow {
     pub erased: bool,
 }
 
-/// Params: sha256, text, now. Stores a consent text once.
-pub const INSERT_CONSENT_TEXT: &str =
-    "INSERT OR IGNORE INTO consent_texts (sha256, text, first_seen) VALUES (?1, ?2, ?3)";
+/// Defines each statement as a `pub const` and lists every one of them in
+/// `ALL`, generated, so no statement can be left out of the test that
+/// prepares them (`every_statement_prepares`).
+macro_rules! statements {
+    ($($(#[$doc:meta])* pub const $name:ident: &str = $sql:expr;)+) => {
+        $($(#[$doc])* pub const $name: &str = $sql;)+
 
-/// Params: sha256, format, sender, from_header, reply_to, subject, text_body, html_body, now.
-/// Stores a mail rendering once.
-pub const INSERT_RENDERING: &str = "INSERT OR IGNORE INTO mail_renderings
-    (sha256, format, sender, from_header, reply_to, subject, text_body, html_body, first_seen)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+        /// Every statement, by name, for the test that prepares them all.
+        pub const ALL: &[(&str, &str)] = &[$((stringify!($name), $name)),+];
+    };
+}
 
-/// Params: sha256. One rendering.
-pub const SELECT_RENDERING: &str = "SELECT format, sender, from_header, reply_to, subject, text_body, html_body
-    FROM mail_renderings WHERE sha256 = ?1";
+statements! {
+    /// Params: sha256, text, now. Stores a consent text once.
+    pub const INSERT_CONSENT_TEXT: &str =
+        "INSERT OR IGNORE INTO consent_texts (sha256, text, first_seen) VALUES (?1, ?2, ?3)";
 
-/// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
-pub const SELECT_LIVE_SUBSCRIPTION: &str =
-    "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
-    FROM subscriptions WHERE list_id = ?1 AND email_key = ?2 AND status IN ('pending', 'confirmed')";
+    /// Params: sha256, format, sender, from_header, reply_to, subject, text_body, html_body, now.
+    /// Stores a mail rendering once.
+    pub const INSERT_RENDERING: &str = "INSERT OR IGNORE INTO mail_renderings
+        (sha256, format, sender, from_header, reply_to, subject, text_body, html_body, first_seen)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-/// Params: id. One subscription by id.
-pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
-    FROM subscriptions WHERE id = ?1";
+    /// Params: sha256. One rendering.
+    pub const SELECT_RENDERING: &str = "SELECT format, sender, from_header, reply_to, subject, text_body, html_body
+        FROM mail_renderings WHERE sha256 = ?1";
 
-/// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new pending signup.
-pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
-    (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
-    VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
+    /// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
+    pub const SELECT_LIVE_SUBSCRIPTION: &str =
+        "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        FROM subscriptions WHERE list_id = ?1 AND email_key = ?2 AND status IN ('pending', 'confirmed')";
 
-/// Params: id, now, ip. Pending becomes confirmed; no-op otherwise.
-pub const CONFIRM_SUBSCRIPTION: &str =
-    "UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?2, confirmed_ip = ?3
-    WHERE id = ?1 AND status = 'pending'";
+    /// Params: id. One subscription by id.
+    pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        FROM subscriptions WHERE id = ?1";
 
-/// Params: id, now, ip, method. Pending or confirmed becomes unsubscribed; no-op otherwise.
-pub const UNSUBSCRIBE_SUBSCRIPTION: &str = "UPDATE subscriptions
-    SET status = 'unsubscribed', unsubscribed_at = ?2, unsubscribed_ip = ?3, unsubscribe_method = ?4
-    WHERE id = ?1 AND status IN ('pending', 'confirmed')";
+    /// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new pending signup.
+    pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
+        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
+        VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
 
-/// Params: id. Deletes a subscription (its outbox rows go with it).
-pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
+    /// Params: id, now, ip. Pending becomes confirmed; no-op otherwise.
+    pub const CONFIRM_SUBSCRIPTION: &str =
+        "UPDATE subscriptions SET status = 'confirmed', confirmed_at = ?2, confirmed_ip = ?3
+        WHERE id = ?1 AND status = 'pending'";
 
-/// Params: subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, now.
-/// Queues a confirmation mail.
-pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
-    (subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, state, created_at, next_attempt_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)";
+    /// Params: id, now, ip, method. Pending or confirmed becomes unsubscribed; no-op otherwise.
+    pub const UNSUBSCRIBE_SUBSCRIPTION: &str = "UPDATE subscriptions
+        SET status = 'unsubscribed', unsubscribed_at = ?2, unsubscribed_ip = ?3, unsubscribe_method = ?4
+        WHERE id = ?1 AND status IN ('pending', 'confirmed')";
 
-/// Params: subscription_id, since. Mails queued for a subscription since a time: count and latest.
-pub const RECENT_MAILS: &str =
-    "SELECT count(*), max(created_at) FROM outbox WHERE subscription_id = ?1 AND created_at >= ?2";
+    /// Params: id. Deletes a subscription (its outbox rows go with it).
+    pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
 
-/// Params: now, lease_until, limit. Claims due rows: pushes them `lease_until`
-/// into the future (so a crash mid-delivery retries them then) and counts the attempt.
-pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1, leased = 1
-    WHERE id IN (SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at LIMIT ?3)
-    RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
+    /// Params: subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, now.
+    /// Queues a confirmation mail.
+    pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
+        (subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, state, created_at, next_attempt_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)";
 
-/// Params: id. The stored values of one mail, for rebuilding it.
-pub const SELECT_OUTBOX_MAIL: &str =
-    "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
-    FROM outbox WHERE id = ?1";
+    /// Params: subscription_id, since. Mails queued for a subscription since a time: count and latest.
+    pub const RECENT_MAILS: &str =
+        "SELECT count(*), max(created_at) FROM outbox WHERE subscription_id = ?1 AND created_at >= ?2";
 
-/// No params. When the next queued mail is due.
-pub const NEXT_DUE_MAIL: &str = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'";
+    /// Params: now, lease_until, limit. Claims due rows: pushes them `lease_until`
+    /// into the future (so a crash mid-delivery retries them then) and counts the attempt.
+    pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1, leased = 1
+        WHERE id IN (SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1
+                     ORDER BY next_attempt_at LIMIT ?3)
+        RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
 
-/// Params: id, now, smtp_reply, message_sha256. The server took the mail.
-pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?2, smtp_reply = ?3, message_sha256 = ?4, last_error = NULL, leased = 0
-    WHERE id = ?1 AND state = 'queued'";
+    /// Params: id. The stored values of one mail, for rebuilding it.
+    pub const SELECT_OUTBOX_MAIL: &str =
+        "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
+        FROM outbox WHERE id = ?1";
 
-/// Params: id, next_attempt_at, error. A temporary failure: try again later.
-pub const MARK_MAIL_RETRY: &str =
-    "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3, leased = 0 WHERE id = ?1 AND state = 'queued'";
+    /// No params. When the next queued mail is due.
+    pub const NEXT_DUE_MAIL: &str = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'";
 
-/// Params: id, error. A permanent failure (or a day of temporary ones): give up.
-pub const MARK_MAIL_FAILED: &str =
-    "UPDATE outbox SET state = 'failed', last_error = ?2, leased = 0 WHERE id = ?1 AND state = 'queued'";
+    /// Params: id, now, smtp_reply, message_sha256. The server took the mail.
+    pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = ?2, smtp_reply = ?3, message_sha256 = ?4, last_error = NULL, leased = 0
+        WHERE id = ?1 AND state = 'queued'";
 
-/// Params: now. At start: mails a previous run had claimed but not finished
-/// (it crashed or was killed) are due again now.
-pub const RELEASE_LEASES: &str =
-    "UPDATE outbox SET leased = 0, next_attempt_at = ?1 WHERE state = 'queued' AND leased = 1";
+    /// Params: id, next_attempt_at, error. A temporary failure: try again later.
+    pub const MARK_MAIL_RETRY: &str =
+        "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3, leased = 0 WHERE id = ?1 AND state = 'queued'";
 
-/// No params. The newest event's link, which the next event chains to.
-pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
+    /// Params: id, error. A permanent failure (or a day of temporary ones): give up.
+    pub const MARK_MAIL_FAILED: &str =
+        "UPDATE outbox SET state = 'failed', last_error = ?2, leased = 0 WHERE id = ?1 AND state = 'queued'";
 
-/// Params: subscription_id, at, kind, ip, detail, key_id, digest, link. Appends a proof event.
-pub const INSERT_PROOF_EVENT: &str =
-    "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    /// Params: now. At start: mails a previous run had claimed but not finished
+    /// (it crashed or was killed) are due again now.
+    pub const RELEASE_LEASES: &str =
+        "UPDATE outbox SET leased = 0, next_attempt_at = ?1 WHERE state = 'queued' AND leased = 1";
 
-/// Params: id. The link of the event before an event, which that event chains to.
-pub const PREVIOUS_PROOF_LINK: &str = "SELECT link FROM proof_events WHERE id < ?1 ORDER BY id DESC LIMIT 1";
+    /// No params. The newest event's link, which the next event chains to.
+    pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
 
-/// Params: after_id, limit. Events in chain order, a page at a time.
-pub const SELECT_PROOF_EVENTS: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
-    FROM proof_events WHERE id > ?1 ORDER BY id LIMIT ?2";
+    /// Params: subscription_id, at, kind, ip, detail, key_id, digest, link. Appends a proof event.
+    pub const INSERT_PROOF_EVENT: &str =
+        "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-/// Params: subscription_id. One subscription's events.
-pub const SELECT_PROOF_EVENTS_OF: &str =
-    "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
-    FROM proof_events WHERE subscription_id = ?1 ORDER BY id";
+    /// Params: id. The link of the event before an event, which that event chains to.
+    pub const PREVIOUS_PROOF_LINK: &str = "SELECT link FROM proof_events WHERE id < ?1 ORDER BY id DESC LIMIT 1";
 
-/// Params: subscription_id. Blanks the personal data of a subscription's
-/// events, keeping the chain links.
-pub const ERASE_PROOF_EVENTS: &str = "UPDATE proof_events
-    SET subscription_id = NULL, at = NULL, kind = NULL, ip = NULL, detail = NULL, erased = 1
-    WHERE subscription_id = ?1";
+    /// Params: after_id, limit. Events in chain order, a page at a time.
+    pub const SELECT_PROOF_EVENTS: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
+        FROM proof_events WHERE id > ?1 ORDER BY id LIMIT ?2";
 
-/// Params: address_hash, until. Blocks confirmation mails to an address.
-pub const UPSERT_DECLINED: &str = "INSERT INTO declined_addresses (address_hash, until) VALUES (?1, ?2)
-    ON CONFLICT (address_hash) DO UPDATE SET until = max(until, excluded.until)";
+    /// Params: subscription_id. One subscription's events.
+    pub const SELECT_PROOF_EVENTS_OF: &str =
+        "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
+        FROM proof_events WHERE subscription_id = ?1 ORDER BY id";
 
-/// Params: address_hash, now. Whether the address is blocked now.
-pub const IS_DECLINED: &str = "SELECT 1 FROM declined_addresses WHERE address_hash = ?1 AND until > ?2";
+    /// Params: subscription_id. Blanks the personal data of a subscription's
+    /// events, keeping the chain links.
+    pub const ERASE_PROOF_EVENTS: &str = "UPDATE proof_events
+        SET subscription_id = NULL, at = NULL, kind = NULL, ip = NULL, detail = NULL, erased = 1
+        WHERE subscription_id = ?1";
 
-/// Params: day, list_id. Counts a signup.
-pub const COUNT_SIGNUP: &str = "INSERT INTO daily_stats (day, list_id, signups) VALUES (?1, ?2, 1)
-    ON CONFLICT (day, list_id) DO UPDATE SET signups = signups + 1";
+    /// Params: address_hash, until. Blocks confirmation mails to an address.
+    pub const UPSERT_DECLINED: &str = "INSERT INTO declined_addresses (address_hash, until) VALUES (?1, ?2)
+        ON CONFLICT (address_hash) DO UPDATE SET until = max(until, excluded.until)";
 
-/// Params: day, list_id. Counts a confirmation.
-pub const COUNT_CONFIRMATION: &str = "INSERT INTO daily_stats (day, list_id, confirmations) VALUES (?1, ?2, 1)
-    ON CONFLICT (day, list_id) DO UPDATE SET confirmations = confirmations + 1";
+    /// Params: address_hash, now. Whether the address is blocked now.
+    pub const IS_DECLINED: &str = "SELECT 1 FROM declined_addresses WHERE address_hash = ?1 AND until > ?2";
 
-/// Params: day, list_id. Counts an unsubscribe.
-pub const COUNT_UNSUBSCRIBE: &str = "INSERT INTO daily_stats (day, list_id, unsubscribes) VALUES (?1, ?2, 1)
-    ON CONFLICT (day, list_id) DO UPDATE SET unsubscribes = unsubscribes + 1";
+    /// Params: day, list_id. Counts a signup.
+    pub const COUNT_SIGNUP: &str = "INSERT INTO daily_stats (day, list_id, signups) VALUES (?1, ?2, 1)
+        ON CONFLICT (day, list_id) DO UPDATE SET signups = signups + 1";
 
-/// Params: list_id or NULL, status or NULL, since or NULL. Subscriptions to
-/// export, in id order; `since` matches rows whose latest event (signup,
-/// confirmation or unsubscribe) is at or after it.
-pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-    confirmed_at, confirmed_ip, unsubscribed_at
-    FROM subscriptions
-    WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
-      AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
-    ORDER BY id";
+    /// Params: day, list_id. Counts a confirmation.
+    pub const COUNT_CONFIRMATION: &str = "INSERT INTO daily_stats (day, list_id, confirmations) VALUES (?1, ?2, 1)
+        ON CONFLICT (day, list_id) DO UPDATE SET confirmations = confirmations + 1";
 
-/// Params as `EXPORT_SUBSCRIPTIONS`. How many rows it will give (for progress bars).
-pub const COUNT_EXPORT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions
-    WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
-      AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)";
+    /// Params: day, list_id. Counts an unsubscribe.
+    pub const COUNT_UNSUBSCRIBE: &str = "INSERT INTO daily_stats (day, list_id, unsubscribes) VALUES (?1, ?2, 1)
+        ON CONFLICT (day, list_id) DO UPDATE SET unsubscribes = unsubscribes + 1";
 
-/// Params: email_key. Every subscription of an address, on every list.
-pub const SUBSCRIPTIONS_OF_ADDRESS: &str =
-    "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-    confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
-    FROM subscriptions WHERE email_key = ?1 ORDER BY id";
+    /// Params: list_id or NULL, status or NULL, since or NULL. Subscriptions to
+    /// export, in id order; `since` matches rows whose latest event (signup,
+    /// confirmation or unsubscribe) is at or after it.
+    pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+        confirmed_at, confirmed_ip, unsubscribed_at
+        FROM subscriptions
+        WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
+          AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
+        ORDER BY id";
 
-/// Params: subscription_id. The mails of a subscription.
-pub const MAILS_OF_SUBSCRIPTION: &str =
-    "SELECT id, state, created_at, attempts, last_error, sent_at, smtp_reply, message_id, message_sha256
-    FROM outbox WHERE subscription_id = ?1 ORDER BY id";
+    /// Params as `EXPORT_SUBSCRIPTIONS`. How many rows it will give (for progress bars).
+    pub const COUNT_EXPORT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions
+        WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
+          AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)";
 
-/// Params: sha256. A consent text.
-pub const SELECT_CONSENT_TEXT: &str = "SELECT text FROM consent_texts WHERE sha256 = ?1";
+    /// Params: email_key. Every subscription of an address, on every list.
+    pub const SUBSCRIPTIONS_OF_ADDRESS: &str =
+        "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        FROM subscriptions WHERE email_key = ?1 ORDER BY id";
 
-/// Params: id, name. Rectifies the stored name.
-pub const UPDATE_NAME: &str = "UPDATE subscriptions SET name = ?2 WHERE id = ?1";
+    /// Params: subscription_id. The mails of a subscription.
+    pub const MAILS_OF_SUBSCRIPTION: &str =
+        "SELECT id, state, created_at, attempts, last_error, sent_at, smtp_reply, message_id, message_sha256
+        FROM outbox WHERE subscription_id = ?1 ORDER BY id";
 
-/// Params: pending_before, unsubscribed_before, limit. Subscriptions past
-/// their retention: pending ones signed up before the first cutoff;
-/// unsubscribed ones that were confirmed and left before the second (kept
-/// as proof of consent); unsubscribed ones never confirmed, which prove no
-/// consent, like pending ones from their signup. Confirmed ones never.
-pub const PURGE_CANDIDATES: &str =
-    "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
-    UNION ALL
-    SELECT id, list_id, status FROM subscriptions
-        WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
-    UNION ALL
-    SELECT id, list_id, status FROM subscriptions
-        WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1
-    LIMIT ?3";
+    /// Params: sha256. A consent text.
+    pub const SELECT_CONSENT_TEXT: &str = "SELECT text FROM consent_texts WHERE sha256 = ?1";
 
-/// Params: pending_before, unsubscribed_before. What a purge would erase,
-/// per list and state (the rows of `PURGE_CANDIDATES`).
-pub const PURGE_PLAN: &str = "SELECT list_id, status, count(*) FROM (
-        SELECT list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+    /// Params: id, name. Rectifies the stored name.
+    pub const UPDATE_NAME: &str = "UPDATE subscriptions SET name = ?2 WHERE id = ?1";
+
+    /// Params: pending_before, unsubscribed_before, limit. Subscriptions past
+    /// their retention: pending ones signed up before the first cutoff;
+    /// unsubscribed ones that were confirmed and left before the second (kept
+    /// as proof of consent); unsubscribed ones never confirmed, which prove no
+    /// consent, like pending ones from their signup. Confirmed ones never.
+    pub const PURGE_CANDIDATES: &str =
+        "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
         UNION ALL
-        SELECT list_id, status FROM subscriptions
+        SELECT id, list_id, status FROM subscriptions
             WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
         UNION ALL
-        SELECT list_id, status FROM subscriptions
-            WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1)
-    GROUP BY list_id, status ORDER BY list_id, status";
+        SELECT id, list_id, status FROM subscriptions
+            WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1
+        LIMIT ?3";
 
-/// Params: now. Decline blocks whose time is over.
-pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE until <= ?1";
+    /// Params: pending_before, unsubscribed_before. What a purge would erase,
+    /// per list and state (the rows of `PURGE_CANDIDATES`).
+    pub const PURGE_PLAN: &str = "SELECT list_id, status, count(*) FROM (
+            SELECT list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+            UNION ALL
+            SELECT list_id, status FROM subscriptions
+                WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
+            UNION ALL
+            SELECT list_id, status FROM subscriptions
+                WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1)
+        GROUP BY list_id, status ORDER BY list_id, status";
 
-/// Params: now. How many decline blocks are over.
-pub const COUNT_EXPIRED_DECLINES: &str = "SELECT count(*) FROM declined_addresses WHERE until <= ?1";
+    /// Params: now. Decline blocks whose time is over.
+    pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE until <= ?1";
 
-/// No params. Subscriptions per list and state.
-pub const COUNT_BY_STATUS: &str =
-    "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id, status";
+    /// Params: now. How many decline blocks are over.
+    pub const COUNT_EXPIRED_DECLINES: &str = "SELECT count(*) FROM declined_addresses WHERE until <= ?1";
 
-/// Params: first_day. Daily counts since a day.
-pub const DAILY_STATS_SINCE: &str = "SELECT day, list_id, signups, confirmations, unsubscribes FROM daily_stats
-    WHERE day >= ?1 ORDER BY day, list_id";
+    /// No params. Subscriptions per list and state.
+    pub const COUNT_BY_STATUS: &str =
+        "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id, status";
 
-/// Params: file. An online, consistent copy of the whole database.
-pub const BACKUP_INTO: &str = "VACUUM INTO ?1";
+    /// Params: first_day. Daily counts since a day.
+    pub const DAILY_STATS_SINCE: &str = "SELECT day, list_id, signups, confirmations, unsubscribes FROM daily_stats
+        WHERE day >= ?1 ORDER BY day, list_id";
 
-/// No params. How many proof events there are (for progress bars).
-pub const COUNT_PROOF_EVENTS: &str = "SELECT count(*) FROM proof_events";
+    /// Params: file. An online, consistent copy of the whole database.
+    pub const BACKUP_INTO: &str = "VACUUM INTO ?1";
 
-/// Params: day, list_id. Counts a signup request (every path writes, so every
-/// answer waits for the same commit: no timing difference between a new and
-/// a known address).
-pub const COUNT_REQUEST: &str = "INSERT INTO daily_stats (day, list_id, requests) VALUES (?1, ?2, 1)
-    ON CONFLICT (day, list_id) DO UPDATE SET requests = requests + 1";
+    /// No params. How many proof events there are (for progress bars).
+    pub const COUNT_PROOF_EVENTS: &str = "SELECT count(*) FROM proof_events";
 
-/// Params: day, list_id. Counts a submission dropped as a bot's.
-pub const COUNT_BOT: &str = "INSERT INTO daily_stats (day, list_id, bots) VALUES (?1, ?2, 1)
-    ON CONFLICT (day, list_id) DO UPDATE SET bots = bots + 1";
+    /// Params: day, list_id. Counts a signup request (every path writes, so every
+    /// answer waits for the same commit: no timing difference between a new and
+    /// a known address).
+    pub const COUNT_REQUEST: &str = "INSERT INTO daily_stats (day, list_id, requests) VALUES (?1, ?2, 1)
+        ON CONFLICT (day, list_id) DO UPDATE SET requests = requests + 1";
 
-/// Params: email_key, since. Mails queued to an address on any list since a time.
-pub const MAILS_TO_ADDRESS_SINCE: &str =
-    "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
-    WHERE s.email_key = ?1 AND o.created_at >= ?2";
+    /// Params: day, list_id. Counts a submission dropped as a bot's.
+    pub const COUNT_BOT: &str = "INSERT INTO daily_stats (day, list_id, bots) VALUES (?1, ?2, 1)
+        ON CONFLICT (day, list_id) DO UPDATE SET bots = bots + 1";
 
-/// No params. Mails waiting for delivery (due now or retrying later), for
-/// `/metrics`. The partial index `outbox_due` (`WHERE state = 'queued'`)
-/// covers it, so the count reads only the queue, never the sent mails.
-pub const COUNT_QUEUED_MAILS: &str = "SELECT count(*) FROM outbox WHERE state = 'queued'";
+    /// Params: email_key, since. Mails queued to an address on any list since a time.
+    pub const MAILS_TO_ADDRESS_SINCE: &str =
+        "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
+        WHERE s.email_key = ?1 AND o.created_at >= ?2";
 
-/// Params: subscription_id, event, occurred_at. Queues a webhook call, due now.
-pub const INSERT_WEBHOOK_CALL: &str =
-    "INSERT INTO webhook_calls (subscription_id, event, occurred_at, state, next_attempt_at)
-    VALUES (?1, ?2, ?3, 'queued', ?3)";
+    /// No params. Mails waiting for delivery (due now or retrying later), for
+    /// `/metrics`. The partial index `outbox_due` (`WHERE state = 'queued'`)
+    /// covers it, so the count reads only the queue, never the sent mails.
+    pub const COUNT_QUEUED_MAILS: &str = "SELECT count(*) FROM outbox WHERE state = 'queued'";
 
-/// Params: now, lease_until, limit. Claims due calls: pushes them `lease_until`
-/// into the future (a crash mid-call retries them then) and counts the attempt.
-pub const CLAIM_DUE_WEBHOOK_CALLS: &str = "UPDATE webhook_calls SET next_attempt_at = ?2, attempts = attempts + 1
-    WHERE id IN (SELECT id FROM webhook_calls WHERE state = 'queued' AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at LIMIT ?3)
-    RETURNING id, subscription_id, event, occurred_at, attempts";
+    /// Params: subscription_id, event, occurred_at. Queues a webhook call, due now.
+    pub const INSERT_WEBHOOK_CALL: &str =
+        "INSERT INTO webhook_calls (subscription_id, event, occurred_at, state, next_attempt_at)
+        VALUES (?1, ?2, ?3, 'queued', ?3)";
 
-/// No params. When the next queued webhook call is due.
-pub const NEXT_DUE_WEBHOOK_CALL: &str = "SELECT min(next_attempt_at) FROM webhook_calls WHERE state = 'queued'";
+    /// Params: now, lease_until, limit. Claims due calls: pushes them `lease_until`
+    /// into the future (a crash mid-call retries them then) and counts the attempt.
+    pub const CLAIM_DUE_WEBHOOK_CALLS: &str = "UPDATE webhook_calls SET next_attempt_at = ?2, attempts = attempts + 1
+        WHERE id IN (SELECT id FROM webhook_calls WHERE state = 'queued' AND next_attempt_at <= ?1
+                     ORDER BY next_attempt_at LIMIT ?3)
+        RETURNING id, subscription_id, event, occurred_at, attempts";
 
-/// Params: id, now, http_status. The receiver answered 2xx.
-pub const MARK_WEBHOOK_SENT: &str = "UPDATE webhook_calls
-    SET state = 'sent', sent_at = ?2, http_status = ?3, last_error = NULL WHERE id = ?1 AND state = 'queued'";
+    /// No params. When the next queued webhook call is due.
+    pub const NEXT_DUE_WEBHOOK_CALL: &str = "SELECT min(next_attempt_at) FROM webhook_calls WHERE state = 'queued'";
 
-/// Params: id, next_attempt_at, http_status or NULL, error. Try again later.
-pub const MARK_WEBHOOK_RETRY: &str = "UPDATE webhook_calls
-    SET next_attempt_at = ?2, http_status = ?3, last_error = ?4 WHERE id = ?1 AND state = 'queued'";
+    /// Params: id, now, http_status. The receiver answered 2xx.
+    pub const MARK_WEBHOOK_SENT: &str = "UPDATE webhook_calls
+        SET state = 'sent', sent_at = ?2, http_status = ?3, last_error = NULL WHERE id = ?1 AND state = 'queued'";
 
-/// Params: id, http_status or NULL, error. Given up.
-pub const MARK_WEBHOOK_FAILED: &str = "UPDATE webhook_calls
-    SET state = 'failed', http_status = ?2, last_error = ?3 WHERE id = ?1 AND state = 'queued'";
+    /// Params: id, next_attempt_at, http_status or NULL, error. Try again later.
+    pub const MARK_WEBHOOK_RETRY: &str = "UPDATE webhook_calls
+        SET next_attempt_at = ?2, http_status = ?3, last_error = ?4 WHERE id = ?1 AND state = 'queued'";
 
-/// No params. Liveness: the database answers.
-pub const PING: &str = "SELECT 1";
+    /// Params: id, http_status or NULL, error. Given up.
+    pub const MARK_WEBHOOK_FAILED: &str = "UPDATE webhook_calls
+        SET state = 'failed', http_status = ?2, last_error = ?3 WHERE id = ?1 AND state = 'queued'";
 
-/// Every statement, for the test that prepares them all.
-pub const ALL: &[(&str, &str)] = &[
-    ("INSERT_CONSENT_TEXT", INSERT_CONSENT_TEXT),
-    ("INSERT_RENDERING", INSERT_RENDERING),
-    ("SELECT_RENDERING", SELECT_RENDERING),
-    ("SELECT_LIVE_SUBSCRIPTION", SELECT_LIVE_SUBSCRIPTION),
-    ("SELECT_SUBSCRIPTION", SELECT_SUBSCRIPTION),
-    ("INSERT_SUBSCRIPTION", INSERT_SUBSCRIPTION),
-    ("CONFIRM_SUBSCRIPTION", CONFIRM_SUBSCRIPTION),
-    ("UNSUBSCRIBE_SUBSCRIPTION", UNSUBSCRIBE_SUBSCRIPTION),
-    ("DELETE_SUBSCRIPTION", DELETE_SUBSCRIPTION),
-    ("INSERT_OUTBOX", INSERT_OUTBOX),
-    ("RECENT_MAILS", RECENT_MAILS),
-    ("CLAIM_DUE_MAILS", CLAIM_DUE_MAILS),
-    ("SELECT_OUTBOX_MAIL", SELECT_OUTBOX_MAIL),
-    ("NEXT_DUE_MAIL", NEXT_DUE_MAIL),
-    ("MARK_MAIL_SENT", MARK_MAIL_SENT),
-    ("MARK_MAIL_RETRY", MARK_MAIL_RETRY),
-    ("MARK_MAIL_FAILED", MARK_MAIL_FAILED),
-    ("RELEASE_LEASES", RELEASE_LEASES),
-    ("LAST_PROOF_LINK", LAST_PROOF_LINK),
-    ("INSERT_PROOF_EVENT", INSERT_PROOF_EVENT),
-    ("PREVIOUS_PROOF_LINK", PREVIOUS_PROOF_LINK),
-    ("SELECT_PROOF_EVENTS", SELECT_PROOF_EVENTS),
-    ("SELECT_PROOF_EVENTS_OF", SELECT_PROOF_EVENTS_OF),
-    ("ERASE_PROOF_EVENTS", ERASE_PROOF_EVENTS),
-    ("UPSERT_DECLINED", UPSERT_DECLINED),
-    ("IS_DECLINED", IS_DECLINED),
-    ("COUNT_SIGNUP", COUNT_SIGNUP),
-    ("COUNT_CONFIRMATION", COUNT_CONFIRMATION),
-    ("COUNT_UNSUBSCRIBE", COUNT_UNSUBSCRIBE),
-    ("COUNT_REQUEST", COUNT_REQUEST),
-    ("COUNT_BOT", COUNT_BOT),
-    ("MAILS_TO_ADDRESS_SINCE", MAILS_TO_ADDRESS_SINCE),
-    ("PING", PING),
-    ("EXPORT_SUBSCRIPTIONS", EXPORT_SUBSCRIPTIONS),
-    ("COUNT_EXPORT_SUBSCRIPTIONS", COUNT_EXPORT_SUBSCRIPTIONS),
-    ("SUBSCRIPTIONS_OF_ADDRESS", SUBSCRIPTIONS_OF_ADDRESS),
-    ("MAILS_OF_SUBSCRIPTION", MAILS_OF_SUBSCRIPTION),
-    ("SELECT_CONSENT_TEXT", SELECT_CONSENT_TEXT),
-    ("UPDATE_NAME", UPDATE_NAME),
-    ("PURGE_CANDIDATES", PURGE_CANDIDATES),
-    ("PURGE_PLAN", PURGE_PLAN),
-    ("DELETE_EXPIRED_DECLINES", DELETE_EXPIRED_DECLINES),
-    ("COUNT_EXPIRED_DECLINES", COUNT_EXPIRED_DECLINES),
-    ("COUNT_BY_STATUS", COUNT_BY_STATUS),
-    ("DAILY_STATS_SINCE", DAILY_STATS_SINCE),
-    ("BACKUP_INTO", BACKUP_INTO),
-    ("COUNT_PROOF_EVENTS", COUNT_PROOF_EVENTS),
-    ("COUNT_QUEUED_MAILS", COUNT_QUEUED_MAILS),
-    ("INSERT_WEBHOOK_CALL", INSERT_WEBHOOK_CALL),
-    ("CLAIM_DUE_WEBHOOK_CALLS", CLAIM_DUE_WEBHOOK_CALLS),
-    ("NEXT_DUE_WEBHOOK_CALL", NEXT_DUE_WEBHOOK_CALL),
-    ("MARK_WEBHOOK_SENT", MARK_WEBHOOK_SENT),
-    ("MARK_WEBHOOK_RETRY", MARK_WEBHOOK_RETRY),
-    ("MARK_WEBHOOK_FAILED", MARK_WEBHOOK_FAILED),
-];
+    /// No params. Liveness: the database answers.
+    pub const PING: &str = "SELECT 1";
+}
 
 /// Runs a prepared query and collects every row through `map`.
 fn all<T>(
