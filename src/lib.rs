@@ -22,7 +22,8 @@
 //! - [`logging`]: the log subscriber, as text or JSON lines.
 //! - [`webhooks`]: signed calls to a list's `webhook_url` on confirm and unsubscribe.
 //! - [`retention`]: the retention rules and the purge.
-//! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests.
+//! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests;
+//!   [`admin::commands`] has one function per CLI subcommand, which `main.rs` calls.
 //! - [`app`]: wiring it all into a running server.
 
 pub mod admin;

@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod check_config;
+pub mod commands;
 pub mod correct;
 pub mod erase;
 pub mod export;
