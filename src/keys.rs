@@ -98,13 +98,41 @@ impl KeyRing {
             return Ok(found);
         }
         let entry = new_entry(1)?;
-        write_new_key_file(
-            key_file,
-            &format!(
-                "# listgate secret keys; the highest id signs new links. Keep this file secret and backed up.\n{entry}\n"
-            ),
-        )?;
+        KeyRing::create_file(key_file, &entry)?;
         Ok((KeyRing::parse(&entry)?, KeySource::Generated))
+    }
+
+    /// Creates the key file holding `entry` (from [`new_entry`]), with mode
+    /// 0600 from the start (never a window in which others can read it), and
+    /// syncs it to disk. Fails if the file exists: a ring is never overwritten.
+    /// The first run of `serve` and `keygen --write` both create it here.
+    pub fn create_file(key_file: &Path, entry: &str) -> Result<(), String> {
+        let content = format!(
+            "# listgate secret keys; the highest id signs new links. Keep this file secret and backed up.\n{entry}\n"
+        );
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file =
+            options.open(key_file).map_err(|e| format!("cannot create key file {}: {e}", key_file.display()))?;
+        file.write_all(content.as_bytes())
+            .and_then(|_| file.sync_all())
+            .map_err(|e| format!("cannot write key file {}: {e}", key_file.display()))
+    }
+
+    /// Appends `entry` (from [`new_entry`]) to the existing key file and
+    /// syncs it: with a higher id it signs from the server's next start,
+    /// while the older keys still verify. Never creates the file; that is
+    /// [`KeyRing::create_file`], with its mode.
+    pub fn append_to_file(key_file: &Path, entry: &str) -> Result<(), String> {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(key_file)
+            .map_err(|e| format!("cannot open {}: {e}", key_file.display()))?;
+        writeln!(file, "{entry}")
+            .and_then(|_| file.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", key_file.display()))
     }
 
     /// Loads an existing ring (inline, or the key file) without ever creating
@@ -155,19 +183,6 @@ fn derive(secret: &[u8]) -> DerivedKeys {
     }
 }
 
-/// Creates the key file with mode 0600 from the start (never a window in
-/// which it is readable by others), and syncs it to disk.
-fn write_new_key_file(path: &Path, content: &str) -> Result<(), String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| format!("cannot create key file {}: {e}", path.display()))?;
-    file.write_all(content.as_bytes())
-        .and_then(|_| file.sync_all())
-        .map_err(|e| format!("cannot write key file {}: {e}", path.display()))
-}
-
 #[cfg(unix)]
 fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -197,6 +212,21 @@ mod tests {
         }
         let (_, source) = KeyRing::load_or_create(None, &path).unwrap();
         assert_eq!(source, KeySource::File { warn_permissions: false });
+    }
+
+    #[test]
+    fn an_appended_key_becomes_current_and_a_key_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("listgate.key");
+        KeyRing::create_file(&path, &new_entry(1).unwrap()).unwrap();
+        KeyRing::append_to_file(&path, &new_entry(2).unwrap()).unwrap();
+        let ring = KeyRing::load_existing(None, &path).unwrap();
+        assert_eq!(ring.current_id(), 2);
+        assert!(ring.get(1).is_some());
+        assert!(KeyRing::create_file(&path, &new_entry(3).unwrap()).unwrap_err().contains("cannot create key file"));
+        assert_eq!(KeyRing::load_existing(None, &path).unwrap().current_id(), 2);
+        assert!(KeyRing::append_to_file(&dir.path().join("none.key"), &new_entry(1).unwrap()).is_err());
+        assert!(!dir.path().join("none.key").exists());
     }
 
     #[test]

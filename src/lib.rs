@@ -23,7 +23,8 @@
 //! - [`webhooks`]: signed calls to a list's `webhook_url` on confirm and unsubscribe.
 //! - [`retention`]: the retention rules and the purge.
 //! - [`worker`]: the claim-deliver-sleep loop the outbox and the webhook caller share.
-//! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests.
+//! - [`admin`]: the operator's commands (export, show, erase, …), callable from tests;
+//!   [`admin::commands`] has one function per CLI subcommand, which `main.rs` calls.
 //! - [`app`]: wiring it all into a running server.
 
 pub mod admin;

@@ -142,11 +142,6 @@ pub fn parse_since(text: &str) -> Result<String, String> {
         .ok_or_else(|| format!("--since: \"{text}\" is not a date (2026-11-01) or time (2026-11-01T12:00:00Z)"))
 }
 
-/// `status` as the operator says it: `all` means no filter.
-pub fn status_filter(status: &str) -> Option<Status> {
-    Status::from_stored(status)
-}
-
 /// A spreadsheet treats a cell starting with `=`, `+`, `-`, `@` (or a tab or
 /// carriage return) as a formula; an apostrophe in front makes it text.
 /// Only CSV needs this: JSON lines carry the exact values.

@@ -4,11 +4,14 @@
 //! so it sees one snapshot (WAL) whatever the server writes meanwhile;
 //! writes take short `BEGIN IMMEDIATE` transactions.
 //!
-//! Functions write data to the `out` they are given (stdout in the CLI) and
-//! return errors as one-line messages; `main.rs` turns those into exit codes.
+//! The work functions write data to the `out` they are given and return
+//! errors as one-line messages; `commands` has one function per CLI
+//! subcommand, which prints (data on stdout, messages on stderr) and turns
+//! those errors into exit codes. `main.rs` only parses and dispatches.
 
 pub mod backup;
 pub mod check_config;
+pub mod commands;
 pub mod correct;
 pub mod erase;
 pub mod export;

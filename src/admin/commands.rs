@@ -1,0 +1,472 @@
+//! The CLI's commands, one public function per `listgate` subcommand:
+//! `main.rs` parses the arguments and calls exactly one of these. Each opens
+//! what it needs (database, key ring), calls the library, and speaks to the
+//! operator as the CLI does: data on stdout, messages on stderr, and an
+//! [`Outcome`] that `main.rs` turns into the exit code (0 done, 1 failed,
+//! 2 bad usage).
+//!
+//! Time comes from the [`Clock`] a command is given, never from the system
+//! directly, so a test can run `purge` or `stats` at any moment it likes.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::Application;
+use crate::admin::{self, export::Format};
+use crate::clock::{Clock, SharedClock};
+use crate::config::{Config, Language};
+use crate::domain::{Name, Status};
+use crate::keys::{self, KeyRing};
+use crate::logging::LogFormat;
+use crate::retention::{self, Cutoffs};
+use crate::store::queries::{self, ExportFilter};
+
+/// A failed command: its one-line message, and whether it was a usage
+/// problem (exit 2) rather than a failure (exit 1).
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub usage: bool,
+}
+
+impl Failure {
+    /// A usage problem: the command line asks for something that cannot be,
+    /// like a list that is not configured or an empty address.
+    pub fn bad_usage(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), usage: true }
+    }
+
+    /// 2 for bad usage, 1 for everything else.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(if self.usage { 2 } else { 1 })
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, usage: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure { message: message.to_string(), usage: false }
+    }
+}
+
+/// How a command ends: an exit code of its choosing (`verify` finding a
+/// broken link exits 1 without failing), or a [`Failure`] to report.
+pub type Outcome = Result<ExitCode, Failure>;
+
+/// `export --status`: which subscriptions to export. The values are the
+/// stored states, plus `all` for no filter.
+// No `///` on the variants: clap would turn them into a "Possible values:"
+// list in `--help`, where the CLI has always shown one line of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    Confirmed,
+    Pending,
+    Unsubscribed,
+    All,
+}
+
+impl StatusFilter {
+    /// The state as `ExportFilter::status` takes it: `None` for `all`.
+    pub fn status(self) -> Option<Status> {
+        match self {
+            StatusFilter::Confirmed => Some(Status::Confirmed),
+            StatusFilter::Pending => Some(Status::Pending),
+            StatusFilter::Unsubscribed => Some(Status::Unsubscribed),
+            StatusFilter::All => None,
+        }
+    }
+}
+
+/// `listgate serve`: builds the application on a runtime of its own and runs
+/// it until SIGINT or SIGTERM. `clock` is the one the whole server runs on.
+pub fn serve(config: Config, clock: SharedClock) -> Outcome {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let app = Application::build(config, clock).await?;
+        app.run_until_stopped(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `listgate check-config`: prints what `serve` would do with `config`.
+/// `file` and `log_format` are for the report, which says where things came from.
+pub fn check_config(config: &Config, file: Option<&Path>, log_format: LogFormat) -> Outcome {
+    let key_from_env = admin::check_config::Sources::key_in_env(std::env::vars());
+    let sources = admin::check_config::Sources { file, key_from_env, log_format };
+    print!("{}", admin::check_config::report(config, &sources)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates an output file readable only by its owner: exports hold personal data.
+fn create_private(path: &Path) -> Result<std::fs::File, String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// `listgate export`: streams the chosen subscriptions to `output` (created
+/// with mode 0600) or stdout, with a progress bar on a terminal. A list that
+/// is not configured and a `since` that is no time are bad usage.
+pub fn export(
+    config: &Config,
+    list: Option<String>,
+    status: StatusFilter,
+    since: Option<String>,
+    format: Format,
+    output: Option<&Path>,
+    bom: bool,
+) -> Outcome {
+    if let Some(list) = &list
+        && config.list(list).is_none()
+    {
+        return Err(Failure::bad_usage(format!("--list: no list \"{list}\" in the configuration")));
+    }
+    let since = since.map(|s| admin::export::parse_since(&s)).transpose().map_err(Failure::bad_usage)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let filter = ExportFilter { list_id: list, status: status.status(), since };
+    let total = queries::count_export(&conn, &filter).map_err(|e| e.to_string())?;
+    let bar = admin::progress_bar(total, "exporting");
+    let options = admin::export::Options { filter, format, bom };
+    let rows = match output {
+        Some(path) => {
+            let mut out = BufWriter::new(create_private(path)?);
+            let rows = admin::export::export(&conn, config, &keys, &options, &mut out, || bar.inc(1))?;
+            out.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
+            rows
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+            admin::export::export(&conn, config, &keys, &options, &mut out, || bar.inc(1))?
+        }
+    };
+    bar.finish_and_clear();
+    if let Some(path) = output {
+        eprintln!("listgate: exported {rows} rows to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate show EMAIL`: everything stored about the address, as text, as
+/// JSON, or (`proof`) as one HTML document per subscription written to `dir`.
+pub fn show(config: &Config, clock: &dyn Clock, email: &str, json: bool, proof: bool, dir: &Path) -> Outcome {
+    let key = admin::address_key(email).map_err(Failure::bad_usage)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let report = admin::show::collect(&conn, &keys, &key, clock.now())?;
+    if proof {
+        if report.records.is_empty() {
+            return Err(format!("nothing stored for {email}").into());
+        }
+        for path in admin::show::write_proof_documents(&conn, &keys, &report, dir, clock.now())? {
+            println!("{}", path.display());
+        }
+    } else if json {
+        println!("{}", serde_json::to_string_pretty(&admin::show::to_json(&report)).expect("json"));
+    } else {
+        print!("{}", admin::show::to_text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate erase EMAIL`: erases the address on every list, after a typed
+/// "yes" on a terminal; elsewhere only with `yes` (bad usage without), so a
+/// script never erases by accident. `dry_run` only says what would go.
+pub fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
+    let key = admin::address_key(email).map_err(Failure::bad_usage)?;
+    let conn = admin::open_database(&config.database.path)?;
+    let count = admin::stored_subscriptions(&conn, &key, None)?;
+    if count == 0 {
+        return Err(nothing_stored(email, None));
+    }
+    if dry_run {
+        println!("would erase {count} subscription(s) of {email}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::bad_usage("erase: not on a terminal; add --yes to confirm"));
+        }
+        eprint!("Erase {count} subscription(s) of {email} and their proof data for good? Type yes: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map_err(|e| e.to_string())?;
+        if answer.trim() != "yes" {
+            eprintln!("listgate: nothing erased");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let erased = admin::erase::erase(&conn, &key)?;
+    println!("erased {} subscription(s) of {email}", erased.subscriptions);
+    // The sending tool learnt of the subscriber from an export or a webhook;
+    // neither tells it of an erasure, which leaves nothing to report from.
+    eprintln!("listgate: remove {email} from the tool that sends the newsletter too; erasure is not reported to it");
+    if !erased.checkpointed {
+        eprintln!(
+            "listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint"
+        );
+    }
+    // The target the binary logged this under before it moved here, so log
+    // lines and filters stay as they were.
+    tracing::info!(target: "listgate", email = %key.masked(), subscriptions = erased.subscriptions, "erased on request");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate purge`: erases what retention no longer allows to keep, as of
+/// `clock`'s now, and prints the counts per list and state; `dry_run` only
+/// counts.
+pub fn purge(config: &Config, clock: &dyn Clock, dry_run: bool) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let cutoffs = Cutoffs::at(&config.retention, clock.now());
+    let plan = retention::plan(&conn, &cutoffs).map_err(|e| e.to_string())?;
+    let report = if dry_run {
+        plan
+    } else {
+        let bar = admin::progress_bar(plan.total(), "purging");
+        let report = retention::purge_all(&conn, &cutoffs, |n| bar.inc(n)).map_err(|e| e.to_string())?;
+        bar.finish_and_clear();
+        admin::erase::checkpoint(&conn);
+        report
+    };
+    println!("{}", if dry_run { "would erase (dry run):" } else { "erased:" });
+    println!("list\tstate\tcount");
+    for line in report.lines() {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate correct EMAIL --name NAME`: sets the stored name (empty removes
+/// it) on every list, or on `list` only; the proof log records the change.
+pub fn correct(config: &Config, clock: &dyn Clock, email: &str, name: &str, list: Option<&str>) -> Outcome {
+    let key = admin::address_key(email).map_err(Failure::bad_usage)?;
+    let name =
+        Name::parse(Some(name)).map_err(|e| Failure::bad_usage(format!("--name: {}", e.message(Language::En))))?;
+    let conn = admin::open_database(&config.database.path)?;
+    if admin::stored_subscriptions(&conn, &key, list)? == 0 {
+        return Err(nothing_stored(email, list));
+    }
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let changed = admin::correct::correct_name(&conn, &keys, &key, list, name.as_ref(), clock.now())?;
+    if changed == 0 {
+        println!("nothing changed (the name of {email} is already so)");
+    } else {
+        println!("corrected the name on {changed} subscription(s) of {email}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate unsubscribe EMAIL`: unsubscribes the address (method `admin`)
+/// from every list, or from `list` only, and prints the lists it left.
+pub fn unsubscribe(config: &Config, clock: &dyn Clock, email: &str, list: Option<&str>) -> Outcome {
+    let key = admin::address_key(email).map_err(Failure::bad_usage)?;
+    let conn = admin::open_database(&config.database.path)?;
+    if admin::stored_subscriptions(&conn, &key, list)? == 0 {
+        return Err(nothing_stored(email, list));
+    }
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let left = admin::unsubscribe::unsubscribe(&conn, config, &keys, &key, list, clock.now())?;
+    if left.is_empty() {
+        println!(
+            "nothing changed ({email} is already unsubscribed{})",
+            list.map(|l| format!(" from {l}")).unwrap_or_default()
+        );
+    } else {
+        println!("unsubscribed {email} from: {}", left.join(", "));
+    }
+    // The target the binary logged this under before it moved here (see `erase`).
+    tracing::info!(target: "listgate", email = %key.masked(), lists = left.len(), "unsubscribed by the operator");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The failure of a command that changes an address of which nothing is
+/// stored: exit 1, so a script sees that nothing was changed.
+fn nothing_stored(email: &str, list: Option<&str>) -> Failure {
+    let on = list.map(|l| format!(" on {l}")).unwrap_or_default();
+    format!("nothing stored for {email}{on}; nothing changed").into()
+}
+
+/// `listgate backup FILE`: an online, consistent copy of the database into a
+/// new `file`, checked before it is reported.
+pub fn backup(config: &Config, file: &Path) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let bytes = admin::backup::backup(&conn, file)?;
+    println!("backed up to {} ({bytes} bytes, integrity ok)", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate verify`: walks the proof chain; exits 0 when every event
+/// verifies and 1 at the first broken link, so `verify && …` works in scripts.
+pub fn verify(config: &Config) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let report = admin::verify::verify(&conn, &keys)?;
+    match report.first_break {
+        None => {
+            println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(b) => {
+            println!(
+                "broken: event {} does not verify: {} ({} events before it verified)",
+                b.event_id, b.reason, report.events
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `listgate stats`: subscriptions per list and state, and the daily counts
+/// of the last `days` days up to `clock`'s today, as text or JSON.
+pub fn stats(config: &Config, clock: &dyn Clock, days: u32, json: bool) -> Outcome {
+    let conn = admin::open_database(&config.database.path)?;
+    let stats = admin::stats::collect(&conn, days, clock.now())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats).expect("json"));
+    } else {
+        print!("{}", admin::stats::to_text(&stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate keygen`: a new key entry with the next free id, printed; with
+/// `write`, added to the key file through [`KeyRing`], the file's one writer
+/// (mode 0600, synced). Refuses to write when `secrets.key` is set: the key
+/// file is not read then, and a key added to it would never sign.
+pub fn keygen(config: &Config, write: bool) -> Outcome {
+    let path = &config.secrets.key_file;
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read key file {}: {e}", path.display()).into()),
+    };
+    let next_id = match config.secrets.key.as_deref().or(existing.as_deref()) {
+        Some(text) => KeyRing::parse(text)
+            .map_err(|e| format!("current key ring: {e}"))?
+            .current_id()
+            .checked_add(1)
+            .ok_or("no key ids left")?,
+        None => 1,
+    };
+    let entry = keys::new_entry(next_id)?;
+    if !write {
+        println!("{entry}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if config.secrets.key.is_some() {
+        return Err("secrets.key is set, so the key file is not used: add the printed entry to secrets.key instead (run keygen without --write)".into());
+    }
+    if existing.is_none() {
+        KeyRing::create_file(path, &entry)?;
+    } else {
+        KeyRing::append_to_file(path, &entry)?;
+    }
+    eprintln!("listgate: added key {next_id} to {}; restart the server to sign new links with it", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn export_status_values_are_the_stored_states_and_all() {
+        // Every state, each under its stored name, and `all`.
+        assert_eq!(StatusFilter::value_variants().len(), Status::ALL.len() + 1);
+        for filter in StatusFilter::value_variants() {
+            let name = filter.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(name, filter.status().map_or("all", Status::as_str));
+        }
+    }
+
+    #[test]
+    fn keygen_writes_the_first_key_file_privately_and_then_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.secrets.key_file = dir.path().join("listgate.key");
+        assert!(keygen(&config, true).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&config.secrets.key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(keygen(&config, true).is_ok());
+        let ring = KeyRing::load_existing(None, &config.secrets.key_file).unwrap();
+        assert_eq!(ring.all().map(|(id, _)| id).collect::<Vec<_>>(), [1, 2]);
+
+        config.secrets.key = Some(keys::new_entry(1).unwrap());
+        let refused = keygen(&config, true).unwrap_err();
+        assert!(!refused.usage && refused.message.starts_with("secrets.key is set"), "{}", refused.message);
+    }
+
+    #[test]
+    fn purge_erases_an_unconfirmed_signup_only_once_the_clock_is_past_its_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.path = dir.path().join("listgate.db");
+        let clock = crate::clock::ManualClock::new(time::macros::datetime!(2026-11-22 12:00 UTC));
+        // No database yet: a command fails with exit 1 and creates none.
+        assert_eq!(purge(&config, &clock, false).unwrap_err().exit_code(), ExitCode::from(1));
+        assert!(!config.database.path.exists());
+
+        let conn = crate::store::open_connection(&config.database.path).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        queries::insert_consent_text(&conn, "c", "text", "t").unwrap();
+        let key = crate::domain::EmailKey::lenient("anna@example.org");
+        let signup = queries::NewSubscription {
+            list_id: "newsletter",
+            email: "anna@example.org",
+            email_key: &key,
+            name: None,
+            consent_sha256: "c",
+            now: &crate::clock::format(clock.now()),
+            ip: "192.0.2.1",
+        };
+        queries::insert_subscription(&conn, &signup).unwrap();
+        let stored = || admin::stored_subscriptions(&conn, &key, None).unwrap();
+
+        let expires = config.retention.unconfirmed.after(clock.now());
+        clock.set(expires - time::Duration::minutes(1));
+        assert!(purge(&config, &clock, false).is_ok());
+        assert_eq!(stored(), 1, "still within retention.unconfirmed");
+        clock.set(expires + time::Duration::minutes(1));
+        assert!(purge(&config, &clock, true).is_ok());
+        assert_eq!(stored(), 1, "a dry run erases nothing");
+        assert!(purge(&config, &clock, false).is_ok());
+        assert_eq!(stored(), 0);
+        assert!(stats(&config, &clock, 30, true).is_ok());
+    }
+}
