@@ -187,17 +187,15 @@ pub async fn purge_once(
     let cutoffs = Cutoffs::at(retention, now);
     let mut report = PurgeReport::default();
     loop {
-        let batch_cutoffs = cutoffs.clone();
         let batch = store
-            .write(move |c| retention::purge_batch(c, &batch_cutoffs, retention::BATCH, retention::SERVER_BATCH_BUDGET))
+            .write(move |c| retention::purge_batch(c, &cutoffs, retention::BATCH, retention::SERVER_BATCH_BUDGET))
             .await?;
         report.merge(batch.report);
         if !batch.more || *shutdown.borrow() {
             break;
         }
     }
-    let now_text = cutoffs.now.clone();
     report.declines_removed =
-        store.write(move |c| crate::store::queries::delete_expired_declines(c, &now_text)).await?;
+        store.write(move |c| crate::store::queries::delete_expired_declines(c, cutoffs.now)).await?;
     Ok(report)
 }

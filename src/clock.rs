@@ -1,14 +1,13 @@
 //! Time, injected: expiry, retention and resend limits ask a [`Clock`], so
 //! tests can stand at "four years and a day later" without waiting.
 //!
-//! Also the one place that formats and parses the stored time format, UTC
-//! with milliseconds (`2026-11-22T07:24:59.123Z`), which sorts as text.
+//! Also [`Timestamp`], the one type of every stored time.
 
+use std::ops::{Add, Sub};
 use std::sync::{Arc, Mutex};
 
-use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
+use time::{Duration, OffsetDateTime, UtcOffset};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -52,29 +51,70 @@ impl Clock for ManualClock {
 /// Shared handle to whichever clock the application runs on.
 pub type SharedClock = Arc<dyn Clock>;
 
-/// Formats a time as stored: UTC, milliseconds, `Z`.
-pub fn format(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
-        .expect("UTC times always format")
+/// A stored instant: UTC, millisecond precision. Truncated to milliseconds
+/// when made, so the value a comparison sees is the value the database holds.
+/// Its text (`2026-11-22T07:24:59.123Z`, fixed width, sorting as text) is
+/// written and read in one place, `store::codes`, as its `Display`,
+/// `ToSql` and `FromSql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// The clock's now, as it would be stored.
+    pub fn now(clock: &dyn Clock) -> Timestamp {
+        Timestamp::from(clock.now())
+    }
+
+    /// The instant, in UTC, for what needs calendar arithmetic or another
+    /// format (a mail's `Date` header).
+    pub fn to_offset_date_time(self) -> OffsetDateTime {
+        self.0
+    }
+
+    /// The UTC day, `YYYY-MM-DD`, as `daily_stats` counts by: a day, not a
+    /// timestamp, so it is text of its own.
+    pub fn day(self) -> String {
+        self.0.format(format_description!("[year]-[month]-[day]")).expect("UTC days always format")
+    }
 }
 
-/// Parses a stored time (or any RFC 3339 time).
-pub fn parse(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok()
+impl From<OffsetDateTime> for Timestamp {
+    fn from(t: OffsetDateTime) -> Timestamp {
+        let t = t.to_offset(UtcOffset::UTC);
+        let millis = t.nanosecond() / 1_000_000 * 1_000_000;
+        Timestamp(t.replace_nanosecond(millis).expect("truncating keeps it in range"))
+    }
 }
 
-/// How long a worker sleeps before its next due item (`due`, a stored time):
-/// zero when it is due already, at most `cap`, and `cap` when nothing is due.
-pub fn wait_until(due: Option<&str>, now: OffsetDateTime, cap: std::time::Duration) -> std::time::Duration {
-    due.and_then(parse)
-        .and_then(|due| std::time::Duration::try_from((due - now).max(time::Duration::ZERO)).ok())
+impl Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, by: Duration) -> Timestamp {
+        Timestamp::from(self.0 + by)
+    }
+}
+
+impl Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn sub(self, by: Duration) -> Timestamp {
+        Timestamp::from(self.0 - by)
+    }
+}
+
+impl Sub for Timestamp {
+    type Output = Duration;
+
+    fn sub(self, other: Timestamp) -> Duration {
+        self.0 - other.0
+    }
+}
+
+/// How long a worker sleeps before its next due item: zero when it is due
+/// already, at most `cap`, and `cap` when nothing is due.
+pub fn wait_until(due: Option<Timestamp>, now: Timestamp, cap: std::time::Duration) -> std::time::Duration {
+    due.and_then(|due| std::time::Duration::try_from((due - now).max(Duration::ZERO)).ok())
         .map_or(cap, |wait| wait.min(cap))
-}
-
-/// The UTC day of `t`, `YYYY-MM-DD`, as used in `daily_stats`.
-pub fn day(t: OffsetDateTime) -> String {
-    format(t)[..10].to_string()
 }
 
 #[cfg(test)]
@@ -83,22 +123,21 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
-    fn stored_times_have_milliseconds_and_round_trip() {
-        let t = datetime!(2026-11-22 07:24:59.123456 UTC);
-        assert_eq!(format(t), "2026-11-22T07:24:59.123Z");
-        assert_eq!(parse("2026-11-22T07:24:59.123Z"), Some(datetime!(2026-11-22 07:24:59.123 UTC)));
-        assert_eq!(day(t), "2026-11-22");
+    fn a_timestamp_keeps_milliseconds_only_and_knows_its_day() {
+        let t = Timestamp::from(datetime!(2026-11-22 08:24:59.123456 +01:00));
+        assert_eq!(t.to_offset_date_time(), datetime!(2026-11-22 07:24:59.123 UTC));
+        assert_eq!(t + Duration::nanoseconds(999_999), t);
+        assert_eq!(t.day(), "2026-11-22");
     }
 
     #[test]
     fn a_worker_waits_until_the_next_due_time_at_most_its_cap() {
-        let now = time::macros::datetime!(2026-11-22 12:00 UTC);
+        let now = Timestamp::from(datetime!(2026-11-22 12:00 UTC));
         let cap = std::time::Duration::from_secs(30);
-        let in_secs = |s| format(now + time::Duration::seconds(s));
-        assert_eq!(wait_until(Some(&in_secs(5)), now, cap), std::time::Duration::from_secs(5));
-        assert_eq!(wait_until(Some(&in_secs(-5)), now, cap), std::time::Duration::ZERO);
-        assert_eq!(wait_until(Some(&in_secs(3600)), now, cap), cap);
+        let in_secs = |s| Some(now + Duration::seconds(s));
+        assert_eq!(wait_until(in_secs(5), now, cap), std::time::Duration::from_secs(5));
+        assert_eq!(wait_until(in_secs(-5), now, cap), std::time::Duration::ZERO);
+        assert_eq!(wait_until(in_secs(3600), now, cap), cap);
         assert_eq!(wait_until(None, now, cap), cap);
-        assert_eq!(wait_until(Some("not a time"), now, cap), cap);
     }
 }

@@ -11,6 +11,7 @@ use ring::hmac;
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::clock::Timestamp;
 use crate::keys::KeyRing;
 use crate::store::Result;
 use crate::store::queries::{self, NewProofEvent, ProofEventRow};
@@ -63,15 +64,18 @@ fn mac_hex(key: &hmac::Key, parts: &[&[u8]]) -> String {
 
 /// Appends an event to the chain, inside the caller's write transaction
 /// (which serialises appends, so the previous link is the true last one).
+/// `at` is written once, as text: the digest covers those exact bytes and
+/// the row stores them.
 pub fn append(
     conn: &Connection,
     keys: &KeyRing,
     subscription_id: i64,
-    at: &str,
+    at: Timestamp,
     kind: EventKind,
     ip: Option<&str>,
     detail: &impl Serialize,
 ) -> Result<i64> {
+    let at = &at.to_string();
     let detail = serde_json::to_string(detail).expect("plain values serialize");
     let key = &keys.current().chain;
     let digest = mac_hex(key, &[&canonical(subscription_id, at, kind.as_str(), ip, &detail)]);
@@ -178,7 +182,7 @@ mod tests {
                 conn,
                 keys,
                 1,
-                &format!("2026-11-22T10:00:0{i}.000Z"),
+                Timestamp::from(time::macros::datetime!(2026-11-22 10:00 UTC)) + time::Duration::seconds(i as i64),
                 kind,
                 Some("192.0.2.1"),
                 &serde_json::json!({"n": i}),

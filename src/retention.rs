@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use time::OffsetDateTime;
 
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::config::RetentionConfig;
 use crate::domain::Status;
 use crate::store::queries;
@@ -32,22 +32,22 @@ pub const BATCH: i64 = 500;
 pub const SERVER_BATCH_BUDGET: Duration = Duration::from_millis(5);
 
 /// The times before which records are past retention.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cutoffs {
     /// Pending signups made before this are erased.
-    pub pending_before: String,
+    pub pending_before: Timestamp,
     /// Unsubscribed records that left before this are erased.
-    pub unsubscribed_before: String,
+    pub unsubscribed_before: Timestamp,
     /// Decline blocks ending at or before this are removed.
-    pub now: String,
+    pub now: Timestamp,
 }
 
 impl Cutoffs {
     pub fn at(config: &RetentionConfig, now: OffsetDateTime) -> Cutoffs {
         Cutoffs {
-            pending_before: clock::format(config.unconfirmed.before(now)),
-            unsubscribed_before: clock::format(config.after_unsubscribe.before(now)),
-            now: clock::format(now),
+            pending_before: Timestamp::from(config.unconfirmed.before(now)),
+            unsubscribed_before: Timestamp::from(config.after_unsubscribe.before(now)),
+            now: Timestamp::from(now),
         }
     }
 }
@@ -91,10 +91,10 @@ impl PurgeReport {
 /// What a purge at these cutoffs would erase, without erasing anything.
 pub fn plan(conn: &Connection, cutoffs: &Cutoffs) -> Result<PurgeReport> {
     let mut report = PurgeReport::default();
-    for (list, status, n) in queries::purge_plan(conn, &cutoffs.pending_before, &cutoffs.unsubscribed_before)? {
+    for (list, status, n) in queries::purge_plan(conn, cutoffs.pending_before, cutoffs.unsubscribed_before)? {
         report.add(list, status, n);
     }
-    report.declines_removed = queries::count_expired_declines(conn, &cutoffs.now)?;
+    report.declines_removed = queries::count_expired_declines(conn, cutoffs.now)?;
     Ok(report)
 }
 
@@ -111,7 +111,7 @@ pub struct Batch {
 /// shares the writer with signups, which wait for its batch).
 pub fn purge_batch(conn: &Connection, cutoffs: &Cutoffs, limit: i64, budget: Duration) -> Result<Batch> {
     let started = Instant::now();
-    let candidates = queries::purge_candidates(conn, &cutoffs.pending_before, &cutoffs.unsubscribed_before, limit)?;
+    let candidates = queries::purge_candidates(conn, cutoffs.pending_before, cutoffs.unsubscribed_before, limit)?;
     let count = candidates.len();
     let mut batch = Batch { more: count as i64 == limit, ..Batch::default() };
     for (done, (id, list, status)) in candidates.into_iter().enumerate() {
@@ -138,7 +138,7 @@ pub fn purge_all(conn: &Connection, cutoffs: &Cutoffs, mut progress: impl FnMut(
             break;
         }
     }
-    report.declines_removed = store::immediate(conn, |c| queries::delete_expired_declines(c, &cutoffs.now))?;
+    report.declines_removed = store::immediate(conn, |c| queries::delete_expired_declines(c, cutoffs.now))?;
     Ok(report)
 }
 
@@ -152,7 +152,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = store::open_connection(&dir.path().join("t.db")).unwrap();
         store::migrate(&conn).unwrap();
-        queries::insert_consent_text(&conn, "c", "text", "t").unwrap();
+        queries::insert_consent_text(
+            &conn,
+            "c",
+            "text",
+            Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC)),
+        )
+        .unwrap();
         let add_old_signups = |from: usize| {
             for i in from..from + 3 {
                 let email = format!("old{i}@example.org");
@@ -163,7 +169,7 @@ mod tests {
                     email_key: &key,
                     name: None,
                     consent_sha256: "c",
-                    now: "2020-01-01T00:00:00.000Z",
+                    now: Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC)),
                     ip: "192.0.2.1",
                 };
                 queries::insert_subscription(&conn, &new).unwrap();

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::config::{Config, ListConfig};
 pub use crate::domain::UnsubscribeMethod;
 use crate::domain::{Email, EmailKey, Name, Status, WebhookEvent};
@@ -52,13 +52,13 @@ impl Context {
         keys: Arc<KeyRing>,
         now: OffsetDateTime,
     ) -> Result<Context, String> {
-        let now = clock::format(now);
+        let now = Timestamp::from(now);
         let mut lists = HashMap::new();
         for list in &config.lists {
             let consent_sha256 = mail::sha256_hex(list.consent_text.as_bytes());
             let (rendering_sha256, rendering) = mail::render(&config, list)?;
-            queries::insert_consent_text(conn, &consent_sha256, &list.consent_text, &now).map_err(|e| e.to_string())?;
-            queries::insert_rendering(conn, &rendering_sha256, &rendering, &now).map_err(|e| e.to_string())?;
+            queries::insert_consent_text(conn, &consent_sha256, &list.consent_text, now).map_err(|e| e.to_string())?;
+            queries::insert_rendering(conn, &rendering_sha256, &rendering, now).map_err(|e| e.to_string())?;
             let prepared =
                 PreparedList { config: list.clone(), consent_sha256, rendering_sha256, sender: rendering.sender };
             lists.insert(list.id.clone(), prepared);
@@ -98,20 +98,20 @@ pub enum SignupOutcome {
 
 pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime) -> Result<SignupOutcome> {
     let list = ctx.list(&s.list_id).expect("handlers only pass configured lists");
-    let at = clock::format(now);
+    let at = Timestamp::from(now);
     // Every path writes, so every answer waits for a commit alike.
-    queries::count_daily(conn, DailyCount::Request, &clock::day(now), &s.list_id)?;
-    if is_declined(conn, &ctx.keys, s.email.key(), &at)? {
+    queries::count_daily(conn, DailyCount::Request, &at.day(), &s.list_id)?;
+    if is_declined(conn, &ctx.keys, s.email.key(), at)? {
         return Ok(SignupOutcome::Declined);
     }
     let ip = s.ip.to_string();
     match queries::select_live_subscription(conn, &s.list_id, s.email.key())? {
         Some(existing) if existing.status == Status::Confirmed => Ok(SignupOutcome::AlreadyConfirmed),
         Some(existing) => {
-            if !may_resend(conn, ctx, existing.id, s.email.key(), now)? {
+            if !may_resend(conn, ctx, existing.id, s.email.key(), at)? {
                 return Ok(SignupOutcome::ResendLimited);
             }
-            proof::append(conn, &ctx.keys, existing.id, &at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
+            proof::append(conn, &ctx.keys, existing.id, at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
             // Deliver to the address as first stored, in its ASCII form.
             let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
             queue_confirmation(conn, ctx, list, existing.id, &to, existing.name.as_deref(), now)?;
@@ -127,14 +127,14 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
                     email_key: s.email.key(),
                     name,
                     consent_sha256: &list.consent_sha256,
-                    now: &at,
+                    now: at,
                     ip: &ip,
                 },
             )?;
             let detail = json!({"list": s.list_id, "email": s.email.as_str(), "name": name, "consent_sha256": list.consent_sha256});
-            proof::append(conn, &ctx.keys, id, &at, EventKind::Signup, Some(&ip), &detail)?;
-            queries::count_daily(conn, DailyCount::Signup, &clock::day(now), &s.list_id)?;
-            if under_daily_cap(conn, ctx, s.email.key(), now)? {
+            proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
+            queries::count_daily(conn, DailyCount::Signup, &at.day(), &s.list_id)?;
+            if under_daily_cap(conn, ctx, s.email.key(), at)? {
                 queue_confirmation(conn, ctx, list, id, s.email.ascii(), name, now)?;
             }
             Ok(SignupOutcome::Created { subscription_id: id })
@@ -144,9 +144,9 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
 
 /// At most `mails_per_address_per_day` confirmation mails to one address in
 /// 24 hours, over all lists and from any IP: the form cannot flood an inbox.
-fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &EmailKey, now: OffsetDateTime) -> Result<bool> {
-    let day_ago = clock::format(now - time::Duration::days(1));
-    Ok(queries::mails_to_address_since(conn, email_key, &day_ago)?
+fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
+    let day_ago = now - time::Duration::days(1);
+    Ok(queries::mails_to_address_since(conn, email_key, day_ago)?
         < i64::from(ctx.config.limits.mails_per_address_per_day))
 }
 
@@ -157,21 +157,20 @@ fn may_resend(
     ctx: &Context,
     subscription_id: i64,
     email_key: &EmailKey,
-    now: OffsetDateTime,
+    now: Timestamp,
 ) -> Result<bool> {
     if !under_daily_cap(conn, ctx, email_key, now)? {
         return Ok(false);
     }
-    let day_ago = clock::format(now - time::Duration::days(1));
-    let (_, last) = queries::recent_mails(conn, subscription_id, &day_ago)?;
-    let earliest = ctx.config.mail.resend_interval.before(now);
-    Ok(last.and_then(|t| clock::parse(&t)).is_none_or(|last| last <= earliest))
+    let (_, last) = queries::recent_mails(conn, subscription_id, now - time::Duration::days(1))?;
+    let earliest = Timestamp::from(ctx.config.mail.resend_interval.before(now.to_offset_date_time()));
+    Ok(last.is_none_or(|last| last <= earliest))
 }
 
 /// Records a dropped bot submission; a write like a real signup's, so the
 /// bot's answer takes as long as anyone's.
 pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Result<()> {
-    queries::count_daily(conn, DailyCount::Bot, &clock::day(now), list_id)
+    queries::count_daily(conn, DailyCount::Bot, &Timestamp::from(now).day(), list_id)
 }
 
 fn queue_confirmation(
@@ -196,7 +195,7 @@ fn queue_confirmation(
             link: &link,
             message_id: &mail::new_message_id(&list.sender),
             date_header: &mail::date_header(now),
-            now: &clock::format(now),
+            now: Timestamp::from(now),
         },
     )?;
     Ok(())
@@ -229,12 +228,12 @@ pub fn confirm(
     match sub.status {
         Status::Confirmed => Ok(ConfirmOutcome::AlreadyConfirmed),
         Status::Pending => {
-            let (at, ip) = (clock::format(now), ip.to_string());
-            queries::confirm_subscription(conn, sub.id, &at, &ip)?;
-            proof::append(conn, &ctx.keys, sub.id, &at, EventKind::Confirm, Some(&ip), &json!({}))?;
-            queries::count_daily(conn, DailyCount::Confirmation, &clock::day(now), &sub.list_id)?;
+            let (at, ip) = (Timestamp::from(now), ip.to_string());
+            queries::confirm_subscription(conn, sub.id, at, &ip)?;
+            proof::append(conn, &ctx.keys, sub.id, at, EventKind::Confirm, Some(&ip), &json!({}))?;
+            queries::count_daily(conn, DailyCount::Confirmation, &at.day(), &sub.list_id)?;
             if ctx.config.has_webhook(&sub.list_id) {
-                queries::insert_webhook_call(conn, sub.id, WebhookEvent::Confirmed, &at)?;
+                queries::insert_webhook_call(conn, sub.id, WebhookEvent::Confirmed, at)?;
             }
             Ok(ConfirmOutcome::Confirmed)
         }
@@ -263,11 +262,11 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
         Status::Confirmed => Ok(DeclineOutcome::AlreadyConfirmed),
         Status::Unsubscribed => Ok(DeclineOutcome::AlreadyUnsubscribed),
         Status::Pending => {
-            let until = clock::format(ctx.config.limits.decline_block.after(now));
+            let until = Timestamp::from(ctx.config.limits.decline_block.after(now));
             // The stored address as entered (`Tom@Bücher.de`) has the key a
             // new signup of any spelling gets, so the block matches them all.
             let hash = address_hash(&ctx.keys.current().address, &EmailKey::lenient(&sub.email));
-            queries::upsert_declined(conn, &hash, &until)?;
+            queries::upsert_declined(conn, &hash, until)?;
             erase_subscription(conn, sub.id)?;
             Ok(DeclineOutcome::Erased)
         }
@@ -317,22 +316,22 @@ pub fn unsubscribe_subscription(
     webhook: bool,
     now: OffsetDateTime,
 ) -> Result<UnsubscribeOutcome> {
-    let (at, ip) = (clock::format(now), ip.map(|ip| ip.to_string()));
-    if !queries::unsubscribe_subscription(conn, subscription_id, &at, ip.as_deref().unwrap_or(""), method)? {
+    let (at, ip) = (Timestamp::from(now), ip.map(|ip| ip.to_string()));
+    if !queries::unsubscribe_subscription(conn, subscription_id, at, ip.as_deref().unwrap_or(""), method)? {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     }
     proof::append(
         conn,
         keys,
         subscription_id,
-        &at,
+        at,
         EventKind::Unsubscribe,
         ip.as_deref(),
         &json!({"method": method.as_str()}),
     )?;
-    queries::count_daily(conn, DailyCount::Unsubscribe, &clock::day(now), list_id)?;
+    queries::count_daily(conn, DailyCount::Unsubscribe, &at.day(), list_id)?;
     if webhook {
-        queries::insert_webhook_call(conn, subscription_id, WebhookEvent::Unsubscribed, &at)?;
+        queries::insert_webhook_call(conn, subscription_id, WebhookEvent::Unsubscribed, at)?;
     }
     Ok(UnsubscribeOutcome::Unsubscribed)
 }
@@ -342,7 +341,7 @@ fn address_hash(key: &hmac::Key, email_key: &EmailKey) -> String {
 }
 
 /// Blocked under any key in the ring, so a key rotation does not lift blocks.
-pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &EmailKey, now: &str) -> Result<bool> {
+pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
     for (_, k) in keys.all() {
         if queries::is_declined(conn, &address_hash(&k.address, email_key), now)? {
             return Ok(true);

@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use crate::clock::{self, SharedClock};
+use crate::clock::{self, SharedClock, Timestamp};
 use crate::config::Config;
 use crate::domain::{Status, WebhookEvent};
 use crate::keys::KeyRing;
@@ -178,16 +178,16 @@ impl Webhooks {
     /// anything else is tried again later, until `mail.give_up_after` after
     /// the call was queued.
     async fn record(&self, call: WebhookCall, outcome: Outcome) {
-        let now = self.clock.now();
+        let now = Timestamp::now(self.clock.as_ref());
         let (status, error, retry) = match outcome {
             Outcome::Answered(status) if (200..300).contains(&status) => (Some(status), None, false),
             Outcome::Answered(status) => (Some(status), Some(format!("the receiver answered {status}")), true),
             Outcome::Failed(e) => (None, Some(e), true),
             Outcome::Dropped(e) => (None, Some(e), false),
         };
-        let next = self.retry.next_try(&call.occurred_at, call.attempts, now).filter(|_| retry);
+        let next = self.retry.next_try(call.occurred_at, call.attempts, now).filter(|_| retry);
         let give_up = next.is_none();
-        let retry_at = clock::format(next.unwrap_or(now));
+        let retry_at = next.unwrap_or(now);
         match &error {
             None => tracing::info!(call = call.id, event = %call.event, "webhook delivered"),
             Some(e) if give_up => tracing::error!(call = call.id, error = %e, "webhook failed; giving up"),
@@ -195,13 +195,12 @@ impl Webhooks {
                 tracing::warn!(call = call.id, attempt = call.attempts, error = %e, "webhook failed, will retry")
             }
         }
-        let at = clock::format(now);
         let result = self
             .store
             .write(move |c| match error {
-                None => queries::mark_webhook_sent(c, call.id, &at, status.unwrap_or_default()),
+                None => queries::mark_webhook_sent(c, call.id, now, status.unwrap_or_default()),
                 Some(e) if give_up => queries::mark_webhook_failed(c, call.id, status, &e),
-                Some(e) => queries::mark_webhook_retry(c, call.id, &retry_at, status, &e),
+                Some(e) => queries::mark_webhook_retry(c, call.id, retry_at, status, &e),
             })
             .await;
         if let Err(e) = result {
@@ -220,10 +219,8 @@ impl worker::BatchWorker for Webhooks {
 
     /// Claims and makes one batch of due calls; returns how many.
     async fn run_batch(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
-        let calls =
-            self.store.write(move |c| queries::claim_due_webhook_calls(c, &now_text, &lease_text, BATCH)).await?;
+        let now = Timestamp::now(self.clock.as_ref());
+        let calls = self.store.write(move |c| queries::claim_due_webhook_calls(c, now, now + LEASE, BATCH)).await?;
         let count = calls.len();
         futures_util::future::join_all(calls.into_iter().map(|call| self.call(call))).await;
         Ok(count)
@@ -231,7 +228,7 @@ impl worker::BatchWorker for Webhooks {
 
     async fn next_wait(&self) -> Duration {
         let due = self.store.read(queries::next_due_webhook_call).await.ok().flatten();
-        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
+        clock::wait_until(due, Timestamp::now(self.clock.as_ref()), Duration::from_secs(30))
     }
 }
 

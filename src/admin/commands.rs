@@ -444,7 +444,7 @@ mod tests {
 
         let conn = crate::store::open_connection(&config.database.path).unwrap();
         crate::store::migrate(&conn).unwrap();
-        queries::insert_consent_text(&conn, "c", "text", "t").unwrap();
+        queries::insert_consent_text(&conn, "c", "text", crate::clock::Timestamp::now(&clock)).unwrap();
         let key = crate::domain::EmailKey::lenient("anna@example.org");
         let signup = queries::NewSubscription {
             list_id: "newsletter",
@@ -452,7 +452,7 @@ mod tests {
             email_key: &key,
             name: None,
             consent_sha256: "c",
-            now: &crate::clock::format(clock.now()),
+            now: crate::clock::Timestamp::now(&clock),
             ip: "192.0.2.1",
         };
         queries::insert_subscription(&conn, &signup).unwrap();

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::domain::EmailKey;
 use crate::domain::Name;
 use crate::keys::KeyRing;
@@ -26,7 +26,7 @@ pub fn correct_name(
 ) -> Result<usize, String> {
     let new = name.map(Name::as_str);
     store::immediate(conn, |c| {
-        let at = clock::format(now);
+        let at = Timestamp::from(now);
         let mut changed = 0;
         for s in queries::subscriptions_of_address(c, email_key)? {
             if list.is_some_and(|l| l != s.list_id) || s.name.as_deref() == new {
@@ -35,7 +35,7 @@ pub fn correct_name(
             queries::update_name(c, s.id, new)?;
             let hash = |v: Option<&str>| v.map(|v| sha256_hex(v.as_bytes()));
             let detail = json!({"old_name_sha256": hash(s.name.as_deref()), "new_name_sha256": hash(new)});
-            proof::append(c, keys, s.id, &at, EventKind::NameCorrected, None, &detail)?;
+            proof::append(c, keys, s.id, at, EventKind::NameCorrected, None, &detail)?;
             changed += 1;
         }
         Ok(changed)

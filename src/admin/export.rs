@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::domain::Status;
 use crate::keys::KeyRing;
@@ -133,12 +133,14 @@ pub struct Options {
     pub bom: bool,
 }
 
-/// `--since`: `2026-11-01` (UTC midnight) or an RFC 3339 time, as stored text.
-pub fn parse_since(text: &str) -> Result<String, String> {
+/// `--since`: `2026-11-01` (UTC midnight) or any RFC 3339 time (an
+/// operator's input, looser than the stored format), as a [`Timestamp`].
+pub fn parse_since(text: &str) -> Result<Timestamp, String> {
     let text = text.trim();
     let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
-    clock::parse(&full)
-        .map(clock::format)
+    time::OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(Timestamp::from)
         .ok_or_else(|| format!("--since: \"{text}\" is not a date (2026-11-01) or time (2026-11-01T12:00:00Z)"))
 }
 
@@ -220,8 +222,8 @@ mod tests {
 
     #[test]
     fn since_takes_dates_and_times() {
-        assert_eq!(parse_since("2026-11-01").unwrap(), "2026-11-01T00:00:00.000Z");
-        assert_eq!(parse_since("2026-11-01T12:30:00+01:00").unwrap(), "2026-11-01T11:30:00.000Z");
+        assert_eq!(parse_since("2026-11-01").unwrap().to_string(), "2026-11-01T00:00:00.000Z");
+        assert_eq!(parse_since("2026-11-01T12:30:00+01:00").unwrap().to_string(), "2026-11-01T11:30:00.000Z");
         assert!(parse_since("yesterday").is_err());
     }
 }

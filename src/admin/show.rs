@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
@@ -54,7 +54,7 @@ pub fn collect(
                 subscription,
             });
         }
-        let declined = subscriptions::is_declined(conn, keys, email_key, &clock::format(now))?;
+        let declined = subscriptions::is_declined(conn, keys, email_key, Timestamp::from(now))?;
         Ok(AddressReport { email: email_key.as_str().to_string(), records, declined })
     })
     .map_err(|e| e.to_string())
@@ -118,7 +118,7 @@ pub fn to_text(report: &AddressReport) -> String {
                 "  mail {}:        {} {}, Message-ID {}, reply {}, sha256 {}",
                 m.id,
                 m.state,
-                m.sent_at.as_deref().unwrap_or(&m.created_at),
+                m.sent_at.unwrap_or(m.created_at),
                 m.message_id,
                 m.smtp_reply.as_deref().or(m.last_error.as_deref()).unwrap_or("-"),
                 m.message_sha256.as_deref().unwrap_or("-")
@@ -172,7 +172,7 @@ struct MailView {
 #[derive(Template)]
 #[template(path = "proof.html")]
 struct ProofDocument<'a> {
-    generated_at: String,
+    generated_at: Timestamp,
     s: &'a SubscriptionRow,
     name: String,
     consent_text: String,
@@ -225,7 +225,7 @@ pub fn write_proof_documents(
                 id: m.id,
                 state: m.state.clone(),
                 message_id: m.message_id.clone(),
-                sent_at: m.sent_at.clone().unwrap_or_else(|| "-".into()),
+                sent_at: m.sent_at.map_or_else(|| "-".into(), |t| t.to_string()),
                 reply: m.smtp_reply.clone().or_else(|| m.last_error.clone()).unwrap_or_else(|| "-".into()),
                 matches: !recorded_sha256.is_empty() && recorded_sha256 == rebuilt_sha256,
                 recorded_sha256,
@@ -234,7 +234,7 @@ pub fn write_proof_documents(
             });
         }
         let document = ProofDocument {
-            generated_at: clock::format(now),
+            generated_at: Timestamp::from(now),
             s: &r.subscription,
             name: r.subscription.name.clone().unwrap_or_else(|| "-".into()),
             consent_text: r.consent_text.clone().unwrap_or_default(),

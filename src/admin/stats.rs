@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::domain::Status;
 use crate::store;
 use crate::store::queries::{self, DailyStats};
@@ -21,7 +21,7 @@ pub struct Stats {
 }
 
 pub fn collect(conn: &Connection, days: u32, now: OffsetDateTime) -> Result<Stats, String> {
-    let first_day = clock::day(now - time::Duration::days(i64::from(days.saturating_sub(1))));
+    let first_day = Timestamp::from(now - time::Duration::days(i64::from(days.saturating_sub(1)))).day();
     store::snapshot(conn, |conn| {
         let mut by_status: BTreeMap<String, BTreeMap<Status, u64>> = BTreeMap::new();
         for (list, status, n) in queries::count_by_status(conn)? {

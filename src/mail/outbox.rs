@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 
 use super::smtp::SmtpClient;
 use super::{Recipient, compose, sha256_hex};
-use crate::clock::{self, SharedClock};
+use crate::clock::{self, SharedClock, Timestamp};
 use crate::config::{Config, MailTransport};
 use crate::domain::{mask_address, mask_addresses};
 use crate::keys::KeyRing;
@@ -60,10 +60,9 @@ impl RetryPolicy {
     /// When to try again after `attempts` tries of an item queued at
     /// `queued_at` failed for now; `None` once that would fall after
     /// `give_up_after`: give up.
-    pub fn next_try(&self, queued_at: &str, attempts: i64, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+    pub fn next_try(&self, queued_at: Timestamp, attempts: i64, now: Timestamp) -> Option<Timestamp> {
         let next = now + self.backoff(attempts);
-        let deadline = clock::parse(queued_at).map(|t| t + self.give_up_after);
-        deadline.is_none_or(|t| next <= t).then_some(next)
+        (next <= queued_at + self.give_up_after).then_some(next)
     }
 
     /// `base · 2^(attempt-1)`, capped at `max`.
@@ -138,8 +137,8 @@ impl Outbox {
     /// already; it goes again with the same Message-ID and bytes, so the
     /// worst case is one duplicate the receiver can recognise.
     pub async fn resume(&self) -> Result<u64, StoreError> {
-        let now = clock::format(self.clock.now());
-        let released = self.store.write(move |c| queries::release_leases(c, &now)).await?;
+        let now = Timestamp::now(self.clock.as_ref());
+        let released = self.store.write(move |c| queries::release_leases(c, now)).await?;
         if released > 0 {
             tracing::warn!(mails = released, "resuming mails whose delivery an earlier run did not finish");
         }
@@ -201,8 +200,8 @@ impl Outbox {
 
     /// Stores the outcome and, for delivered and failed mails, a proof event.
     async fn record(&self, row: OutboxRow, sha256: String, attempt: Attempt) {
-        let now = self.clock.now();
-        let next = self.retry.next_try(&row.created_at, row.attempts, now);
+        let now = Timestamp::now(self.clock.as_ref());
+        let next = self.retry.next_try(row.created_at, row.attempts, now);
         let attempt = match attempt {
             Attempt::Temporary(e) if next.is_none() => Attempt::Permanent(format!(
                 "gave up after {} attempts over {}: {e}",
@@ -231,24 +230,23 @@ impl Outbox {
         };
         let keys = self.keys.clone();
         // Only a temporary failure before the deadline uses it (then `next` is set).
-        let retry_at = clock::format(next.unwrap_or(now));
+        let retry_at = next.unwrap_or(now);
         let result = self
             .store
             .write(move |c| {
-                let at = clock::format(now);
                 match attempt {
                     Attempt::Delivered { reply } => {
-                        if queries::mark_mail_sent(c, row.id, &at, &reply, &sha256)? {
+                        if queries::mark_mail_sent(c, row.id, now, &reply, &sha256)? {
                             let detail =
                                 json!({"message_id": row.message_id, "message_sha256": sha256, "smtp_reply": reply});
-                            proof::append(c, &keys, row.subscription_id, &at, EventKind::MailSent, None, &detail)?;
+                            proof::append(c, &keys, row.subscription_id, now, EventKind::MailSent, None, &detail)?;
                         }
                     }
-                    Attempt::Temporary(error) => queries::mark_mail_retry(c, row.id, &retry_at, &error)?,
+                    Attempt::Temporary(error) => queries::mark_mail_retry(c, row.id, retry_at, &error)?,
                     Attempt::Permanent(error) => {
                         if queries::mark_mail_failed(c, row.id, &error)? {
                             let detail = json!({"message_id": row.message_id, "error": error});
-                            proof::append(c, &keys, row.subscription_id, &at, EventKind::MailFailed, None, &detail)?;
+                            proof::append(c, &keys, row.subscription_id, now, EventKind::MailFailed, None, &detail)?;
                         }
                     }
                 }
@@ -272,9 +270,8 @@ impl worker::BatchWorker for Outbox {
 
     /// Claims and delivers one batch; returns how many were claimed.
     async fn run_batch(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let (now_text, lease_text) = (clock::format(now), clock::format(now + LEASE));
-        let rows = self.store.write(move |c| queries::claim_due_mails(c, &now_text, &lease_text, BATCH)).await?;
+        let now = Timestamp::now(self.clock.as_ref());
+        let rows = self.store.write(move |c| queries::claim_due_mails(c, now, now + LEASE, BATCH)).await?;
         let count = rows.len();
         futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
         Ok(count)
@@ -282,7 +279,7 @@ impl worker::BatchWorker for Outbox {
 
     async fn next_wait(&self) -> Duration {
         let due = self.store.read(queries::next_due_mail).await.ok().flatten();
-        clock::wait_until(due.as_deref(), self.clock.now(), Duration::from_secs(30))
+        clock::wait_until(due, Timestamp::now(self.clock.as_ref()), Duration::from_secs(30))
     }
 }
 
@@ -355,11 +352,10 @@ mod tests {
     #[test]
     fn next_try_backs_off_until_the_deadline_then_gives_up() {
         let policy = RetryPolicy::from_config(&Config::default());
-        let queued = time::macros::datetime!(2026-11-22 12:00 UTC);
-        let at = |t| clock::format(t);
-        assert_eq!(policy.next_try(&at(queued), 1, queued), Some(queued + time::Duration::seconds(30)));
+        let queued = Timestamp::from(time::macros::datetime!(2026-11-22 12:00 UTC));
+        assert_eq!(policy.next_try(queued, 1, queued), Some(queued + time::Duration::seconds(30)));
         let late = queued + time::Duration::hours(23);
-        assert_eq!(policy.next_try(&at(queued), 20, late), Some(late + time::Duration::hours(1)));
-        assert_eq!(policy.next_try(&at(queued), 20, late + time::Duration::minutes(1)), None);
+        assert_eq!(policy.next_try(queued, 20, late), Some(late + time::Duration::hours(1)));
+        assert_eq!(policy.next_try(queued, 20, late + time::Duration::minutes(1)), None);
     }
 }

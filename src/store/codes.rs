@@ -3,11 +3,17 @@
 //! JSON answer carry, so `as_str` serves them too; nothing outside the store
 //! compares it. Reading a value the enum does not know (a hand-edited row)
 //! is an error, never a guess.
+//!
+//! Stored times ([`Timestamp`]) have their one spelling here too.
 
 use std::fmt;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use time::PrimitiveDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
+use crate::clock::Timestamp;
 use crate::domain::{EmailKey, Status, UnsubscribeMethod, WebhookEvent};
 
 /// One stored spelling per variant, both ways.
@@ -80,6 +86,45 @@ impl ToSql for EmailKey {
     }
 }
 
+/// The stored time format: UTC, milliseconds, `Z`, fixed width
+/// (`2026-11-22T07:24:59.123Z`), so times sort as text in SQL.
+const STORED_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+impl Timestamp {
+    /// A time as stored; `None` for any other text (exactly the stored
+    /// format, nothing looser, so what reads back is what was written).
+    pub fn from_stored(text: &str) -> Option<Timestamp> {
+        PrimitiveDateTime::parse(text, STORED_TIME).ok().map(|t| Timestamp::from(t.assume_utc()))
+    }
+}
+
+/// The stored text, which exports, `show`, webhooks and proof events carry too.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_offset_date_time().format(STORED_TIME).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl ToSql for Timestamp {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.to_string().into())
+    }
+}
+
+impl FromSql for Timestamp {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Timestamp::from_stored(text).ok_or_else(|| FromSqlError::Other(format!("not a stored time: {text:?}").into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +146,21 @@ mod tests {
         assert!(read.is_err());
         let read: Status = conn.query_row("SELECT ?1", [Status::Unsubscribed], |r| r.get(0)).unwrap();
         assert_eq!(read, Status::Unsubscribed);
+    }
+
+    #[test]
+    fn stored_times_have_milliseconds_and_read_back_exactly() {
+        let t = Timestamp::from(time::macros::datetime!(2026-11-22 07:24:59.123456 UTC));
+        assert_eq!(t.to_string(), "2026-11-22T07:24:59.123Z");
+        assert_eq!(Timestamp::from_stored("2026-11-22T07:24:59.123Z"), Some(t));
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2026-11-22T07:24:59.123Z\"");
+        for other in ["2026-11-22T07:24:59Z", "2026-11-22T08:24:59.123+01:00", "2026-11-22", "t"] {
+            assert_eq!(Timestamp::from_stored(other), None, "{other}");
+        }
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let read: Timestamp = conn.query_row("SELECT ?1", [t], |r| r.get(0)).unwrap();
+        assert_eq!(read, t);
+        let read: rusqlite::Result<Timestamp> = conn.query_row("SELECT 'yesterday'", [], |r| r.get(0));
+        assert!(read.is_err());
     }
 }

@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
+use crate::clock::Timestamp;
 use crate::domain::{EmailKey, Status, UnsubscribeMethod, WebhookEvent};
 
 /// A stored subscription, as the domain needs it.
@@ -17,11 +18,11 @@ pub struct SubscriptionRow {
     pub name: Option<String>,
     pub status: Status,
     pub consent_sha256: String,
-    pub signup_at: String,
+    pub signup_at: Timestamp,
     pub signup_ip: String,
-    pub confirmed_at: Option<String>,
+    pub confirmed_at: Option<Timestamp>,
     pub confirmed_ip: Option<String>,
-    pub unsubscribed_at: Option<String>,
+    pub unsubscribed_at: Option<Timestamp>,
     pub unsubscribed_ip: Option<String>,
     pub unsubscribe_method: Option<UnsubscribeMethod>,
 }
@@ -37,7 +38,7 @@ pub struct OutboxRow {
     pub link: String,
     pub message_id: String,
     pub date_header: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub attempts: i64,
 }
 
@@ -53,7 +54,9 @@ pub struct RenderingRow {
     pub html_body: String,
 }
 
-/// A proof event as stored.
+/// A proof event as stored. `at` stays the exact stored text: the chain's
+/// digest covers those bytes, so an edited value must reach `proof::verify`
+/// as a broken link, not fail here as an unreadable time.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProofEventRow {
     pub id: i64,
@@ -353,12 +356,12 @@ fn all<T>(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: &str) -> Result<()> {
+pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: Timestamp) -> Result<()> {
     conn.prepare_cached(INSERT_CONSENT_TEXT)?.execute(params![sha256, text, now])?;
     Ok(())
 }
 
-pub fn insert_rendering(conn: &Connection, sha256: &str, r: &RenderingRow, now: &str) -> Result<()> {
+pub fn insert_rendering(conn: &Connection, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()> {
     conn.prepare_cached(INSERT_RENDERING)?.execute(params![
         sha256,
         r.format,
@@ -430,7 +433,7 @@ pub struct NewSubscription<'a> {
     pub email_key: &'a EmailKey,
     pub name: Option<&'a str>,
     pub consent_sha256: &'a str,
-    pub now: &'a str,
+    pub now: Timestamp,
     pub ip: &'a str,
 }
 
@@ -448,7 +451,7 @@ pub fn insert_subscription(conn: &Connection, s: &NewSubscription<'_>) -> Result
 }
 
 /// Returns whether a pending subscription was confirmed.
-pub fn confirm_subscription(conn: &Connection, id: i64, now: &str, ip: &str) -> Result<bool> {
+pub fn confirm_subscription(conn: &Connection, id: i64, now: Timestamp, ip: &str) -> Result<bool> {
     Ok(conn.prepare_cached(CONFIRM_SUBSCRIPTION)?.execute(params![id, now, ip])? == 1)
 }
 
@@ -456,7 +459,7 @@ pub fn confirm_subscription(conn: &Connection, id: i64, now: &str, ip: &str) -> 
 pub fn unsubscribe_subscription(
     conn: &Connection,
     id: i64,
-    now: &str,
+    now: Timestamp,
     ip: &str,
     method: UnsubscribeMethod,
 ) -> Result<bool> {
@@ -477,7 +480,7 @@ pub struct NewMail<'a> {
     pub link: &'a str,
     pub message_id: &'a str,
     pub date_header: &'a str,
-    pub now: &'a str,
+    pub now: Timestamp,
 }
 
 pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
@@ -495,16 +498,21 @@ pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
 }
 
 /// How many mails were queued to an address (on any list) since `since`.
-pub fn mails_to_address_since(conn: &Connection, email_key: &EmailKey, since: &str) -> Result<i64> {
+pub fn mails_to_address_since(conn: &Connection, email_key: &EmailKey, since: Timestamp) -> Result<i64> {
     Ok(conn.prepare_cached(MAILS_TO_ADDRESS_SINCE)?.query_row(params![email_key, since], |r| r.get(0))?)
 }
 
 /// How many mails were queued for a subscription since `since`, and when the latest was.
-pub fn recent_mails(conn: &Connection, subscription_id: i64, since: &str) -> Result<(i64, Option<String>)> {
+pub fn recent_mails(conn: &Connection, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)> {
     Ok(conn.prepare_cached(RECENT_MAILS)?.query_row(params![subscription_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
-pub fn claim_due_mails(conn: &Connection, now: &str, lease_until: &str, limit: i64) -> Result<Vec<OutboxRow>> {
+pub fn claim_due_mails(
+    conn: &Connection,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64,
+) -> Result<Vec<OutboxRow>> {
     all(conn, CLAIM_DUE_MAILS, params![now, lease_until, limit], |r| {
         Ok(OutboxRow {
             id: r.get(0)?,
@@ -551,16 +559,16 @@ pub fn select_outbox_mail(conn: &Connection, id: i64) -> Result<Option<StoredMai
         .optional()?)
 }
 
-pub fn next_due_mail(conn: &Connection) -> Result<Option<String>> {
+pub fn next_due_mail(conn: &Connection) -> Result<Option<Timestamp>> {
     Ok(conn.prepare_cached(NEXT_DUE_MAIL)?.query_row([], |r| r.get(0))?)
 }
 
 /// Returns whether the row was still queued (and is now sent).
-pub fn mark_mail_sent(conn: &Connection, id: i64, now: &str, reply: &str, sha256: &str) -> Result<bool> {
+pub fn mark_mail_sent(conn: &Connection, id: i64, now: Timestamp, reply: &str, sha256: &str) -> Result<bool> {
     Ok(conn.prepare_cached(MARK_MAIL_SENT)?.execute(params![id, now, reply, sha256])? == 1)
 }
 
-pub fn mark_mail_retry(conn: &Connection, id: i64, next_attempt_at: &str, error: &str) -> Result<()> {
+pub fn mark_mail_retry(conn: &Connection, id: i64, next_attempt_at: Timestamp, error: &str) -> Result<()> {
     conn.prepare_cached(MARK_MAIL_RETRY)?.execute(params![id, next_attempt_at, error])?;
     Ok(())
 }
@@ -571,7 +579,7 @@ pub fn mark_mail_failed(conn: &Connection, id: i64, error: &str) -> Result<bool>
 }
 
 /// Returns how many leases were released.
-pub fn release_leases(conn: &Connection, now: &str) -> Result<u64> {
+pub fn release_leases(conn: &Connection, now: Timestamp) -> Result<u64> {
     Ok(conn.prepare_cached(RELEASE_LEASES)?.execute([now])? as u64)
 }
 
@@ -584,7 +592,8 @@ pub fn previous_proof_link(conn: &Connection, id: i64) -> Result<String> {
     Ok(conn.prepare_cached(PREVIOUS_PROOF_LINK)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
 }
 
-/// A proof event to append; `digest` and `link` are computed by `proof`.
+/// A proof event to append; `digest` and `link` are computed by `proof`,
+/// over `at` as this exact text.
 pub struct NewProofEvent<'a> {
     pub subscription_id: i64,
     pub at: &'a str,
@@ -639,12 +648,12 @@ pub fn erase_proof_events(conn: &Connection, subscription_id: i64) -> Result<()>
     Ok(())
 }
 
-pub fn upsert_declined(conn: &Connection, address_hash: &str, until: &str) -> Result<()> {
+pub fn upsert_declined(conn: &Connection, address_hash: &str, until: Timestamp) -> Result<()> {
     conn.prepare_cached(UPSERT_DECLINED)?.execute(params![address_hash, until])?;
     Ok(())
 }
 
-pub fn is_declined(conn: &Connection, address_hash: &str, now: &str) -> Result<bool> {
+pub fn is_declined(conn: &Connection, address_hash: &str, now: Timestamp) -> Result<bool> {
     Ok(conn.prepare_cached(IS_DECLINED)?.query_row(params![address_hash, now], |_| Ok(())).optional()?.is_some())
 }
 
@@ -675,7 +684,7 @@ pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &st
 pub struct ExportFilter {
     pub list_id: Option<String>,
     pub status: Option<Status>,
-    pub since: Option<String>,
+    pub since: Option<Timestamp>,
 }
 
 pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
@@ -687,6 +696,8 @@ pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
 
 /// One row of `EXPORT_SUBSCRIPTIONS`, borrowed from SQLite's current row:
 /// an export of a million rows allocates nothing per row for these values.
+/// Its times pass through as the stored text, which is a [`Timestamp`]'s
+/// `Display` by construction, so nothing is parsed and formatted again.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportRecord<'a> {
     pub id: i64,
@@ -746,10 +757,10 @@ pub fn subscriptions_of_address(conn: &Connection, email_key: &EmailKey) -> Resu
 pub struct MailRow {
     pub id: i64,
     pub state: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub attempts: i64,
     pub last_error: Option<String>,
-    pub sent_at: Option<String>,
+    pub sent_at: Option<Timestamp>,
     pub smtp_reply: Option<String>,
     pub message_id: String,
     pub message_sha256: Option<String>,
@@ -783,8 +794,8 @@ pub fn update_name(conn: &Connection, id: i64, name: Option<&str>) -> Result<()>
 /// Up to `limit` subscriptions past retention: (id, list_id, status).
 pub fn purge_candidates(
     conn: &Connection,
-    pending_before: &str,
-    unsubscribed_before: &str,
+    pending_before: Timestamp,
+    unsubscribed_before: Timestamp,
     limit: i64,
 ) -> Result<Vec<(i64, String, Status)>> {
     all(conn, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| {
@@ -795,19 +806,19 @@ pub fn purge_candidates(
 /// (list_id, status, count) of what a purge would erase.
 pub fn purge_plan(
     conn: &Connection,
-    pending_before: &str,
-    unsubscribed_before: &str,
+    pending_before: Timestamp,
+    unsubscribed_before: Timestamp,
 ) -> Result<Vec<(String, Status, u64)>> {
     all(conn, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
     })
 }
 
-pub fn delete_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
+pub fn delete_expired_declines(conn: &Connection, now: Timestamp) -> Result<u64> {
     Ok(conn.prepare_cached(DELETE_EXPIRED_DECLINES)?.execute([now])? as u64)
 }
 
-pub fn count_expired_declines(conn: &Connection, now: &str) -> Result<u64> {
+pub fn count_expired_declines(conn: &Connection, now: Timestamp) -> Result<u64> {
     let n: i64 = conn.prepare_cached(COUNT_EXPIRED_DECLINES)?.query_row([now], |r| r.get(0))?;
     Ok(n as u64)
 }
@@ -860,7 +871,7 @@ pub struct WebhookCall {
     pub id: i64,
     pub subscription_id: i64,
     pub event: WebhookEvent,
-    pub occurred_at: String,
+    pub occurred_at: Timestamp,
     pub attempts: i64,
 }
 
@@ -868,7 +879,7 @@ pub fn insert_webhook_call(
     conn: &Connection,
     subscription_id: i64,
     event: WebhookEvent,
-    occurred_at: &str,
+    occurred_at: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(INSERT_WEBHOOK_CALL)?.execute(params![subscription_id, event, occurred_at])?;
     Ok(())
@@ -876,8 +887,8 @@ pub fn insert_webhook_call(
 
 pub fn claim_due_webhook_calls(
     conn: &Connection,
-    now: &str,
-    lease_until: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
     limit: i64,
 ) -> Result<Vec<WebhookCall>> {
     all(conn, CLAIM_DUE_WEBHOOK_CALLS, params![now, lease_until, limit], |r| {
@@ -891,11 +902,11 @@ pub fn claim_due_webhook_calls(
     })
 }
 
-pub fn next_due_webhook_call(conn: &Connection) -> Result<Option<String>> {
+pub fn next_due_webhook_call(conn: &Connection) -> Result<Option<Timestamp>> {
     Ok(conn.prepare_cached(NEXT_DUE_WEBHOOK_CALL)?.query_row([], |r| r.get(0))?)
 }
 
-pub fn mark_webhook_sent(conn: &Connection, id: i64, now: &str, http_status: u16) -> Result<()> {
+pub fn mark_webhook_sent(conn: &Connection, id: i64, now: Timestamp, http_status: u16) -> Result<()> {
     conn.prepare_cached(MARK_WEBHOOK_SENT)?.execute(params![id, now, http_status])?;
     Ok(())
 }
@@ -903,7 +914,7 @@ pub fn mark_webhook_sent(conn: &Connection, id: i64, now: &str, http_status: u16
 pub fn mark_webhook_retry(
     conn: &Connection,
     id: i64,
-    next_attempt_at: &str,
+    next_attempt_at: Timestamp,
     http_status: Option<u16>,
     error: &str,
 ) -> Result<()> {
@@ -924,6 +935,11 @@ pub fn ping(conn: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored time for rows whose time does not matter.
+    fn t() -> Timestamp {
+        Timestamp::from(time::macros::datetime!(2026-01-01 00:00 UTC))
+    }
 
     #[test]
     fn every_statement_prepares() {
@@ -977,7 +993,7 @@ mod tests {
             email_key,
             name: None,
             consent_sha256: "c",
-            now: "2026-01-01T00:00:00.000Z",
+            now: t(),
             ip: "192.0.2.1",
         }
     }
@@ -987,7 +1003,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
-        insert_consent_text(&conn, "c", "text", "t").unwrap();
+        insert_consent_text(&conn, "c", "text", t()).unwrap();
         let (a, b) = (EmailKey::lenient("a@example.org"), EmailKey::lenient("b@example.org"));
         let first = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
         let twice = insert_subscription(&conn, &new_pending("news", &a)).unwrap_err();
@@ -996,9 +1012,9 @@ mod tests {
         insert_subscription(&conn, &new_pending("other", &a)).unwrap();
         insert_subscription(&conn, &new_pending("news", &b)).unwrap();
         // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
-        assert!(unsubscribe_subscription(&conn, first, "t", "192.0.2.1", UnsubscribeMethod::Page).unwrap());
+        assert!(unsubscribe_subscription(&conn, first, t(), "192.0.2.1", UnsubscribeMethod::Page).unwrap());
         let second = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
-        assert!(confirm_subscription(&conn, second, "t", "192.0.2.1").unwrap());
+        assert!(confirm_subscription(&conn, second, t(), "192.0.2.1").unwrap());
         let revive = conn.execute("UPDATE subscriptions SET status = 'pending' WHERE id = ?1", [first]).unwrap_err();
         assert!(revive.to_string().contains("one live subscription"), "{revive}");
     }

@@ -118,7 +118,7 @@ async fn export_jsonl_filters_and_writes_private_files() {
 async fn export_since_gives_the_unsubscribes_since_the_last_sync() {
     let app = spawn_app().await;
     let ids = filled(&app).await;
-    let checkpoint = listgate::clock::format(time::OffsetDateTime::now_utc());
+    let checkpoint = listgate::clock::Timestamp::from(time::OffsetDateTime::now_utc()).to_string();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Unsubscribe, ids[1], "newsletter", None);
     let response = app.one_click_with(&token).await;

@@ -1,6 +1,6 @@
 //! The whole double opt-in as a subscriber lives it, with every proof checked.
 
-use listgate::clock;
+use listgate::clock::Timestamp;
 use listgate::token::{self, Purpose};
 
 use crate::helpers::{header, sha256_hex, spawn_app};
@@ -65,8 +65,11 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
         .unwrap();
     assert_eq!(status, "confirmed");
     assert_eq!((signup_ip.as_str(), confirmed_ip.as_str()), ("127.0.0.1", "127.0.0.1"));
-    let (signup, confirmed) = (clock::parse(&signup_at).unwrap(), clock::parse(&confirmed_at).unwrap());
-    assert!(signup <= confirmed && (time::OffsetDateTime::now_utc() - signup) < time::Duration::minutes(1));
+    let (signup, confirmed) =
+        (Timestamp::from_stored(&signup_at).unwrap(), Timestamp::from_stored(&confirmed_at).unwrap());
+    assert!(
+        signup <= confirmed && (Timestamp::from(time::OffsetDateTime::now_utc()) - signup) < time::Duration::minutes(1)
+    );
     assert_eq!(signup_at.len(), "2026-11-22T07:24:59.123Z".len(), "UTC with milliseconds");
     let consent_text: String =
         db.query_row("SELECT text FROM consent_texts WHERE sha256 = ?1", [&consent], |r| r.get(0)).unwrap();
