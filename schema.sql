@@ -154,11 +154,21 @@ BEGIN
 END;
 
 -- "I did not sign up": no confirmation mail to this address until `until`.
--- Only a keyed hash of the lowercase address is kept.
+-- Only a keyed hash of the address's key (domain::EmailKey) is kept.
 CREATE TABLE IF NOT EXISTS declined_addresses (
     address_hash  TEXT PRIMARY KEY,
     until         TEXT NOT NULL
 ) WITHOUT ROWID;
+
+-- Confirmation mails queued per inbox (domain::InboxKey: `+tags` and Gmail's
+-- dots folded), for the daily cap `limits.mails_per_address_per_day`. Only a
+-- keyed hash of the inbox is kept, and only for a day.
+CREATE TABLE IF NOT EXISTS inbox_mails (
+    inbox_hash  TEXT NOT NULL,
+    queued_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_mails_by_inbox ON inbox_mails (inbox_hash, queued_at);
+CREATE INDEX IF NOT EXISTS inbox_mails_by_time ON inbox_mails (queued_at);
 
 -- Anonymous daily counts that outlive purges.
 CREATE TABLE IF NOT EXISTS daily_stats (

@@ -195,7 +195,6 @@ pub async fn purge_once(
             break;
         }
     }
-    report.declines_removed =
-        store.write(move |c| crate::store::queries::delete_expired_declines(c, cutoffs.now)).await?;
+    report.declines_removed = store.write(move |c| retention::forget_expired_blocks(c, &cutoffs)).await?;
     Ok(report)
 }

@@ -194,6 +194,35 @@ impl EmailKey {
     pub fn masked(&self) -> String {
         mask_address(&self.0)
     }
+
+    /// The inbox this address delivers to, for the daily mail cap: a
+    /// `+tag` is cut from the local part, and at Gmail, which ignores dots,
+    /// the dots go too (`googlemail.com` is `gmail.com`). So
+    /// `anna+1@example.org` and `anna+2@example.org` share one cap, as do
+    /// `a.n.n.a@gmail.com` and `anna@googlemail.com`: the form cannot be
+    /// used to bomb one inbox under many spellings.
+    pub fn inbox(&self) -> InboxKey {
+        let Some((local, domain)) = self.0.rsplit_once('@') else {
+            return InboxKey(self.0.clone());
+        };
+        let local = local.split_once('+').map_or(local, |(base, _tag)| base);
+        let (local, domain) = match domain {
+            "gmail.com" | "googlemail.com" => (local.replace('.', ""), "gmail.com"),
+            _ => (local.to_string(), domain),
+        };
+        InboxKey(format!("{local}@{domain}"))
+    }
+}
+
+/// The inbox an address delivers to (`EmailKey::inbox`): what the daily
+/// mail cap counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InboxKey(String);
+
+impl InboxKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A DNS host name in ASCII: labels of letters, digits and inner hyphens,
@@ -359,6 +388,18 @@ mod tests {
         // Nothing listgate stores, yet still a key (that finds nothing).
         assert_eq!(EmailKey::lenient("No Address").as_str(), "no address");
         assert_eq!(parsed.key().masked(), "a***@xn--bcher-kva.de");
+    }
+
+    #[test]
+    fn tags_and_gmail_dots_are_one_inbox_and_other_addresses_are_not() {
+        let inbox = |a: &str| Email::parse(a).unwrap().key().inbox();
+        assert_eq!(inbox("Anna+News@Example.org"), inbox("anna@example.org"));
+        assert_eq!(inbox("anna+a+b@example.org").as_str(), "anna@example.org");
+        assert_eq!(inbox("A.N.N.A+x@GMail.com"), inbox("anna@googlemail.com"));
+        assert_eq!(inbox("anna@googlemail.com").as_str(), "anna@gmail.com");
+        assert_ne!(inbox("a.nna@example.org"), inbox("anna@example.org"), "dots count outside Gmail");
+        assert_ne!(inbox("anna@example.org"), inbox("anna@example.com"));
+        assert_eq!(inbox("joerg+1@Bücher.de").as_str(), "joerg@xn--bcher-kva.de");
     }
 
     #[test]

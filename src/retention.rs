@@ -138,8 +138,16 @@ pub fn purge_all(conn: &Connection, cutoffs: &Cutoffs, mut progress: impl FnMut(
             break;
         }
     }
-    report.declines_removed = store::immediate(conn, |c| queries::delete_expired_declines(c, cutoffs.now))?;
+    report.declines_removed = store::immediate(conn, |c| forget_expired_blocks(c, cutoffs))?;
     Ok(report)
+}
+
+/// Removes "I did not sign up" blocks that are over, and the daily cap's
+/// inbox counts older than a day (the cap looks back 24 hours); returns how
+/// many blocks went. Both are keyed hashes, kept no longer than they act.
+pub fn forget_expired_blocks(conn: &rusqlite::Connection, cutoffs: &Cutoffs) -> Result<u64> {
+    queries::delete_old_inbox_mails(conn, cutoffs.now - time::Duration::days(1))?;
+    queries::delete_expired_declines(conn, cutoffs.now)
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, existing.id, at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
             // Deliver to the address as first stored, in its ASCII form.
             let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
-            queue_confirmation(conn, ctx, list, existing.id, &to, existing.name.as_deref(), now)?;
+            queue_confirmation(conn, ctx, list, existing.id, s.email.key(), &to, existing.name.as_deref(), now)?;
             Ok(SignupOutcome::Resent { subscription_id: existing.id })
         }
         None => {
@@ -135,19 +135,27 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
             queries::count_daily(conn, DailyCount::Signup, &at.day(), &s.list_id)?;
             if under_daily_cap(conn, ctx, s.email.key(), at)? {
-                queue_confirmation(conn, ctx, list, id, s.email.ascii(), name, now)?;
+                queue_confirmation(conn, ctx, list, id, s.email.key(), s.email.ascii(), name, now)?;
             }
             Ok(SignupOutcome::Created { subscription_id: id })
         }
     }
 }
 
-/// At most `mails_per_address_per_day` confirmation mails to one address in
-/// 24 hours, over all lists and from any IP: the form cannot flood an inbox.
+/// At most `mails_per_address_per_day` confirmation mails to one inbox in
+/// 24 hours, over all lists, from any IP and under any spelling (`+tags`,
+/// Gmail's dots): the form cannot flood an inbox.
 fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
     let day_ago = now - time::Duration::days(1);
-    Ok(queries::mails_to_address_since(conn, email_key, day_ago)?
+    Ok(queries::inbox_mails_since(conn, &inbox_hash(ctx, email_key), day_ago)?
         < i64::from(ctx.config.limits.mails_per_address_per_day))
+}
+
+/// The keyed hash the daily cap counts an inbox under: never the address
+/// itself. The prefix keeps it apart from the decline hash of the same text.
+fn inbox_hash(ctx: &Context, email_key: &EmailKey) -> String {
+    let inbox = format!("inbox:{}", email_key.inbox().as_str());
+    hex::encode(hmac::sign(&ctx.keys.current().address, inbox.as_bytes()))
 }
 
 /// A new mail for a pending signup: not sooner than `resend_interval` after
@@ -173,11 +181,15 @@ pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Resul
     queries::count_daily(conn, DailyCount::Bot, &Timestamp::from(now).day(), list_id)
 }
 
+/// Queues the confirmation mail to `email` (the ASCII form of the address
+/// whose key is `email_key`) and counts it against its inbox's daily cap.
+#[allow(clippy::too_many_arguments)]
 fn queue_confirmation(
     conn: &Connection,
     ctx: &Context,
     list: &PreparedList,
     subscription_id: i64,
+    email_key: &EmailKey,
     email: &str,
     name: Option<&str>,
     now: OffsetDateTime,
@@ -198,7 +210,7 @@ fn queue_confirmation(
             now: Timestamp::from(now),
         },
     )?;
-    Ok(())
+    queries::insert_inbox_mail(conn, &inbox_hash(ctx, email_key), Timestamp::from(now))
 }
 
 /// The unsubscribe URL for a subscription: goes into every newsletter.

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// How many queued jobs the writer takes into one transaction at most.
 const MAX_BATCH: usize = 512;
 /// Read connections kept open between reads.

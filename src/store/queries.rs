@@ -303,10 +303,15 @@ statements! {
     pub const COUNT_BOT: &str = "INSERT INTO daily_stats (day, list_id, bots) VALUES (?1, ?2, 1)
         ON CONFLICT (day, list_id) DO UPDATE SET bots = bots + 1";
 
-    /// Params: email_key, since. Mails queued to an address on any list since a time.
-    pub const MAILS_TO_ADDRESS_SINCE: &str =
-        "SELECT count(*) FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id
-        WHERE s.email_key = ?1 AND o.created_at >= ?2";
+    /// Params: inbox_hash, now. A confirmation mail queued to an inbox, for the daily cap.
+    pub const INSERT_INBOX_MAIL: &str = "INSERT INTO inbox_mails (inbox_hash, queued_at) VALUES (?1, ?2)";
+
+    /// Params: inbox_hash, since. Confirmation mails queued to an inbox since a time.
+    pub const COUNT_INBOX_MAILS_SINCE: &str =
+        "SELECT count(*) FROM inbox_mails WHERE inbox_hash = ?1 AND queued_at >= ?2";
+
+    /// Params: before. Forgets the inbox counts the daily cap no longer looks at.
+    pub const DELETE_OLD_INBOX_MAILS: &str = "DELETE FROM inbox_mails WHERE queued_at < ?1";
 
     /// No params. Mails waiting for delivery (due now or retrying later), for
     /// `/metrics`. The partial index `outbox_due` (`WHERE state = 'queued'`)
@@ -497,9 +502,20 @@ pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// How many mails were queued to an address (on any list) since `since`.
-pub fn mails_to_address_since(conn: &Connection, email_key: &EmailKey, since: Timestamp) -> Result<i64> {
-    Ok(conn.prepare_cached(MAILS_TO_ADDRESS_SINCE)?.query_row(params![email_key, since], |r| r.get(0))?)
+/// Counts a confirmation mail queued to the inbox with this keyed hash.
+pub fn insert_inbox_mail(conn: &Connection, inbox_hash: &str, now: Timestamp) -> Result<()> {
+    conn.prepare_cached(INSERT_INBOX_MAIL)?.execute(params![inbox_hash, now])?;
+    Ok(())
+}
+
+/// How many confirmation mails were queued to an inbox since `since`.
+pub fn inbox_mails_since(conn: &Connection, inbox_hash: &str, since: Timestamp) -> Result<i64> {
+    Ok(conn.prepare_cached(COUNT_INBOX_MAILS_SINCE)?.query_row(params![inbox_hash, since], |r| r.get(0))?)
+}
+
+/// Forgets inbox counts from before `before`; returns how many.
+pub fn delete_old_inbox_mails(conn: &Connection, before: Timestamp) -> Result<u64> {
+    Ok(conn.prepare_cached(DELETE_OLD_INBOX_MAILS)?.execute([before])? as u64)
 }
 
 /// How many mails were queued for a subscription since `since`, and when the latest was.
@@ -1043,6 +1059,8 @@ mod tests {
         assert_eq!(
             indexes,
             [
+                "inbox_mails_by_inbox",
+                "inbox_mails_by_time",
                 "outbox_due",
                 "outbox_subscription",
                 "proof_events_of_subscription",

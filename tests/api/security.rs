@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use listgate::token::{self, Purpose};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_app_without_smtp};
+use crate::helpers::{TestApp, header, spawn_app, spawn_app_with, spawn_app_without_smtp};
 
 fn form_token(html: &str) -> String {
     let start =
@@ -77,6 +77,23 @@ async fn one_inbox_bombed_from_many_ips_and_lists_gets_at_most_the_daily_cap() {
     quiet_for_a_moment().await;
     assert_eq!(app.smtp().messages().len(), 3, "mails_per_address_per_day, over all lists and IPs");
     assert_eq!(app.row_counts()[0], 2, "one pending signup per list");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_gmail_dots_do_not_multiply_the_daily_cap_of_one_inbox() {
+    let app = spawn_app().await;
+    let one_inbox = ["victim+1@example.org", "victim+2@example.org", "Victim+news@Example.org", "victim@example.org"];
+    let another = ["v.i.c.t.i.m@gmail.com", "victim@googlemail.com", "vic.tim+1@gmail.com", "victim+2@gmail.com"];
+    for address in one_inbox.iter().chain(&another) {
+        assert_eq!(app.subscribe(address).await.status(), 200, "{address}: answered like any signup");
+    }
+    app.smtp().wait_for_messages(6).await;
+    quiet_for_a_moment().await;
+    let mails = app.smtp().messages();
+    assert_eq!(mails.len(), 6, "mails_per_address_per_day (3) per inbox, however it is spelt");
+    let to_example = mails.iter().filter(|m| header(m, "To").is_some_and(|to| to.contains("@example.org"))).count();
+    assert_eq!(to_example, 3, "and 3 to the Gmail inbox");
+    assert_eq!(app.row_counts()[0], 8, "every signup is stored; only its mail waits for the cap");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
