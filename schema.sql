@@ -160,15 +160,17 @@ CREATE TABLE IF NOT EXISTS declined_addresses (
     until         TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- Confirmation mails queued per inbox (domain::InboxKey: `+tags` and Gmail's
--- dots folded), for the daily cap `limits.mails_per_address_per_day`. Only a
--- keyed hash of the inbox is kept, and only for a day.
+-- Confirmation mails queued to other spellings of an inbox (domain::InboxKey:
+-- `+tags` and Gmail's dots folded), for the daily cap
+-- `limits.mails_per_address_per_day`; mails to the inbox's own spelling are
+-- counted from the outbox. Only a keyed hash of the inbox is kept, for at
+-- most two days. One B-tree (WITHOUT ROWID, no second index).
 CREATE TABLE IF NOT EXISTS inbox_mails (
-    inbox_hash  TEXT NOT NULL,
-    queued_at   TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inbox_mails_by_inbox ON inbox_mails (inbox_hash, queued_at);
-CREATE INDEX IF NOT EXISTS inbox_mails_by_time ON inbox_mails (queued_at);
+    inbox_hash  BLOB NOT NULL,             -- 16 bytes of HMAC(address key, inbox)
+    queued_at   TEXT NOT NULL,
+    mails       INTEGER NOT NULL,
+    PRIMARY KEY (inbox_hash, queued_at)
+) WITHOUT ROWID;
 
 -- Anonymous daily counts that outlive purges.
 CREATE TABLE IF NOT EXISTS daily_stats (

@@ -14,7 +14,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 use crate::clock::Timestamp;
-use crate::domain::{EmailKey, Status, UnsubscribeMethod, WebhookEvent};
+use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 
 /// One stored spelling per variant, both ways.
 macro_rules! stored_as_text {
@@ -78,6 +78,13 @@ stored_as_text!(WebhookEvent {
     Confirmed => "confirmed",
     Unsubscribed => "unsubscribed",
 });
+
+/// An inbox is looked up as the address key it is the spelling of.
+impl ToSql for InboxKey {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
 
 /// An address key is stored and looked up as its text (`email_key`).
 impl ToSql for EmailKey {
