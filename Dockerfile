@@ -48,6 +48,9 @@ VOLUME ["/var/lib/listgate"]
 # every mail is built from it.
 ENV LISTGATE_SERVER__BIND=0.0.0.0:8080
 EXPOSE 8080
+# /metrics is off unless LISTGATE_SERVER__METRICS_BIND is set, and never on
+# the port above. For a Prometheus on the same container network, set it to
+# 0.0.0.0:9464 and do not publish that port to the internet.
 
 # Numeric, so runtimes that enforce non-root (runAsNonRoot) can check it.
 USER 10001:10001

@@ -27,6 +27,8 @@ use crate::webhooks::Webhooks;
 /// A bound, ready-to-run listgate server.
 pub struct Application {
     listener: TcpListener,
+    /// `server.metrics_bind`'s listener, when configured.
+    metrics_listener: Option<TcpListener>,
     state: Arc<AppState>,
     outbox: Arc<Outbox>,
     webhooks: Arc<Webhooks>,
@@ -59,12 +61,21 @@ impl Application {
         Application::build_with_listener(config, clock, listener).await
     }
 
-    /// As `build`, on a listener the caller bound (tests use port 0).
+    /// As `build`, on a listener the caller bound (tests use port 0). The
+    /// metrics listener, if configured, is bound here.
     pub async fn build_with_listener(
         config: Config,
         clock: SharedClock,
         listener: TcpListener,
     ) -> Result<Application, String> {
+        let metrics_listener = match config.server.metrics_bind {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| format!("cannot listen on {address} (server.metrics_bind): {e}"))?,
+            ),
+            None => None,
+        };
         let config = Arc::new(config);
         // Mail folder or CA file, key file and database are blocking I/O: off the async executor.
         let (transport, keys, store, ctx) = {
@@ -100,11 +111,16 @@ impl Application {
             Arc::new(Webhooks::new(store.clone(), config.clone(), keys, clock.clone(), webhook_wake.clone()));
         let limits = crate::limits::SignupLimits::new(&config.limits);
         let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, webhook_wake, limits, metrics });
-        Ok(Application { listener, state, outbox, webhooks })
+        Ok(Application { listener, metrics_listener, state, outbox, webhooks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, if `server.metrics_bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, finishes
@@ -122,7 +138,21 @@ impl Application {
             lists = self.state.ctx.lists.len(),
             "listgate is serving"
         );
+        let (stop_metrics, metrics_stopped) = watch::channel(false);
+        let metrics_server = self.metrics_listener.map(|listener| {
+            tracing::info!(address = %listener.local_addr().expect("bound"), "serving /metrics");
+            let routes = http::metrics_routes(self.state.clone());
+            let mut stopped = metrics_stopped;
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(warp::serve(routes).incoming(listener).graceful(stop).run())
+        });
         warp::serve(routes).incoming(self.listener).graceful(shutdown).run().await;
+        let _ = stop_metrics.send(true);
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         tracing::info!("shutting down: finishing mail deliveries in flight");
         let _ = stop_workers.send(true);
         let _ = worker.await;

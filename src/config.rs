@@ -38,6 +38,12 @@ pub struct ServerConfig {
     pub base_url: Url,
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where `GET /metrics` is served, on a listener of its own. None (the
+    /// default): no metrics listener. Counters that move per request would
+    /// tell anyone who can read them whether an address was new, pending or
+    /// subscribed, so they are never on the public listener, and only where
+    /// the operator says; two instances on one host then never collide.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +208,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".parse().expect("valid default"),
             base_url: Url::parse("http://127.0.0.1:8080").expect("valid default"),
             trusted_proxies: Vec::new(),
+            metrics_bind: None,
         }
     }
 }

@@ -73,6 +73,11 @@ fn server(out: &mut String, config: &Config) {
     section(out, "server");
     line(out, 1, "bind", &config.server.bind.to_string());
     line(out, 1, "base_url", config.base());
+    let metrics = config
+        .server
+        .metrics_bind
+        .map_or("off (set server.metrics_bind to serve /metrics)".to_string(), |a| a.to_string());
+    line(out, 1, "metrics_bind", &metrics);
     let proxies: Vec<String> = config.server.trusted_proxies.iter().map(ToString::to_string).collect();
     line(out, 1, "trusted_proxies", &list_or_none(&proxies));
 }

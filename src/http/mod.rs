@@ -106,7 +106,14 @@ fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::get().or(warp::head()).unify()
 }
 
-/// All routes, with security headers on every answer.
+/// The metrics listener's one route, `GET /metrics` (Prometheus text); any
+/// other request there gets warp's 404 or 405. Never part of `routes`: the
+/// public listener answers 404 to `/metrics` in every spelling.
+pub fn metrics_routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("metrics").and(get_or_head()).and(warp::any().map(move || state.clone())).then(handlers::metrics)
+}
+
+/// All public routes, with security headers on every answer.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let limit = state.ctx.config.limits.body_bytes;
     let s = || with_state(state.clone());
@@ -144,7 +151,6 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
     let form = warp::path!("form").and(get_or_head()).and(s()).and(raw_query()).then(handlers::form_page);
     let healthz = warp::path!("healthz").and(get_or_head()).and(s()).then(handlers::healthz);
     let stylesheet = warp::path!("style.css").and(get_or_head()).map(handlers::stylesheet);
-    let metrics = warp::path!("metrics").and(get_or_head()).and(s()).then(handlers::metrics);
 
     let language = state.default_language();
     let base_origin = state.ctx.config.server.base_url.origin().ascii_serialization();
@@ -166,8 +172,6 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
         .or(healthz)
         .unify()
         .or(stylesheet)
-        .unify()
-        .or(metrics)
         .unify()
         .recover(move |rejection| handle_rejection(rejection, language))
         .unify()

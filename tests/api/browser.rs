@@ -614,7 +614,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
     dark.client.clone().close().await.expect("Chromium quits");
 
     // Prometheus sees what happened.
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.get_metrics().await.text().await.unwrap();
     for line in
         ["listgate_signups_total 5", "listgate_confirmations_total 2", "listgate_unsubscribes_total{method=\"page\"} 2"]
     {

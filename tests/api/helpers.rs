@@ -126,6 +126,8 @@ impl Drop for SmtpServer {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// The metrics listener's base URL (`server.metrics_bind` on port 0).
+    pub metrics_base: String,
     /// Holds the database and key file; removed when the test ends.
     _dir: tempfile::TempDir,
     pub config: Config,
@@ -177,16 +179,28 @@ async fn start_app(smtp: Option<SmtpServer>, tweak: impl FnOnce(&mut Config)) ->
     // Tests sign up many addresses from 127.0.0.1; the security tests turn
     // the per-IP limit back on.
     config.limits.signups_per_ip = listgate::config::RateSpec::Off;
+    config.server.metrics_bind = Some("127.0.0.1:0".parse().expect("address"));
     tweak(&mut config);
 
     let app =
         Application::build_with_listener(config.clone(), Arc::new(SystemClock), listener).await.expect("app builds");
+    let metrics_base = app.metrics_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let (shutdown, signal) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run_until_stopped(async {
         let _ = signal.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
-    TestApp { addr, base, _dir: dir, config, smtp, client, shutdown: Some(shutdown), stopped: Some(stopped) }
+    TestApp {
+        addr,
+        base,
+        metrics_base,
+        _dir: dir,
+        config,
+        smtp,
+        client,
+        shutdown: Some(shutdown),
+        stopped: Some(stopped),
+    }
 }
 
 impl TestApp {
@@ -205,6 +219,11 @@ impl TestApp {
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    /// `GET /metrics` on the metrics listener (`server.metrics_bind`).
+    pub async fn get_metrics(&self) -> reqwest::Response {
+        self.client.get(format!("{}/metrics", self.metrics_base)).send().await.expect("request")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -9,7 +9,7 @@ use crate::helpers::{PATIENCE, TestApp, spawn_app, spawn_app_without_smtp};
 use crate::tools::{Tool, require};
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
+    let response = app.get_metrics().await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     response.text().await.unwrap()
@@ -94,14 +94,13 @@ async fn bots_rate_limits_and_odd_requests_are_counted_without_their_paths() {
     assert_eq!(app.post_form("/subscribe", &honeypot).await.status(), 200);
     assert_eq!(app.subscribe("not an address").await.status(), 400);
     assert_eq!(app.get("/confirm/secret-looking-token").await.status(), 404);
-    let post = app.client.post(app.url("/metrics")).send().await.unwrap();
+    let post = app.client.post(format!("{}/metrics", app.metrics_base)).send().await.unwrap();
     assert_eq!(post.status(), 405, "the metrics take no input");
     let text = scrape(&app).await;
     assert_eq!(value(&text, "listgate_bot_signups_dropped_total"), 1);
     assert_eq!(value(&text, "listgate_signups_total"), 0);
     assert_eq!(value(&text, "listgate_http_requests_total{route=\"subscribe\",status=\"4xx\"}"), 1);
     assert_eq!(value(&text, "listgate_http_requests_total{route=\"other\",status=\"4xx\"}"), 1);
-    assert_eq!(value(&text, "listgate_http_requests_total{route=\"metrics\",status=\"4xx\"}"), 1);
     assert!(!text.contains("secret-looking-token"), "{text}");
     app.stop().await;
 
@@ -114,6 +113,48 @@ async fn bots_rate_limits_and_odd_requests_are_counted_without_their_paths() {
     assert_eq!(value(&text, "listgate_http_requests_total{route=\"subscribe\",status=\"4xx\"}"), 1);
     let (ok, said) = promtool_check(&text);
     assert!(ok && said.trim().is_empty(), "promtool check metrics complains:\n{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_never_serves_metrics_in_any_spelling() {
+    // Counters that move per request would tell anyone whether an address
+    // was new, pending or subscribed: they live on server.metrics_bind only.
+    let app = spawn_app_without_smtp(|_| {}).await;
+    for path in ["/metrics", "/metrics/", "/metrics?x=1", "//metrics", "/Metrics", "/metrics/%2e", "/./metrics"] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let response = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), 404, "{method} {path} on the public listener");
+            let body = response.text().await.unwrap();
+            assert!(!body.contains("listgate_"), "{method} {path}: {body}");
+        }
+    }
+    assert!(scrape(&app).await.contains("listgate_signups_total 0"), "the metrics listener serves them");
+    let elsewhere = app.client.get(format!("{}/", app.metrics_base)).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 404, "and nothing else");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_metrics_bind_there_is_no_metrics_listener_and_a_taken_port_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = listgate::config::Config::load_from(None, Vec::new()).unwrap();
+    assert_eq!(config.server.metrics_bind, None, "off by default");
+    config.database.path = dir.path().join("listgate.db");
+    config.secrets.key_file = dir.path().join("listgate.key");
+    config.mail.url = format!("file://{}", dir.path().join("mail").display());
+    let clock = std::sync::Arc::new(listgate::clock::SystemClock);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listgate::Application::build_with_listener(config.clone(), clock.clone(), listener).await.unwrap();
+    assert_eq!(app.metrics_addr(), None);
+    drop(app);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.server.metrics_bind = Some(taken.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = listgate::Application::build_with_listener(config, clock, listener).await.err().expect("port taken");
+    assert!(
+        error.contains("server.metrics_bind") && error.contains(&taken.local_addr().unwrap().to_string()),
+        "{error}"
+    );
 }
 
 #[test]
