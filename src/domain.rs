@@ -205,7 +205,8 @@ impl EmailKey {
         let Some((local, domain)) = self.0.rsplit_once('@') else {
             return InboxKey(self.0.clone());
         };
-        let local = local.split_once('+').map_or(local, |(base, _tag)| base);
+        // `+news@…` has no base to fold to: it stays an inbox of its own.
+        let local = local.split_once('+').filter(|(base, _)| !base.is_empty()).map_or(local, |(base, _tag)| base);
         let (local, domain) = match domain {
             "gmail.com" | "googlemail.com" => (local.replace('.', ""), "gmail.com"),
             _ => (local.to_string(), domain),
@@ -400,6 +401,7 @@ mod tests {
         assert_ne!(inbox("a.nna@example.org"), inbox("anna@example.org"), "dots count outside Gmail");
         assert_ne!(inbox("anna@example.org"), inbox("anna@example.com"));
         assert_eq!(inbox("joerg+1@Bücher.de").as_str(), "joerg@xn--bcher-kva.de");
+        assert_ne!(inbox("+a@example.org"), inbox("+b@example.org"), "no base: not folded together");
     }
 
     #[test]
