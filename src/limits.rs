@@ -50,8 +50,10 @@ fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The digest of the address's inbox (`EmailKey::inbox`): `anna+1@…`,
+/// `anna+2@…` and Gmail's dot spellings share one limit.
 fn address_key(email_key: &EmailKey) -> [u8; 16] {
-    let d = digest::digest(&digest::SHA256, email_key.as_str().as_bytes());
+    let d = digest::digest(&digest::SHA256, email_key.inbox().as_str().as_bytes());
     d.as_ref()[..16].try_into().expect("16 bytes")
 }
 
@@ -69,7 +71,8 @@ impl SignupLimits {
         self.check(self.per_ip.as_ref(), &ip_key(ip))
     }
 
-    /// `Err(retry_after)` when this address was submitted too often.
+    /// `Err(retry_after)` when this address, in any spelling of its inbox,
+    /// was submitted too often.
     pub fn check_address(&self, email_key: &EmailKey) -> Result<(), Duration> {
         self.check(self.per_address.as_ref(), &address_key(email_key))
     }

@@ -292,9 +292,10 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
         Status::Pending => {
             let until = Timestamp::from(ctx.config.limits.decline_block.after(now));
             // The stored address as entered (`Tom@Bücher.de`) has the key a
-            // new signup of any spelling gets, so the block matches them all.
-            let hash = address_hash(&ctx.keys.current().address, &EmailKey::lenient(&sub.email));
-            queries::upsert_declined(conn, &hash, until)?;
+            // new signup of any spelling gets; its inbox (`+tags` cut, Gmail's
+            // dots folded) is what `is_declined` looks up for every spelling.
+            let inbox = EmailKey::lenient(&sub.email).inbox();
+            queries::upsert_declined(conn, &address_hash(&ctx.keys.current().address, inbox.as_str()), until)?;
             erase_subscription(conn, sub.id)?;
             Ok(DeclineOutcome::Erased)
         }
@@ -364,15 +365,30 @@ pub fn unsubscribe_subscription(
     Ok(UnsubscribeOutcome::Unsubscribed)
 }
 
-fn address_hash(key: &hmac::Key, email_key: &EmailKey) -> String {
-    hex::encode(hmac::sign(key, email_key.as_str().as_bytes()))
+/// The keyed hash a decline is stored under: of the inbox's text since
+/// declines key on the inbox, of the exact address before. For an address
+/// without a `+tag` or Gmail dots the two are the same text.
+fn address_hash(key: &hmac::Key, text: &str) -> String {
+    hex::encode(hmac::sign(key, text.as_bytes()))
 }
 
-/// Blocked under any key in the ring, so a key rotation does not lift blocks.
+/// Blocked under any key in the ring, so a key rotation does not lift
+/// blocks, and under the inbox, so "I did not sign up" from `anna+1@…`
+/// also stops `anna+2@…` and `a.nna@gmail.com` stops `anna@googlemail.com`.
+/// Declines stored before they keyed on the inbox were hashed on the exact
+/// address; that hash is checked too, so they keep blocking their address
+/// until they expire.
 pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
+    let inbox = email_key.inbox();
+    let mut texts = vec![inbox.as_str()];
+    if email_key.as_str() != inbox.as_str() {
+        texts.push(email_key.as_str());
+    }
     for (_, k) in keys.all() {
-        if queries::is_declined(conn, &address_hash(&k.address, email_key), now)? {
-            return Ok(true);
+        for text in &texts {
+            if queries::is_declined(conn, &address_hash(&k.address, text), now)? {
+                return Ok(true);
+            }
         }
     }
     Ok(false)

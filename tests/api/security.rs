@@ -97,6 +97,55 @@ async fn tags_and_gmail_dots_do_not_multiply_the_daily_cap_of_one_inbox() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_gmail_dots_share_one_per_address_request_limit() {
+    let app = spawn_app_without_smtp(|c| c.limits.signups_per_address = "3/1h".parse().unwrap()).await;
+    for address in ["victim+1@example.org", "Victim+2@Example.org", "victim@example.org"] {
+        assert_eq!(app.subscribe(address).await.status(), 200, "{address}");
+    }
+    let refused = app.subscribe("victim+3@example.org").await;
+    assert_eq!(refused.status(), 429, "a fourth spelling of one inbox is a fourth request to it");
+    assert!(refused.headers().contains_key("retry-after"));
+    for address in ["v.ictim@gmail.com", "victim@googlemail.com", "vic.tim+x@gmail.com"] {
+        assert_eq!(app.subscribe(address).await.status(), 200, "{address}");
+    }
+    assert_eq!(app.subscribe("VICTIM@gmail.com").await.status(), 429, "Gmail's dots and googlemail.com fold");
+    assert_eq!(app.subscribe("victim2@example.org").await.status(), 200, "another inbox has a limit of its own");
+    assert_eq!(app.row_counts()[0], 7, "every address is stored as given; refused requests store nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_did_not_sign_up_blocks_every_spelling_of_the_inbox() {
+    let app = spawn_app().await;
+    for address in ["victim+news@example.org", "v.ictim@gmail.com"] {
+        let (_, token) = app.signup_and_get_token(address).await;
+        let declined = app.post_form("/confirm", &[("token", &token), ("action", "decline")]).await;
+        assert_eq!(declined.status(), 200, "{address}");
+    }
+    let spellings =
+        ["victim@example.org", "Victim+other@example.org", "victim@gmail.com", "vic.tim@googlemail.com", "victim+x@gmail.com"];
+    for spelling in spellings {
+        assert_eq!(app.subscribe(spelling).await.status(), 200, "{spelling}: the same answer as ever");
+        assert_eq!(app.row_counts()[..2], [0, 0], "{spelling}: nothing stored, no mail queued");
+    }
+    // A decline stored before declines keyed on the inbox was hashed on the
+    // exact address: it still blocks that address until it expires.
+    let exact = hex::encode(ring::hmac::sign(&app.keys().current().address, b"old+tag@example.org"));
+    app.db()
+        .execute(
+            "INSERT INTO declined_addresses (address_hash, until) VALUES (?1, '2999-01-01T00:00:00.000Z')",
+            [&exact],
+        )
+        .unwrap();
+    assert_eq!(app.subscribe("Old+Tag@example.org").await.status(), 200);
+    assert_eq!(app.row_counts()[0], 0, "the old block holds for its address");
+    assert_eq!(app.subscribe("old@example.org").await.status(), 200);
+    assert_eq!(app.row_counts()[0], 1, "and, hashed on the exact address, for it alone");
+    app.smtp().wait_for_messages(3).await;
+    quiet_for_a_moment().await;
+    assert_eq!(app.smtp().messages().len(), 3, "two before the declines, one to old@");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_posting_the_form_too_fast_or_with_a_forged_or_stale_token_is_dropped_silently() {
     let app = spawn_app_with("ok", |c| c.limits.form_min_age = "1s".parse().unwrap()).await;
     let human_answer = |r: reqwest::Response| async move { (r.status(), r.text().await.unwrap()) };
