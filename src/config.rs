@@ -99,7 +99,9 @@ pub struct RetentionConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Signup requests per client IP (IPv6: per /64), e.g. `"20/10m"`, or `"off"`.
+    /// Signup requests per client IP, e.g. `"20/10m"`, or `"off"`. Also
+    /// applied, multiplied, to the networks around it (IPv4 /24, IPv6 /56
+    /// and /48; see `limits::IPV4_LEVELS`, `limits::IPV6_LEVELS`).
     pub signups_per_ip: RateSpec,
     /// Signup requests per address, from any IP.
     pub signups_per_address: RateSpec,

@@ -49,6 +49,33 @@ async fn a_signup_flood_from_one_ip_gets_429_with_retry_after_before_anything_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_walking_through_an_ipv6_48_or_an_ipv4_24_runs_into_the_networks_limit() {
+    let app = spawn_app_without_smtp(|c| {
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.limits.signups_per_ip = "1/1h".parse().unwrap();
+    })
+    .await;
+    let signup_from = |ip: String, i: usize| {
+        let request = app.client.post(app.url("/subscribe")).header("x-forwarded-for", ip);
+        request.form(&[("email", format!("walker{i}@example.org"))]).send()
+    };
+    // A fresh /56 (and so a fresh /64) each time, all in one /48.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(signup_from(format!("2001:db8:1:{:x}::1", i << 8), i).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [[200; 16].as_slice(), &[429; 4]].concat(), "16 × signups_per_ip per /48");
+    assert_eq!(signup_from("2001:db8:2::1".into(), 20).await.unwrap().status(), 200, "another /48");
+    // Address by address through one IPv4 /24.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(signup_from(format!("198.51.100.{i}"), 30 + i).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429], "4 × signups_per_ip per /24");
+    assert_eq!(app.row_counts()[0], 21, "refused requests store nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_inbox_bombed_from_many_ips_and_lists_gets_at_most_the_daily_cap() {
     let app = spawn_app_with("ok", |c| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
@@ -59,13 +86,13 @@ async fn one_inbox_bombed_from_many_ips_and_lists_gets_at_most_the_daily_cap() {
         c.lists.push(second);
     })
     .await;
-    // Twelve different client IPs, alternating lists: the per-IP limit never bites.
+    // Twelve client IPs in different networks, alternating lists: the per-IP limits never bite.
     for i in 0..12 {
         let list = if i % 2 == 0 { "newsletter" } else { "second" };
         let response = app
             .client
             .post(app.url("/subscribe"))
-            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .header("x-forwarded-for", format!("198.18.{i}.1"))
             .form(&[("email", "victim@example.org"), ("list", list)])
             .send()
             .await
