@@ -105,6 +105,7 @@ impl Application {
             retry,
             wake.clone(),
             metrics.clone(),
+            config.limits.mails_per_hour,
         ));
         let webhook_wake = Arc::new(Notify::new());
         let webhooks =

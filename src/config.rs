@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -107,6 +108,9 @@ pub struct LimitsConfig {
     pub signups_per_address: RateSpec,
     /// Confirmation mails per address and day, over all lists.
     pub mails_per_address_per_day: u32,
+    /// All confirmation mails per hour (a sliding hour): above it, mails
+    /// wait in the outbox. A number, or `"off"`.
+    pub mails_per_hour: MailCeiling,
     pub decline_block: Span,
     pub body_bytes: usize,
     /// Name of the form field that humans leave empty.
@@ -115,6 +119,46 @@ pub struct LimitsConfig {
     pub form_min_age: Span,
     /// A form token older than this is stale (a replayed page).
     pub form_max_age: Span,
+}
+
+/// `limits.mails_per_hour`: a ceiling on all confirmation mail, or `"off"`.
+/// 0 is refused rather than read as "off" or as "send nothing": neither
+/// reading is obvious, and "send nothing" would hold every signup's mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailCeiling {
+    Off,
+    PerHour(NonZeroU32),
+}
+
+impl fmt::Display for MailCeiling {
+    /// As written in the config: `1000` or `off`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MailCeiling::Off => f.write_str("off"),
+            MailCeiling::PerHour(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MailCeiling {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MailCeiling, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let bad = |shown: &dyn fmt::Display| {
+            serde::de::Error::custom(format!("\"{shown}\" is not a number of mails of at least 1, or \"off\""))
+        };
+        match Raw::deserialize(d)? {
+            Raw::Text(text) if text.trim() == "off" => Ok(MailCeiling::Off),
+            Raw::Text(text) => text.trim().parse::<NonZeroU32>().map(MailCeiling::PerHour).map_err(|_| bad(&text)),
+            Raw::Number(n) => {
+                u32::try_from(n).ok().and_then(NonZeroU32::new).map(MailCeiling::PerHour).ok_or_else(|| bad(&n))
+            }
+        }
+    }
 }
 
 /// A rate: `N/SPAN` (`"20/10m"`: 20 per 10 minutes, as a burst that refills
@@ -260,6 +304,7 @@ impl Default for LimitsConfig {
             signups_per_ip: RateSpec::Limit { count: 20, per: Span::seconds(600) },
             signups_per_address: RateSpec::Limit { count: 10, per: Span::seconds(3600) },
             mails_per_address_per_day: 3,
+            mails_per_hour: MailCeiling::PerHour(NonZeroU32::new(1000).expect("not 0")),
             decline_block: Span::seconds(30 * 86_400),
             body_bytes: 16_384,
             honeypot_field: "website".into(),
@@ -666,6 +711,7 @@ mod tests {
         assert_eq!(c.mail.retry_max, d.mail.retry_max);
         assert_eq!(c.limits.signups_per_address, d.limits.signups_per_address);
         assert_eq!(c.limits.form_max_age, d.limits.form_max_age);
+        assert_eq!(c.limits.mails_per_hour, d.limits.mails_per_hour);
         assert_eq!(c.retention.after_unsubscribe, d.retention.after_unsubscribe);
         assert_eq!(c.lists[0].consent_text, d.lists[0].consent_text);
     }
@@ -695,6 +741,23 @@ mod tests {
         let MailTransport::Smtp(server) = c.mail_transport().unwrap() else { panic!("an SMTP transport") };
         assert_eq!(server.describe(), "smtp 127.0.0.1:2525, plain SMTP, not encrypted, no AUTH");
         assert_eq!(c.limits.body_bytes, 4096);
+    }
+
+    #[test]
+    fn mails_per_hour_is_a_number_of_at_least_1_or_off_from_the_file_or_the_environment() {
+        let per_hour = |n| MailCeiling::PerHour(NonZeroU32::new(n).unwrap());
+        assert_eq!(Config::default().limits.mails_per_hour, per_hour(1000));
+        assert_eq!(load("[limits]\nmails_per_hour = 50\n", &[]).unwrap().limits.mails_per_hour, per_hour(50));
+        assert_eq!(load("[limits]\nmails_per_hour = \"off\"\n", &[]).unwrap().limits.mails_per_hour, MailCeiling::Off);
+        let env = |v| load("", &[("LISTGATE_LIMITS__MAILS_PER_HOUR", v)]).map(|c| c.limits.mails_per_hour);
+        assert_eq!(env("200").unwrap(), per_hour(200));
+        assert_eq!(env("off").unwrap(), MailCeiling::Off);
+        for bad in ["0", "-5", "lots", "1.5"] {
+            let e = env(bad).unwrap_err();
+            assert!(e.to_string().starts_with("config: limits.mails_per_hour:"), "{bad}: {e}");
+        }
+        assert_eq!(per_hour(1000).to_string(), "1000");
+        assert_eq!(MailCeiling::Off.to_string(), "off");
     }
 
     #[test]

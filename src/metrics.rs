@@ -133,6 +133,7 @@ pub struct Metrics {
     mails_sent: AtomicU64,
     mails_failed: AtomicU64,
     mails_retried: AtomicU64,
+    mail_ceiling_reached: AtomicU64,
     routes: [RouteStats; Route::ALL.len()],
 }
 
@@ -185,6 +186,11 @@ impl Metrics {
             MailOutcome::Failed => &self.mails_failed,
             MailOutcome::Retried => &self.mails_retried,
         });
+    }
+
+    /// Confirmation mails began to wait for `limits.mails_per_hour`.
+    pub fn mail_ceiling_reached(&self) {
+        inc(&self.mail_ceiling_reached);
     }
 
     /// One answered request: its route (from the path), status and latency.
@@ -254,6 +260,12 @@ impl Metrics {
             "listgate_mails_retried_total",
             "Delivery attempts that failed temporarily and will be retried.",
             &[("", get(&self.mails_retried))],
+        );
+        counter(
+            &mut out,
+            "listgate_mail_ceiling_reached_total",
+            "Times confirmation mails began to wait in the outbox because limits.mails_per_hour was reached.",
+            &[("", get(&self.mail_ceiling_reached))],
         );
         if let Some(queued) = queued {
             family(&mut out, "listgate_mails_queued", "gauge", "Mails in the outbox waiting for delivery.");

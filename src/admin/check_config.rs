@@ -135,6 +135,7 @@ fn retention_and_limits(out: &mut String, config: &Config) {
     line(out, 1, "signups_per_ip", &l.signups_per_ip.to_string());
     line(out, 1, "signups_per_address", &l.signups_per_address.to_string());
     line(out, 1, "mails_per_address_per_day", &l.mails_per_address_per_day.to_string());
+    line(out, 1, "mails_per_hour", &l.mails_per_hour.to_string());
     line(out, 1, "decline_block", &l.decline_block.to_string());
     line(out, 1, "body_bytes", &l.body_bytes.to_string());
     line(out, 1, "honeypot_field", &l.honeypot_field);

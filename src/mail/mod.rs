@@ -11,8 +11,9 @@
 //!    It is deterministic: the same inputs give the same bytes, and
 //!    [`FORMAT`] is bumped if its output ever changes.
 //!
-//! [`outbox`] delivers composed mails.
+//! [`outbox`] delivers composed mails, no more per hour than [`ceiling`] allows.
 
+pub mod ceiling;
 pub mod outbox;
 pub mod smtp;
 

@@ -5,11 +5,13 @@
 //! due again, with the same Message-ID and bytes (at most one duplicate).
 //! Temporary failures (4xx replies, connection and TLS errors, timeouts) are
 //! retried with exponential backoff for up to a day; permanent ones (5xx) are
-//! recorded and not retried.
+//! recorded and not retried. No more mails go out per hour than
+//! `limits.mails_per_hour` allows ([`Ceiling`]); the rest wait their turn.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +20,11 @@ use lettre::address::Envelope;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
+use super::ceiling::{self, Ceiling};
 use super::smtp::SmtpClient;
 use super::{Recipient, compose, sha256_hex};
 use crate::clock::{self, SharedClock, Timestamp};
-use crate::config::{Config, MailTransport};
+use crate::config::{Config, MailCeiling, MailTransport};
 use crate::domain::{mask_address, mask_addresses};
 use crate::keys::KeyRing;
 use crate::metrics::{MailOutcome, Metrics};
@@ -35,6 +38,10 @@ const BATCH: i64 = 16;
 /// How long a claimed mail stays invisible to other claims while its
 /// delivery runs (a restart releases it at once).
 const LEASE: time::Duration = time::Duration::minutes(5);
+/// While mails wait for the hourly ceiling, how often to look again: an
+/// in-memory check, and a clock that jumps (an NTP step, a test's manual
+/// clock) is noticed within this time.
+const CEILING_RECHECK: Duration = Duration::from_secs(1);
 
 /// When to try again after a temporary failure, and when to stop.
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +124,10 @@ pub struct Outbox {
     wake: Arc<Notify>,
     renderings: Mutex<HashMap<String, Arc<RenderingRow>>>,
     metrics: Arc<Metrics>,
+    ceiling: Ceiling,
+    /// Whether due mails are waiting for the ceiling: the warning and the
+    /// metric mark when that begins, not every look at it.
+    held: AtomicBool,
 }
 
 impl Outbox {
@@ -128,8 +139,20 @@ impl Outbox {
         retry: RetryPolicy,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
+        ceiling: MailCeiling,
     ) -> Outbox {
-        Outbox { store, keys, clock, transport, retry, wake, renderings: Mutex::new(HashMap::new()), metrics }
+        Outbox {
+            store,
+            keys,
+            clock,
+            transport,
+            retry,
+            wake,
+            renderings: Mutex::new(HashMap::new()),
+            metrics,
+            ceiling: Ceiling::new(ceiling),
+            held: AtomicBool::new(false),
+        }
     }
 
     /// Makes mails that a previous run claimed but never finished (it was
@@ -142,7 +165,41 @@ impl Outbox {
         if released > 0 {
             tracing::warn!(mails = released, "resuming mails whose delivery an earlier run did not finish");
         }
+        if self.ceiling.is_on() {
+            // What went out in the last hour before a restart still counts.
+            let sent = self.store.read(move |c| queries::sent_mails_since(c, now - ceiling::HOUR)).await?;
+            sent.into_iter().for_each(|at| self.ceiling.sent(at));
+        }
         Ok(released)
+    }
+
+    /// How many mails this round may claim: a batch, or what the hourly
+    /// ceiling leaves of one. At the ceiling, says so once when due mails
+    /// begin to wait.
+    async fn claimable(&self, now: Timestamp) -> Result<i64, StoreError> {
+        let room = match self.ceiling.room(now) {
+            None => return Ok(BATCH),
+            Some(room) => i64::try_from(room).unwrap_or(i64::MAX).min(BATCH),
+        };
+        if room > 0 {
+            if self.held.swap(false, Ordering::Relaxed) {
+                tracing::info!("limits.mails_per_hour has room again: waiting mails go out");
+            }
+            return Ok(room);
+        }
+        if !self.held.load(Ordering::Relaxed) {
+            let due = self.store.read(queries::next_due_mail).await?;
+            if due.is_some_and(|due| due <= now) && !self.held.swap(true, Ordering::Relaxed) {
+                let opens = self.ceiling.opens_at(now).map(|t| t.to_string()).unwrap_or_default();
+                tracing::warn!(
+                    mails_per_hour = self.ceiling.per_hour().unwrap_or_default(),
+                    next_mail_at = %opens,
+                    "limits.mails_per_hour reached: confirmation mails wait in the outbox (nothing is dropped)"
+                );
+                self.metrics.mail_ceiling_reached();
+            }
+        }
+        Ok(0)
     }
 
     /// Delivers due mails until `shutdown` turns true; mails in flight are
@@ -202,6 +259,9 @@ impl Outbox {
     async fn record(&self, row: OutboxRow, sha256: String, attempt: Attempt) {
         let now = Timestamp::now(self.clock.as_ref());
         let next = self.retry.next_try(row.created_at, row.attempts, now);
+        if let Attempt::Delivered { .. } = attempt {
+            self.ceiling.sent(now);
+        }
         let attempt = match attempt {
             Attempt::Temporary(e) if next.is_none() => Attempt::Permanent(format!(
                 "gave up after {} attempts over {}: {e}",
@@ -271,13 +331,21 @@ impl worker::BatchWorker for Outbox {
     /// Claims and delivers one batch; returns how many were claimed.
     async fn run_batch(&self) -> Result<usize, StoreError> {
         let now = Timestamp::now(self.clock.as_ref());
-        let rows = self.store.write(move |c| queries::claim_due_mails(c, now, now + LEASE, BATCH)).await?;
+        let limit = self.claimable(now).await?;
+        if limit == 0 {
+            return Ok(0);
+        }
+        let rows = self.store.write(move |c| queries::claim_due_mails(c, now, now + LEASE, limit)).await?;
         let count = rows.len();
         futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
         Ok(count)
     }
 
     async fn next_wait(&self) -> Duration {
+        let now = Timestamp::now(self.clock.as_ref());
+        if let Some(opens) = self.ceiling.opens_at(now) {
+            return clock::wait_until(Some(opens), now, CEILING_RECHECK);
+        }
         let due = self.store.read(queries::next_due_mail).await.ok().flatten();
         clock::wait_until(due, Timestamp::now(self.clock.as_ref()), Duration::from_secs(30))
     }

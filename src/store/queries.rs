@@ -149,6 +149,11 @@ statements! {
         "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
         FROM outbox WHERE id = ?1";
 
+    /// Params: since. When each mail the server took after `since` was taken,
+    /// oldest first: seeds `limits.mails_per_hour`'s count at start.
+    pub const SENT_MAILS_SINCE: &str =
+        "SELECT sent_at FROM outbox WHERE state = 'sent' AND sent_at > ?1 ORDER BY sent_at";
+
     /// No params. When the next queued mail is due.
     pub const NEXT_DUE_MAIL: &str = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'";
 
@@ -593,6 +598,11 @@ pub fn select_outbox_mail(conn: &Connection, id: i64) -> Result<Option<StoredMai
             })
         })
         .optional()?)
+}
+
+/// When the mails sent after `since` were sent, oldest first.
+pub fn sent_mails_since(conn: &Connection, since: Timestamp) -> Result<Vec<Timestamp>> {
+    all(conn, SENT_MAILS_SINCE, [since], |r| r.get(0))
 }
 
 pub fn next_due_mail(conn: &Connection) -> Result<Option<Timestamp>> {

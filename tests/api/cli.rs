@@ -560,6 +560,7 @@ fn check_config_says_what_serve_would_do_and_creates_nothing() {
         "  after_unsubscribe: 3y after the unsubscribe, then erased",
         "  signups_per_ip: off",
         "  signups_per_address: 10/1h",
+        "  mails_per_hour: 1000",
         "lists: 2",
         "  newsletter: \"Newsletter\", language en",
         "    from: Example News <news@example.com> (mail.from)",

@@ -161,7 +161,25 @@ pub async fn spawn_app_without_smtp(tweak: impl FnOnce(&mut Config)) -> TestApp 
     start_app(None, tweak).await
 }
 
+/// Like `spawn_app_with`, on `clock`: the test moves time (expiry, the
+/// hourly mail ceiling) instead of waiting for it.
+pub async fn spawn_app_on_clock(
+    smtp_mode: &str,
+    clock: Arc<listgate::clock::ManualClock>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    start_app_on(Some(SmtpServer::start(smtp_mode)), clock, tweak).await
+}
+
 async fn start_app(smtp: Option<SmtpServer>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start_app_on(smtp, Arc::new(SystemClock), tweak).await
+}
+
+async fn start_app_on(
+    smtp: Option<SmtpServer>,
+    clock: listgate::clock::SharedClock,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -183,7 +201,7 @@ async fn start_app(smtp: Option<SmtpServer>, tweak: impl FnOnce(&mut Config)) ->
     tweak(&mut config);
 
     let app =
-        Application::build_with_listener(config.clone(), Arc::new(SystemClock), listener).await.expect("app builds");
+        Application::build_with_listener(config.clone(), clock, listener).await.expect("app builds");
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let (shutdown, signal) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run_until_stopped(async {

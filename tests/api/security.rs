@@ -1,11 +1,14 @@
 //! Attacks on the public form and links, one test each: the answer, and
 //! what the database and the SMTP server saw. SECURITY.md lists them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use listgate::clock::ManualClock;
+use listgate::config::MailCeiling;
 use listgate::token::{self, Purpose};
 
-use crate::helpers::{TestApp, header, spawn_app, spawn_app_with, spawn_app_without_smtp};
+use crate::helpers::{TestApp, header, spawn_app, spawn_app_on_clock, spawn_app_with, spawn_app_without_smtp};
 
 fn form_token(html: &str) -> String {
     let start =
@@ -170,6 +173,52 @@ async fn i_did_not_sign_up_blocks_every_spelling_of_the_inbox() {
     app.smtp().wait_for_messages(3).await;
     quiet_for_a_moment().await;
     assert_eq!(app.smtp().messages().len(), 3, "two before the declines, one to old@");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_mails_per_hour_confirmation_mails_wait_in_the_outbox_and_go_out_as_the_hour_moves_on() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let app = spawn_app_on_clock("ok", clock.clone(), |c| {
+        c.limits.mails_per_hour = MailCeiling::PerHour(2.try_into().unwrap());
+    })
+    .await;
+    let answers: Vec<u16> = {
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            answers.push(app.subscribe(&format!("reader{i}@example.org")).await.status().as_u16());
+        }
+        answers
+    };
+    assert_eq!(answers, [200; 5], "every signup is answered as ever");
+    assert_eq!(app.row_counts()[..2], [5, 5], "every signup is stored with its mail queued");
+    app.smtp().wait_for_messages(2).await;
+    let waiting = "SELECT count(*) FROM outbox WHERE state = 'queued'";
+    app.wait_for_value(waiting, 3).await;
+    let ceiling_reached = "listgate_mail_ceiling_reached_total 1";
+    let start = std::time::Instant::now();
+    while !app.get_metrics().await.text().await.unwrap().lines().any(|l| l == ceiling_reached) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the metric did not move");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    quiet_for_a_moment().await;
+    assert_eq!(app.smtp().messages().len(), 2, "mails_per_hour");
+    assert_eq!(count(&app, "SELECT count(*) FROM outbox WHERE state = 'failed' OR last_error IS NOT NULL"), 0);
+
+    // An hour later two more go out, oldest first; another hour, the last.
+    clock.advance(time::Duration::hours(1));
+    app.smtp().wait_for_messages(4).await;
+    app.wait_for_value(waiting, 1).await;
+    quiet_for_a_moment().await;
+    assert_eq!(app.smtp().messages().len(), 4);
+    clock.advance(time::Duration::hours(1));
+    let mails = app.smtp().wait_for_messages(5).await;
+    app.wait_for_value(waiting, 0).await;
+    // Oldest first; the two of one hour may arrive in either order.
+    let mut to: Vec<String> = mails.iter().map(|m| header(m, "To").unwrap()).collect();
+    to[..2].sort();
+    to[2..4].sort();
+    let expected: Vec<String> = (0..5).map(|i| format!("reader{i}@example.org")).collect();
+    assert!(to.iter().zip(&expected).all(|(to, e)| to.contains(e.as_str())), "in the order queued: {to:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
