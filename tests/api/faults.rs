@@ -526,3 +526,27 @@ async fn a_restart_resumes_queued_and_leased_mail_at_once() {
     smtp.wait_for_messages(5).await;
     server.wait_for("SELECT count(*) FROM outbox WHERE state = 'sent'", 5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_counting_the_last_hours_mails_against_mails_per_hour() {
+    require(&[Tool::Aiosmtpd]);
+    let smtp = SmtpServer::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Binary::new(dir.path(), &smtp.url(), &[("LISTGATE_LIMITS__MAILS_PER_HOUR", "2")]);
+    server.start().await;
+    for i in 0..2 {
+        assert_eq!(server.subscribe(&format!("hourly{i}@example.org")).await, 200);
+    }
+    server.wait_for("SELECT count(*) FROM outbox WHERE state = 'sent'", 2).await;
+    assert!(server.terminate(Duration::from_secs(10)).await.success());
+    server.start().await;
+    assert_eq!(server.subscribe("hourly2@example.org").await, 200);
+    let log = dir.path().join("serve.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap().contains("limits.mails_per_hour reached") {
+        assert!(start.elapsed() < PATIENCE, "no warning in {}", log.display());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(server.value("SELECT count(*) FROM outbox WHERE state = 'queued'"), 1, "the third mail waits");
+    assert_eq!(smtp.messages().len(), 2);
+}
