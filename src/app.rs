@@ -97,16 +97,10 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let retry = RetryPolicy::from_config(&config);
         let metrics = Arc::new(Metrics::default());
-        let outbox = Arc::new(Outbox::new(
-            store.clone(),
-            keys.clone(),
-            clock.clone(),
-            transport,
-            retry,
-            wake.clone(),
-            metrics.clone(),
-            config.limits.mails_per_hour,
-        ));
+        let outbox = Arc::new(
+            Outbox::new(store.clone(), keys.clone(), clock.clone(), transport, retry, wake.clone(), metrics.clone())
+                .with_ceiling(config.limits.mails_per_hour),
+        );
         let webhook_wake = Arc::new(Notify::new());
         let webhooks =
             Arc::new(Webhooks::new(store.clone(), config.clone(), keys, clock.clone(), webhook_wake.clone()));

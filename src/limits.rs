@@ -185,14 +185,14 @@ mod tests {
     #[test]
     fn a_48_walked_64_by_64_gets_16_times_one_64s_quota_not_65536_times() {
         let l = limits("2/1h", "off");
-        let passed = (0..=u16::MAX)
-            .filter(|n| l.check_ip(format!("2001:db8:1:{n:x}::1").parse().unwrap()).is_ok())
-            .count();
+        let passed =
+            (0..=u16::MAX).filter(|n| l.check_ip(format!("2001:db8:1:{n:x}::1").parse().unwrap()).is_ok()).count();
         assert_eq!(passed, 32, "16 × 2 for the whole /48");
         assert!(l.check_ip("2001:db8:2::1".parse().unwrap()).is_ok(), "another /48 is not affected");
         // One /56 alone gets 4 × 2, whichever of its /64s ask.
         let l = limits("2/1h", "off");
-        let passed = (0..=255u8).filter(|n| l.check_ip(format!("2001:db8:1:{n:x}::1").parse().unwrap()).is_ok()).count();
+        let passed =
+            (0..=255u8).filter(|n| l.check_ip(format!("2001:db8:1:{n:x}::1").parse().unwrap()).is_ok()).count();
         assert_eq!(passed, 8);
     }
 

@@ -139,7 +139,6 @@ impl Outbox {
         retry: RetryPolicy,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
-        ceiling: MailCeiling,
     ) -> Outbox {
         Outbox {
             store,
@@ -150,9 +149,15 @@ impl Outbox {
             wake,
             renderings: Mutex::new(HashMap::new()),
             metrics,
-            ceiling: Ceiling::new(ceiling),
+            ceiling: Ceiling::new(MailCeiling::Off),
             held: AtomicBool::new(false),
         }
+    }
+
+    /// Sends no more mails per hour than `setting` allows (`limits.mails_per_hour`).
+    pub fn with_ceiling(mut self, setting: MailCeiling) -> Outbox {
+        self.ceiling = Ceiling::new(setting);
+        self
     }
 
     /// Makes mails that a previous run claimed but never finished (it was

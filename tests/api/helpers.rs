@@ -200,8 +200,7 @@ async fn start_app_on(
     config.server.metrics_bind = Some("127.0.0.1:0".parse().expect("address"));
     tweak(&mut config);
 
-    let app =
-        Application::build_with_listener(config.clone(), clock, listener).await.expect("app builds");
+    let app = Application::build_with_listener(config.clone(), clock, listener).await.expect("app builds");
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let (shutdown, signal) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run_until_stopped(async {

@@ -151,8 +151,13 @@ async fn i_did_not_sign_up_blocks_every_spelling_of_the_inbox() {
         let declined = app.post_form("/confirm", &[("token", &token), ("action", "decline")]).await;
         assert_eq!(declined.status(), 200, "{address}");
     }
-    let spellings =
-        ["victim@example.org", "Victim+other@example.org", "victim@gmail.com", "vic.tim@googlemail.com", "victim+x@gmail.com"];
+    let spellings = [
+        "victim@example.org",
+        "Victim+other@example.org",
+        "victim@gmail.com",
+        "vic.tim@googlemail.com",
+        "victim+x@gmail.com",
+    ];
     for spelling in spellings {
         assert_eq!(app.subscribe(spelling).await.status(), 200, "{spelling}: the same answer as ever");
         assert_eq!(app.row_counts()[..2], [0, 0], "{spelling}: nothing stored, no mail queued");
