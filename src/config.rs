@@ -36,8 +36,12 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Public URL used in every link; no trailing slash after loading.
     pub base_url: Url,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Peers whose `trusted_proxy_header` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies write. Only it is read: a proxy
+    /// that writes `Forwarded` but passes the client's own `X-Forwarded-For`
+    /// on must not let the client pick the recorded IP.
+    pub trusted_proxy_header: ProxyHeader,
     /// Where `GET /metrics` is served, on a listener of its own. None (the
     /// default): no metrics listener. Counters that move per request would
     /// tell anyone who can read them whether an address was new, pending or
@@ -159,6 +163,49 @@ impl<'de> Deserialize<'de> for RateSpec {
     }
 }
 
+/// The header a trusted reverse proxy writes the client address into.
+///
+/// The default is `X-Forwarded-For`: it is what nginx, Caddy, Traefik and
+/// HAProxy write, and what the deployment guide configures, so existing
+/// deployments keep recording the right address. A proxy that writes only
+/// `Forwarded` (RFC 7239) or only `X-Real-IP` must say so here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    XForwardedFor,
+    Forwarded,
+    XRealIp,
+}
+
+impl ProxyHeader {
+    /// The header's name, lowercase, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "x-forwarded-for",
+            ProxyHeader::Forwarded => "forwarded",
+            ProxyHeader::XRealIp => "x-real-ip",
+        }
+    }
+}
+
+impl FromStr for ProxyHeader {
+    type Err = String;
+
+    /// Header names are case-insensitive, so `X-Forwarded-For` is accepted too.
+    fn from_str(text: &str) -> Result<ProxyHeader, String> {
+        [ProxyHeader::XForwardedFor, ProxyHeader::Forwarded, ProxyHeader::XRealIp]
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| format!("\"{text}\" is not one of x-forwarded-for, forwarded, x-real-ip"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ProxyHeader, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConfig {
@@ -208,6 +255,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".parse().expect("valid default"),
             base_url: Url::parse("http://127.0.0.1:8080").expect("valid default"),
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: ProxyHeader::XForwardedFor,
             metrics_bind: None,
         }
     }
@@ -660,6 +708,7 @@ mod tests {
         let c = load(block, &[]).unwrap_or_else(|e| panic!("README's configuration does not load: {e}"));
         let d = Config::default();
         assert_eq!(c.server.bind, d.server.bind);
+        assert_eq!(c.server.trusted_proxy_header, d.server.trusted_proxy_header);
         assert_eq!(c.mail.resend_interval, d.mail.resend_interval);
         assert_eq!(c.mail.retry_max, d.mail.retry_max);
         assert_eq!(c.limits.signups_per_address, d.limits.signups_per_address);
@@ -720,6 +769,19 @@ mod tests {
         assert!(load(&format!("{list}webhook_secret = \"0123456789abcdef\"\n"), &[]).is_ok());
         let e = load("", &[("LISTGATE_LIMITS__MAILS_PER_ADDRESS_PER_DAY", "0")]).unwrap_err();
         assert_eq!(e.to_string(), "config: limits.mails_per_address_per_day: must be at least 1");
+    }
+
+    #[test]
+    fn the_trusted_proxy_header_defaults_to_x_forwarded_for_and_names_the_key_when_unknown() {
+        assert_eq!(Config::default().server.trusted_proxy_header, ProxyHeader::XForwardedFor);
+        let c = load("[server]\ntrusted_proxy_header = \"Forwarded\"\n", &[]).unwrap();
+        assert_eq!(c.server.trusted_proxy_header, ProxyHeader::Forwarded);
+        let c = load("", &[("LISTGATE_SERVER__TRUSTED_PROXY_HEADER", "x-real-ip")]).unwrap();
+        assert_eq!(c.server.trusted_proxy_header, ProxyHeader::XRealIp);
+        let e = load("", &[("LISTGATE_SERVER__TRUSTED_PROXY_HEADER", "x-client-ip")]).unwrap_err();
+        let expected =
+            "config: server.trusted_proxy_header: \"x-client-ip\" is not one of x-forwarded-for, forwarded, x-real-ip";
+        assert!(e.to_string().starts_with(expected), "{e}");
     }
 
     #[test]

@@ -80,6 +80,10 @@ fn server(out: &mut String, config: &Config) {
     line(out, 1, "metrics_bind", &metrics);
     let proxies: Vec<String> = config.server.trusted_proxies.iter().map(ToString::to_string).collect();
     line(out, 1, "trusted_proxies", &list_or_none(&proxies));
+    if !proxies.is_empty() {
+        let header = config.server.trusted_proxy_header.name();
+        line(out, 1, "trusted_proxy_header", &format!("{header} (the only header read from trusted proxies)"));
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -58,7 +58,8 @@ fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), E
 /// The client address per `client_ip::resolve`.
 fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
     warp::addr::remote().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
-        client_ip::resolve(peer, &headers, &state.ctx.config.server.trusted_proxies)
+        let server = &state.ctx.config.server;
+        client_ip::resolve(peer, &headers, &server.trusted_proxies, server.trusted_proxy_header)
     })
 }
 
