@@ -154,7 +154,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
     let stylesheet = warp::path!("style.css").and(get_or_head()).map(handlers::stylesheet);
 
     let language = state.default_language();
-    let base_origin = state.ctx.config.server.base_url.origin().ascii_serialization();
+    let security_headers = pages::security_headers(&state.ctx.config);
     subscribe
         .or(preflight)
         .unify()
@@ -176,7 +176,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
         .unify()
         .recover(move |rejection| handle_rejection(rejection, language))
         .unify()
-        .with(warp::reply::with::headers(pages::security_headers(&base_origin)))
+        .with(warp::reply::with::headers(security_headers))
         .with(warp::reply::with::default_header("cache-control", "no-store"))
         .with(count_requests(state.metrics.clone()))
 }
