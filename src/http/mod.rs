@@ -3,6 +3,7 @@
 //! own 404/405. Handlers live in [`handlers`], pages and errors in [`pages`].
 
 pub mod client_ip;
+pub mod cors;
 pub mod forms;
 pub mod handlers;
 pub mod pages;
@@ -61,6 +62,11 @@ fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = I
         let server = &state.ctx.config.server;
         client_ip::resolve(peer, &headers, &server.trusted_proxies, server.trusted_proxy_header)
     })
+}
+
+/// The request's `Origin`, if it has a readable one.
+fn request_origin() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify()
 }
 
 /// The raw query string, if any.
@@ -155,7 +161,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
 
     let language = state.default_language();
     let security_headers = pages::security_headers(&state.ctx.config);
-    subscribe
+    let cors_origins = cors::all_allowed_origins(&state.ctx.config);
+    let answers = subscribe
         .or(preflight)
         .unify()
         .or(confirm_page)
@@ -175,7 +182,10 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
         .or(stylesheet)
         .unify()
         .recover(move |rejection| handle_rejection(rejection, language))
-        .unify()
+        .unify();
+    request_origin()
+        .and(answers)
+        .map(move |origin: Option<String>, response| cors::complete(response, origin.as_deref(), &cors_origins))
         .with(warp::reply::with::headers(security_headers))
         .with(warp::reply::with::default_header("cache-control", "no-store"))
         .with(count_requests(state.metrics.clone()))
