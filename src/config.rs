@@ -512,6 +512,42 @@ impl Config {
         Err(problem("mail.url", "must start with file://, smtp:// or smtps://"))
     }
 
+    /// Settings that send secrets or personal data over the network in
+    /// clear text: an `http://` `webhook_url` (addresses, names, signed
+    /// calls) and an `smtp://` URL with a password but without
+    /// `tls=required` (plain, or opportunistic STARTTLS, which anyone on the
+    /// path can strip). Valid, so not errors, but `serve` and
+    /// `check-config` say so. Loopback hosts are left out: that traffic
+    /// never leaves the machine. Each warning names its key and shows no
+    /// secret (only the host).
+    pub fn cleartext_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Ok(url) = Url::parse(self.mail.url.trim())
+            && url.scheme() == "smtp"
+            && url.password().is_some()
+            && !url.query_pairs().any(|(k, v)| k == "tls" && v == "required")
+            && !is_loopback(&url)
+        {
+            warnings.push(format!(
+                "mail.url: the SMTP password for {} may be sent unencrypted (smtp:// without ?tls=required); \
+                 use ?tls=required or smtps://",
+                url.host_str().unwrap_or("the server")
+            ));
+        }
+        for (i, list) in self.lists.iter().enumerate() {
+            if let Some(url) = &list.webhook_url
+                && url.scheme() == "http"
+                && !is_loopback(url)
+            {
+                warnings.push(format!(
+                    "lists[{i}].webhook_url: subscribers' addresses go to {} unencrypted (http://); use https://",
+                    url.host_str().unwrap_or("the receiver")
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The configured list with this id.
     pub fn list(&self, id: &str) -> Option<&ListConfig> {
         self.lists.iter().find(|l| l.id == id)
@@ -532,6 +568,19 @@ impl ListConfig {
     /// The list's sender, falling back to `mail.from`.
     pub fn from_mailbox<'a>(&'a self, config: &'a Config) -> &'a str {
         self.from.as_deref().unwrap_or(&config.mail.from)
+    }
+}
+
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        // For smtp:// (not a special scheme) an IPv4 host stays a "domain".
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -782,6 +831,41 @@ mod tests {
         let expected =
             "config: server.trusted_proxy_header: \"x-client-ip\" is not one of x-forwarded-for, forwarded, x-real-ip";
         assert!(e.to_string().starts_with(expected), "{e}");
+    }
+
+    #[test]
+    fn cleartext_webhooks_and_smtp_passwords_are_warned_of_off_loopback_only() {
+        let warnings = |url: &str, webhook: Option<&str>| {
+            let mut c = Config::default();
+            c.mail.url = url.into();
+            c.lists[0].webhook_url = webhook.map(|w| w.parse().unwrap());
+            c.cleartext_warnings()
+        };
+        assert!(warnings("file://mail", None).is_empty());
+        for quiet in [
+            "smtp://mail.example.org:25",
+            "smtp://user:pw@mail.example.org:587?tls=required",
+            "smtps://user:pw@mail.example.org",
+            "smtp://user:pw@127.0.0.1:25",
+            "smtp://user:pw@[::1]:25",
+            "smtp://user:pw@localhost",
+        ] {
+            assert!(warnings(quiet, None).is_empty(), "{quiet}");
+        }
+        for loud in ["smtp://user:s3cret@mail.example.org:587", "smtp://user:s3cret@mail.example.org?tls=opportunistic"]
+        {
+            let w = warnings(loud, None);
+            assert_eq!(w.len(), 1, "{loud}");
+            assert!(w[0].starts_with("mail.url: the SMTP password for mail.example.org"), "{}", w[0]);
+            assert!(!w[0].contains("s3cret") && !w[0].contains("user"), "{}", w[0]);
+        }
+        let w = warnings("file://mail", Some("http://crm.example.org/hook?key=k3y"));
+        assert_eq!(
+            w,
+            ["lists[0].webhook_url: subscribers' addresses go to crm.example.org unencrypted (http://); use https://"]
+        );
+        assert!(warnings("file://mail", Some("https://crm.example.org/hook")).is_empty());
+        assert!(warnings("file://mail", Some("http://127.0.0.1:9000/hook")).is_empty());
     }
 
     #[test]

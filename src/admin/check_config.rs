@@ -52,6 +52,9 @@ pub fn report(config: &Config, sources: &Sources<'_>) -> Result<String, String> 
         describe_list(&mut out, config, list)?;
     }
     line(&mut out, 0, "log format", &format!("{} (LISTGATE_LOG_FORMAT)", sources.log_format.name()));
+    for warning in config.cleartext_warnings() {
+        line(&mut out, 0, "warning", &warning);
+    }
     out.push_str("ok: the configuration is valid\n");
     Ok(out)
 }
