@@ -37,8 +37,12 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Public URL used in every link; no trailing slash after loading.
     pub base_url: Url,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Peers whose `trusted_proxy_header` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies write. Only it is read: a proxy
+    /// that writes `Forwarded` but passes the client's own `X-Forwarded-For`
+    /// on must not let the client pick the recorded IP.
+    pub trusted_proxy_header: ProxyHeader,
     /// Where `GET /metrics` is served, on a listener of its own. None (the
     /// default): no metrics listener. Counters that move per request would
     /// tell anyone who can read them whether an address was new, pending or
@@ -205,6 +209,49 @@ impl<'de> Deserialize<'de> for RateSpec {
     }
 }
 
+/// The header a trusted reverse proxy writes the client address into.
+///
+/// The default is `X-Forwarded-For`: it is what nginx, Caddy, Traefik and
+/// HAProxy write, and what the deployment guide configures, so existing
+/// deployments keep recording the right address. A proxy that writes only
+/// `Forwarded` (RFC 7239) or only `X-Real-IP` must say so here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    XForwardedFor,
+    Forwarded,
+    XRealIp,
+}
+
+impl ProxyHeader {
+    /// The header's name, lowercase, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "x-forwarded-for",
+            ProxyHeader::Forwarded => "forwarded",
+            ProxyHeader::XRealIp => "x-real-ip",
+        }
+    }
+}
+
+impl FromStr for ProxyHeader {
+    type Err = String;
+
+    /// Header names are case-insensitive, so `X-Forwarded-For` is accepted too.
+    fn from_str(text: &str) -> Result<ProxyHeader, String> {
+        [ProxyHeader::XForwardedFor, ProxyHeader::Forwarded, ProxyHeader::XRealIp]
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| format!("\"{text}\" is not one of x-forwarded-for, forwarded, x-real-ip"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ProxyHeader, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConfig {
@@ -254,6 +301,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".parse().expect("valid default"),
             base_url: Url::parse("http://127.0.0.1:8080").expect("valid default"),
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: ProxyHeader::XForwardedFor,
             metrics_bind: None,
         }
     }
@@ -511,6 +559,42 @@ impl Config {
         Err(problem("mail.url", "must start with file://, smtp:// or smtps://"))
     }
 
+    /// Settings that send secrets or personal data over the network in
+    /// clear text: an `http://` `webhook_url` (addresses, names, signed
+    /// calls) and an `smtp://` URL with a password but without
+    /// `tls=required` (plain, or opportunistic STARTTLS, which anyone on the
+    /// path can strip). Valid, so not errors, but `serve` and
+    /// `check-config` say so. Loopback hosts are left out: that traffic
+    /// never leaves the machine. Each warning names its key and shows no
+    /// secret (only the host).
+    pub fn cleartext_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Ok(url) = Url::parse(self.mail.url.trim())
+            && url.scheme() == "smtp"
+            && url.password().is_some()
+            && !url.query_pairs().any(|(k, v)| k == "tls" && v == "required")
+            && !is_loopback(&url)
+        {
+            warnings.push(format!(
+                "mail.url: the SMTP password for {} may be sent unencrypted (smtp:// without ?tls=required); \
+                 use ?tls=required or smtps://",
+                url.host_str().unwrap_or("the server")
+            ));
+        }
+        for (i, list) in self.lists.iter().enumerate() {
+            if let Some(url) = &list.webhook_url
+                && url.scheme() == "http"
+                && !is_loopback(url)
+            {
+                warnings.push(format!(
+                    "lists[{i}].webhook_url: subscribers' addresses go to {} unencrypted (http://); use https://",
+                    url.host_str().unwrap_or("the receiver")
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The configured list with this id.
     pub fn list(&self, id: &str) -> Option<&ListConfig> {
         self.lists.iter().find(|l| l.id == id)
@@ -531,6 +615,19 @@ impl ListConfig {
     /// The list's sender, falling back to `mail.from`.
     pub fn from_mailbox<'a>(&'a self, config: &'a Config) -> &'a str {
         self.from.as_deref().unwrap_or(&config.mail.from)
+    }
+}
+
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        // For smtp:// (not a special scheme) an IPv4 host stays a "domain".
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -707,6 +804,7 @@ mod tests {
         let c = load(block, &[]).unwrap_or_else(|e| panic!("README's configuration does not load: {e}"));
         let d = Config::default();
         assert_eq!(c.server.bind, d.server.bind);
+        assert_eq!(c.server.trusted_proxy_header, d.server.trusted_proxy_header);
         assert_eq!(c.mail.resend_interval, d.mail.resend_interval);
         assert_eq!(c.mail.retry_max, d.mail.retry_max);
         assert_eq!(c.limits.signups_per_address, d.limits.signups_per_address);
@@ -785,6 +883,54 @@ mod tests {
         assert!(load(&format!("{list}webhook_secret = \"0123456789abcdef\"\n"), &[]).is_ok());
         let e = load("", &[("LISTGATE_LIMITS__MAILS_PER_ADDRESS_PER_DAY", "0")]).unwrap_err();
         assert_eq!(e.to_string(), "config: limits.mails_per_address_per_day: must be at least 1");
+    }
+
+    #[test]
+    fn the_trusted_proxy_header_defaults_to_x_forwarded_for_and_names_the_key_when_unknown() {
+        assert_eq!(Config::default().server.trusted_proxy_header, ProxyHeader::XForwardedFor);
+        let c = load("[server]\ntrusted_proxy_header = \"Forwarded\"\n", &[]).unwrap();
+        assert_eq!(c.server.trusted_proxy_header, ProxyHeader::Forwarded);
+        let c = load("", &[("LISTGATE_SERVER__TRUSTED_PROXY_HEADER", "x-real-ip")]).unwrap();
+        assert_eq!(c.server.trusted_proxy_header, ProxyHeader::XRealIp);
+        let e = load("", &[("LISTGATE_SERVER__TRUSTED_PROXY_HEADER", "x-client-ip")]).unwrap_err();
+        let expected =
+            "config: server.trusted_proxy_header: \"x-client-ip\" is not one of x-forwarded-for, forwarded, x-real-ip";
+        assert!(e.to_string().starts_with(expected), "{e}");
+    }
+
+    #[test]
+    fn cleartext_webhooks_and_smtp_passwords_are_warned_of_off_loopback_only() {
+        let warnings = |url: &str, webhook: Option<&str>| {
+            let mut c = Config::default();
+            c.mail.url = url.into();
+            c.lists[0].webhook_url = webhook.map(|w| w.parse().unwrap());
+            c.cleartext_warnings()
+        };
+        assert!(warnings("file://mail", None).is_empty());
+        for quiet in [
+            "smtp://mail.example.org:25",
+            "smtp://user:pw@mail.example.org:587?tls=required",
+            "smtps://user:pw@mail.example.org",
+            "smtp://user:pw@127.0.0.1:25",
+            "smtp://user:pw@[::1]:25",
+            "smtp://user:pw@localhost",
+        ] {
+            assert!(warnings(quiet, None).is_empty(), "{quiet}");
+        }
+        for loud in ["smtp://user:s3cret@mail.example.org:587", "smtp://user:s3cret@mail.example.org?tls=opportunistic"]
+        {
+            let w = warnings(loud, None);
+            assert_eq!(w.len(), 1, "{loud}");
+            assert!(w[0].starts_with("mail.url: the SMTP password for mail.example.org"), "{}", w[0]);
+            assert!(!w[0].contains("s3cret") && !w[0].contains("user"), "{}", w[0]);
+        }
+        let w = warnings("file://mail", Some("http://crm.example.org/hook?key=k3y"));
+        assert_eq!(
+            w,
+            ["lists[0].webhook_url: subscribers' addresses go to crm.example.org unencrypted (http://); use https://"]
+        );
+        assert!(warnings("file://mail", Some("https://crm.example.org/hook")).is_empty());
+        assert!(warnings("file://mail", Some("http://127.0.0.1:9000/hook")).is_empty());
     }
 
     #[test]

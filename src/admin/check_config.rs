@@ -52,6 +52,9 @@ pub fn report(config: &Config, sources: &Sources<'_>) -> Result<String, String> 
         describe_list(&mut out, config, list)?;
     }
     line(&mut out, 0, "log format", &format!("{} (LISTGATE_LOG_FORMAT)", sources.log_format.name()));
+    for warning in config.cleartext_warnings() {
+        line(&mut out, 0, "warning", &warning);
+    }
     out.push_str("ok: the configuration is valid\n");
     Ok(out)
 }
@@ -80,6 +83,10 @@ fn server(out: &mut String, config: &Config) {
     line(out, 1, "metrics_bind", &metrics);
     let proxies: Vec<String> = config.server.trusted_proxies.iter().map(ToString::to_string).collect();
     line(out, 1, "trusted_proxies", &list_or_none(&proxies));
+    if !proxies.is_empty() {
+        let header = config.server.trusted_proxy_header.name();
+        line(out, 1, "trusted_proxy_header", &format!("{header} (the only header read from trusted proxies)"));
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -86,6 +86,9 @@ impl StatusFilter {
 /// `listgate serve`: builds the application on a runtime of its own and runs
 /// it until SIGINT or SIGTERM. `clock` is the one the whole server runs on.
 pub fn serve(config: Config, clock: SharedClock) -> Outcome {
+    for warning in config.cleartext_warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let app = Application::build(config, clock).await?;

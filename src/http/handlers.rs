@@ -49,13 +49,15 @@ impl From<FormError> for AppError {
     }
 }
 
-/// `Access-Control-Allow-Origin` for origins the list allows; nothing otherwise.
-fn add_cors(response: &mut Response, headers: &HeaderMap, list: Option<&PreparedList>) {
+/// `Access-Control-Allow-Origin` for origins the list allows; nothing
+/// otherwise. Answers given before the list is known get theirs in
+/// [`super::cors::complete`].
+fn add_cors(response: &mut Response, headers: &HeaderMap, list: &PreparedList) {
+    response.extensions_mut().insert(super::cors::Decided);
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return };
-    let allowed = list.is_some_and(|l| l.config.allowed_origins.iter().any(|o| o == origin));
     response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
-    if allowed && let Ok(value) = HeaderValue::from_str(origin) {
-        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    if list.config.allowed_origins.iter().any(|o| o == origin) {
+        super::cors::allow(response, origin);
     }
 }
 
@@ -65,6 +67,7 @@ pub async fn subscribe_preflight(state: Arc<AppState>, headers: HeaderMap) -> Re
     let allowed = state.ctx.lists.values().any(|l| l.config.allowed_origins.iter().any(|o| o == origin));
     let mut response = Response::new(String::new().into());
     *response.status_mut() = StatusCode::NO_CONTENT;
+    response.extensions_mut().insert(super::cors::Decided);
     let h = response.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     if allowed && let Ok(value) = HeaderValue::from_str(origin) {
@@ -112,7 +115,7 @@ pub async fn subscribe(
         },
         Err(e) => e.respond(language, as_json),
     };
-    add_cors(&mut response, &headers, Some(list));
+    add_cors(&mut response, &headers, list);
     response
 }
 

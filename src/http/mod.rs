@@ -3,6 +3,7 @@
 //! own 404/405. Handlers live in [`handlers`], pages and errors in [`pages`].
 
 pub mod client_ip;
+pub mod cors;
 pub mod forms;
 pub mod handlers;
 pub mod pages;
@@ -58,8 +59,14 @@ fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), E
 /// The client address per `client_ip::resolve`.
 fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
     warp::addr::remote().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
-        client_ip::resolve(peer, &headers, &state.ctx.config.server.trusted_proxies)
+        let server = &state.ctx.config.server;
+        client_ip::resolve(peer, &headers, &server.trusted_proxies, server.trusted_proxy_header)
     })
+}
+
+/// The request's `Origin`, if it has a readable one.
+fn request_origin() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify()
 }
 
 /// The raw query string, if any.
@@ -153,8 +160,9 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
     let stylesheet = warp::path!("style.css").and(get_or_head()).map(handlers::stylesheet);
 
     let language = state.default_language();
-    let base_origin = state.ctx.config.server.base_url.origin().ascii_serialization();
-    subscribe
+    let security_headers = pages::security_headers(&state.ctx.config);
+    let cors_origins = cors::all_allowed_origins(&state.ctx.config);
+    let answers = subscribe
         .or(preflight)
         .unify()
         .or(confirm_page)
@@ -174,8 +182,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Erro
         .or(stylesheet)
         .unify()
         .recover(move |rejection| handle_rejection(rejection, language))
-        .unify()
-        .with(warp::reply::with::headers(pages::security_headers(&base_origin)))
+        .unify();
+    request_origin()
+        .and(answers)
+        .map(move |origin: Option<String>, response| cors::complete(response, origin.as_deref(), &cors_origins))
+        .with(warp::reply::with::headers(security_headers))
         .with(warp::reply::with::default_header("cache-control", "no-store"))
         .with(count_requests(state.metrics.clone()))
 }

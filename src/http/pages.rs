@@ -114,19 +114,35 @@ pub fn see_other(location: &url::Url) -> Response {
 }
 
 /// Headers on every response: tokens live in URLs, so no Referer may carry
-/// them away; nothing may frame, sniff or script our pages. Forms may post to
-/// listgate itself and to `base_url` (which differs from the page's own
-/// origin when a proxy renames the host).
-pub fn security_headers(base_origin: &str) -> warp::http::HeaderMap {
+/// them away; nothing may frame, sniff or script our pages.
+pub fn security_headers(config: &crate::config::Config) -> warp::http::HeaderMap {
     let mut h = warp::http::HeaderMap::new();
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {base_origin}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        form_action_sources(config).join(" ")
     );
-    h.insert("content-security-policy", HeaderValue::from_str(&csp).expect("an origin is a valid header value"));
+    h.insert("content-security-policy", HeaderValue::from_str(&csp).expect("origins are valid header values"));
     h
+}
+
+/// Where our pages' forms may send the browser: listgate itself, `base_url`
+/// (which differs from the page's own origin when a proxy renames the
+/// host), and every list's `thanks_url` and `confirmed_url` origin.
+/// Chromium applies `form-action` to the redirects a form's POST answers
+/// with, so without the last ones the 303 after confirming on our page
+/// would be blocked. All come from the configuration, none from a request.
+pub fn form_action_sources(config: &crate::config::Config) -> Vec<String> {
+    let mut sources = vec!["'self'".to_string(), config.server.base_url.origin().ascii_serialization()];
+    let redirects = config.lists.iter().flat_map(|l| [&l.thanks_url, &l.confirmed_url]).flatten();
+    for origin in redirects.map(|url| url.origin().ascii_serialization()) {
+        if !sources.contains(&origin) {
+            sources.push(origin);
+        }
+    }
+    sources
 }
 
 /// Everything that can go wrong in a request, each with its status and page.
@@ -315,5 +331,36 @@ impl From<crate::store::StoreError> for AppError {
             tracing::error!(error = %e, "database error");
         }
         AppError::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn form_action_allows_the_configured_redirect_origins_once_each() {
+        let mut config = Config::default();
+        config.server.base_url = "https://lists.example.com".parse().unwrap();
+        let mut second = config.lists[0].clone();
+        config.lists[0].thanks_url = Some("https://www.example.com/thanks?x=1".parse().unwrap());
+        config.lists[0].confirmed_url = Some("https://www.example.com/welcome".parse().unwrap());
+        second.id = "events".into();
+        second.confirmed_url = Some("http://events.example.org:8080/yes".parse().unwrap());
+        config.lists.push(second);
+        assert_eq!(
+            form_action_sources(&config),
+            ["'self'", "https://lists.example.com", "https://www.example.com", "http://events.example.org:8080"]
+        );
+        let headers = security_headers(&config);
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains(
+                "form-action 'self' https://lists.example.com https://www.example.com http://events.example.org:8080;"
+            ),
+            "{csp}"
+        );
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     }
 }

@@ -339,3 +339,62 @@ async fn a_mail_given_up_is_logged_as_failed_not_as_retried() {
         .unwrap();
     assert_eq!(retries as i64, attempts - 1, "every attempt but the last is logged as a retry:\n{}", seen.join("\n"));
 }
+
+/// A config that sends an SMTP password and subscribers' data in clear text.
+const CLEARTEXT_CONFIG: &str = r#"
+[server]
+bind = "127.0.0.1:0"
+
+[mail]
+url = "smtp://mailer:s3cret-pw@mail.example.invalid:587"
+
+[[lists]]
+id = "newsletter"
+name = "Newsletter"
+consent_text = "Yes, send me the newsletter."
+webhook_url = "http://crm.example.invalid/hook"
+webhook_secret = "the webhook's own secret"
+"#;
+
+#[test]
+fn cleartext_smtp_passwords_and_webhooks_are_warned_of_by_check_config_and_at_serve_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("listgate.toml"), CLEARTEXT_CONFIG).unwrap();
+    let smtp_warning =
+        "mail.url: the SMTP password for mail.example.invalid may be sent unencrypted (smtp:// without ?tls=required)";
+    let webhook_warning =
+        "lists[0].webhook_url: subscribers' addresses go to crm.example.invalid unencrypted (http://); use https://";
+    let run = |args: &[&str]| {
+        Command::new(BIN).args(["--config", "listgate.toml"]).args(args).current_dir(dir.path()).output().unwrap()
+    };
+
+    let checked = run(&["check-config"]);
+    assert!(checked.status.success(), "{checked:?}");
+    let text = String::from_utf8(checked.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with(&format!("warning: {smtp_warning}"))), "{text}");
+    assert!(text.lines().any(|l| l == format!("warning: {webhook_warning}")), "{text}");
+    assert!(!text.contains("s3cret-pw"), "{text}");
+
+    let mut child = Command::new(BIN)
+        .args(["--config", "listgate.toml", "serve"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    wait_for_line(&mut lines, "listgate is serving", &mut seen);
+    unsafe_kill_term(child.id());
+    assert!(child.wait().unwrap().success());
+    let log = seen.join("\n");
+    for warning in [smtp_warning, webhook_warning] {
+        assert!(seen.iter().any(|l| l.contains("WARN") && l.contains(warning)), "no warning {warning:?} in:\n{log}");
+    }
+    assert!(!log.contains("s3cret-pw"), "{log}");
+
+    // Encrypted settings are not warned of.
+    let quiet = CLEARTEXT_CONFIG.replace(":587\"", ":587?tls=required\"").replace("http://crm", "https://crm");
+    std::fs::write(dir.path().join("listgate.toml"), quiet).unwrap();
+    let text = String::from_utf8(run(&["check-config"]).stdout).unwrap();
+    assert!(!text.contains("warning:"), "{text}");
+}

@@ -225,7 +225,8 @@ impl Drop for Browser {
 }
 
 /// The other website: `/signup/LIST`, the example signup page pointed at a
-/// list, a thanks page, and a page that fails axe-core.
+/// list, a thanks page, a welcome page (for `confirmed_url`), and a page
+/// that fails axe-core.
 struct Site {
     origin: String,
     port: u16,
@@ -290,7 +291,10 @@ impl Site {
         let thanks = warp::get()
             .and(warp::path!("thanks.html"))
             .map(|| warp::reply::html("<!DOCTYPE html><html lang=en><title>Thanks</title><h1>Thanks!</h1></html>"));
-        tokio::spawn(warp::serve(signup.or(thanks).or(inaccessible)).incoming(listener).run());
+        let welcome = warp::get()
+            .and(warp::path!("welcome.html"))
+            .map(|| warp::reply::html("<!DOCTYPE html><html lang=en><title>Welcome</title><h1>Welcome!</h1></html>"));
+        tokio::spawn(warp::serve(signup.or(thanks).or(welcome).or(inaccessible)).incoming(listener).run());
         Site { origin, port }
     }
 }
@@ -620,4 +624,40 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
     {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
+}
+
+/// Chromium applies the page's CSP `form-action` to the 303 a form's POST
+/// answers with: listgate's own form page and its confirm page must let the
+/// browser go on to a `thanks_url` and a `confirmed_url` on the site's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_posting_listgates_own_forms_is_redirected_to_the_sites_thanks_and_confirmed_pages() {
+    require(&[Tool::Chromium, Tool::Chromedriver, Tool::AxeCore, Tool::Aiosmtpd]);
+    let (listener, origin) = Site::bind().await;
+    let app = spawn_app_with("ok", |c| {
+        // The browser submits at once; a young form token would make the signup a bot's.
+        c.limits.form_min_age = "0s".parse().unwrap();
+        c.lists[0].thanks_url = Some(format!("{origin}/thanks.html").parse().unwrap());
+        // Another origin (the same site under its other name): each redirect origin counts on its own.
+        let other_origin = origin.replace("127.0.0.1", "localhost");
+        c.lists[0].confirmed_url = Some(format!("{other_origin}/welcome.html").parse().unwrap());
+    })
+    .await;
+    let site = Site::serve(listener, origin, &app);
+    let browser = Browser::start(false).await;
+    let email = "offsite@example.org";
+
+    browser.goto(&app.url("/form?list=newsletter")).await;
+    browser.fill("#email", email).await;
+    browser.click("main form button[type=submit]").await;
+    browser.wait_for_url(&format!("{}/thanks.html", site.origin)).await;
+    browser.wait_for_heading("Thanks!").await;
+    assert_eq!(status_of(&app, email).unwrap().0, "pending");
+
+    browser.goto(&confirmation_link(&app, email).await).await;
+    browser.wait_for_heading("Confirm subscription").await;
+    browser.click("button[value=confirm]").await;
+    browser.wait_for_url(&format!("http://localhost:{}/welcome.html", site.port)).await;
+    browser.wait_for_heading("Welcome!").await;
+    assert_eq!(status_of(&app, email).unwrap().0, "confirmed");
+    browser.client.clone().close().await.expect("Chromium quits");
 }

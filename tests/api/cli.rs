@@ -552,6 +552,7 @@ fn check_config_says_what_serve_would_do_and_creates_nothing() {
         "  bind: 0.0.0.0:8080",
         "  base_url: https://lists.example.com",
         "  trusted_proxies: 10.0.0.0/8",
+        "  trusted_proxy_header: x-forwarded-for (the only header read from trusted proxies)",
         "database: listgate.db (missing; serve creates it)",
         "key: file listgate.key (missing; serve generates one, mode 0600)",
         "  transport: smtp mail.example.com:587, STARTTLS, required, AUTH with the URL's credentials",
