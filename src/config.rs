@@ -44,6 +44,27 @@ pub struct ServerConfig {
     /// subscribed, so they are never on the public listener, and only where
     /// the operator says; two instances on one host then never collide.
     pub metrics_bind: Option<SocketAddr>,
+    /// How long a client may take to send a request's headers, counted from
+    /// the moment the server waits for them: a new connection, or the end of
+    /// the previous response on a kept-alive one. Without it a client that
+    /// never finishes its headers holds a socket forever (slowloris).
+    pub header_timeout: Span,
+    /// A connection on which no byte moves either way for this long is
+    /// closed: a client that stops reading its response, or stops sending
+    /// in mid-body, gives its socket back. Longer than any request takes.
+    pub idle_timeout: Span,
+    /// How long a request's whole body may take to arrive once its headers
+    /// are in. Forms are a few KiB (`limits.body_bytes`), so this is generous.
+    pub body_timeout: Span,
+    /// Open connections served at once; more wait in the kernel's accept
+    /// queue until one closes. Lowered at start to fit the file-descriptor
+    /// limit with room left for SQLite, SMTP and webhooks, so a flood of
+    /// sockets cannot starve the database of descriptors.
+    pub max_connections: usize,
+    /// After SIGTERM: how long in-flight requests may take to finish before
+    /// the remaining connections are dropped. Shorter than Docker's 10 s
+    /// grace, so the outbox and the database still close cleanly after it.
+    pub shutdown_timeout: Span,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +230,11 @@ impl Default for ServerConfig {
             base_url: Url::parse("http://127.0.0.1:8080").expect("valid default"),
             trusted_proxies: Vec::new(),
             metrics_bind: None,
+            header_timeout: Span::seconds(10),
+            idle_timeout: Span::seconds(60),
+            body_timeout: Span::seconds(30),
+            max_connections: 4096,
+            shutdown_timeout: Span::seconds(5),
         }
     }
 }
@@ -367,6 +393,7 @@ impl Config {
                 "must be the root of a host, like https://lists.example.com (no path, query or fragment)",
             ));
         }
+        self.validate_connections()?;
         self.mail_transport()?;
         parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;
         if self.mail.retry_base.approx().is_zero() || self.mail.retry_max.approx() < self.mail.retry_base.approx() {
@@ -499,6 +526,29 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Config {
+    /// The `[server]` connection settings: every timeout must run (0 would
+    /// mean "never", the hold this exists to end) and at least one
+    /// connection must be served.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        for (key, span) in [
+            ("server.header_timeout", server.header_timeout),
+            ("server.idle_timeout", server.idle_timeout),
+            ("server.body_timeout", server.body_timeout),
+            ("server.shutdown_timeout", server.shutdown_timeout),
+        ] {
+            if span.approx().is_zero() {
+                return Err(problem(key, "must not be 0 (a duration like 10s)"));
+            }
+        }
+        if server.max_connections == 0 {
+            return Err(problem("server.max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// The `(section, key)` an environment variable `LISTGATE_SECTION__KEY`

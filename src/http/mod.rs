@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod forms;
 pub mod handlers;
 pub mod pages;
+pub mod serve;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -57,7 +58,7 @@ fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), E
 
 /// The client address per `client_ip::resolve`.
 fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
-    warp::addr::remote().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
+    serve::peer().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
         client_ip::resolve(peer, &headers, &state.ctx.config.server.trusted_proxies)
     })
 }
