@@ -719,6 +719,46 @@ mod tests {
     }
 
     #[test]
+    fn connection_settings_default_to_bounded_values_and_take_seconds_from_the_environment() {
+        let d = Config::default().server;
+        assert_eq!(d.header_timeout, Span::seconds(10));
+        assert!(d.idle_timeout.approx() >= d.header_timeout.approx());
+        assert!(d.shutdown_timeout.approx() < std::time::Duration::from_secs(10), "under Docker's stop grace");
+        let c = load(
+            "[server]\nheader_timeout = \"2s\"\nmax_connections = 100\n",
+            &[("LISTGATE_SERVER__SHUTDOWN_TIMEOUT", "3s"), ("LISTGATE_SERVER__MAX_CONNECTIONS", "50")],
+        )
+        .unwrap();
+        assert_eq!(c.server.header_timeout.approx(), std::time::Duration::from_secs(2));
+        assert_eq!(c.server.shutdown_timeout.approx(), std::time::Duration::from_secs(3));
+        assert_eq!(c.server.max_connections, 50);
+    }
+
+    #[test]
+    fn the_readme_reference_configuration_states_the_connection_defaults() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let section = readme.split("\n## Configuration\n").nth(1).expect("a Configuration section");
+        let block = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+        let c = load(block, &[]).unwrap_or_else(|e| panic!("README's reference configuration does not load: {e}"));
+        let (c, d) = (c.server, Config::default().server);
+        assert_eq!(c.header_timeout, d.header_timeout);
+        assert_eq!(c.idle_timeout, d.idle_timeout);
+        assert_eq!(c.body_timeout, d.body_timeout);
+        assert_eq!(c.max_connections, d.max_connections);
+        assert_eq!(c.shutdown_timeout, d.shutdown_timeout);
+    }
+
+    #[test]
+    fn a_zero_connection_timeout_or_cap_is_refused_naming_the_key() {
+        for key in ["header_timeout", "idle_timeout", "body_timeout", "shutdown_timeout"] {
+            let e = load(&format!("[server]\n{key} = \"0s\"\n"), &[]).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("config: server.{key}: must not be 0")), "{e}");
+        }
+        let e = load("", &[("LISTGATE_SERVER__MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert!(e.to_string().starts_with("config: server.max_connections: must be at least 1"), "{e}");
+    }
+
+    #[test]
     fn rates_parse_or_name_the_key() {
         assert_eq!("off".parse::<RateSpec>(), Ok(RateSpec::Off));
         assert_eq!("5/1h".parse::<RateSpec>(), Ok(RateSpec::Limit { count: 5, per: Span::seconds(3600) }));

@@ -103,28 +103,48 @@ pub fn connection_cap(configured: usize, fd_limit: Option<u64>) -> usize {
 /// the low figure would be the first thing a flood of sockets exhausts.
 #[cfg(unix)]
 pub fn raise_fd_limit() -> io::Result<u64> {
+    let (soft, hard) = fd_limits()?;
+    let target = reachable(hard);
+    if soft >= target {
+        return Ok(soft);
+    }
+    let raised = libc::rlimit { rlim_cur: target as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(target)
+}
+
+/// The soft limit [`raise_fd_limit`] would set: the hard one, or 2^20
+/// (Linux's usual `nr_open`) where the hard one is "unlimited", which
+/// Linux refuses as a soft limit for descriptors.
+#[cfg(unix)]
+fn reachable(hard: u64) -> u64 {
+    if hard == libc::RLIM_INFINITY as u64 { 1 << 20 } else { hard }
+}
+
+/// The soft limit in force now, if it can be read.
+#[cfg(unix)]
+pub fn fd_limit() -> Option<u64> {
+    fd_limits().ok().map(|(soft, _)| soft)
+}
+
+/// The soft limit `serve` will run with (for `check-config`).
+#[cfg(unix)]
+pub fn fd_limit_when_serving() -> Option<u64> {
+    fd_limits().ok().map(|(soft, hard)| soft.max(reachable(hard)))
+}
+
+/// `(soft, hard)` `RLIMIT_NOFILE`.
+#[cfg(unix)]
+fn fd_limits() -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit = raised;
-    }
-    Ok(limit.rlim_cur as u64)
-}
-
-/// The soft `RLIMIT_NOFILE` in force, if it can be read.
-#[cfg(unix)]
-pub fn fd_limit() -> Option<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur as u64)
+    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
 }
 
 #[cfg(not(unix))]
@@ -134,6 +154,11 @@ pub fn raise_fd_limit() -> io::Result<u64> {
 
 #[cfg(not(unix))]
 pub fn fd_limit() -> Option<u64> {
+    None
+}
+
+#[cfg(not(unix))]
+pub fn fd_limit_when_serving() -> Option<u64> {
     None
 }
 

@@ -176,6 +176,20 @@ fn a_half_sent_header_is_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn a_connection_on_which_nothing_moves_is_closed_after_the_idle_timeout() {
+    // The header timeout is long here, so only the idle timeout can close it.
+    let server =
+        Server::start(&[("LISTGATE_SERVER__IDLE_TIMEOUT", "2s"), ("LISTGATE_SERVER__HEADER_TIMEOUT", "60s")]);
+    let mut quiet = server.connect();
+    let opened = Instant::now();
+    let (closed, result) = wait_for_close(&mut quiet);
+    result.expect("the server closes the connection, not the test's read timeout");
+    let held = closed - opened;
+    assert!(held >= Duration::from_millis(1_800), "closed too early, after {held:?}");
+    assert!(held < Duration::from_secs(5), "closed only after {held:?}");
+}
+
+#[test]
 fn a_request_body_that_trickles_is_cut_off_after_the_body_timeout() {
     let server = Server::start(&[("LISTGATE_SERVER__BODY_TIMEOUT", "2s")]);
     let mut stream = server.connect();
