@@ -92,7 +92,11 @@ fn connections(config: &Config) -> String {
     let descriptors = fds.map_or("unknown".to_string(), |n| n.to_string());
     format!(
         "at most {} open (descriptor limit {descriptors}), headers within {}, bodies within {}, closed after {} idle; shutdown waits {}",
-        limits.max_connections, server.header_timeout, server.body_timeout, server.idle_timeout, server.shutdown_timeout
+        limits.max_connections,
+        server.header_timeout,
+        server.body_timeout,
+        server.idle_timeout,
+        server.shutdown_timeout
     )
 }
 
@@ -192,7 +196,10 @@ mod tests {
         let config = Config::default();
         let sources = Sources { file: None, key_from_env: false, log_format: LogFormat::Text };
         let text = report(&config, &sources).unwrap();
-        assert!(text.contains("headers within 10s, bodies within 30s, closed after 1m idle; shutdown waits 5s"), "{text}");
+        assert!(
+            text.contains("headers within 10s, bodies within 30s, closed after 1m idle; shutdown waits 5s"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
 /// (Linux's usual `nr_open`) where the hard one is "unlimited", which
 /// Linux refuses as a soft limit for descriptors.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every unix
 fn reachable(hard: u64) -> u64 {
     if hard == libc::RLIM_INFINITY as u64 { 1 << 20 } else { hard }
 }
@@ -138,6 +139,7 @@ pub fn fd_limit_when_serving() -> Option<u64> {
 
 /// `(soft, hard)` `RLIMIT_NOFILE`.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every unix
 fn fd_limits() -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
@@ -383,7 +385,9 @@ where
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err("request body not received in time (server.body_timeout)".into()))),
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err("request body not received in time (server.body_timeout)".into())))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

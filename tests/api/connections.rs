@@ -178,8 +178,7 @@ fn a_half_sent_header_is_closed_after_the_header_timeout() {
 #[test]
 fn a_connection_on_which_nothing_moves_is_closed_after_the_idle_timeout() {
     // The header timeout is long here, so only the idle timeout can close it.
-    let server =
-        Server::start(&[("LISTGATE_SERVER__IDLE_TIMEOUT", "2s"), ("LISTGATE_SERVER__HEADER_TIMEOUT", "60s")]);
+    let server = Server::start(&[("LISTGATE_SERVER__IDLE_TIMEOUT", "2s"), ("LISTGATE_SERVER__HEADER_TIMEOUT", "60s")]);
     let mut quiet = server.connect();
     let opened = Instant::now();
     let (closed, result) = wait_for_close(&mut quiet);
