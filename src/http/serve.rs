@@ -283,25 +283,34 @@ fn is_per_connection(e: &io::Error) -> bool {
 struct IdleTimeout {
     stream: TcpStream,
     timeout: Duration,
+    /// When a byte last moved. Reads and writes only note the time; the
+    /// timer is moved on when it fires, not on every read, which keeps the
+    /// timer wheel out of the hot path.
+    last_moved: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
 impl IdleTimeout {
     fn new(stream: TcpStream, timeout: Duration) -> IdleTimeout {
-        IdleTimeout { stream, timeout, timer: Box::pin(tokio::time::sleep(timeout)) }
+        let now = Instant::now();
+        IdleTimeout { stream, timeout, last_moved: now, timer: Box::pin(tokio::time::sleep_until(now + timeout)) }
     }
 
     /// Progress: the clock starts again.
     fn moved(&mut self) {
-        self.timer.as_mut().reset(Instant::now() + self.timeout);
+        self.last_moved = Instant::now();
     }
 
     /// No progress: an error once the time is up, else wait (the timer wakes us).
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle"))),
-            Poll::Pending => Poll::Pending,
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last_moved + self.timeout;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle")));
+            }
+            self.timer.as_mut().reset(deadline);
         }
+        Poll::Pending
     }
 }
 
@@ -405,6 +414,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_idle_timeout_counts_from_the_last_byte_not_from_the_start() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let timeout = Duration::from_millis(600);
+        let mut server = IdleTimeout::new(server, timeout);
+        let started = Instant::now();
+        let mut byte = [0u8; 1];
+        // A byte every 300 ms keeps it open well past one timeout...
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.write_all(b"x").await.unwrap();
+            server.read_exact(&mut byte).await.expect("still open while bytes move");
+        }
+        let last_byte = Instant::now();
+        assert!(last_byte - started > 2 * timeout);
+        // ...and silence closes it one timeout after the last byte.
+        let error = server.read_exact(&mut byte).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let quiet = last_byte.elapsed();
+        assert!(quiet >= timeout && quiet < timeout * 3, "{quiet:?}");
+    }
 
     #[test]
     fn the_connection_cap_leaves_descriptors_for_the_database_and_mail() {
