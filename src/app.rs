@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, serve};
 use crate::keys::{KeyRing, KeySource};
 use crate::mail::outbox::{Outbox, RetryPolicy, Transport};
 use crate::metrics::Metrics;
@@ -133,6 +133,14 @@ impl Application {
             lists = self.state.ctx.lists.len(),
             "listgate is serving"
         );
+        let limits = serve::Limits::from_config(&self.state.ctx.config.server, serve::fd_limit());
+        tracing::info!(
+            max_connections = limits.max_connections,
+            header_timeout = ?limits.header_timeout,
+            idle_timeout = ?limits.idle_timeout,
+            body_timeout = ?limits.body_timeout,
+            "connection limits"
+        );
         let (stop_metrics, metrics_stopped) = watch::channel(false);
         let metrics_server = self.metrics_listener.map(|listener| {
             tracing::info!(address = %listener.local_addr().expect("bound"), "serving /metrics");
@@ -141,9 +149,11 @@ impl Application {
             let stop = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            tokio::spawn(warp::serve(routes).incoming(listener).graceful(stop).run())
+            // One scraper, perhaps two: a handful of connections is plenty.
+            let limits = serve::Limits { max_connections: serve::METRICS_CONNECTIONS, ..limits };
+            tokio::spawn(serve::serve(listener, warp::service(routes), limits, stop))
         });
-        warp::serve(routes).incoming(self.listener).graceful(shutdown).run().await;
+        serve::serve(self.listener, warp::service(routes), limits, shutdown).await;
         let _ = stop_metrics.send(true);
         if let Some(server) = metrics_server {
             let _ = server.await;

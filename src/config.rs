@@ -49,6 +49,27 @@ pub struct ServerConfig {
     /// subscribed, so they are never on the public listener, and only where
     /// the operator says; two instances on one host then never collide.
     pub metrics_bind: Option<SocketAddr>,
+    /// How long a client may take to send a request's headers, counted from
+    /// the moment the server waits for them: a new connection, or the end of
+    /// the previous response on a kept-alive one. Without it a client that
+    /// never finishes its headers holds a socket forever (slowloris).
+    pub header_timeout: Span,
+    /// A connection on which no byte moves either way for this long is
+    /// closed: a client that stops reading its response, or stops sending
+    /// in mid-body, gives its socket back. Longer than any request takes.
+    pub idle_timeout: Span,
+    /// How long a request's whole body may take to arrive once its headers
+    /// are in. Forms are a few KiB (`limits.body_bytes`), so this is generous.
+    pub body_timeout: Span,
+    /// Open connections served at once; more wait in the kernel's accept
+    /// queue until one closes. Lowered at start to fit the file-descriptor
+    /// limit with room left for SQLite, SMTP and webhooks, so a flood of
+    /// sockets cannot starve the database of descriptors.
+    pub max_connections: usize,
+    /// After SIGTERM: how long in-flight requests may take to finish before
+    /// the remaining connections are dropped. Shorter than Docker's 10 s
+    /// grace, so the outbox and the database still close cleanly after it.
+    pub shutdown_timeout: Span,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -303,6 +324,11 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             trusted_proxy_header: ProxyHeader::XForwardedFor,
             metrics_bind: None,
+            header_timeout: Span::seconds(10),
+            idle_timeout: Span::seconds(60),
+            body_timeout: Span::seconds(30),
+            max_connections: 4096,
+            shutdown_timeout: Span::seconds(5),
         }
     }
 }
@@ -462,6 +488,7 @@ impl Config {
                 "must be the root of a host, like https://lists.example.com (no path, query or fragment)",
             ));
         }
+        self.validate_connections()?;
         self.mail_transport()?;
         parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;
         if self.mail.retry_base.approx().is_zero() || self.mail.retry_max.approx() < self.mail.retry_base.approx() {
@@ -645,6 +672,29 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+impl Config {
+    /// The `[server]` connection settings: every timeout must run (0 would
+    /// mean "never", the hold this exists to end) and at least one
+    /// connection must be served.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        for (key, span) in [
+            ("server.header_timeout", server.header_timeout),
+            ("server.idle_timeout", server.idle_timeout),
+            ("server.body_timeout", server.body_timeout),
+            ("server.shutdown_timeout", server.shutdown_timeout),
+        ] {
+            if span.approx().is_zero() {
+                return Err(problem(key, "must not be 0 (a duration like 10s)"));
+            }
+        }
+        if server.max_connections == 0 {
+            return Err(problem("server.max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// The `(section, key)` an environment variable `LISTGATE_SECTION__KEY`
 /// sets, lowercased; `None` for any other variable.
 pub fn env_setting(name: &str) -> Option<(String, String)> {
@@ -812,6 +862,46 @@ mod tests {
         assert_eq!(c.limits.mails_per_hour, d.limits.mails_per_hour);
         assert_eq!(c.retention.after_unsubscribe, d.retention.after_unsubscribe);
         assert_eq!(c.lists[0].consent_text, d.lists[0].consent_text);
+    }
+
+    #[test]
+    fn connection_settings_default_to_bounded_values_and_take_seconds_from_the_environment() {
+        let d = Config::default().server;
+        assert_eq!(d.header_timeout, Span::seconds(10));
+        assert!(d.idle_timeout.approx() >= d.header_timeout.approx());
+        assert!(d.shutdown_timeout.approx() < std::time::Duration::from_secs(10), "under Docker's stop grace");
+        let c = load(
+            "[server]\nheader_timeout = \"2s\"\nmax_connections = 100\n",
+            &[("LISTGATE_SERVER__SHUTDOWN_TIMEOUT", "3s"), ("LISTGATE_SERVER__MAX_CONNECTIONS", "50")],
+        )
+        .unwrap();
+        assert_eq!(c.server.header_timeout.approx(), std::time::Duration::from_secs(2));
+        assert_eq!(c.server.shutdown_timeout.approx(), std::time::Duration::from_secs(3));
+        assert_eq!(c.server.max_connections, 50);
+    }
+
+    #[test]
+    fn the_readme_reference_configuration_states_the_connection_defaults() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let section = readme.split("\n## Configuration\n").nth(1).expect("a Configuration section");
+        let block = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+        let c = load(block, &[]).unwrap_or_else(|e| panic!("README's reference configuration does not load: {e}"));
+        let (c, d) = (c.server, Config::default().server);
+        assert_eq!(c.header_timeout, d.header_timeout);
+        assert_eq!(c.idle_timeout, d.idle_timeout);
+        assert_eq!(c.body_timeout, d.body_timeout);
+        assert_eq!(c.max_connections, d.max_connections);
+        assert_eq!(c.shutdown_timeout, d.shutdown_timeout);
+    }
+
+    #[test]
+    fn a_zero_connection_timeout_or_cap_is_refused_naming_the_key() {
+        for key in ["header_timeout", "idle_timeout", "body_timeout", "shutdown_timeout"] {
+            let e = load(&format!("[server]\n{key} = \"0s\"\n"), &[]).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("config: server.{key}: must not be 0")), "{e}");
+        }
+        let e = load("", &[("LISTGATE_SERVER__MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert!(e.to_string().starts_with("config: server.max_connections: must be at least 1"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - [`proof`]: proof events and their HMAC chain; verification.
 //! - [`subscriptions`]: signup, confirm, decline, unsubscribe: the domain operations.
 //! - [`mail`]: rendering and composing confirmation mails; the outbox worker.
-//! - [`http`]: routes, handlers, client IP, pages and security headers.
+//! - [`http`]: routes, handlers, client IP, pages and security headers; [`http::serve`]
+//!   serves them on hyper with header, body and idle timeouts and a connection cap.
 //! - [`metrics`]: counters and latency for `GET /metrics` (Prometheus text).
 //! - [`logging`]: the log subscriber, as text or JSON lines.
 //! - [`webhooks`]: signed calls to a list's `webhook_url` on confirm and unsubscribe.

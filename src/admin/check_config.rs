@@ -87,6 +87,24 @@ fn server(out: &mut String, config: &Config) {
         let header = config.server.trusted_proxy_header.name();
         line(out, 1, "trusted_proxy_header", &format!("{header} (the only header read from trusted proxies)"));
     }
+    line(out, 1, "connections", &connections(config));
+}
+
+/// The connection limits `serve` would apply, with the cap as lowered to
+/// the descriptor limit it will run with.
+fn connections(config: &Config) -> String {
+    let fds = crate::http::serve::fd_limit_when_serving();
+    let limits = crate::http::serve::Limits::from_config(&config.server, fds);
+    let server = &config.server;
+    let descriptors = fds.map_or("unknown".to_string(), |n| n.to_string());
+    format!(
+        "at most {} open (descriptor limit {descriptors}), headers within {}, bodies within {}, closed after {} idle; shutdown waits {}",
+        limits.max_connections,
+        server.header_timeout,
+        server.body_timeout,
+        server.idle_timeout,
+        server.shutdown_timeout
+    )
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -180,6 +198,17 @@ fn describe_list(out: &mut String, config: &Config, list: &ListConfig) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_limits_are_reported_as_serve_applies_them() {
+        let config = Config::default();
+        let sources = Sources { file: None, key_from_env: false, log_format: LogFormat::Text };
+        let text = report(&config, &sources).unwrap();
+        assert!(
+            text.contains("headers within 10s, bodies within 30s, closed after 1m idle; shutdown waits 5s"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_key_is_found_in_the_environment_as_config_load_finds_it() {

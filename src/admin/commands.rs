@@ -89,6 +89,12 @@ pub fn serve(config: Config, clock: SharedClock) -> Outcome {
     for warning in config.cleartext_warnings() {
         tracing::warn!("{warning}");
     }
+    // Each open connection costs a descriptor; a soft limit of 1,024 under a
+    // far higher hard one would be the first thing a flood of sockets exhausts.
+    match crate::http::serve::raise_fd_limit() {
+        Ok(limit) => tracing::info!(open_files = limit, "file-descriptor limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the file-descriptor limit (RLIMIT_NOFILE)"),
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let app = Application::build(config, clock).await?;

@@ -7,6 +7,7 @@ pub mod cors;
 pub mod forms;
 pub mod handlers;
 pub mod pages;
+pub mod serve;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -58,7 +59,7 @@ fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), E
 
 /// The client address per `client_ip::resolve`.
 fn client_ip(state: Arc<AppState>) -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
-    warp::addr::remote().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
+    serve::peer().and(warp::header::headers_cloned()).map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
         let server = &state.ctx.config.server;
         client_ip::resolve(peer, &headers, &server.trusted_proxies, server.trusted_proxy_header)
     })

@@ -7,6 +7,7 @@ mod cli;
 mod client_ip;
 mod confirm;
 mod early_answers;
+mod connections;
 mod faults;
 mod helpers;
 mod html;
