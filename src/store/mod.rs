@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 /// How many queued jobs the writer takes into one transaction at most.
 const MAX_BATCH: usize = 512;
 /// Read connections kept open between reads.
@@ -107,6 +107,8 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer database.
+/// Version 4's new column is added first ([`queries::UPGRADE_TO_V4`]); the
+/// rest of every upgrade is `schema.sql` itself, which is idempotent.
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
@@ -114,7 +116,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = conn.execute_batch(SCHEMA).and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
+        let applied = (if (1..4).contains(&version) { conn.execute_batch(queries::UPGRADE_TO_V4) } else { Ok(()) })
+            .and_then(|_| conn.execute_batch(SCHEMA))
+            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {

@@ -138,7 +138,13 @@ fn keygen_adds_a_key_and_old_tokens_still_verify() {
     assert!(run(&["keygen", "--write"]).status.success());
     let first =
         listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();
-    let old = listgate::token::sign(&first, listgate::token::Purpose::Unsubscribe, 9, "newsletter", None);
+    let old = listgate::token::sign(
+        &first,
+        listgate::token::Purpose::Unsubscribe,
+        listgate::token::Subject::Public(9),
+        "newsletter",
+        None,
+    );
     assert!(run(&["keygen", "--write"]).status.success());
     let ring =
         listgate::keys::KeyRing::parse(&std::fs::read_to_string(dir.path().join("listgate.key")).unwrap()).unwrap();

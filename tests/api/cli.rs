@@ -57,7 +57,7 @@ async fn export_csv_reads_back_exactly_in_rust_and_python() {
             time::OffsetDateTime::now_utc(),
         )
         .unwrap();
-        assert_eq!(verified.subscription_id, *id);
+        assert_eq!(verified.subject, app.subject(*id), "a new-style link, by public id");
         assert_eq!(&row[11], format!("<{url}>"));
         assert_eq!(&row[12], "List-Unsubscribe=One-Click");
     }
@@ -120,7 +120,13 @@ async fn export_since_gives_the_unsubscribes_since_the_last_sync() {
     let ids = filled(&app).await;
     let checkpoint = listgate::clock::Timestamp::from(time::OffsetDateTime::now_utc()).to_string();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Unsubscribe, ids[1], "newsletter", None);
+    let token = listgate::token::sign(
+        &app.keys(),
+        listgate::token::Purpose::Unsubscribe,
+        app.subject(ids[1]),
+        "newsletter",
+        None,
+    );
     let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     let lines = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "unsubscribed", "--since", &checkpoint]));

@@ -16,6 +16,7 @@ mod retention;
 mod security;
 mod spam;
 mod subscribe;
+mod tokens;
 mod tools;
 mod unsubscribe;
 mod webhooks;
