@@ -666,3 +666,21 @@ fn check_config_fails_with_one_line_naming_the_key() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).starts_with("listgate: config: cannot read nowhere.toml:"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_export_keeps_addresses_starting_with_minus_plus_or_equals_exact_and_guards_names() {
+    let app = spawn_app().await;
+    let addresses = ["-anna@example.org", "+news@example.org", "=eq@example.org"];
+    for address in addresses {
+        app.confirmed_subscriber(address, Some("=1+1")).await;
+    }
+    let csv_text = stdout(&app.cli(&["export"]));
+    let rows: Vec<csv::StringRecord> =
+        csv::Reader::from_reader(csv_text.as_bytes()).records().map(Result::unwrap).collect();
+    let exported: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(exported, addresses, "the sending tool gets the addresses exactly");
+    for row in &rows {
+        assert_eq!(&row[1], "'=1+1", "the free-text name is guarded");
+        assert!(row[10].starts_with(&app.base), "URLs exactly");
+    }
+}
