@@ -202,6 +202,9 @@ Examples:
 }
 
 fn main() -> ExitCode {
+    // Before any file is created: the database, its WAL, backups, proofs
+    // and mails hold personal data (see `listgate::files`).
+    listgate::files::restrict_umask();
     let cli = Cli::parse();
     let log_format = match LogFormat::from_env() {
         Ok(format) => format,

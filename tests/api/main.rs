@@ -7,6 +7,7 @@ mod cli;
 mod client_ip;
 mod confirm;
 mod faults;
+mod file_modes;
 mod helpers;
 mod html;
 mod journey;
