@@ -108,7 +108,9 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer database.
 /// Version 4's new column is added first ([`queries::UPGRADE_TO_V4`]); the
-/// rest of every upgrade is `schema.sql` itself, which is idempotent.
+/// rest of every upgrade is `schema.sql` itself, which is idempotent. Then
+/// every subscription without a public id gets one ([`queries::fill_public_ids`]),
+/// also rows an older listgate wrote after a newer command upgraded the file.
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
@@ -127,6 +129,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
             }
         }
     }
+    queries::fill_public_ids(conn)?;
     Ok(())
 }
 

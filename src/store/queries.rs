@@ -77,13 +77,12 @@ pub struct ProofEventRow {
 /// The upgrade of a version 1 to 3 database to version 4, run by
 /// `store::migrate` before `schema.sql` (whose unique index needs the
 /// column). SQLite cannot add a column `IF NOT EXISTS`, so this runs only
-/// for those versions, in the migration's transaction; a column added by
-/// `ALTER TABLE` cannot take `random()` as its default, so existing rows get
-/// their public ids here, and new rows from `INSERT_SUBSCRIPTION`. Not in
-/// `ALL`: it cannot be prepared against the current schema, which has the
-/// column already.
-pub const UPGRADE_TO_V4: &str = "ALTER TABLE subscriptions ADD COLUMN public_id INTEGER;
-    UPDATE subscriptions SET public_id = random() WHERE public_id IS NULL;";
+/// for those versions, in the migration's transaction. A column added by
+/// `ALTER TABLE` cannot take `random()` as its default: existing rows get
+/// their public ids from `FILL_PUBLIC_IDS`, new rows from
+/// `INSERT_SUBSCRIPTION`. Not in `ALL`: it cannot be prepared against the
+/// current schema, which has the column already.
+pub const UPGRADE_TO_V4: &str = "ALTER TABLE subscriptions ADD COLUMN public_id INTEGER";
 
 /// Defines each statement as a `pub const` and lists every one of them in
 /// `ALL`, generated, so no statement can be left out of the test that
@@ -122,6 +121,16 @@ statements! {
     pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
         confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id
         FROM subscriptions WHERE id = ?1";
+
+    /// No params. Whether any subscription lacks a public id: rows from before
+    /// version 4, or written by an older listgate still running while a newer
+    /// command upgraded the database. Reads the `subscriptions_public_id`
+    /// index only (NULLs sort first).
+    pub const ANY_MISSING_PUBLIC_ID: &str =
+        "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE public_id IS NULL)";
+
+    /// No params. Gives every subscription without a public id a random one.
+    pub const FILL_PUBLIC_IDS: &str = "UPDATE subscriptions SET public_id = random() WHERE public_id IS NULL";
 
     /// Params: public_id. One subscription by the public id its tokens carry.
     pub const SELECT_SUBSCRIPTION_BY_PUBLIC_ID: &str =
@@ -467,6 +476,14 @@ pub fn select_live_subscription(
 
 pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<SubscriptionRow>> {
     Ok(conn.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
+}
+
+/// Gives subscriptions without a public id one (see `ANY_MISSING_PUBLIC_ID`);
+/// writes only when there are some, so commands beside a running server do
+/// not take the write lock for nothing. Returns how many.
+pub fn fill_public_ids(conn: &Connection) -> Result<usize> {
+    let missing: bool = conn.prepare_cached(ANY_MISSING_PUBLIC_ID)?.query_row([], |r| r.get(0))?;
+    Ok(if missing { conn.prepare_cached(FILL_PUBLIC_IDS)?.execute([])? } else { 0 })
 }
 
 pub fn select_subscription_by_public_id(conn: &Connection, public_id: i64) -> Result<Option<SubscriptionRow>> {
@@ -1171,6 +1188,17 @@ mod tests {
         assert_eq!(select_subscription(&conn, id).unwrap().unwrap().public_id, public_id);
         let repeat = conn.execute("UPDATE subscriptions SET public_id = ?1 WHERE id = 1", [public_id]);
         assert!(repeat.is_err(), "public ids are unique");
+        // A row an older listgate, still running, wrote after the upgrade gets its id on the next open.
+        conn.execute_batch(
+            "INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip, public_id)
+             VALUES ('newsletter', 'e@example.org', 'e@example.org', 'pending', 'c', '2026-11-01T00:00:00.000Z', '192.0.2.5', NULL)",
+        )
+        .unwrap();
+        crate::store::migrate(&conn).unwrap();
+        let missing: i64 =
+            conn.query_row("SELECT count(*) FROM subscriptions WHERE public_id IS NULL", [], |r| r.get(0)).unwrap();
+        assert_eq!(missing, 0);
+        assert_eq!(fill_public_ids(&conn).unwrap(), 0, "nothing written when nothing is missing");
         let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(problems, "ok");
     }
