@@ -118,14 +118,21 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = (if (1..4).contains(&version) { conn.execute_batch(queries::UPGRADE_TO_V4) } else { Ok(()) })
-            .and_then(|_| conn.execute_batch(SCHEMA))
-            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
+        // Checked inside the transaction: another process may have just
+        // upgraded the file since `version` was read.
+        let applied = (|| -> Result<()> {
+            if (1..4).contains(&version) && !queries::has_public_id(conn)? {
+                conn.execute_batch(queries::UPGRADE_TO_V4)?;
+            }
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            Ok(())
+        })();
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                return Err(e.into());
+                return Err(e);
             }
         }
     }

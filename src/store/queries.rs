@@ -77,7 +77,9 @@ pub struct ProofEventRow {
 /// The upgrade of a version 1 to 3 database to version 4, run by
 /// `store::migrate` before `schema.sql` (whose unique index needs the
 /// column). SQLite cannot add a column `IF NOT EXISTS`, so this runs only
-/// for those versions, in the migration's transaction. A column added by
+/// for those versions and only when `HAS_PUBLIC_ID` says the column is
+/// missing (a file made from today's schema.sql but labelled older, as
+/// benches/export.sh makes one, has it), in the migration's transaction. A column added by
 /// `ALTER TABLE` cannot take `random()` as its default: existing rows get
 /// their public ids from `FILL_PUBLIC_IDS`, new rows from
 /// `INSERT_SUBSCRIPTION`. Not in `ALL`: it cannot be prepared against the
@@ -121,6 +123,10 @@ statements! {
     pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
         confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id
         FROM subscriptions WHERE id = ?1";
+
+    /// No params. Whether `subscriptions` has the `public_id` column (version 4).
+    pub const HAS_PUBLIC_ID: &str =
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('subscriptions') WHERE name = 'public_id')";
 
     /// No params. Whether any subscription lacks a public id: rows from before
     /// version 4, or written by an older listgate still running while a newer
@@ -476,6 +482,11 @@ pub fn select_live_subscription(
 
 pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<SubscriptionRow>> {
     Ok(conn.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
+}
+
+/// Whether the subscriptions table has version 4's `public_id` column.
+pub fn has_public_id(conn: &Connection) -> Result<bool> {
+    Ok(conn.prepare_cached(HAS_PUBLIC_ID)?.query_row([], |r| r.get(0))?)
 }
 
 /// Gives subscriptions without a public id one (see `ANY_MISSING_PUBLIC_ID`);
@@ -1201,5 +1212,18 @@ mod tests {
         assert_eq!(fill_public_ids(&conn).unwrap(), 0, "nothing written when nothing is missing");
         let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(problems, "ok");
+    }
+
+    #[test]
+    fn todays_schema_labelled_as_an_older_version_migrates_without_adding_the_column_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        // As benches/export.sh makes its database: schema.sql, then user_version = 1.
+        conn.execute_batch(crate::store::SCHEMA).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        crate::store::migrate(&conn).unwrap();
+        assert!(has_public_id(&conn).unwrap());
+        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
     }
 }
