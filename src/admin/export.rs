@@ -165,7 +165,7 @@ pub fn parse_since(text: &str) -> Result<Timestamp, String> {
 /// free-text column (`name`, typed by whoever filled in the form) gets it:
 /// an address like `-anna@example.org` is valid, and a sending tool fed
 /// `'-anna@example.org` would mail someone else. Addresses, URLs, times and
-/// IPs are exported exactly; see [`ExportRow::csv_cells`].
+/// IPs are exported exactly (see `ExportRow::csv_cells`).
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
