@@ -149,7 +149,7 @@ impl Email {
         &self.key
     }
 
-    /// `a***@example.org`: enough for a log line, not enough to identify anyone.
+    /// `a***@e***.org`: enough for a log line, not enough to identify anyone.
     pub fn masked(&self) -> String {
         mask_address(&self.original)
     }
@@ -190,7 +190,7 @@ impl EmailKey {
         &self.0
     }
 
-    /// `a***@example.org`, for log lines.
+    /// `a***@e***.org`, for log lines.
     pub fn masked(&self) -> String {
         mask_address(&self.0)
     }
@@ -242,10 +242,20 @@ fn is_hostname(domain: &str) -> bool {
         && !labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Masks an address for logs: first character of the local part, then `***`.
+/// Masks an address for logs: `anna@buecher.de` is `a***@b***.de`. The
+/// domain is masked too (a personal domain names its owner as well as the
+/// address does); only its last label is kept, so `co.uk` shows as `.uk`,
+/// which says little about anyone. Works on whatever text it gets (Unicode
+/// or punycode domains, no dot, no local part) without panicking.
 pub fn mask_address(address: &str) -> String {
-    match address.split_once('@') {
-        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+    let first = |part: &str| part.chars().next().unwrap_or('*');
+    match address.rsplit_once('@') {
+        // An address literal (`[192.0.2.1]`) keeps nothing: its "last label" is part of an IP.
+        Some((local, domain)) if domain.starts_with('[') => format!("{}***@[***]", first(local)),
+        Some((local, domain)) => match domain.rsplit_once('.') {
+            Some((_, top)) if !top.is_empty() => format!("{}***@{}***.{top}", first(local), first(domain)),
+            _ => format!("{}***@{}***", first(local), first(domain)),
+        },
         None => "***".into(),
     }
 }
@@ -319,10 +329,10 @@ mod tests {
             "550 5.1.1 <Anna@Example.org>: Recipient address rejected; forwarded to bob.b@gmail.com, \"x@y.de\"";
         assert_eq!(
             mask_addresses(reply),
-            "550 5.1.1 <A***@Example.org>: Recipient address rejected; forwarded to b***@gmail.com, \"x***@y.de\""
+            "550 5.1.1 <A***@E***.org>: Recipient address rejected; forwarded to b***@g***.com, \"x***@y***.de\""
         );
         assert_eq!(mask_addresses("250 2.0.0 Ok: queued as 4Xy"), "250 2.0.0 Ok: queued as 4Xy");
-        assert_eq!(mask_addresses("ä anna@example.org ü"), "ä a***@example.org ü");
+        assert_eq!(mask_addresses("ä anna@example.org ü"), "ä a***@e***.org ü");
         assert_eq!(mask_addresses("a lone @ sign, me@ and @you"), "a lone @ sign, me@ and @you");
         assert_eq!(mask_addresses(""), "");
     }
@@ -332,7 +342,7 @@ mod tests {
         let e = Email::parse("  Anna.Muster@Example.ORG ").unwrap();
         assert_eq!(e.as_str(), "Anna.Muster@Example.ORG");
         assert_eq!(e.key().as_str(), "anna.muster@example.org");
-        assert_eq!(e.masked(), "A***@Example.ORG");
+        assert_eq!(e.masked(), "A***@E***.ORG");
         assert_eq!(Email::parse(""), Err(InputError::EmailMissing));
         assert_eq!(Email::parse("   "), Err(InputError::EmailMissing));
         for bad in [
@@ -388,7 +398,7 @@ mod tests {
         assert_eq!(&EmailKey::lenient("tom.smith@example.org"), plain.key());
         // Nothing listgate stores, yet still a key (that finds nothing).
         assert_eq!(EmailKey::lenient("No Address").as_str(), "no address");
-        assert_eq!(parsed.key().masked(), "a***@xn--bcher-kva.de");
+        assert_eq!(parsed.key().masked(), "a***@x***.de");
     }
 
     #[test]
@@ -413,5 +423,20 @@ mod tests {
         assert_eq!(Name::parse(Some("Eve\u{2028}x")), Err(InputError::NameInvalid));
         assert_eq!(Name::parse(Some(&"x".repeat(101))), Err(InputError::NameTooLong));
         assert!(Name::parse(Some(&"ä".repeat(100))).is_ok());
+    }
+
+    #[test]
+    fn a_masked_address_keeps_only_the_first_letters_and_the_top_level_label() {
+        assert_eq!(mask_address("anna@buecher.de"), "a***@b***.de");
+        assert_eq!(mask_address("john@mail.smith.co.uk"), "j***@m***.uk", "a personal domain under co.uk");
+        assert_eq!(mask_address("Tom@Bücher.de"), "T***@B***.de", "Unicode as logged");
+        assert_eq!(mask_address("tom@xn--bcher-kva.de"), "t***@x***.de", "punycode as logged");
+        assert_eq!(mask_address("ö@ü.ä"), "ö***@ü***.ä");
+        for odd in ["", "@", "a@", "@b", "a@b", "a@.", "a@b.", "a@.b", "a@@b..c", "no-at-sign", "@@@"] {
+            assert!(mask_address(odd).contains("***"), "{odd:?} gave {:?}", mask_address(odd));
+        }
+        assert_eq!(mask_address("a@b"), "a***@b***", "no dot: no label kept");
+        assert_eq!(mask_address("a@b."), "a***@b***");
+        assert_eq!(mask_address("a@[192.0.2.1]"), "a***@[***]", "an address literal keeps nothing");
     }
 }

@@ -33,6 +33,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod keys;
 pub mod limits;

@@ -56,9 +56,9 @@ enum Command {
     /// Streams rows (constant memory) as CSV or JSON lines. Columns: email, name,
     /// list, status, signup_at, signup_ip, consent_sha256, confirmed_at,
     /// confirmed_ip, unsubscribed_at, unsubscribe_url, list_unsubscribe,
-    /// list_unsubscribe_post. In CSV a cell starting with = + - @ gets a leading
-    /// apostrophe so spreadsheets do not run it as a formula; JSON lines carry the
-    /// exact values.
+    /// list_unsubscribe_post. In CSV a name starting with = + - @ gets a leading
+    /// apostrophe so spreadsheets do not run it as a formula; addresses, links,
+    /// times and IPs are always exact, as are all JSON lines values.
     #[command(after_help = "\
 Examples:
   listgate export > confirmed.csv
@@ -202,6 +202,9 @@ Examples:
 }
 
 fn main() -> ExitCode {
+    // Before any file is created: the database, its WAL, backups, proofs
+    // and mails hold personal data (see `listgate::files`).
+    listgate::files::restrict_umask();
     let cli = Cli::parse();
     let log_format = match LogFormat::from_env() {
         Ok(format) => format,

@@ -24,7 +24,7 @@ use crate::mail;
 use crate::proof::{self, EventKind};
 use crate::store::Result;
 use crate::store::queries::{self, DailyCount, NewMail, NewSubscription};
-use crate::token::{self, Purpose, VerifiedToken};
+use crate::token::{self, Purpose, Subject, VerifiedToken};
 
 /// A configured list with what was prepared for it at start.
 #[derive(Debug, Clone)]
@@ -114,12 +114,13 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, existing.id, at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
             // Deliver to the address as first stored, in its ASCII form.
             let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
-            queue_confirmation(conn, ctx, list, existing.id, s.email.key(), &to, existing.name.as_deref(), now)?;
+            let ids = (existing.id, existing.public_id);
+            queue_confirmation(conn, ctx, list, ids, s.email.key(), &to, existing.name.as_deref(), now)?;
             Ok(SignupOutcome::Resent { subscription_id: existing.id })
         }
         None => {
             let name = s.name.as_ref().map(Name::as_str);
-            let id = queries::insert_subscription(
+            let (id, public_id) = queries::insert_subscription(
                 conn,
                 &NewSubscription {
                     list_id: &s.list_id,
@@ -135,7 +136,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
             queries::count_daily(conn, DailyCount::Signup, &at.day(), &s.list_id)?;
             if under_daily_cap(conn, ctx, s.email.key(), at)? {
-                queue_confirmation(conn, ctx, list, id, s.email.key(), s.email.ascii(), name, now)?;
+                queue_confirmation(conn, ctx, list, (id, public_id), s.email.key(), s.email.ascii(), name, now)?;
             }
             Ok(SignupOutcome::Created { subscription_id: id })
         }
@@ -195,19 +196,21 @@ pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Resul
 
 /// Queues the confirmation mail to `email` (the ASCII form of the address
 /// whose key is `email_key`) and counts it against its inbox's daily cap.
+/// `ids` is the subscription's (row id, public id): the row id for the
+/// outbox, the public id for the link.
 #[allow(clippy::too_many_arguments)]
 fn queue_confirmation(
     conn: &Connection,
     ctx: &Context,
     list: &PreparedList,
-    subscription_id: i64,
+    (subscription_id, public_id): (i64, i64),
     email_key: &EmailKey,
     email: &str,
     name: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<()> {
     let expires = ctx.config.tokens.confirm_ttl.after(now);
-    let token = token::sign(&ctx.keys, Purpose::Confirm, subscription_id, &list.config.id, Some(expires));
+    let token = token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(public_id), &list.config.id, Some(expires));
     let link = format!("{}/confirm?token={token}", ctx.config.base());
     queries::insert_outbox(
         conn,
@@ -229,10 +232,20 @@ fn queue_confirmation(
     queries::insert_inbox_mail(conn, &inbox_hash(ctx, &inbox), Timestamp::from(now))
 }
 
-/// The unsubscribe URL for a subscription: goes into every newsletter.
-pub fn unsubscribe_url(config: &Config, keys: &KeyRing, subscription_id: i64, list_id: &str) -> String {
-    let token = token::sign(keys, Purpose::Unsubscribe, subscription_id, list_id, None);
+/// The unsubscribe URL for a subscription (by its public id): goes into every newsletter.
+pub fn unsubscribe_url(config: &Config, keys: &KeyRing, public_id: i64, list_id: &str) -> String {
+    let token = token::sign(keys, Purpose::Unsubscribe, Subject::Public(public_id), list_id, None);
     format!("{}/unsubscribe?token={token}", config.base())
+}
+
+/// The subscription a verified token names, on the token's list: by public
+/// id (layout 2), or by row id for links mailed before schema version 4.
+fn subscription_of(conn: &Connection, t: &VerifiedToken) -> Result<Option<queries::SubscriptionRow>> {
+    let found = match t.subject {
+        Subject::Public(public_id) => queries::select_subscription_by_public_id(conn, public_id)?,
+        Subject::Sequential(id) => queries::select_subscription(conn, id)?,
+    };
+    Ok(found.filter(|s| s.list_id == t.list_id))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +263,7 @@ pub fn confirm(
     ip: IpAddr,
     now: OffsetDateTime,
 ) -> Result<ConfirmOutcome> {
-    let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
+    let Some(sub) = subscription_of(conn, t)? else {
         return Ok(ConfirmOutcome::Gone);
     };
     match sub.status {
@@ -283,7 +296,7 @@ pub enum DeclineOutcome {
 /// "I did not sign up": erase the pending signup at once and block further
 /// confirmation mails for `decline_block`, remembering only a keyed hash.
 pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetDateTime) -> Result<DeclineOutcome> {
-    let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
+    let Some(sub) = subscription_of(conn, t)? else {
         return Ok(DeclineOutcome::Erased);
     };
     match sub.status {
@@ -324,7 +337,7 @@ pub fn unsubscribe(
     method: UnsubscribeMethod,
     now: OffsetDateTime,
 ) -> Result<UnsubscribeOutcome> {
-    let Some(sub) = queries::select_subscription(conn, t.subscription_id)?.filter(|s| s.list_id == t.list_id) else {
+    let Some(sub) = subscription_of(conn, t)? else {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     };
     let webhook = ctx.config.has_webhook(&sub.list_id);

@@ -5,12 +5,19 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | format version (1) |
+//! | 1 | layout version: 2 (1 in links mailed before schema version 4) |
 //! | 1 | purpose: `c` confirm, `u` unsubscribe, `f` form |
 //! | 2 | key id, big-endian |
-//! | 8 | subscription id (form tokens: issue time, Unix milliseconds), big-endian |
+//! | 8 | layout 2: the subscription's random public id; layout 1: its sequential row id (form tokens: issue time, Unix milliseconds), big-endian |
 //! | 8 | expiry, Unix seconds, big-endian; 0 = never |
 //! | rest | list id, UTF-8 |
+//!
+//! Layout 2 exists because layout 1's sequential row id told anyone holding
+//! two links how many people signed up between them. Both layouts have the
+//! same length and both verify, so every link already mailed (confirm and
+//! unsubscribe, under every key id) keeps working; only layout 2 is signed
+//! for subscriptions. Form tokens stay on layout 1: their field is an issue
+//! time, which the page's reader knows anyway.
 //!
 //! The signature is checked (constant time, `ring::hmac::verify`) before any
 //! field is believed. Decoding is strict (no padding, canonical trailing bits),
@@ -23,7 +30,10 @@ use time::OffsetDateTime;
 
 use crate::keys::KeyRing;
 
-const VERSION: u8 = 1;
+/// Layout 1: the 8-byte field is a sequential id (or a form's issue time).
+const SEQUENTIAL: u8 = 1;
+/// Layout 2: the 8-byte field is a subscription's random public id.
+const PUBLIC: u8 = 2;
 const HEADER: usize = 20;
 /// Longer than any token listgate makes; longer input is refused unread.
 pub const MAX_TOKEN_LEN: usize = 400;
@@ -48,11 +58,33 @@ impl Purpose {
     }
 }
 
+/// What a token's 8-byte id field names; the layout version says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// Layout 2: a subscription's random public id (`subscriptions.public_id`),
+    /// which says nothing about how many signups came before it. Every
+    /// confirm and unsubscribe token listgate signs today.
+    Public(i64),
+    /// Layout 1: a subscription's sequential row id (`subscriptions.id`), in
+    /// links mailed before schema version 4, still honoured; or a form
+    /// token's issue time in Unix milliseconds.
+    Sequential(i64),
+}
+
+impl Subject {
+    fn layout(self) -> (u8, i64) {
+        match self {
+            Subject::Public(id) => (PUBLIC, id),
+            Subject::Sequential(id) => (SEQUENTIAL, id),
+        }
+    }
+}
+
 /// A token whose signature, purpose and expiry have been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     pub purpose: Purpose,
-    pub subscription_id: i64,
+    pub subject: Subject,
     pub list_id: String,
     pub key_id: u16,
     /// Unix seconds; `None` for tokens that never expire.
@@ -68,16 +100,18 @@ pub enum TokenError {
 }
 
 /// Signs a token with the ring's current key. `expires` is `None` for
-/// unsubscribe tokens, which must work in years-old mails.
+/// unsubscribe tokens, which must work in years-old mails. Subscriptions'
+/// tokens name them by [`Subject::Public`]; signing a [`Subject::Sequential`]
+/// one makes a layout 1 token as older versions did (form tokens, tests).
 pub fn sign(
     keys: &KeyRing,
     purpose: Purpose,
-    subscription_id: i64,
+    subject: Subject,
     list_id: &str,
     expires: Option<OffsetDateTime>,
 ) -> String {
     let mut token = String::with_capacity(96 + 2 * list_id.len());
-    sign_into(keys, purpose, subscription_id, list_id, expires, &mut token);
+    sign_into(keys, purpose, subject, list_id, expires, &mut token);
     token
 }
 
@@ -86,17 +120,18 @@ pub fn sign(
 pub fn sign_into(
     keys: &KeyRing,
     purpose: Purpose,
-    subscription_id: i64,
+    subject: Subject,
     list_id: &str,
     expires: Option<OffsetDateTime>,
     out: &mut String,
 ) {
     let key_id = keys.current_id();
+    let (layout, id) = subject.layout();
     let mut payload = Vec::with_capacity(HEADER + list_id.len());
-    payload.push(VERSION);
+    payload.push(layout);
     payload.push(purpose.byte());
     payload.extend_from_slice(&key_id.to_be_bytes());
-    payload.extend_from_slice(&subscription_id.to_be_bytes());
+    payload.extend_from_slice(&id.to_be_bytes());
     payload.extend_from_slice(&expires.map_or(0, |t| t.unix_timestamp().max(1)).to_be_bytes());
     payload.extend_from_slice(list_id.as_bytes());
     let tag = hmac::sign(&keys.current().token, &payload);
@@ -113,7 +148,7 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
     let (payload, tag) = token.split_once('.').ok_or(TokenError::Invalid)?;
     let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Invalid)?;
     let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Invalid)?;
-    if payload.len() <= HEADER || payload[0] != VERSION {
+    if payload.len() <= HEADER || !matches!(payload[0], SEQUENTIAL | PUBLIC) {
         return Err(TokenError::Invalid);
     }
     let key_id = u16::from_be_bytes([payload[2], payload[3]]);
@@ -124,19 +159,20 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
     if payload[1] != purpose.byte() {
         return Err(TokenError::Invalid);
     }
-    let subscription_id = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+    let id = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+    let subject = if payload[0] == PUBLIC { Subject::Public(id) } else { Subject::Sequential(id) };
     let expires = i64::from_be_bytes(payload[12..20].try_into().expect("8 bytes"));
     let list_id = String::from_utf8(payload[HEADER..].to_vec()).map_err(|_| TokenError::Invalid)?;
     if expires != 0 && now.unix_timestamp() >= expires {
         return Err(TokenError::Expired { list_id });
     }
-    Ok(VerifiedToken { purpose, subscription_id, list_id, key_id, expires: (expires != 0).then_some(expires) })
+    Ok(VerifiedToken { purpose, subject, list_id, key_id, expires: (expires != 0).then_some(expires) })
 }
 
 /// A form token for `list_id`, issued at `issued`, valid until `issued + max_age`.
 pub fn sign_form(keys: &KeyRing, list_id: &str, issued: OffsetDateTime, max_age: crate::config::Span) -> String {
     let issued_ms = i64::try_from(issued.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    sign(keys, Purpose::Form, issued_ms, list_id, Some(max_age.after(issued)))
+    sign(keys, Purpose::Form, Subject::Sequential(issued_ms), list_id, Some(max_age.after(issued)))
 }
 
 /// Whether a form token is genuine, for this list, not expired, and at
@@ -149,12 +185,11 @@ pub fn check_form(
     min_age: crate::config::Span,
 ) -> bool {
     match verify(keys, token, Purpose::Form, now) {
-        Ok(form) => {
-            let issued =
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(form.subscription_id) * 1_000_000).unwrap_or(now);
-            form.list_id == list_id && min_age.after(issued) <= now
+        Ok(VerifiedToken { subject: Subject::Sequential(issued_ms), list_id: form_list, .. }) => {
+            let issued = OffsetDateTime::from_unix_timestamp_nanos(i128::from(issued_ms) * 1_000_000).unwrap_or(now);
+            form_list == list_id && min_age.after(issued) <= now
         }
-        Err(_) => false,
+        _ => false,
     }
 }
 
@@ -173,14 +208,14 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_with_its_fields() {
         let keys = ring();
-        let t = sign(&keys, Purpose::Confirm, 42, "news", Some(NOW + time::Duration::days(7)));
+        let t = sign(&keys, Purpose::Confirm, Subject::Public(42), "news", Some(NOW + time::Duration::days(7)));
         let v = verify(&keys, &t, Purpose::Confirm, NOW).unwrap();
         let expires = Some((NOW + time::Duration::days(7)).unix_timestamp());
         assert_eq!(
             v,
             VerifiedToken {
                 purpose: Purpose::Confirm,
-                subscription_id: 42,
+                subject: Subject::Public(42),
                 list_id: "news".into(),
                 key_id: 1,
                 expires
@@ -191,7 +226,7 @@ mod tests {
     #[test]
     fn tampered_truncated_and_wrong_purpose_tokens_are_invalid() {
         let keys = ring();
-        let t = sign(&keys, Purpose::Confirm, 42, "news", Some(NOW + time::Duration::days(7)));
+        let t = sign(&keys, Purpose::Confirm, Subject::Public(42), "news", Some(NOW + time::Duration::days(7)));
         assert_eq!(verify(&keys, &t, Purpose::Unsubscribe, NOW), Err(TokenError::Invalid));
         assert_eq!(verify(&keys, &t[..t.len() - 1], Purpose::Confirm, NOW), Err(TokenError::Invalid));
         assert_eq!(verify(&keys, "", Purpose::Confirm, NOW), Err(TokenError::Invalid));
@@ -204,6 +239,13 @@ mod tests {
             verify(&keys, std::str::from_utf8(&bytes).unwrap(), Purpose::Confirm, NOW),
             Err(TokenError::Invalid)
         );
+        // The layout byte is signed too: a layout 2 token relabelled as
+        // layout 1 (its public id read as a row id) is refused.
+        let (payload, tag) = t.split_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        raw[0] = 1;
+        let relabelled = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(&raw));
+        assert_eq!(verify(&keys, &relabelled, Purpose::Confirm, NOW), Err(TokenError::Invalid));
         // Signed with a key we do not have.
         assert_eq!(verify(&ring(), &t, Purpose::Confirm, NOW), Err(TokenError::Invalid));
         assert_eq!(verify(&keys, &"A".repeat(MAX_TOKEN_LEN + 1), Purpose::Confirm, NOW), Err(TokenError::Invalid));
@@ -212,9 +254,9 @@ mod tests {
     #[test]
     fn confirm_tokens_expire_and_unsubscribe_tokens_never_do() {
         let keys = ring();
-        let t = sign(&keys, Purpose::Confirm, 1, "news", Some(NOW));
+        let t = sign(&keys, Purpose::Confirm, Subject::Public(1), "news", Some(NOW));
         assert_eq!(verify(&keys, &t, Purpose::Confirm, NOW), Err(TokenError::Expired { list_id: "news".into() }));
-        let u = sign(&keys, Purpose::Unsubscribe, 1, "news", None);
+        let u = sign(&keys, Purpose::Unsubscribe, Subject::Public(1), "news", None);
         assert!(verify(&keys, &u, Purpose::Unsubscribe, datetime!(2099-01-01 0:00 UTC)).is_ok());
     }
 
@@ -227,15 +269,20 @@ mod tests {
         assert!(check_form(&keys, &t, "news", NOW + time::Duration::seconds(2), min));
         assert!(!check_form(&keys, &t, "other", NOW + time::Duration::seconds(5), min), "another list's form");
         assert!(!check_form(&keys, &t, "news", NOW + time::Duration::seconds(3600), min), "stale page");
-        let confirm =
-            sign(&keys, Purpose::Confirm, NOW.unix_timestamp() - 10, "news", Some(NOW + time::Duration::days(1)));
+        let confirm = sign(
+            &keys,
+            Purpose::Confirm,
+            Subject::Sequential(NOW.unix_timestamp() - 10),
+            "news",
+            Some(NOW + time::Duration::days(1)),
+        );
         assert!(!check_form(&keys, &confirm, "news", NOW, min), "another purpose");
     }
 
     #[test]
     fn re_encoded_tokens_are_refused() {
         let keys = ring();
-        let t = sign(&keys, Purpose::Unsubscribe, 7, "news", None);
+        let t = sign(&keys, Purpose::Unsubscribe, Subject::Public(7), "news", None);
         let (payload, tag) = t.split_once('.').unwrap();
         use base64::engine::general_purpose::{STANDARD, URL_SAFE};
         let raw_payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
@@ -257,10 +304,51 @@ mod tests {
     fn old_tokens_keep_working_after_key_rotation() {
         let first = new_entry(1).unwrap();
         let old = KeyRing::parse(&first).unwrap();
-        let t = sign(&old, Purpose::Unsubscribe, 5, "news", None);
+        let t = sign(&old, Purpose::Unsubscribe, Subject::Sequential(5), "news", None);
         let rotated = KeyRing::parse(&format!("{first}\n{}", new_entry(2).unwrap())).unwrap();
         assert_eq!(verify(&rotated, &t, Purpose::Unsubscribe, NOW).unwrap().key_id, 1);
-        let fresh = sign(&rotated, Purpose::Unsubscribe, 5, "news", None);
+        let fresh = sign(&rotated, Purpose::Unsubscribe, Subject::Public(5), "news", None);
         assert_eq!(verify(&rotated, &fresh, Purpose::Unsubscribe, NOW).unwrap().key_id, 2);
+    }
+
+    /// A token as listgate signed it before layout 2, byte by byte from the
+    /// old layout table (not through `sign`), so the test stands for the
+    /// links in mails already sent.
+    fn layout_1_token(keys: &KeyRing, purpose: u8, row_id: i64, expires: i64, list: &str) -> String {
+        let mut payload = vec![1, purpose];
+        payload.extend_from_slice(&keys.current_id().to_be_bytes());
+        payload.extend_from_slice(&row_id.to_be_bytes());
+        payload.extend_from_slice(&expires.to_be_bytes());
+        payload.extend_from_slice(list.as_bytes());
+        let tag = hmac::sign(&keys.current().token, &payload);
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    #[test]
+    fn layout_1_confirm_and_unsubscribe_tokens_still_verify_by_row_id() {
+        let keys = ring();
+        let expires = (NOW + time::Duration::days(7)).unix_timestamp();
+        let confirm = verify(&keys, &layout_1_token(&keys, b'c', 41, expires, "news"), Purpose::Confirm, NOW).unwrap();
+        assert_eq!(
+            (confirm.subject, confirm.list_id.as_str(), confirm.expires),
+            (Subject::Sequential(41), "news", Some(expires))
+        );
+        let unsubscribe =
+            verify(&keys, &layout_1_token(&keys, b'u', 42, 0, "news"), Purpose::Unsubscribe, NOW).unwrap();
+        assert_eq!((unsubscribe.subject, unsubscribe.expires), (Subject::Sequential(42), None));
+        assert_eq!(
+            sign(&keys, Purpose::Unsubscribe, Subject::Sequential(42), "news", None),
+            layout_1_token(&keys, b'u', 42, 0, "news")
+        );
+    }
+
+    #[test]
+    fn a_new_token_carries_the_public_id_and_no_row_id() {
+        let keys = ring();
+        let t = sign(&keys, Purpose::Unsubscribe, Subject::Public(-0x1234_5678_9abc_def0), "news", None);
+        let payload = URL_SAFE_NO_PAD.decode(t.split_once('.').unwrap().0).unwrap();
+        assert_eq!(payload[0], 2, "layout 2");
+        assert_eq!(payload[4..12], (-0x1234_5678_9abc_def0_i64).to_be_bytes());
+        assert_eq!(t.len(), layout_1_token(&keys, b'u', 1, 0, "news").len(), "no longer than before");
     }
 }

@@ -14,6 +14,7 @@ pub fn backup(conn: &Connection, target: &Path) -> Result<u64, String> {
     }
     let name = target.to_str().ok_or("the backup path must be valid UTF-8")?;
     queries::backup_into(conn, name).map_err(|e| format!("backup failed: {e}"))?;
+    crate::files::make_private(target).map_err(|e| format!("cannot make {} private: {e}", target.display()))?;
     let copy = store::open_connection(target).map_err(|e| format!("cannot open the copy: {e}"))?;
     let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     if check != "ok" {

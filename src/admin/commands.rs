@@ -136,11 +136,7 @@ pub fn check_config(config: &Config, file: Option<&Path>, log_format: LogFormat)
 
 /// Creates an output file readable only by its owner: exports hold personal data.
 fn create_private(path: &Path) -> Result<std::fs::File, String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+    crate::files::private_options().open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 /// `listgate export`: streams the chosen subscriptions to `output` (created

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::domain::Status;
 use crate::keys::KeyRing;
 use crate::store::queries::{self, ExportFilter, ExportRecord};
-use crate::token::{self, Purpose};
+use crate::token::{self, Purpose, Subject};
 use rusqlite::Connection;
 
 /// Output format.
@@ -81,7 +81,14 @@ impl<'k> Links<'k> {
         self.url.clear();
         self.url.push_str(self.base);
         self.url.push_str("/unsubscribe?token=");
-        token::sign_into(self.keys, Purpose::Unsubscribe, record.id, record.list_id, None, &mut self.url);
+        token::sign_into(
+            self.keys,
+            Purpose::Unsubscribe,
+            Subject::Public(record.public_id),
+            record.list_id,
+            None,
+            &mut self.url,
+        );
         self.header.clear();
         self.header.push('<');
         self.header.push_str(&self.url);
@@ -105,6 +112,14 @@ impl<'k> Links<'k> {
 }
 
 impl ExportRow<'_> {
+    /// The CSV cells: every value exactly as stored, except the free-text
+    /// `name`, which gets the formula guard ([`neutralise_formula`]).
+    fn csv_cells(&self) -> [std::borrow::Cow<'_, str>; 13] {
+        let mut cells = self.cells().map(std::borrow::Cow::Borrowed);
+        cells[1] = neutralise_formula(self.name.unwrap_or(""));
+        cells
+    }
+
     fn cells(&self) -> [&str; 13] {
         [
             self.email,
@@ -146,7 +161,11 @@ pub fn parse_since(text: &str) -> Result<Timestamp, String> {
 
 /// A spreadsheet treats a cell starting with `=`, `+`, `-`, `@` (or a tab or
 /// carriage return) as a formula; an apostrophe in front makes it text.
-/// Only CSV needs this: JSON lines carry the exact values.
+/// Only CSV needs this (JSON lines carry the exact values), and only the
+/// free-text column (`name`, typed by whoever filled in the form) gets it:
+/// an address like `-anna@example.org` is valid, and a sending tool fed
+/// `'-anna@example.org` would mail someone else. Addresses, URLs, times and
+/// IPs are exported exactly (see `ExportRow::csv_cells`).
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
@@ -180,7 +199,7 @@ pub fn export(
                 csv.write_record(COLUMNS).map_err(|e| e.to_string())?;
                 queries::for_each_export_row(conn, &options.filter, |record| {
                     let row = links.row(record);
-                    csv.write_record(row.cells().map(neutralise_formula).iter().map(|c| c.as_ref()))
+                    csv.write_record(row.csv_cells().iter().map(|c| c.as_ref()))
                         .map_err(|e| format!("cannot write the export: {e}"))?;
                     rows += 1;
                     progress();

@@ -245,7 +245,8 @@ pub fn write_proof_documents(
         };
         let html = document.render().map_err(|e| format!("proof template: {e}"))?;
         let path = dir.join(format!("proof-{}-{}.html", r.subscription.list_id, r.subscription.id));
-        std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        crate::files::write_private(&path, html.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)

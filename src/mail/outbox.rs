@@ -95,7 +95,7 @@ impl Transport {
     pub fn from_config(config: &Config) -> Result<Transport, String> {
         match config.mail_transport().map_err(|e| e.to_string())? {
             MailTransport::File(dir) => {
-                std::fs::create_dir_all(&dir)
+                crate::files::create_private_dir(&dir)
                     .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
                 Ok(Transport::File(dir))
             }
@@ -388,7 +388,7 @@ async fn write_eml(dir: &Path, row: &OutboxRow, message: &[u8]) -> Attempt {
     let (path_for_write, tmp_for_write) = (path.clone(), tmp.clone());
     let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write;
-        let mut file = std::fs::File::create(&tmp_for_write)?;
+        let mut file = crate::files::private_options().open(&tmp_for_write)?;
         file.write_all(&message)?;
         file.sync_all()?;
         std::fs::rename(&tmp_for_write, &path_for_write)?;

@@ -484,7 +484,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
     // An expired confirmation link offers to sign up again, on listgate's own form page.
     let id: i64 = app.db().query_row("SELECT id FROM subscriptions WHERE email = ?1", [&person], |r| r.get(0)).unwrap();
     let expiry = Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1));
-    let expired = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, id, list, expiry);
+    let expired = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, app.subject(id), list, expiry);
     browser.goto(&app.url(&format!("/confirm?token={expired}"))).await;
     browser.wait_for_heading(words.expired).await;
     browser.check_page("expired-link", language).await;
@@ -609,7 +609,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
     assert_eq!(dark.js("return matchMedia('(prefers-color-scheme: dark)').matches;").await, true);
     dark.check_page("form-dark", "en").await;
     let id: i64 = app.db().query_row("SELECT max(id) FROM subscriptions", [], |r| r.get(0)).unwrap();
-    let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, id, "events", None);
+    let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, app.subject(id), "events", None);
     dark.goto(&app.url(&format!("/confirm?token={token}"))).await;
     dark.wait_for_heading("Confirm subscription").await;
     dark.check_page("confirm-dark", "en").await;

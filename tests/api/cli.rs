@@ -57,7 +57,7 @@ async fn export_csv_reads_back_exactly_in_rust_and_python() {
             time::OffsetDateTime::now_utc(),
         )
         .unwrap();
-        assert_eq!(verified.subscription_id, *id);
+        assert_eq!(verified.subject, app.subject(*id), "a new-style link, by public id");
         assert_eq!(&row[11], format!("<{url}>"));
         assert_eq!(&row[12], "List-Unsubscribe=One-Click");
     }
@@ -120,7 +120,13 @@ async fn export_since_gives_the_unsubscribes_since_the_last_sync() {
     let ids = filled(&app).await;
     let checkpoint = listgate::clock::Timestamp::from(time::OffsetDateTime::now_utc()).to_string();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Unsubscribe, ids[1], "newsletter", None);
+    let token = listgate::token::sign(
+        &app.keys(),
+        listgate::token::Purpose::Unsubscribe,
+        app.subject(ids[1]),
+        "newsletter",
+        None,
+    );
     let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     let lines = stdout(&app.cli(&["export", "--format", "jsonl", "--status", "unsubscribed", "--since", &checkpoint]));
@@ -661,4 +667,22 @@ fn check_config_fails_with_one_line_naming_the_key() {
     let missing = listgate_in(dir.path(), &["--config", "nowhere.toml", "check-config"], &[]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).starts_with("listgate: config: cannot read nowhere.toml:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_export_keeps_addresses_starting_with_minus_plus_or_equals_exact_and_guards_names() {
+    let app = spawn_app().await;
+    let addresses = ["-anna@example.org", "+news@example.org", "=eq@example.org"];
+    for address in addresses {
+        app.confirmed_subscriber(address, Some("=1+1")).await;
+    }
+    let csv_text = stdout(&app.cli(&["export"]));
+    let rows: Vec<csv::StringRecord> =
+        csv::Reader::from_reader(csv_text.as_bytes()).records().map(Result::unwrap).collect();
+    let exported: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(exported, addresses, "the sending tool gets the addresses exactly");
+    for row in &rows {
+        assert_eq!(&row[1], "'=1+1", "the free-text name is guarded");
+        assert!(row[10].starts_with(&app.base), "URLs exactly");
+    }
 }

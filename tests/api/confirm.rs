@@ -28,18 +28,18 @@ async fn tampered_truncated_wrong_purpose_and_expired_tokens_fail_and_change_not
     let mut flipped = token.clone().into_bytes();
     flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
-    let unsubscribe = token::sign(&keys, Purpose::Unsubscribe, id, "newsletter", None);
+    let unsubscribe = token::sign(&keys, Purpose::Unsubscribe, app.subject(id), "newsletter", None);
     let other_list = token::sign(
         &keys,
         Purpose::Confirm,
-        id,
+        app.subject(id),
         "other",
         Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
     );
     let expired = token::sign(
         &keys,
         Purpose::Confirm,
-        id,
+        app.subject(id),
         "newsletter",
         Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1)),
     );
@@ -47,7 +47,7 @@ async fn tampered_truncated_wrong_purpose_and_expired_tokens_fail_and_change_not
     let forged = token::sign(
         &foreign_key,
         Purpose::Confirm,
-        id,
+        app.subject(id),
         "newsletter",
         Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
     );

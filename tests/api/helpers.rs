@@ -259,8 +259,23 @@ impl TestApp {
 
     /// One-click unsubscribe of subscription `id` on the default list.
     pub async fn one_click(&self, id: i64) -> reqwest::Response {
-        let token = listgate::token::sign(&self.keys(), listgate::token::Purpose::Unsubscribe, id, "newsletter", None);
+        let token = listgate::token::sign(
+            &self.keys(),
+            listgate::token::Purpose::Unsubscribe,
+            self.subject(id),
+            "newsletter",
+            None,
+        );
         self.one_click_with(&token).await
+    }
+
+    /// What today's tokens for subscription `id` carry: its public id.
+    pub fn subject(&self, id: i64) -> listgate::token::Subject {
+        let public_id = self
+            .db()
+            .query_row("SELECT public_id FROM subscriptions WHERE id = ?1", [id], |r| r.get(0))
+            .expect("public id");
+        listgate::token::Subject::Public(public_id)
     }
 
     /// The stored addresses, in id order.

@@ -42,7 +42,7 @@ async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german(
         page("tampered-token", 400, app.get("/confirm?token=AAAA.BBBB").await).await;
         let (_, other) = app.signup_and_get_token("decline@example.org").await;
         page("declined", 200, app.post_form("/confirm", &[("token", &other), ("action", "decline")]).await).await;
-        let unsubscribe = sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
+        let unsubscribe = sign(&app.keys(), Purpose::Unsubscribe, app.subject(id), "newsletter", None);
         page("unsubscribe", 200, app.get(&format!("/unsubscribe?token={unsubscribe}")).await).await;
         let path = format!("/unsubscribe?token={unsubscribe}");
         page("unsubscribed", 200, app.post_form(&path, &[("confirm", "yes")]).await).await;

@@ -111,7 +111,7 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     assert_eq!(confirms, 1);
 
     // 7. A mail client's RFC 8058 one-click unsubscribe, exactly as sent: no cookies, urlencoded body.
-    let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
+    let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, app.subject(id), "newsletter", None);
     let response = app
         .client
         .post(app.url(&format!("/unsubscribe?token={unsubscribe}")))

@@ -311,7 +311,7 @@ async fn new_pending_confirmed_and_unsubscribed_addresses_are_indistinguishable(
 async fn link_scanners_using_head_and_get_on_every_link_change_nothing() {
     let app = spawn_app().await;
     let (id, confirm) = app.signup_and_get_token("scanned@example.org").await;
-    let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
+    let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, app.subject(id), "newsletter", None);
     let before = app.row_counts();
     for _ in 0..5 {
         for path in [format!("/confirm?token={confirm}"), format!("/unsubscribe?token={unsubscribe}")] {
@@ -343,7 +343,7 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
     let wrong_list = token::sign(
         &app.keys(),
         Purpose::Confirm,
-        id,
+        app.subject(id),
         "second",
         Some(time::OffsetDateTime::now_utc() + time::Duration::days(1)),
     );
@@ -355,7 +355,7 @@ async fn replayed_and_wrong_list_tokens_fail_safely() {
     }
     assert_eq!(count(&app, "SELECT count(*) FROM proof_events WHERE kind = 'confirm'"), 1);
     // Replaying one-click unsubscribes: one unsubscribe event.
-    let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, id, "newsletter", None);
+    let unsubscribe = token::sign(&app.keys(), Purpose::Unsubscribe, app.subject(id), "newsletter", None);
     for _ in 0..3 {
         let r = app.one_click_with(&unsubscribe).await;
         assert_eq!(r.status(), 200);
