@@ -76,7 +76,7 @@ fn assert_signed(call: &Call) {
 async fn confirm_and_one_click_unsubscribe_reach_the_webhook_signed_within_seconds() {
     let (url, mut heard) = receiver(0).await;
     let app = app_with_webhook(&url).await;
-    let id = app.confirmed_subscriber("Anna@Example.org", Some("Anna")).await;
+    app.confirmed_subscriber("Anna@Example.org", Some("Anna")).await;
 
     let call = next_call(&mut heard).await;
     assert_signed(&call);
