@@ -367,6 +367,19 @@ statements! {
 
     /// No params. Liveness: the database answers.
     pub const PING: &str = "SELECT 1";
+
+    /// No params. Copies every WAL frame into the database file and cuts
+    /// the WAL to zero bytes, so erased rows' old page images leave it.
+    /// Returns (busy, log frames, checkpointed frames); busy is 1 when a
+    /// reader or writer kept it from finishing.
+    pub const TRUNCATE_WAL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+}
+
+/// `TRUNCATE_WAL`; true when it finished (the WAL is empty), false when
+/// readers or a writer kept it from finishing within the busy timeout.
+pub fn truncate_wal(conn: &Connection) -> Result<bool> {
+    let busy: i64 = conn.query_row(TRUNCATE_WAL, [], |r| r.get(0))?;
+    Ok(busy == 0)
 }
 
 /// Runs a prepared query and collects every row through `map`.

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod client_ip;
 mod confirm;
+mod erasure;
 mod faults;
 mod helpers;
 mod html;

@@ -362,7 +362,8 @@ async fn a_name_typed_into_the_form_never_reaches_the_confirmation_mail_in_eithe
         let rebuilt = listgate::mail::rebuild(&db, id).unwrap().unwrap();
         assert_eq!(&rebuilt, mail, "the mail still rebuilds byte for byte");
     }
-    let names: i64 = db.query_row("SELECT count(*) FROM subscriptions WHERE name = ?1", [advert], |r| r.get(0)).unwrap();
+    let names: i64 =
+        db.query_row("SELECT count(*) FROM subscriptions WHERE name = ?1", [advert], |r| r.get(0)).unwrap();
     assert_eq!(names, 2, "the name is still stored: it is the subscriber's data");
 }
 
