@@ -19,8 +19,8 @@
 //!   that batch commits, run `wal_checkpoint(TRUNCATE)`: every frame goes
 //!   into the database file and the WAL is cut to zero bytes. A reader
 //!   still using an old snapshot makes it wait; the writer tries again at
-//!   most once a [`SCRUB_GAP`], between batches, so a flood of declines
-//!   costs one checkpoint a second and a signup never pays for one.
+//!   most once a second (`SCRUB_GAP`), between batches, so a flood of
+//!   declines costs one checkpoint a second and a signup never pays for one.
 //!
 //! SQLite calls block, so they never run on the async executor's threads:
 //! writes run on the writer thread, reads in `spawn_blocking`.
@@ -52,7 +52,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// MB), so normal operation never pays for the truncation.
 const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 /// At most one WAL truncation attempt per this interval.
-pub const SCRUB_GAP: Duration = Duration::from_secs(1);
+const SCRUB_GAP: Duration = Duration::from_secs(1);
 /// How long one truncation attempt on the writer waits for readers to move
 /// to the newest snapshot; every write waits meanwhile, so keep it short.
 const SCRUB_PATIENCE: Duration = Duration::from_millis(100);
