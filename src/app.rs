@@ -230,6 +230,8 @@ pub async fn purge_once(
             break;
         }
     }
-    report.declines_removed = store.write(move |c| retention::forget_expired_blocks(c, &cutoffs)).await?;
+    // The last write of the purge truncates the WAL after it, so what the
+    // batches erased leaves the files too (`Store::write_erasing`).
+    report.declines_removed = store.write_erasing(move |c| retention::forget_expired_blocks(c, &cutoffs)).await?;
     Ok(report)
 }

@@ -115,7 +115,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             // Deliver to the address as first stored, in its ASCII form.
             let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
             let ids = (existing.id, existing.public_id);
-            queue_confirmation(conn, ctx, list, ids, s.email.key(), &to, existing.name.as_deref(), now)?;
+            queue_confirmation(conn, ctx, list, ids, s.email.key(), &to, now)?;
             Ok(SignupOutcome::Resent { subscription_id: existing.id })
         }
         None => {
@@ -136,7 +136,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
             queries::count_daily(conn, DailyCount::Signup, &at.day(), &s.list_id)?;
             if under_daily_cap(conn, ctx, s.email.key(), at)? {
-                queue_confirmation(conn, ctx, list, (id, public_id), s.email.key(), s.email.ascii(), name, now)?;
+                queue_confirmation(conn, ctx, list, (id, public_id), s.email.key(), s.email.ascii(), now)?;
             }
             Ok(SignupOutcome::Created { subscription_id: id })
         }
@@ -198,7 +198,6 @@ pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Resul
 /// whose key is `email_key`) and counts it against its inbox's daily cap.
 /// `ids` is the subscription's (row id, public id): the row id for the
 /// outbox, the public id for the link.
-#[allow(clippy::too_many_arguments)]
 fn queue_confirmation(
     conn: &Connection,
     ctx: &Context,
@@ -206,7 +205,6 @@ fn queue_confirmation(
     (subscription_id, public_id): (i64, i64),
     email_key: &EmailKey,
     email: &str,
-    name: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<()> {
     let expires = ctx.config.tokens.confirm_ttl.after(now);
@@ -218,7 +216,6 @@ fn queue_confirmation(
             subscription_id,
             rendering_sha256: &list.rendering_sha256,
             to_email: email,
-            to_name: name,
             link: &link,
             message_id: &mail::new_message_id(&list.sender),
             date_header: &mail::date_header(now),

@@ -239,7 +239,7 @@ pub fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome 
     eprintln!("listgate: remove {email} from the tool that sends the newsletter too; erasure is not reported to it");
     if !erased.checkpointed {
         eprintln!(
-            "listgate: the database is busy; the erased pages leave its WAL file at the server's next checkpoint"
+            "listgate: the database stayed busy; the erased data may stay in its WAL file until a later checkpoint (run listgate purge to try again)"
         );
     }
     // The target the binary logged this under before it moved here, so log
@@ -261,7 +261,11 @@ pub fn purge(config: &Config, clock: &dyn Clock, dry_run: bool) -> Outcome {
         let bar = admin::progress_bar(plan.total(), "purging");
         let report = retention::purge_all(&conn, &cutoffs, |n| bar.inc(n)).map_err(|e| e.to_string())?;
         bar.finish_and_clear();
-        admin::erase::checkpoint(&conn);
+        if !admin::erase::checkpoint(&conn) {
+            eprintln!(
+                "listgate: the database stayed busy; the erased data may stay in its WAL file until a later checkpoint (run listgate purge to try again)"
+            );
+        }
         report
     };
     println!("{}", if dry_run { "would erase (dry run):" } else { "erased:" });

@@ -243,7 +243,7 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
     let de = list.config.language == Language::De;
     let (ctx, now) = (state.ctx.clone(), state.clock.now());
     if forms::first(&pairs, "action") == Some("decline") {
-        let result = state.store.write(move |conn| subscriptions::decline(conn, &ctx, &verified, now)).await;
+        let result = state.store.write_erasing(move |conn| subscriptions::decline(conn, &ctx, &verified, now)).await;
         return match result {
             Ok(outcome) => {
                 tracing::info!(list = %list.config.id, ?outcome, "signup declined");

@@ -7,9 +7,16 @@
 //!    both bodies (askama templates in `templates/mail/`) with placeholders
 //!    where per-recipient values go. It is stored once, keyed by its SHA-256.
 //! 2. [`compose`] fills in the per-recipient values kept on the outbox row
-//!    (address, name, link, Message-ID, Date) and encodes the MIME message.
+//!    (address, link, Message-ID, Date) and encodes the MIME message.
 //!    It is deterministic: the same inputs give the same bytes, and
 //!    [`FORMAT`] is bumped if its output ever changes.
+//!
+//! Nothing typed into the form but the address reaches a mail: the name is
+//! the subscriber's data, not the operator's text, and a bot could otherwise
+//! mail "Hello <advert>" to anyone under the operator's DKIM signature.
+//! Mails of format 1 (before 0.x) did greet by name; their renderings and
+//! outbox rows keep the name so those mails still rebuild byte for byte,
+//! and [`compose`] uses a stored name for those renderings only.
 //!
 //! [`outbox`] delivers composed mails, no more per hour than [`ceiling`] allows.
 
@@ -26,9 +33,14 @@ use time::format_description::well_known::Rfc2822;
 use crate::config::{Config, Language, ListConfig, parse_mailbox};
 use crate::store::queries::RenderingRow;
 
-/// Version of [`compose`]'s output format.
-pub const FORMAT: i64 = 1;
+/// Version of [`compose`]'s output format. 2: no name anywhere in the mail.
+pub const FORMAT: i64 = 2;
+/// The last format that put the recipient's name into `To:` and the
+/// greeting; kept so mails sent in it can still be rebuilt.
+const LAST_FORMAT_WITH_NAME: i64 = 1;
 
+/// Where format-1 renderings greeted the recipient by name. New renderings
+/// never contain it; it is still filled in when an old mail is rebuilt.
 const NAME: &str = "%%LISTGATE_NAME%%";
 const EMAIL: &str = "%%LISTGATE_EMAIL%%";
 const LINK: &str = "%%LISTGATE_LINK%%";
@@ -39,7 +51,6 @@ struct ConfirmText<'a> {
     de: bool,
     list_name: &'a str,
     consent_text: &'a str,
-    name_part: &'a str,
     email: &'a str,
     link: &'a str,
     confirm_days: u64,
@@ -52,7 +63,6 @@ struct ConfirmHtml<'a> {
     de: bool,
     list_name: &'a str,
     consent_text: &'a str,
-    name_part: &'a str,
     email: &'a str,
     link: &'a str,
     confirm_days: u64,
@@ -75,7 +85,6 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
         de,
         list_name: &list.name,
         consent_text: &list.consent_text,
-        name_part: NAME,
         email: EMAIL,
         link: LINK,
         confirm_days,
@@ -85,7 +94,6 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
         de,
         list_name: &list.name,
         consent_text: &list.consent_text,
-        name_part: NAME,
         email: EMAIL,
         link: LINK,
         confirm_days,
@@ -122,6 +130,8 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
     pub email: &'a str,
+    /// Only mails of format 1 carried a name; new outbox rows store none,
+    /// and [`compose`] ignores one for any later format.
     pub name: Option<&'a str>,
     pub link: &'a str,
     pub message_id: &'a str,
@@ -131,7 +141,10 @@ pub struct Recipient<'a> {
 /// Builds the exact message bytes (CRLF line ends) from a rendering and one
 /// recipient's values.
 pub fn compose(r: &RenderingRow, to: &Recipient<'_>) -> Vec<u8> {
-    let name_part = to.name.map(|n| format!(" {n}")).unwrap_or_default();
+    // Even a name that reaches this far (an old row, a future bug) stays out
+    // of every mail whose rendering is not format 1.
+    let name = to.name.filter(|_| r.format <= LAST_FORMAT_WITH_NAME);
+    let name_part = name.map(|n| format!(" {n}")).unwrap_or_default();
     let values = [(NAME, name_part.as_str()), (EMAIL, to.email), (LINK, to.link)];
     let text = fill_placeholders(&r.text_body, &values, |s| s.to_string());
     let html = fill_placeholders(&r.html_body, &values, html_escape);
@@ -149,7 +162,7 @@ pub fn compose(r: &RenderingRow, to: &Recipient<'_>) -> Vec<u8> {
     if let Some(reply_to) = &r.reply_to {
         header("Reply-To", reply_to);
     }
-    header("To", &mailbox_header(to.name, to.email));
+    header("To", &mailbox_header(name, to.email));
     header("Subject", &r.subject);
     header("Message-ID", to.message_id);
     header("Auto-Submitted", "auto-generated");
@@ -352,7 +365,7 @@ mod tests {
         for header in [
             "Date: ",
             "From: Newsletter <newsletter@localhost>",
-            "To: Anna <anna@example.org>",
+            "To: anna@example.org\r\n",
             "Message-ID: <0011@localhost>",
             "Auto-Submitted: auto-generated",
             "MIME-Version: 1.0",
@@ -368,12 +381,49 @@ mod tests {
     }
 
     #[test]
-    fn a_hostile_name_cannot_add_headers() {
-        let r = rendering(Language::En);
-        let text = String::from_utf8(compose(&r, &recipient(Some("Eve\r\nBcc: victim@example.org")))).unwrap();
-        let header_block = text.split("\r\n\r\n").next().unwrap();
-        assert!(!header_block.contains("\r\nBcc:"));
-        assert!(header_block.contains("To: =?utf-8?b?"));
+    fn a_name_passed_to_a_new_mail_appears_nowhere_in_it() {
+        for language in [Language::En, Language::De] {
+            let r = rendering(language);
+            assert!(!r.text_body.contains(NAME) && !r.html_body.contains(NAME), "no name slot in the templates");
+            let hostile = "Cheap pills at spam-shop.example\r\nBcc: victim@example.org";
+            let bytes = compose(&r, &recipient(Some(hostile)));
+            assert_eq!(bytes, compose(&r, &recipient(None)), "the name changes no byte");
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.contains("\r\nTo: anna@example.org\r\n"), "To is the bare address");
+            assert!(!text.contains("spam-shop") && !text.contains("Bcc:") && !text.contains("=?utf-8?b?Q2hlYXA"));
+        }
+    }
+
+    /// A mail of format 1 greeted its recipient by name; what is stored of
+    /// it (taken from a listgate of that format) must still rebuild to the
+    /// bytes whose hash was recorded when it was sent.
+    #[test]
+    fn an_old_mail_that_greeted_by_name_still_rebuilds_byte_for_byte() {
+        let stored: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/mail-format1-with-name.json")).unwrap();
+        let text = |key: &str| stored[key].as_str().unwrap().to_string();
+        let r = RenderingRow {
+            format: stored["format"].as_i64().unwrap(),
+            sender: text("sender"),
+            from_header: text("from_header"),
+            reply_to: stored["reply_to"].as_str().map(str::to_string),
+            subject: text("subject"),
+            text_body: text("text_body"),
+            html_body: text("html_body"),
+        };
+        assert_eq!(r.format, 1);
+        let (name, link, message_id, date_header) =
+            (text("to_name"), text("link"), text("message_id"), text("date_header"));
+        let to = Recipient {
+            email: &text("to_email"),
+            name: Some(&name),
+            link: &link,
+            message_id: &message_id,
+            date_header: &date_header,
+        };
+        let bytes = compose(&r, &to);
+        assert_eq!(sha256_hex(&bytes), text("message_sha256"));
+        assert!(String::from_utf8(bytes).unwrap().contains("Hallo Anna M=C3=BCller <script>,"));
     }
 
     #[test]

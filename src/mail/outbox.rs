@@ -163,10 +163,18 @@ impl Outbox {
     /// Makes mails that a previous run claimed but never finished (it was
     /// killed mid-delivery) due now. Such a mail may have reached the server
     /// already; it goes again with the same Message-ID and bytes, so the
-    /// worst case is one duplicate the receiver can recognise.
+    /// worst case is one duplicate the receiver can recognise. Mails queued
+    /// by a listgate that still greeted by name lose the name first
+    /// (`FORGET_QUEUED_MAIL_NAMES`).
     pub async fn resume(&self) -> Result<u64, StoreError> {
         let now = Timestamp::now(self.clock.as_ref());
-        let released = self.store.write(move |c| queries::release_leases(c, now)).await?;
+        let released = self
+            .store
+            .write(move |c| {
+                queries::forget_queued_mail_names(c)?;
+                queries::release_leases(c, now)
+            })
+            .await?;
         if released > 0 {
             tracing::warn!(mails = released, "resuming mails whose delivery an earlier run did not finish");
         }

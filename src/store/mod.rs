@@ -11,6 +11,16 @@
 //!   does not take the others down. A job's caller hears back only after the
 //!   commit, so an answered request is on disk.
 //! - [`queries`] holds every SQL statement, named and documented.
+//! - Erased data leaves the files within a minute. `secure_delete` zeroes
+//!   deleted rows in the database file, but the WAL keeps the old page
+//!   images (with the address) until it is overwritten, which on a quiet
+//!   server is never. So a write that erases ([`Store::write_erasing`]:
+//!   "I did not sign up", the daily purge) makes the writer, right after
+//!   that batch commits, run `wal_checkpoint(TRUNCATE)`: every frame goes
+//!   into the database file and the WAL is cut to zero bytes. A reader
+//!   still using an old snapshot makes it wait; the writer tries again at
+//!   most once a second (`SCRUB_GAP`), between batches, so a flood of
+//!   declines costs one checkpoint a second and a signup never pays for one.
 //!
 //! SQLite calls block, so they never run on the async executor's threads:
 //! writes run on the writer thread, reads in `spawn_blocking`.
@@ -19,8 +29,9 @@ pub mod codes;
 pub mod queries;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +44,21 @@ pub const SCHEMA_VERSION: i32 = 4;
 const MAX_BATCH: usize = 512;
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
+/// How long a connection waits for a lock another one holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The WAL file is cut back to this size whenever it restarts, so a burst
+/// (an import, a large purge) does not leave a file of old frames behind.
+/// Larger than the WAL of steady signups (autocheckpoint at 1000 pages, 4
+/// MB), so normal operation never pays for the truncation.
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+/// At most one WAL truncation attempt per this interval.
+const SCRUB_GAP: Duration = Duration::from_secs(1);
+/// How long one truncation attempt on the writer waits for readers to move
+/// to the newest snapshot; every write waits meanwhile, so keep it short.
+const SCRUB_PATIENCE: Duration = Duration::from_millis(100);
+/// When erased data is still in the WAL after this long, say so: the
+/// contract promises a minute.
+const SCRUB_WARN_AFTER: Duration = Duration::from_secs(30);
 
 /// A storage failure.
 #[derive(Debug)]
@@ -86,7 +112,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub fn open_connection(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Every statement in `queries` stays prepared (rusqlite's default cache
     // holds 16, fewer than a signup alone uses, and re-preparing costs more
     // than running).
@@ -100,6 +126,7 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     // Erased and purged data is overwritten with zeros, not left in free
     // pages where a file dump would still find it.
     conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     // Statement journals of savepoints stay in memory instead of a temporary
     // file opened and deleted per statement.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -181,6 +208,9 @@ pub struct Store {
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Set by a [`Store::write_erasing`] job; the writer truncates the WAL
+    /// after the batch that set it.
+    erased: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -198,16 +228,39 @@ impl Store {
             conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
         }
         let (jobs, queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let erased = Arc::new(AtomicBool::new(false));
+        let flag = erased.clone();
         let writer = std::thread::Builder::new()
             .name("listgate-writer".into())
-            .spawn(move || run_writer(conn, queue))
+            .spawn(move || run_writer(conn, queue, flag))
             .expect("spawn writer thread");
         Ok(Store {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(Some(writer))),
+            erased,
         })
+    }
+
+    /// As [`Store::write`], for a job that erases personal data: once it
+    /// has committed, the writer truncates the WAL (see the module comment),
+    /// so the old page images leave the files too, within a minute even
+    /// while readers get in the way.
+    pub async fn write_erasing<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let erased = self.erased.clone();
+        self.write(move |conn| {
+            let result = job(conn);
+            if result.is_ok() {
+                erased.store(true, Ordering::Relaxed);
+            }
+            result
+        })
+        .await
     }
 
     /// Runs `job` inside the writer's current transaction and returns its
@@ -297,11 +350,31 @@ fn clone_error(e: &StoreError) -> rusqlite::Error {
 }
 
 /// The writer thread: take one job, then every job already waiting, run them
-/// in one transaction, commit, then tell each job's caller.
-fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>) {
+/// in one transaction, commit, then tell each job's caller. After a batch
+/// with an erasure, and while that erasure is still in the WAL, it also
+/// truncates the WAL between batches.
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, erased: Arc<AtomicBool>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
+    let mut scrub = WalScrub::default();
+    // Only to wait for the next job with a deadline while a scrub is due.
+    let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("writer timer");
+    loop {
+        let next = match scrub.next_attempt() {
+            None => queue.blocking_recv(),
+            Some(at) => {
+                // The timer is made inside `block_on`: it needs the runtime's clock.
+                let wait = async { tokio::time::timeout_at(tokio::time::Instant::from_std(at), queue.recv()).await };
+                match timer.block_on(wait) {
+                    Ok(job) => job,
+                    Err(_) => {
+                        scrub.attempt(&conn, SCRUB_PATIENCE);
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(first) = next else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -328,5 +401,136 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>) {
         for complete in completions.drain(..) {
             complete(error.as_ref());
         }
+        if erased.swap(false, Ordering::Relaxed) {
+            scrub.request();
+        }
+        if scrub.is_due() {
+            scrub.attempt(&conn, SCRUB_PATIENCE);
+        }
+    }
+    if scrub.next_attempt().is_some() {
+        // Shutting down: no write to hold up any more, so wait the full
+        // busy timeout for readers.
+        scrub.attempt(&conn, BUSY_TIMEOUT);
+    }
+}
+
+/// The writer's pending WAL truncation: since when erased data waits in
+/// the WAL, and when it was last tried.
+#[derive(Debug, Default)]
+struct WalScrub {
+    pending_since: Option<Instant>,
+    last_attempt: Option<Instant>,
+    warned: bool,
+}
+
+impl WalScrub {
+    fn request(&mut self) {
+        self.pending_since.get_or_insert_with(Instant::now);
+    }
+
+    /// When to try next: at once, or a [`SCRUB_GAP`] after the last try;
+    /// ten gaps once the warning is out, so a reader that never lets go
+    /// (a replication tool's read transaction) costs the writer 1% at most.
+    fn next_attempt(&self) -> Option<Instant> {
+        self.pending_since?;
+        let gap = if self.warned { SCRUB_GAP * 10 } else { SCRUB_GAP };
+        Some(self.last_attempt.map_or_else(Instant::now, |last| last + gap))
+    }
+
+    fn is_due(&self) -> bool {
+        self.next_attempt().is_some_and(|at| at <= Instant::now())
+    }
+
+    /// One `wal_checkpoint(TRUNCATE)` on the writer's connection, waiting
+    /// at most `patience` for readers.
+    fn attempt(&mut self, conn: &Connection, patience: Duration) {
+        let Some(since) = self.pending_since else { return };
+        let started = Instant::now();
+        self.last_attempt = Some(started);
+        let done = conn.busy_timeout(patience).map_err(StoreError::from).and_then(|()| queries::truncate_wal(conn));
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        match done {
+            Ok(true) => {
+                tracing::debug!(
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "WAL truncated after an erasure"
+                );
+                *self = WalScrub { last_attempt: Some(started), ..WalScrub::default() };
+            }
+            Ok(false) | Err(_) if since.elapsed() >= SCRUB_WARN_AFTER && !self.warned => {
+                self.warned = true;
+                tracing::warn!(
+                    seconds = since.elapsed().as_secs(),
+                    "erased data is still in the WAL file: readers keep the checkpoint from finishing; retrying"
+                );
+            }
+            Ok(false) | Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether any file of the database holds `needle`. Read by `cat`: a
+    /// descriptor of these files closed in this process would drop the
+    /// POSIX locks its SQLite connections hold on them.
+    fn files_hold(path: &Path, needle: &str) -> bool {
+        ["", "-wal", "-shm"].iter().any(|suffix| {
+            let file = format!("{}{suffix}", path.display());
+            let bytes = std::process::Command::new("cat").arg(&file).output().expect("cat").stdout;
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_erasing_write_truncates_the_wal_as_soon_as_an_old_reader_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("listgate.db");
+        let store = Store::open(&path).unwrap();
+        let marker = "erase-me-4711@example.org";
+        store
+            .write(move |c| {
+                Ok(c.execute_batch(&format!("CREATE TABLE scratch (v TEXT); INSERT INTO scratch VALUES ('{marker}')"))?)
+            })
+            .await
+            .unwrap();
+        // A reader inside a snapshot from before the erasure: the WAL
+        // cannot be reset under it.
+        let reader = open_connection(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader.query_row("SELECT count(*) FROM scratch", [], |r| r.get(0)).unwrap();
+
+        store.write_erasing(|c| Ok(c.execute_batch("DELETE FROM scratch")?)).await.unwrap();
+        // Something must not happen: give the writer a few attempts' time.
+        tokio::time::sleep(SCRUB_PATIENCE * 3).await;
+        assert!(files_hold(&path, marker), "the old reader holds the old frames in place");
+
+        reader.execute_batch("COMMIT").unwrap();
+        let let_go = Instant::now();
+        while files_hold(&path, marker) {
+            assert!(let_go.elapsed() < SCRUB_GAP * 5, "the writer did not try again after the reader let go");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(std::fs::metadata(format!("{}-wal", path.display())).unwrap().len(), 0, "the WAL is cut to nothing");
+        tokio::task::spawn_blocking(move || store.close()).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ordinary_writes_leave_the_wal_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("listgate.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE scratch (v TEXT); INSERT INTO scratch VALUES ('x')")?))
+            .await
+            .unwrap();
+        store.write(|c| Ok(c.execute_batch("DELETE FROM scratch")?)).await.unwrap();
+        let wal = std::fs::metadata(format!("{}-wal", path.display())).unwrap().len();
+        assert!(wal > 0, "no truncation for writes that are not erasures (a signup never pays for one)");
+        tokio::task::spawn_blocking(move || store.close()).await.unwrap();
     }
 }

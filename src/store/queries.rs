@@ -167,11 +167,12 @@ statements! {
     /// Params: id. Deletes a subscription (its outbox rows go with it).
     pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
 
-    /// Params: subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, now.
-    /// Queues a confirmation mail.
+    /// Params: subscription_id, rendering_sha256, to_email, link, message_id, date_header, now.
+    /// Queues a confirmation mail. `to_name` stays NULL: no name goes into a
+    /// mail (the column holds the names of mails sent before, to rebuild them).
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
-        (subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, state, created_at, next_attempt_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)";
+        (subscription_id, rendering_sha256, to_email, link, message_id, date_header, state, created_at, next_attempt_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7)";
 
     /// Params: subscription_id, since. Mails queued for a subscription since a time: count and latest.
     pub const RECENT_MAILS: &str =
@@ -213,6 +214,13 @@ statements! {
     /// (it crashed or was killed) are due again now.
     pub const RELEASE_LEASES: &str =
         "UPDATE outbox SET leased = 0, next_attempt_at = ?1 WHERE state = 'queued' AND leased = 1";
+
+    /// No params. At start: mails queued by a listgate that still greeted by
+    /// name go out without it (their rendering's `%%LISTGATE_NAME%%` is
+    /// filled with nothing), so no form text reaches a mail after an upgrade.
+    /// Sent mails keep theirs: it is part of what they were, for the rebuild.
+    pub const FORGET_QUEUED_MAIL_NAMES: &str =
+        "UPDATE outbox SET to_name = NULL WHERE state = 'queued' AND to_name IS NOT NULL";
 
     /// No params. The newest event's link, which the next event chains to.
     pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
@@ -404,6 +412,19 @@ statements! {
 
     /// No params. Liveness: the database answers.
     pub const PING: &str = "SELECT 1";
+
+    /// No params. Copies every WAL frame into the database file and cuts
+    /// the WAL to zero bytes, so erased rows' old page images leave it.
+    /// Returns (busy, log frames, checkpointed frames); busy is 1 when a
+    /// reader or writer kept it from finishing.
+    pub const TRUNCATE_WAL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+}
+
+/// `TRUNCATE_WAL`; true when it finished (the WAL is empty), false when
+/// readers or a writer kept it from finishing within the busy timeout.
+pub fn truncate_wal(conn: &Connection) -> Result<bool> {
+    let busy: i64 = conn.query_row(TRUNCATE_WAL, [], |r| r.get(0))?;
+    Ok(busy == 0)
 }
 
 /// Runs a prepared query and collects every row through `map`.
@@ -555,7 +576,6 @@ pub struct NewMail<'a> {
     pub subscription_id: i64,
     pub rendering_sha256: &'a str,
     pub to_email: &'a str,
-    pub to_name: Option<&'a str>,
     pub link: &'a str,
     pub message_id: &'a str,
     pub date_header: &'a str,
@@ -567,7 +587,6 @@ pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
         m.subscription_id,
         m.rendering_sha256,
         m.to_email,
-        m.to_name,
         m.link,
         m.message_id,
         m.date_header,
@@ -684,6 +703,11 @@ pub fn mark_mail_failed(conn: &Connection, id: i64, error: &str) -> Result<bool>
 /// Returns how many leases were released.
 pub fn release_leases(conn: &Connection, now: Timestamp) -> Result<u64> {
     Ok(conn.prepare_cached(RELEASE_LEASES)?.execute([now])? as u64)
+}
+
+/// Returns how many queued mails lost the name an older listgate put on them.
+pub fn forget_queued_mail_names(conn: &Connection) -> Result<u64> {
+    Ok(conn.prepare_cached(FORGET_QUEUED_MAIL_NAMES)?.execute([])? as u64)
 }
 
 pub fn last_proof_link(conn: &Connection) -> Result<Option<String>> {

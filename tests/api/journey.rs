@@ -20,9 +20,10 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     let token = crate::helpers::confirm_token(mail);
     assert_eq!(header(mail, "Auto-Submitted").as_deref(), Some("auto-generated"));
     assert_eq!(header(mail, "From").as_deref(), Some("Newsletter <newsletter@localhost>"));
-    assert!(
-        header(mail, "To").unwrap().ends_with("<Anna.Muster@example.org>"),
-        "delivered to the ASCII form: domain lowercased"
+    assert_eq!(
+        header(mail, "To").as_deref(),
+        Some("Anna.Muster@example.org"),
+        "delivered to the ASCII form, domain lowercased; the name is never in a mail"
     );
     assert!(header(mail, "Date").is_some());
     let message_id = header(mail, "Message-ID").unwrap();

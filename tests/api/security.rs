@@ -451,8 +451,124 @@ async fn markup_in_input_is_escaped_on_pages_and_in_mails() {
     let mails = app.smtp().wait_for_messages(1).await;
     let decoded = crate::helpers::decode_qp(&mails[0]);
     let html_part = decoded.split("Content-Type: text/html").nth(1).unwrap();
-    assert!(html_part.contains("Hello &lt;b onclick=x&gt;Eve&lt;/b&gt;,"), "{html_part}");
-    assert!(!html_part.contains("<b onclick"));
+    assert!(html_part.contains("Hello,"), "{html_part}");
+    assert!(!decoded.contains("onclick") && !decoded.contains("Eve"), "the name is not in the mail at all");
+}
+
+/// A bot types an advert as the name and someone else's address: the mail,
+/// signed with the operator's domain, must carry none of its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_typed_into_the_form_never_reaches_the_confirmation_mail_in_either_language() {
+    let app = spawn_app_with("ok", |c| {
+        let mut german = c.lists[0].clone();
+        german.id = "de".into();
+        german.language = listgate::config::Language::De;
+        c.lists.push(german);
+    })
+    .await;
+    let advert = "Cheap pills at spam-shop.example";
+    for (list, email) in [("newsletter", "victim.en@example.org"), ("de", "victim.de@example.org")] {
+        let form = [("email", email), ("list", list), ("name", advert)];
+        assert_eq!(app.post_form("/subscribe", &form).await.status(), 200);
+    }
+    let mails = app.smtp().wait_for_messages(2).await;
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 2).await;
+    let db = app.db();
+    for (mail, greeting) in [(&mails[0], "Hello,"), (&mails[1], "Hallo,")] {
+        let raw = String::from_utf8_lossy(mail);
+        let decoded = crate::helpers::decode_qp(mail);
+        for word in ["Cheap", "pills", "spam-shop"] {
+            assert!(!raw.contains(word) && !decoded.contains(word), "{word} is in the mail:\n{decoded}");
+        }
+        let to = header(mail, "To").unwrap();
+        assert!(to == "victim.en@example.org" || to == "victim.de@example.org", "To is the bare address: {to}");
+        assert!(decoded.contains(greeting), "{decoded}");
+
+        let id: i64 = db
+            .query_row("SELECT id FROM outbox WHERE message_sha256 = ?1", [crate::helpers::sha256_hex(mail)], |r| {
+                r.get(0)
+            })
+            .expect("the recorded hash is the hash of the bytes received");
+        let rebuilt = listgate::mail::rebuild(&db, id).unwrap().unwrap();
+        assert_eq!(&rebuilt, mail, "the mail still rebuilds byte for byte");
+    }
+    let names: i64 =
+        db.query_row("SELECT count(*) FROM subscriptions WHERE name = ?1", [advert], |r| r.get(0)).unwrap();
+    assert_eq!(names, 2, "the name is still stored: it is the subscriber's data");
+}
+
+/// What a listgate that still greeted by name left behind: a sent mail (its
+/// hash recorded) and a queued one, both with the name on their outbox rows
+/// and a format-1 rendering (`tests/fixtures/mail-format1-with-name.json`,
+/// made by that listgate). The sent one must still rebuild to its recorded
+/// hash; the queued one goes out without the name, and rebuilds too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mails_from_before_the_name_was_dropped_still_rebuild_and_queued_ones_go_out_without_it() {
+    let old: serde_json::Value = serde_json::from_str(include_str!("../fixtures/mail-format1-with-name.json")).unwrap();
+    let text = |key: &str| old[key].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listgate.db");
+    listgate::store::Store::open(&path).unwrap().close();
+    let db = listgate::store::open_connection(&path).unwrap();
+    let at = "2026-11-22T07:24:59.000Z";
+    db.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c0', 'Yes.', ?1)", [at]).unwrap();
+    db.execute(
+        "INSERT INTO mail_renderings (sha256, format, sender, from_header, reply_to, subject, text_body, html_body, first_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            text("rendering_sha256"), old["format"].as_i64(), text("sender"), text("from_header"),
+            old["reply_to"].as_str(), text("subject"), text("text_body"), text("html_body"), at
+        ],
+    )
+    .unwrap();
+    let name = text("to_name");
+    for (email, state, sha) in [
+        ("sent.before@example.org", "sent", Some(text("message_sha256"))),
+        ("queued.before@example.org", "queued", None),
+    ] {
+        db.execute(
+            "INSERT INTO subscriptions (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
+             VALUES ('newsletter', ?1, ?1, ?2, 'pending', 'c0', ?3, '192.0.2.1')",
+            rusqlite::params![email, name, at],
+        )
+        .unwrap();
+        let to_email = if state == "sent" { text("to_email") } else { email.to_string() };
+        db.execute(
+            "INSERT INTO outbox (subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header,
+                                 state, created_at, next_attempt_at, message_sha256)
+             VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+            rusqlite::params![
+                text("rendering_sha256"),
+                to_email,
+                name,
+                text("link"),
+                text("message_id"),
+                text("date_header"),
+                state,
+                at,
+                sha
+            ],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let app = spawn_app_with("ok", |c| c.database.path = path.clone()).await;
+    let mails = app.smtp().wait_for_messages(1).await;
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
+    let db = app.db();
+    let rebuilt = |id: i64| listgate::mail::rebuild(&db, id).unwrap().unwrap();
+    assert_eq!(crate::helpers::sha256_hex(&rebuilt(1)), text("message_sha256"), "the old proof still verifies");
+    assert!(crate::helpers::decode_qp(&rebuilt(1)).contains("Hallo Anna Müller <script>,"), "as it was sent");
+
+    let raw = String::from_utf8_lossy(&mails[0]);
+    let decoded = crate::helpers::decode_qp(&mails[0]);
+    assert!(!raw.contains("Anna") && !decoded.contains("Anna") && !decoded.contains("script"), "{decoded}");
+    assert_eq!(header(&mails[0], "To").as_deref(), Some("queued.before@example.org"));
+    assert!(decoded.contains("Hallo,"), "{decoded}");
+    assert_eq!(rebuilt(2), mails[0], "the queued mail rebuilds as it went out");
+    let recorded: String = db.query_row("SELECT message_sha256 FROM outbox WHERE id = 2", [], |r| r.get(0)).unwrap();
+    assert_eq!(recorded, crate::helpers::sha256_hex(&mails[0]));
 }
 
 /// SECURITY.md promises a test per attack; every test it names must exist.
