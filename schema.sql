@@ -29,15 +29,9 @@ CREATE TABLE IF NOT EXISTS mail_renderings (
 ) WITHOUT ROWID;
 
 -- One subscription of one address to one list. AUTOINCREMENT so an id is never
--- reused: links mailed before version 4 carry the id, and a purged id must
--- never come back to life.
+-- reused: tokens carry the id, and a purged id must never come back to life.
 CREATE TABLE IF NOT EXISTS subscriptions (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
-    -- Random 64-bit id that tokens carry since version 4 (token layout 2):
-    -- unlike `id` it tells a holder of two links nothing about the signups
-    -- between them. Set by INSERT_SUBSCRIPTION and by the version 4 upgrade
-    -- (queries::UPGRADE_TO_V4), which adds the column to older tables.
-    public_id           INTEGER DEFAULT (random()),
     list_id             TEXT NOT NULL,
     email               TEXT NOT NULL,     -- as entered (trimmed)
     email_key           TEXT NOT NULL,     -- domain::EmailKey: lowercase local part @ punycode domain
@@ -74,8 +68,6 @@ WHEN NEW.status IN ('pending', 'confirmed')
 BEGIN
     SELECT RAISE(ABORT, 'one live subscription per address and list');
 END;
--- Token lookups by public id; unique, so a token names one subscription.
-CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_public_id ON subscriptions (public_id);
 -- Retention: pending signups by age, unsubscribed ones by unsubscribe time.
 CREATE INDEX IF NOT EXISTS subscriptions_status_signup ON subscriptions (status, signup_at);
 CREATE INDEX IF NOT EXISTS subscriptions_status_unsubscribed ON subscriptions (status, unsubscribed_at)

@@ -114,13 +114,12 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, existing.id, at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
             // Deliver to the address as first stored, in its ASCII form.
             let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
-            let ids = (existing.id, existing.public_id);
-            queue_confirmation(conn, ctx, list, ids, s.email.key(), &to, now)?;
+            queue_confirmation(conn, ctx, list, existing.id, s.email.key(), &to, now)?;
             Ok(SignupOutcome::Resent { subscription_id: existing.id })
         }
         None => {
             let name = s.name.as_ref().map(Name::as_str);
-            let (id, public_id) = queries::insert_subscription(
+            let id = queries::insert_subscription(
                 conn,
                 &NewSubscription {
                     list_id: &s.list_id,
@@ -136,7 +135,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
             queries::count_daily(conn, DailyCount::Signup, &at.day(), &s.list_id)?;
             if under_daily_cap(conn, ctx, s.email.key(), at)? {
-                queue_confirmation(conn, ctx, list, (id, public_id), s.email.key(), s.email.ascii(), now)?;
+                queue_confirmation(conn, ctx, list, id, s.email.key(), s.email.ascii(), now)?;
             }
             Ok(SignupOutcome::Created { subscription_id: id })
         }
@@ -196,19 +195,17 @@ pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Resul
 
 /// Queues the confirmation mail to `email` (the ASCII form of the address
 /// whose key is `email_key`) and counts it against its inbox's daily cap.
-/// `ids` is the subscription's (row id, public id): the row id for the
-/// outbox, the public id for the link.
 fn queue_confirmation(
     conn: &Connection,
     ctx: &Context,
     list: &PreparedList,
-    (subscription_id, public_id): (i64, i64),
+    subscription_id: i64,
     email_key: &EmailKey,
     email: &str,
     now: OffsetDateTime,
 ) -> Result<()> {
     let expires = ctx.config.tokens.confirm_ttl.after(now);
-    let token = token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(public_id), &list.config.id, Some(expires));
+    let token = token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(subscription_id), &list.config.id, Some(expires));
     let link = format!("{}/confirm?token={token}", ctx.config.base());
     queries::insert_outbox(
         conn,
@@ -229,20 +226,18 @@ fn queue_confirmation(
     queries::insert_inbox_mail(conn, &inbox_hash(ctx, &inbox), Timestamp::from(now))
 }
 
-/// The unsubscribe URL for a subscription (by its public id): goes into every newsletter.
-pub fn unsubscribe_url(config: &Config, keys: &KeyRing, public_id: i64, list_id: &str) -> String {
-    let token = token::sign(keys, Purpose::Unsubscribe, Subject::Public(public_id), list_id, None);
+/// The unsubscribe URL for a subscription: goes into every newsletter.
+pub fn unsubscribe_url(config: &Config, keys: &KeyRing, subscription_id: i64, list_id: &str) -> String {
+    let token = token::sign(keys, Purpose::Unsubscribe, Subject::Public(subscription_id), list_id, None);
     format!("{}/unsubscribe?token={token}", config.base())
 }
 
-/// The subscription a verified token names, on the token's list: by public
-/// id (layout 2), or by row id for links mailed before schema version 4.
+/// The subscription a verified token names, on the token's list. Both
+/// layouts name the row id: concealed (layout 2) or, in links mailed before
+/// layout 2, in clear.
 fn subscription_of(conn: &Connection, t: &VerifiedToken) -> Result<Option<queries::SubscriptionRow>> {
-    let found = match t.subject {
-        Subject::Public(public_id) => queries::select_subscription_by_public_id(conn, public_id)?,
-        Subject::Sequential(id) => queries::select_subscription(conn, id)?,
-    };
-    Ok(found.filter(|s| s.list_id == t.list_id))
+    let (Subject::Public(id) | Subject::Sequential(id)) = t.subject;
+    Ok(queries::select_subscription(conn, id)?.filter(|s| s.list_id == t.list_id))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,16 +5,23 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | layout version: 2 (1 in links mailed before schema version 4) |
+//! | 1 | layout version: 2 (1 in links mailed before it existed) |
 //! | 1 | purpose: `c` confirm, `u` unsubscribe, `f` form |
 //! | 2 | key id, big-endian |
-//! | 8 | layout 2: the subscription's random public id; layout 1: its sequential row id (form tokens: issue time, Unix milliseconds), big-endian |
+//! | 8 | layout 2: the subscription's row id, concealed ([`conceal`]); layout 1: its row id in clear (form tokens: issue time, Unix milliseconds), big-endian |
 //! | 8 | expiry, Unix seconds, big-endian; 0 = never |
 //! | rest | list id, UTF-8 |
 //!
 //! Layout 2 exists because layout 1's sequential row id told anyone holding
-//! two links how many people signed up between them. Both layouts have the
-//! same length and both verify, so every link already mailed (confirm and
+//! two links how many people signed up between them. Layout 2 carries the
+//! same row id through a keyed permutation of the 64-bit values (a
+//! four-round Feistel network whose round function is HMAC-SHA256 under the
+//! token's own key): without the key, two links' fields are unrelated
+//! numbers; with it, the field turns back into the row id, so nothing new is
+//! stored and no second index is written per signup. (A random public id
+//! column with a unique index was tried first: its random B-tree insert cost
+//! a third of the signup rate, BENCHMARKS.md.) Both layouts have the same
+//! length and both verify, so every link already mailed (confirm and
 //! unsubscribe, under every key id) keeps working; only layout 2 is signed
 //! for subscriptions. Form tokens stay on layout 1: their field is an issue
 //! time, which the page's reader knows anyway.
@@ -32,7 +39,7 @@ use crate::keys::KeyRing;
 
 /// Layout 1: the 8-byte field is a sequential id (or a form's issue time).
 const SEQUENTIAL: u8 = 1;
-/// Layout 2: the 8-byte field is a subscription's random public id.
+/// Layout 2: the 8-byte field is a subscription's row id, concealed.
 const PUBLIC: u8 = 2;
 const HEADER: usize = 20;
 /// Longer than any token listgate makes; longer input is refused unread.
@@ -61,12 +68,12 @@ impl Purpose {
 /// What a token's 8-byte id field names; the layout version says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
-    /// Layout 2: a subscription's random public id (`subscriptions.public_id`),
-    /// which says nothing about how many signups came before it. Every
-    /// confirm and unsubscribe token listgate signs today.
+    /// Layout 2: a subscription's row id (`subscriptions.id`), which the
+    /// token carries concealed, so it says nothing about how many signups
+    /// came before it. Every confirm and unsubscribe token listgate signs today.
     Public(i64),
     /// Layout 1: a subscription's sequential row id (`subscriptions.id`), in
-    /// links mailed before schema version 4, still honoured; or a form
+    /// links mailed before layout 2, still honoured; or a form
     /// token's issue time in Unix milliseconds.
     Sequential(i64),
 }
@@ -127,6 +134,7 @@ pub fn sign_into(
 ) {
     let key_id = keys.current_id();
     let (layout, id) = subject.layout();
+    let id = if layout == PUBLIC { conceal(&keys.current().token, id) } else { id };
     let mut payload = Vec::with_capacity(HEADER + list_id.len());
     payload.push(layout);
     payload.push(purpose.byte());
@@ -160,13 +168,50 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
         return Err(TokenError::Invalid);
     }
     let id = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
-    let subject = if payload[0] == PUBLIC { Subject::Public(id) } else { Subject::Sequential(id) };
+    let subject = if payload[0] == PUBLIC { Subject::Public(reveal(&key.token, id)) } else { Subject::Sequential(id) };
     let expires = i64::from_be_bytes(payload[12..20].try_into().expect("8 bytes"));
     let list_id = String::from_utf8(payload[HEADER..].to_vec()).map_err(|_| TokenError::Invalid)?;
     if expires != 0 && now.unix_timestamp() >= expires {
         return Err(TokenError::Expired { list_id });
     }
     Ok(VerifiedToken { purpose, subject, list_id, key_id, expires: (expires != 0).then_some(expires) })
+}
+
+/// Rounds of the Feistel network: four make a strong pseudorandom
+/// permutation (Luby-Rackoff) when each round function is a PRF.
+const ROUNDS: u8 = 4;
+/// Keeps the round function's inputs apart from token payloads, which the
+/// same key signs (those begin with layout byte 1 or 2).
+const CONCEAL_DOMAIN: &[u8] = b"listgate concealed id";
+
+/// Round `round` of the permutation: 32 bits of HMAC(key, domain, round, half).
+fn round_function(key: &hmac::Key, round: u8, half: u32) -> u32 {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(CONCEAL_DOMAIN);
+    ctx.update(&[round]);
+    ctx.update(&half.to_be_bytes());
+    let tag = ctx.sign();
+    u32::from_be_bytes(tag.as_ref()[..4].try_into().expect("4 bytes"))
+}
+
+/// The keyed permutation of 64-bit ids that layout 2 carries: a bijection,
+/// so [`reveal`] gives the row id back, and without the key consecutive ids
+/// map to unrelated values.
+fn conceal(key: &hmac::Key, id: i64) -> i64 {
+    let (mut left, mut right) = ((id as u64 >> 32) as u32, id as u64 as u32);
+    for round in 0..ROUNDS {
+        (left, right) = (right, left ^ round_function(key, round, right));
+    }
+    ((u64::from(left) << 32) | u64::from(right)) as i64
+}
+
+/// The inverse of [`conceal`] under the same key.
+fn reveal(key: &hmac::Key, concealed: i64) -> i64 {
+    let (mut left, mut right) = ((concealed as u64 >> 32) as u32, concealed as u64 as u32);
+    for round in (0..ROUNDS).rev() {
+        (left, right) = (right ^ round_function(key, round, left), left);
+    }
+    ((u64::from(left) << 32) | u64::from(right)) as i64
 }
 
 /// A form token for `list_id`, issued at `issued`, valid until `issued + max_age`.
@@ -240,7 +285,7 @@ mod tests {
             Err(TokenError::Invalid)
         );
         // The layout byte is signed too: a layout 2 token relabelled as
-        // layout 1 (its public id read as a row id) is refused.
+        // layout 1 (its concealed id read as a row id) is refused.
         let (payload, tag) = t.split_once('.').unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(payload).unwrap();
         raw[0] = 1;
@@ -343,12 +388,35 @@ mod tests {
     }
 
     #[test]
-    fn a_new_token_carries_the_public_id_and_no_row_id() {
+    fn a_new_token_carries_the_row_id_concealed_and_gives_it_back() {
         let keys = ring();
-        let t = sign(&keys, Purpose::Unsubscribe, Subject::Public(-0x1234_5678_9abc_def0), "news", None);
-        let payload = URL_SAFE_NO_PAD.decode(t.split_once('.').unwrap().0).unwrap();
-        assert_eq!(payload[0], 2, "layout 2");
-        assert_eq!(payload[4..12], (-0x1234_5678_9abc_def0_i64).to_be_bytes());
-        assert_eq!(t.len(), layout_1_token(&keys, b'u', 1, 0, "news").len(), "no longer than before");
+        let payload_id = |t: &str| {
+            let payload = URL_SAFE_NO_PAD.decode(t.split_once('.').unwrap().0).unwrap();
+            assert_eq!(payload[0], 2, "layout 2");
+            i64::from_be_bytes(payload[4..12].try_into().unwrap())
+        };
+        let tokens: Vec<String> =
+            (1..=3).map(|id| sign(&keys, Purpose::Unsubscribe, Subject::Public(id), "news", None)).collect();
+        let fields: Vec<i64> = tokens.iter().map(|t| payload_id(t)).collect();
+        for (field, id) in fields.iter().zip(1..=3_i64) {
+            assert!((field - id).abs() > 1 << 32, "field {field:#x} reveals row id {id}");
+        }
+        assert!((fields[1] - fields[0]).abs() > 1 << 32, "consecutive ids are unrelated: {fields:x?}");
+        for (t, id) in tokens.iter().zip(1..=3) {
+            assert_eq!(verify(&keys, t, Purpose::Unsubscribe, NOW).unwrap().subject, Subject::Public(id));
+        }
+        assert_eq!(tokens[0].len(), layout_1_token(&keys, b'u', 1, 0, "news").len(), "no longer than before");
+    }
+
+    #[test]
+    fn the_concealment_is_a_keyed_bijection() {
+        let (a, b) = (ring(), ring());
+        for id in [0, 1, 2, 41, i64::MAX, -1, i64::MIN, 0x1234_5678_9abc_def0] {
+            let concealed = conceal(&a.current().token, id);
+            assert_eq!(reveal(&a.current().token, concealed), id);
+            assert_ne!(concealed, conceal(&b.current().token, id), "another key, another value");
+        }
+        let distinct: std::collections::HashSet<i64> = (0..10_000).map(|id| conceal(&a.current().token, id)).collect();
+        assert_eq!(distinct.len(), 10_000);
     }
 }

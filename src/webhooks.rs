@@ -128,7 +128,7 @@ impl Webhooks {
         });
         if call.event == WebhookEvent::Confirmed {
             body["unsubscribe_url"] =
-                json!(subscriptions::unsubscribe_url(&self.config, &self.keys, s.public_id, &s.list_id));
+                json!(subscriptions::unsubscribe_url(&self.config, &self.keys, s.id, &s.list_id));
         } else {
             body["method"] = json!(s.unsubscribe_method);
         }

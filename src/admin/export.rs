@@ -84,7 +84,7 @@ impl<'k> Links<'k> {
         token::sign_into(
             self.keys,
             Purpose::Unsubscribe,
-            Subject::Public(record.public_id),
+            Subject::Public(record.id),
             record.list_id,
             None,
             &mut self.url,

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 3;
 /// How many queued jobs the writer takes into one transaction at most.
 const MAX_BATCH: usize = 512;
 /// Read connections kept open between reads.
@@ -134,10 +134,6 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer database.
-/// Version 4's new column is added first ([`queries::UPGRADE_TO_V4`]); the
-/// rest of every upgrade is `schema.sql` itself, which is idempotent. Then
-/// every subscription without a public id gets one ([`queries::fill_public_ids`]),
-/// also rows an older listgate wrote after a newer command upgraded the file.
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
@@ -145,25 +141,15 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        // Checked inside the transaction: another process may have just
-        // upgraded the file since `version` was read.
-        let applied = (|| -> Result<()> {
-            if (1..4).contains(&version) && !queries::has_public_id(conn)? {
-                conn.execute_batch(queries::UPGRADE_TO_V4)?;
-            }
-            conn.execute_batch(SCHEMA)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            Ok(())
-        })();
+        let applied = conn.execute_batch(SCHEMA).and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
+                return Err(e.into());
             }
         }
     }
-    queries::fill_public_ids(conn)?;
     Ok(())
 }
 

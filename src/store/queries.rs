@@ -13,9 +13,6 @@ use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent}
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SubscriptionRow {
     pub id: i64,
-    /// What tokens carry (`token::Subject::Public`); not shown, it means nothing to people.
-    #[serde(skip)]
-    pub public_id: i64,
     pub list_id: String,
     pub email: String,
     pub name: Option<String>,
@@ -74,18 +71,6 @@ pub struct ProofEventRow {
     pub erased: bool,
 }
 
-/// The upgrade of a version 1 to 3 database to version 4, run by
-/// `store::migrate` before `schema.sql` (whose unique index needs the
-/// column). SQLite cannot add a column `IF NOT EXISTS`, so this runs only
-/// for those versions and only when `HAS_PUBLIC_ID` says the column is
-/// missing (a file made from today's schema.sql but labelled older, as
-/// benches/export.sh makes one, has it), in the migration's transaction. A column added by
-/// `ALTER TABLE` cannot take `random()` as its default: existing rows get
-/// their public ids from `FILL_PUBLIC_IDS`, new rows from
-/// `INSERT_SUBSCRIPTION`. Not in `ALL`: it cannot be prepared against the
-/// current schema, which has the column already.
-pub const UPGRADE_TO_V4: &str = "ALTER TABLE subscriptions ADD COLUMN public_id INTEGER";
-
 /// Defines each statement as a `pub const` and lists every one of them in
 /// `ALL`, generated, so no statement can be left out of the test that
 /// prepares them (`every_statement_prepares`).
@@ -116,43 +101,18 @@ statements! {
     /// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
     pub const SELECT_LIVE_SUBSCRIPTION: &str =
         "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
         FROM subscriptions WHERE list_id = ?1 AND email_key = ?2 AND status IN ('pending', 'confirmed')";
 
     /// Params: id. One subscription by id.
     pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
         FROM subscriptions WHERE id = ?1";
 
-    /// No params. Whether `subscriptions` has the `public_id` column (version 4).
-    pub const HAS_PUBLIC_ID: &str =
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('subscriptions') WHERE name = 'public_id')";
-
-    /// No params. Whether any subscription lacks a public id: rows from before
-    /// version 4, or written by an older listgate still running while a newer
-    /// command upgraded the database. Reads the `subscriptions_public_id`
-    /// index only (NULLs sort first).
-    pub const ANY_MISSING_PUBLIC_ID: &str =
-        "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE public_id IS NULL)";
-
-    /// No params. Gives every subscription without a public id a random one.
-    pub const FILL_PUBLIC_IDS: &str = "UPDATE subscriptions SET public_id = random() WHERE public_id IS NULL";
-
-    /// Params: public_id. One subscription by the public id its tokens carry.
-    pub const SELECT_SUBSCRIPTION_BY_PUBLIC_ID: &str =
-        "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id
-        FROM subscriptions WHERE public_id = ?1";
-
-    /// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new
-    /// pending signup with a random public id (SQLite's `random()`, 64 bits;
-    /// the unique index refuses the astronomically rare repeat, and the
-    /// request fails instead of two subscriptions sharing one).
-    /// Returns id, public_id.
+    /// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new pending signup.
     pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
-        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip, public_id)
-        VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, random())
-        RETURNING id, public_id";
+        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
+        VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
 
     /// Params: id, now, ip. Pending becomes confirmed; no-op otherwise.
     pub const CONFIRM_SUBSCRIPTION: &str =
@@ -271,7 +231,7 @@ statements! {
     /// export, in id order; `since` matches rows whose latest event (signup,
     /// confirmation or unsubscribe) is at or after it.
     pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, public_id
+        confirmed_at, confirmed_ip, unsubscribed_at
         FROM subscriptions
         WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
           AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
@@ -285,7 +245,7 @@ statements! {
     /// Params: email_key. Every subscription of an address, on every list.
     pub const SUBSCRIPTIONS_OF_ADDRESS: &str =
         "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
         FROM subscriptions WHERE email_key = ?1 ORDER BY id";
 
     /// Params: subscription_id. The mails of a subscription.
@@ -491,7 +451,6 @@ fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription
         unsubscribed_at: r.get(10)?,
         unsubscribed_ip: r.get(11)?,
         unsubscribe_method: r.get(12)?,
-        public_id: r.get(13)?,
     })
 }
 
@@ -510,26 +469,6 @@ pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<Subscrip
     Ok(conn.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
 }
 
-/// Whether the subscriptions table has version 4's `public_id` column.
-pub fn has_public_id(conn: &Connection) -> Result<bool> {
-    Ok(conn.prepare_cached(HAS_PUBLIC_ID)?.query_row([], |r| r.get(0))?)
-}
-
-/// Gives subscriptions without a public id one (see `ANY_MISSING_PUBLIC_ID`);
-/// writes only when there are some, so commands beside a running server do
-/// not take the write lock for nothing. Returns how many.
-pub fn fill_public_ids(conn: &Connection) -> Result<usize> {
-    let missing: bool = conn.prepare_cached(ANY_MISSING_PUBLIC_ID)?.query_row([], |r| r.get(0))?;
-    Ok(if missing { conn.prepare_cached(FILL_PUBLIC_IDS)?.execute([])? } else { 0 })
-}
-
-pub fn select_subscription_by_public_id(conn: &Connection, public_id: i64) -> Result<Option<SubscriptionRow>> {
-    Ok(conn
-        .prepare_cached(SELECT_SUBSCRIPTION_BY_PUBLIC_ID)?
-        .query_row([public_id], subscription_from_row)
-        .optional()?)
-}
-
 /// New fields of a pending signup.
 pub struct NewSubscription<'a> {
     pub list_id: &'a str,
@@ -541,13 +480,17 @@ pub struct NewSubscription<'a> {
     pub ip: &'a str,
 }
 
-/// Stores a new pending signup; returns its (row id, public id).
-pub fn insert_subscription(conn: &Connection, s: &NewSubscription<'_>) -> Result<(i64, i64)> {
-    Ok(conn
-        .prepare_cached(INSERT_SUBSCRIPTION)?
-        .query_row(params![s.list_id, s.email, s.email_key, s.name, s.consent_sha256, s.now, s.ip], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?)
+pub fn insert_subscription(conn: &Connection, s: &NewSubscription<'_>) -> Result<i64> {
+    conn.prepare_cached(INSERT_SUBSCRIPTION)?.execute(params![
+        s.list_id,
+        s.email,
+        s.email_key,
+        s.name,
+        s.consent_sha256,
+        s.now,
+        s.ip
+    ])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Returns whether a pending subscription was confirmed.
@@ -828,8 +771,6 @@ pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
 #[derive(Debug, Clone, Copy)]
 pub struct ExportRecord<'a> {
     pub id: i64,
-    /// For the unsubscribe link (`token::Subject::Public`).
-    pub public_id: i64,
     pub list_id: &'a str,
     pub email: &'a str,
     pub name: Option<&'a str>,
@@ -859,7 +800,6 @@ impl<'a> ExportRecord<'a> {
             confirmed_at: optional(8)?,
             confirmed_ip: optional(9)?,
             unsubscribed_at: optional(10)?,
-            public_id: r.get(11)?,
         })
     }
 }
@@ -1135,7 +1075,7 @@ mod tests {
         crate::store::migrate(&conn).unwrap();
         insert_consent_text(&conn, "c", "text", t()).unwrap();
         let (a, b) = (EmailKey::lenient("a@example.org"), EmailKey::lenient("b@example.org"));
-        let (first, _) = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
+        let first = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
         let twice = insert_subscription(&conn, &new_pending("news", &a)).unwrap_err();
         assert!(twice.to_string().contains("one live subscription"), "{twice}");
         // Another list, or another address, is fine.
@@ -1143,7 +1083,7 @@ mod tests {
         insert_subscription(&conn, &new_pending("news", &b)).unwrap();
         // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
         assert!(unsubscribe_subscription(&conn, first, t(), "192.0.2.1", UnsubscribeMethod::Page).unwrap());
-        let (second, _) = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
+        let second = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
         assert!(confirm_subscription(&conn, second, t(), "192.0.2.1").unwrap());
         let revive = conn.execute("UPDATE subscriptions SET status = 'pending' WHERE id = ?1", [first]).unwrap_err();
         assert!(revive.to_string().contains("one live subscription"), "{revive}");
@@ -1177,7 +1117,6 @@ mod tests {
                 "outbox_subscription",
                 "proof_events_of_subscription",
                 "subscriptions_address",
-                "subscriptions_public_id",
                 "subscriptions_status_signup",
                 "subscriptions_status_unsubscribed",
                 "webhook_calls_due",
@@ -1197,67 +1136,5 @@ mod tests {
             .unwrap();
         let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(problems, "ok");
-    }
-
-    #[test]
-    fn a_version_3_database_gets_distinct_random_public_ids_and_keeps_its_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
-        // A database as version 3 made it: three subscriptions, no public ids.
-        conn.execute_batch(include_str!("../../tests/fixtures/schema-v3.sql")).unwrap();
-        conn.execute_batch(
-            "PRAGMA user_version = 3;
-             INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't');
-             INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
-                 VALUES ('newsletter', 'a@example.org', 'a@example.org', 'confirmed', 'c', '2026-11-01T00:00:00.000Z', '192.0.2.1'),
-                        ('newsletter', 'b@example.org', 'b@example.org', 'pending', 'c', '2026-11-01T00:00:00.000Z', '192.0.2.2'),
-                        ('newsletter', 'c@example.org', 'c@example.org', 'unsubscribed', 'c', '2026-11-01T00:00:00.000Z', '192.0.2.3');",
-        )
-        .unwrap();
-        crate::store::migrate(&conn).unwrap();
-        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(version, 4);
-        let rows: Vec<SubscriptionRow> =
-            all(&conn, "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip, confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, public_id FROM subscriptions ORDER BY id", [], subscription_from_row).unwrap();
-        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3], "row ids (old links) unchanged");
-        let publics: std::collections::HashSet<i64> = rows.iter().map(|r| r.public_id).collect();
-        assert_eq!(publics.len(), 3, "distinct");
-        assert!(rows.iter().all(|r| !(1..=3).contains(&r.public_id)), "random, not the row ids");
-        for r in &rows {
-            assert_eq!(select_subscription_by_public_id(&conn, r.public_id).unwrap().as_ref(), Some(r));
-            assert_eq!(select_subscription(&conn, r.id).unwrap().as_ref(), Some(r));
-        }
-        // New signups on the upgraded table get public ids too; a repeat is refused.
-        let key = EmailKey::lenient("d@example.org");
-        let (id, public_id) = insert_subscription(&conn, &new_pending("newsletter", &key)).unwrap();
-        assert_eq!(select_subscription(&conn, id).unwrap().unwrap().public_id, public_id);
-        let repeat = conn.execute("UPDATE subscriptions SET public_id = ?1 WHERE id = 1", [public_id]);
-        assert!(repeat.is_err(), "public ids are unique");
-        // A row an older listgate, still running, wrote after the upgrade gets its id on the next open.
-        conn.execute_batch(
-            "INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip, public_id)
-             VALUES ('newsletter', 'e@example.org', 'e@example.org', 'pending', 'c', '2026-11-01T00:00:00.000Z', '192.0.2.5', NULL)",
-        )
-        .unwrap();
-        crate::store::migrate(&conn).unwrap();
-        let missing: i64 =
-            conn.query_row("SELECT count(*) FROM subscriptions WHERE public_id IS NULL", [], |r| r.get(0)).unwrap();
-        assert_eq!(missing, 0);
-        assert_eq!(fill_public_ids(&conn).unwrap(), 0, "nothing written when nothing is missing");
-        let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(problems, "ok");
-    }
-
-    #[test]
-    fn todays_schema_labelled_as_an_older_version_migrates_without_adding_the_column_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
-        // As benches/export.sh makes its database: schema.sql, then user_version = 1.
-        conn.execute_batch(crate::store::SCHEMA).unwrap();
-        conn.execute_batch("PRAGMA user_version = 1").unwrap();
-        crate::store::migrate(&conn).unwrap();
-        assert!(has_public_id(&conn).unwrap());
-        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(version, crate::store::SCHEMA_VERSION);
     }
 }

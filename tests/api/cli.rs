@@ -57,7 +57,7 @@ async fn export_csv_reads_back_exactly_in_rust_and_python() {
             time::OffsetDateTime::now_utc(),
         )
         .unwrap();
-        assert_eq!(verified.subject, app.subject(*id), "a new-style link, by public id");
+        assert_eq!(verified.subject, app.subject(*id), "a new-style link (layout 2)");
         assert_eq!(&row[11], format!("<{url}>"));
         assert_eq!(&row[12], "List-Unsubscribe=One-Click");
     }

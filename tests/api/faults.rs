@@ -429,7 +429,7 @@ async fn admin_commands_beside_load_never_make_a_client_see_database_is_locked()
         let (app, stop) = (app.clone(), stop.clone());
         tokio::spawn(async move {
             let keys = app.keys();
-            // By row id, as links mailed before public ids carry it.
+            // By row id, as links mailed before layout 2 carry it.
             let mut id = 1;
             while !stop.load(Ordering::Relaxed) && id <= 20 {
                 let token = listgate::token::sign(

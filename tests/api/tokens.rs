@@ -1,6 +1,6 @@
 //! What a link gives away, and that links already mailed keep working.
-//! Tokens carry a random public id since schema version 4; links signed
-//! before carry the sequential row id and are still honoured.
+//! Tokens (layout 2) carry the row id concealed by a keyed permutation;
+//! links signed before (layout 1) carry it in clear and are still honoured.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +16,7 @@ fn id_field(token: &str) -> i64 {
     i64::from_be_bytes(payload[4..12].try_into().unwrap())
 }
 
-/// A token as listgate signed it before public ids, byte by byte from the
+/// A token as listgate signed it before layout 2, byte by byte from the
 /// old layout table: version 1, purpose, key id, row id, expiry, list.
 fn layout_1_token(keys: &KeyRing, purpose: u8, row_id: i64, expires: i64) -> String {
     let mut payload = vec![1, purpose];
@@ -65,11 +65,11 @@ async fn two_consecutive_signups_links_reveal_no_order_and_no_row_id() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["unsubscribe_url"].as_str().unwrap().to_string())
         .map(|url| id_field(url.split("token=").nth(1).unwrap()))
         .collect();
-    assert_eq!(links, [a, b], "the export's links carry the same public ids");
+    assert_eq!(links, [a, b], "the export's links carry the same concealed ids");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confirm_and_unsubscribe_links_mailed_before_public_ids_still_work() {
+async fn confirm_and_unsubscribe_links_mailed_before_concealed_ids_still_work() {
     let app = spawn_app().await;
     let (id, _) = mailed_token(&app, "old-links@example.org").await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
@@ -87,7 +87,7 @@ async fn confirm_and_unsubscribe_links_mailed_before_public_ids_still_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_public_id_relabelled_as_an_old_row_id_link_is_refused() {
+async fn a_concealed_id_relabelled_as_an_old_row_id_link_is_refused() {
     let app = spawn_app().await;
     let (id, token) = mailed_token(&app, "relabel@example.org").await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
@@ -98,7 +98,7 @@ async fn a_public_id_relabelled_as_an_old_row_id_link_is_refused() {
     let relabelled = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(&raw));
     let before = app.row_counts();
     assert_eq!(app.post_form("/confirm", &[("token", &relabelled)]).await.status(), 400);
-    // A public id put into a signed-looking layout 1 token for the row is a forgery too.
+    // The row id put into a signed-looking layout 1 token for the row is a forgery too.
     raw[4..12].copy_from_slice(&id.to_be_bytes());
     let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(&raw));
     assert_eq!(app.post_form("/confirm", &[("token", &forged)]).await.status(), 400);

@@ -94,7 +94,7 @@ async fn confirm_and_one_click_unsubscribe_reach_the_webhook_signed_within_secon
     let now = time::OffsetDateTime::now_utc();
     let verified = listgate::token::verify(&app.keys(), token, listgate::token::Purpose::Unsubscribe, now).unwrap();
     let id = app.db().query_row("SELECT id FROM subscriptions", [], |r| r.get(0)).unwrap();
-    assert_eq!(verified.subject, app.subject(id), "a new-style link, by public id");
+    assert_eq!(verified.subject, app.subject(id), "a new-style link (layout 2)");
     assert_eq!(app.one_click_with(token).await.status(), 200);
     let call = next_call(&mut heard).await;
     assert_signed(&call);
