@@ -205,7 +205,8 @@ fn queue_confirmation(
     now: OffsetDateTime,
 ) -> Result<()> {
     let expires = ctx.config.tokens.confirm_ttl.after(now);
-    let token = token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(subscription_id), &list.config.id, Some(expires));
+    let token =
+        token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(subscription_id), &list.config.id, Some(expires));
     let link = format!("{}/confirm?token={token}", ctx.config.base());
     queries::insert_outbox(
         conn,

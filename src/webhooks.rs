@@ -127,8 +127,7 @@ impl Webhooks {
             "at": call.occurred_at,
         });
         if call.event == WebhookEvent::Confirmed {
-            body["unsubscribe_url"] =
-                json!(subscriptions::unsubscribe_url(&self.config, &self.keys, s.id, &s.list_id));
+            body["unsubscribe_url"] = json!(subscriptions::unsubscribe_url(&self.config, &self.keys, s.id, &s.list_id));
         } else {
             body["method"] = json!(s.unsubscribe_method);
         }
