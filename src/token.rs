@@ -15,8 +15,8 @@
 //! Layout 2 exists because layout 1's sequential row id told anyone holding
 //! two links how many people signed up between them. Layout 2 carries the
 //! same row id through a keyed permutation of the 64-bit values (a
-//! four-round Feistel network whose round function is HMAC-SHA256 under the
-//! token's own key): without the key, two links' fields are unrelated
+//! four-round Feistel network whose round function is SipHash-2-4 under a
+//! key derived from the token's own key): without the key, two links' fields are unrelated
 //! numbers; with it, the field turns back into the row id, so nothing new is
 //! stored and no second index is written per signup. (A random public id
 //! column with a unique index was tried first: its random B-tree insert cost
@@ -33,6 +33,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
+use siphasher::sip::SipHasher24;
 use time::OffsetDateTime;
 
 use crate::keys::KeyRing;
@@ -134,7 +135,7 @@ pub fn sign_into(
 ) {
     let key_id = keys.current_id();
     let (layout, id) = subject.layout();
-    let id = if layout == PUBLIC { conceal(&keys.current().token, id) } else { id };
+    let id = if layout == PUBLIC { conceal(&keys.current().conceal, id) } else { id };
     let mut payload = Vec::with_capacity(HEADER + list_id.len());
     payload.push(layout);
     payload.push(purpose.byte());
@@ -168,7 +169,8 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
         return Err(TokenError::Invalid);
     }
     let id = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
-    let subject = if payload[0] == PUBLIC { Subject::Public(reveal(&key.token, id)) } else { Subject::Sequential(id) };
+    let subject =
+        if payload[0] == PUBLIC { Subject::Public(reveal(&key.conceal, id)) } else { Subject::Sequential(id) };
     let expires = i64::from_be_bytes(payload[12..20].try_into().expect("8 bytes"));
     let list_id = String::from_utf8(payload[HEADER..].to_vec()).map_err(|_| TokenError::Invalid)?;
     if expires != 0 && now.unix_timestamp() >= expires {
@@ -180,24 +182,20 @@ pub fn verify(keys: &KeyRing, token: &str, purpose: Purpose, now: OffsetDateTime
 /// Rounds of the Feistel network: four make a strong pseudorandom
 /// permutation (Luby-Rackoff) when each round function is a PRF.
 const ROUNDS: u8 = 4;
-/// Keeps the round function's inputs apart from token payloads, which the
-/// same key signs (those begin with layout byte 1 or 2).
-const CONCEAL_DOMAIN: &[u8] = b"listgate concealed id";
 
-/// Round `round` of the permutation: 32 bits of HMAC(key, domain, round, half).
-fn round_function(key: &hmac::Key, round: u8, half: u32) -> u32 {
-    let mut ctx = hmac::Context::with_key(key);
-    ctx.update(CONCEAL_DOMAIN);
-    ctx.update(&[round]);
-    ctx.update(&half.to_be_bytes());
-    let tag = ctx.sign();
-    u32::from_be_bytes(tag.as_ref()[..4].try_into().expect("4 bytes"))
+/// Round `round` of the permutation: 32 bits of SipHash-2-4 (a keyed PRF)
+/// over the round number and the half.
+fn round_function(key: &[u8; 16], round: u8, half: u32) -> u32 {
+    let mut input = [0u8; 5];
+    input[0] = round;
+    input[1..].copy_from_slice(&half.to_be_bytes());
+    SipHasher24::new_with_key(key).hash(&input) as u32
 }
 
 /// The keyed permutation of 64-bit ids that layout 2 carries: a bijection,
 /// so [`reveal`] gives the row id back, and without the key consecutive ids
 /// map to unrelated values.
-fn conceal(key: &hmac::Key, id: i64) -> i64 {
+fn conceal(key: &[u8; 16], id: i64) -> i64 {
     let (mut left, mut right) = ((id as u64 >> 32) as u32, id as u64 as u32);
     for round in 0..ROUNDS {
         (left, right) = (right, left ^ round_function(key, round, right));
@@ -206,7 +204,7 @@ fn conceal(key: &hmac::Key, id: i64) -> i64 {
 }
 
 /// The inverse of [`conceal`] under the same key.
-fn reveal(key: &hmac::Key, concealed: i64) -> i64 {
+fn reveal(key: &[u8; 16], concealed: i64) -> i64 {
     let (mut left, mut right) = ((concealed as u64 >> 32) as u32, concealed as u64 as u32);
     for round in (0..ROUNDS).rev() {
         (left, right) = (right ^ round_function(key, round, left), left);
@@ -412,11 +410,12 @@ mod tests {
     fn the_concealment_is_a_keyed_bijection() {
         let (a, b) = (ring(), ring());
         for id in [0, 1, 2, 41, i64::MAX, -1, i64::MIN, 0x1234_5678_9abc_def0] {
-            let concealed = conceal(&a.current().token, id);
-            assert_eq!(reveal(&a.current().token, concealed), id);
-            assert_ne!(concealed, conceal(&b.current().token, id), "another key, another value");
+            let concealed = conceal(&a.current().conceal, id);
+            assert_eq!(reveal(&a.current().conceal, concealed), id);
+            assert_ne!(concealed, conceal(&b.current().conceal, id), "another key, another value");
         }
-        let distinct: std::collections::HashSet<i64> = (0..10_000).map(|id| conceal(&a.current().token, id)).collect();
+        let distinct: std::collections::HashSet<i64> =
+            (0..10_000).map(|id| conceal(&a.current().conceal, id)).collect();
         assert_eq!(distinct.len(), 10_000);
     }
 }
