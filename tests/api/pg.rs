@@ -13,7 +13,7 @@
 //! to run as root.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::tools::Tool;
@@ -26,19 +26,31 @@ pub struct PgCluster {
     port: u16,
     /// The user the server runs as when the tests run as root.
     run_as: Option<(u32, u32)>,
+    /// Whether it serves TLS (`server.crt`, `server.key` in its data folder).
+    tls: bool,
 }
 
 impl PgCluster {
     /// Initialises and starts a new cluster; fails the test with the
     /// server's log if it cannot.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(None)
+    }
+
+    /// As [`PgCluster::start`], serving TLS (as well as clear text) with
+    /// this certificate and key (PEM).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> PgCluster {
+        PgCluster::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> PgCluster {
         let bin = Tool::Postgres.path();
         let dir = tempfile::Builder::new().prefix("listgate-pg").tempdir().expect("temporary folder");
         let run_as = unprivileged_user();
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("hand the folder to postgres");
         }
-        let mut cluster = PgCluster { dir, bin, port: 0, run_as };
+        let mut cluster = PgCluster { dir, bin, port: 0, run_as, tls: tls.is_some() };
         // `-A trust`: only this folder's socket and 127.0.0.1 reach it.
         // `--no-sync`: initdb's own files need not survive a power cut.
         cluster.run(
@@ -46,6 +58,17 @@ impl PgCluster {
             &["-D", &cluster.data().display().to_string(), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
             &["--locale=C", "--no-sync", "--no-instructions"],
         );
+        if let Some((cert, key)) = tls {
+            // The server reads them as itself, and refuses a key others can read.
+            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = cluster.data().join(name);
+                std::fs::copy(from, &to).expect("copy the TLS files");
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = run_as {
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid)).expect("hand the TLS files to postgres");
+                }
+            }
+        }
         // Another process may take a free port between our look and the
         // server's bind: then pick another.
         for _ in 0..5 {
@@ -88,12 +111,15 @@ impl PgCluster {
     /// The settings `postgresql.auto.conf` carries, rewritten for each port
     /// tried; `restart` keeps them.
     fn write_settings(&self) {
-        let settings = format!(
+        let mut settings = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = on\nsynchronous_commit = on\nshared_buffers = 16MB\nmax_connections = 50\n",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            settings.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         let path = self.data().join("postgresql.auto.conf");
         std::fs::write(&path, settings).expect("write postgresql.auto.conf");
         if let Some((uid, gid)) = self.run_as {
@@ -111,7 +137,12 @@ impl PgCluster {
     /// Runs a program of the cluster's PostgreSQL and fails the test on error.
     fn run(&self, program: &str, args: &[&str], more: &[&str]) {
         let out = self.command(program, args).args(more).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
-        assert!(out.status.success(), "{program}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{program}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn command(&self, program: &str, args: &[&str]) -> Command {
@@ -152,4 +183,3 @@ fn unprivileged_user() -> Option<(u32, u32)> {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
 }
-

@@ -47,7 +47,8 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_version_
         "webhook_calls",
     ];
     assert_eq!(tables(&mut client), expected.iter().map(|t| t.to_string()).collect());
-    let versions: Vec<i32> = client.query("SELECT version FROM schema_version", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let versions: Vec<i32> =
+        client.query("SELECT version FROM schema_version", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(versions, [3]);
     assert_eq!(pg::SCHEMA_VERSION, listgate::store::SCHEMA_VERSION);
 }
@@ -107,7 +108,10 @@ fn a_postgres_database_of_a_newer_schema_version_is_refused_naming_both_versions
 
     assert!(matches!(refused, PgError::TooNew { found: 4 }), "{refused:?}");
     let message = refused.to_string();
-    assert!(message.contains("version 4") && message.contains("(3)") && message.contains("upgrade listgate"), "{message}");
+    assert!(
+        message.contains("version 4") && message.contains("(3)") && message.contains("upgrade listgate"),
+        "{message}"
+    );
     let version: i32 = client.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
     assert_eq!(version, 4, "a refused migration changes nothing");
 }
@@ -133,7 +137,10 @@ fn postgres_refuses_to_edit_delete_or_truncate_proof_events_and_allows_only_eras
     ];
     for sql in refusals {
         let refused = client.execute(sql, &[&id]).unwrap_err();
-        assert!(refused.as_db_error().is_some_and(|e| e.message() == "proof events are append-only"), "{sql}: {refused}");
+        assert!(
+            refused.as_db_error().is_some_and(|e| e.message() == "proof events are append-only"),
+            "{sql}: {refused}"
+        );
     }
     let truncate = client.batch_execute("TRUNCATE proof_events").unwrap_err();
     assert!(truncate.as_db_error().is_some_and(|e| e.message() == "proof events are append-only"), "{truncate}");
@@ -189,7 +196,10 @@ fn postgres_sslmode_require_against_a_server_without_tls_fails_clearly_and_never
     let message = refused.to_string();
     assert!(matches!(refused, PgError::Connect { sslmode: "require", .. }), "{refused:?}");
     assert!(message.contains("server does not support TLS"), "{message}");
-    assert!(message.contains(&format!("127.0.0.1:{}", cluster.port())) && message.contains("never falls back"), "{message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", cluster.port())) && message.contains("never falls back"),
+        "{message}"
+    );
     // No session was opened in clear text behind the error.
     let mut client = pg::connect(&url("disable"), None).unwrap();
     let sessions: i64 = client
@@ -199,11 +209,33 @@ fn postgres_sslmode_require_against_a_server_without_tls_fails_clearly_and_never
     assert_eq!(sessions, 1, "only this one, unencrypted on purpose");
     // `prefer` takes the clear text this server offers, as documented.
     let mut preferred = pg::connect(&url("prefer"), None).unwrap();
-    let ssl: bool = preferred.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    let ssl: bool =
+        preferred.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
     assert!(!ssl);
     // Modes listgate does not know are refused before connecting, naming the option.
     let unknown = pg::connect(&url("verify-full"), None).err().expect("refused");
     assert!(matches!(unknown, PgError::Url(_)) && unknown.to_string().contains("sslmode"), "{unknown}");
+}
+
+#[test]
+fn postgres_sslmode_require_verifies_the_certificate_against_the_ca_file_and_the_host() {
+    let (_ca_dir, ca, cert, key) = crate::mail_delivery::private_ca();
+    let cluster = PgCluster::start_with_tls(&cert, &key);
+    let url = |host: &str, mode: &str| format!("postgres://postgres@{host}:{}/postgres?sslmode={mode}", cluster.port());
+
+    let mut client = pg::connect(&url("127.0.0.1", "require"), Some(&ca)).unwrap_or_else(|e| panic!("{e}"));
+    let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert!(ssl, "the session is encrypted");
+
+    // A certificate from a CA listgate was not given: refused, for
+    // `prefer` too (it falls back only when the server offers no TLS).
+    for mode in ["require", "prefer"] {
+        let refused = pg::connect(&url("127.0.0.1", mode), None).err().expect("an unknown issuer");
+        assert!(refused.to_string().contains("UnknownIssuer"), "{refused}");
+    }
+    // The right CA, but the certificate does not name the host connected to.
+    let wrong_name = pg::connect(&url("localhost", "require"), Some(&ca)).err().expect("a name mismatch");
+    assert!(wrong_name.to_string().contains("not valid for name \"localhost\""), "{wrong_name}");
 }
 
 #[test]
@@ -269,7 +301,8 @@ fn sqlite_shape() -> Shape {
             .collect();
         shape.columns.insert(table, columns);
     }
-    shape.indexes = strings("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").into_iter().collect();
+    shape.indexes =
+        strings("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").into_iter().collect();
     shape.triggers = strings("SELECT name FROM sqlite_schema WHERE type = 'trigger'").into_iter().collect();
     shape
 }
@@ -322,7 +355,13 @@ fn schema_postgres_sql_has_every_table_column_index_and_trigger_of_schema_sql() 
     for table in ONLY_IN_POSTGRES_TABLES {
         assert!(postgres.columns.remove(*table).is_some(), "{table}");
     }
-    assert_eq!(postgres.columns, sqlite.columns, "tables and columns (name, type, nullable)");
+    let flat = |shape: &Shape| -> BTreeSet<String> {
+        let columns = shape.columns.iter().flat_map(|(table, columns)| columns.iter().map(move |c| (table, c)));
+        columns
+            .map(|(table, (column, kind, nullable))| format!("{table}.{column} {kind} nullable={nullable}"))
+            .collect()
+    };
+    assert_same("tables and columns", &flat(&postgres), &flat(&sqlite));
 
     let mut expected_triggers = sqlite.triggers.clone();
     let mut expected_indexes = sqlite.indexes.clone();
@@ -331,6 +370,16 @@ fn schema_postgres_sql_has_every_table_column_index_and_trigger_of_schema_sql() 
         expected_indexes.insert(index.to_string());
     }
     expected_triggers.extend(ONLY_IN_POSTGRES_TRIGGERS.iter().map(|t| t.to_string()));
-    assert_eq!(postgres.indexes, expected_indexes, "indexes");
-    assert_eq!(postgres.triggers, expected_triggers, "triggers");
+    assert_same("indexes", &postgres.indexes, &expected_indexes);
+    assert_same("triggers", &postgres.triggers, &expected_triggers);
+}
+
+/// Fails naming only what differs, not two whole schemas.
+fn assert_same(what: &str, postgres: &BTreeSet<String>, expected: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(postgres).collect();
+    let extra: Vec<_> = postgres.difference(expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: schema.postgres.sql lacks {missing:?} and has {extra:?}, unlike schema.sql"
+    );
 }

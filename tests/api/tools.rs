@@ -142,7 +142,9 @@ fn postgres_bin() -> Option<PathBuf> {
         .filter(|(_, bin)| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
         .max_by_key(|(version, _)| *version)
         .map(|(_, bin)| bin);
-    newest.or_else(|| on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)).filter(|bin| bin.join("pg_ctl").is_file()))
+    newest.or_else(|| {
+        on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)).filter(|bin| bin.join("pg_ctl").is_file())
+    })
 }
 
 /// `program` as found on `PATH`.

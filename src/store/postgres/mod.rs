@@ -233,11 +233,8 @@ pub fn migrate(client: &mut Client) -> Result<Migrated> {
     let mut tx = client.transaction()?;
     tx.execute(queries::LOCK_FOR_TRANSACTION, &[&MIGRATION_LOCK])?;
     let has_version: bool = tx.query_one(queries::HAS_SCHEMA_VERSION, &[])?.get(0);
-    let found: i32 = if has_version {
-        tx.query_opt(queries::SELECT_SCHEMA_VERSION, &[])?.map_or(0, |row| row.get(0))
-    } else {
-        0
-    };
+    let found: i32 =
+        if has_version { tx.query_opt(queries::SELECT_SCHEMA_VERSION, &[])?.map_or(0, |row| row.get(0)) } else { 0 };
     if found > SCHEMA_VERSION {
         return Err(PgError::TooNew { found });
     }
@@ -248,4 +245,38 @@ pub fn migrate(client: &mut Client) -> Result<Migrated> {
     tx.execute(queries::SET_SCHEMA_VERSION, &[&SCHEMA_VERSION])?;
     tx.commit()?;
     Ok(Migrated::Applied { from: found })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL nothing answers: port 1 on loopback refuses at once.
+    const NOBODY: &str = "postgres://listgate:s3cret-pw@127.0.0.1:1/listgate";
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, says) in [(&empty, "holds no PEM certificate"), (&missing, "No such file")] {
+            let refused = connect(&format!("{NOBODY}?sslmode=require"), Some(path)).err().expect("refused");
+            let message = refused.to_string();
+            assert!(matches!(refused, PgError::CaFile { .. }), "{message}");
+            assert!(message.contains(&path.display().to_string()) && message.contains(says), "{message}");
+        }
+    }
+
+    #[test]
+    fn connection_errors_name_the_server_but_never_the_password() {
+        let refused = connect(&format!("{NOBODY}?sslmode=disable"), None).err().expect("nothing listens on port 1");
+        let message = refused.to_string();
+        assert!(message.contains("127.0.0.1:1") && message.contains("sslmode=disable"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let unparsable = connect("postgres://listgate:s3cret-pw@127.0.0.1:1/listgate?sslmode=sometimes", None)
+            .err()
+            .expect("an unknown sslmode");
+        assert!(!unparsable.to_string().contains("s3cret"), "{unparsable}");
+    }
 }
