@@ -11,6 +11,8 @@
 //!   does not take the others down. A job's caller hears back only after the
 //!   commit, so an answered request is on disk.
 //! - [`queries`] holds every SQL statement, named and documented.
+//! - [`postgres`] is the PostgreSQL side (issue 15), so far connecting and
+//!   migrating `schema.postgres.sql`.
 //! - Erased data leaves the files within a minute. `secure_delete` zeroes
 //!   deleted rows in the database file, but the WAL keeps the old page
 //!   images (with the address) until it is overwritten, which on a quiet
@@ -26,6 +28,7 @@
 //! writes run on the writer thread, reads in `spawn_blocking`.
 
 pub mod codes;
+pub mod postgres;
 pub mod queries;
 
 use std::path::{Path, PathBuf};

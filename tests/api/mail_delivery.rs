@@ -75,8 +75,9 @@ async fn a_list_sends_from_its_own_address_with_reply_to() {
 }
 
 /// A private CA and a certificate for 127.0.0.1 signed by it, made with the
-/// `openssl` command: `(dir, ca.pem, server.pem, server.key)`.
-fn private_ca() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+/// `openssl` command: `(dir, ca.pem, server.pem, server.key)`. The
+/// PostgreSQL TLS test uses it too.
+pub fn private_ca() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     std::fs::write(

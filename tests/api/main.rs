@@ -16,6 +16,8 @@ mod html;
 mod journey;
 mod mail_delivery;
 mod metrics;
+mod pg;
+mod postgres_store;
 mod retention;
 mod security;
 mod spam;

@@ -37,9 +37,14 @@ pub enum Tool {
     Chromedriver,
     /// axe-core (npm), the accessibility checker injected into each page.
     AxeCore,
+    /// PostgreSQL's server programs (`initdb`, `pg_ctl`), for the throwaway
+    /// cluster of the PostgreSQL store's tests (`pg::PgCluster`). The path
+    /// is their folder: Debian keeps them off `PATH`, in
+    /// `/usr/lib/postgresql/VERSION/bin`.
+    Postgres,
 }
 
-const TOOLS: usize = 10;
+const TOOLS: usize = 11;
 
 impl Tool {
     /// The name, what the tests use it for, and where `./test` gets it.
@@ -57,6 +62,9 @@ impl Tool {
             Tool::Chromium => ("chromium", "the browser journey", "Debian package chromium"),
             Tool::Chromedriver => ("chromedriver", "drives Chromium", "Debian package chromium-driver"),
             Tool::AxeCore => ("axe-core", "checks each page's accessibility", "npm, into tests/browser/node_modules"),
+            Tool::Postgres => {
+                ("postgresql", "the PostgreSQL cluster the store tests start", "Debian package postgresql")
+            }
         }
     }
 
@@ -74,6 +82,7 @@ impl Tool {
                 Tool::AxeCore => {
                     Some(manifest_dir().join("tests/browser/node_modules/axe-core/axe.min.js")).filter(|p| p.is_file())
                 }
+                Tool::Postgres => postgres_bin(),
                 Tool::Python3
                 | Tool::Openssl
                 | Tool::Promtool
@@ -122,6 +131,20 @@ fn venv_bin(program: &str) -> Option<PathBuf> {
     // CARGO_TARGET_TMPDIR is `<target>/tmp`, wherever the target folder is.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent()?;
     Some(target.join("test-tools/venv/bin").join(program)).filter(|p| p.is_file())
+}
+
+/// The folder with `initdb` and `pg_ctl` of the newest PostgreSQL Debian
+/// has installed (`/usr/lib/postgresql/*/bin`), else one on `PATH`.
+fn postgres_bin() -> Option<PathBuf> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten();
+    let newest = installed
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse::<u32>().ok()?, entry.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
+        .max_by_key(|(version, _)| *version)
+        .map(|(_, bin)| bin);
+    newest.or_else(|| {
+        on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)).filter(|bin| bin.join("pg_ctl").is_file())
+    })
 }
 
 /// `program` as found on `PATH`.

@@ -1,0 +1,282 @@
+//! The foundation of the PostgreSQL store (issue 15: several listgate nodes
+//! on one database): connecting and migrating. Only code in `store` talks to
+//! PostgreSQL, as only it talks to SQLite.
+//!
+//! - [`connect`] opens one blocking [`::postgres::Client`] with TLS through
+//!   rustls (ring, the webpki roots plus an optional CA file; no OpenSSL),
+//!   honouring the URL's `sslmode`.
+//! - [`migrate`] applies `schema.postgres.sql`, versioned in its one-row
+//!   `schema_version` table, inside one transaction under an advisory lock.
+//! - [`queries`] holds every statement, named and documented.
+//!
+//! The blocking client, like rusqlite, runs on the store's own threads (a
+//! writer thread, readers in `spawn_blocking`), never on the async
+//! executor: each client drives its connection on a small runtime of its
+//! own, and calling it from inside a tokio runtime panics.
+//!
+//! Still missing (later sessions of issue 15): the store interface both
+//! backends implement, the writer with group commit and the readers on this
+//! client, the `database.url` setting, the outbox and webhook leases
+//! (`FOR UPDATE SKIP LOCKED`), the purge lock, the proof chain across nodes,
+//! and `listgate migrate-store`. Nothing here is reachable from `serve` or
+//! the configuration yet.
+
+pub mod queries;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::postgres::config::{Host, SslMode};
+use ::postgres::{Client, Config, NoTls};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// `schema.postgres.sql`, compiled in so the binary is self-contained.
+pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
+/// The version `SCHEMA` produces; the same number as SQLite's
+/// `store::SCHEMA_VERSION`, as both describe the same tables.
+pub const SCHEMA_VERSION: i32 = super::SCHEMA_VERSION;
+/// The advisory lock [`migrate`] holds: "listgate" in ASCII, so it reads
+/// back in `pg_locks` (`objid` and `classid` halves) and cannot collide
+/// with another application's small integers by chance.
+pub const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"listgate");
+/// How long connecting may take when the URL sets no `connect_timeout`: a
+/// database that does not answer fails the start with a clear error instead
+/// of hanging it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why connecting or migrating failed. The URL's password never appears in it.
+#[derive(Debug)]
+pub enum PgError {
+    /// The URL cannot be parsed, or asks for something listgate does not do.
+    Url(String),
+    /// The CA file cannot be read, or holds no usable certificate.
+    CaFile { path: PathBuf, reason: String },
+    /// Connecting to the server failed (refused, TLS, authentication).
+    Connect { target: String, sslmode: &'static str, source: ::postgres::Error },
+    /// A statement failed.
+    Postgres(::postgres::Error),
+    /// The database was migrated by a newer listgate.
+    TooNew { found: i32 },
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PgError::Url(reason) => write!(f, "database URL: {reason}"),
+            PgError::CaFile { path, reason } => write!(f, "database CA file {}: {reason}", path.display()),
+            PgError::Connect { target, sslmode, source } => {
+                write!(f, "cannot connect to PostgreSQL at {target} (sslmode={sslmode}): {}", Causes(source))?;
+                if *sslmode == "require" && is_tls_error(source) {
+                    f.write_str("; sslmode=require never falls back to an unencrypted connection")?;
+                }
+                Ok(())
+            }
+            PgError::Postgres(e) => write!(f, "PostgreSQL: {}", Causes(e)),
+            PgError::TooNew { found } => write!(
+                f,
+                "database schema version {found} is newer than this listgate ({SCHEMA_VERSION}); upgrade listgate"
+            ),
+        }
+    }
+}
+
+/// An error with its causes, `outer: inner: …`: tokio-postgres's own text
+/// says only which step failed ("error performing TLS handshake") and keeps
+/// why in its source.
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut said = self.0.to_string();
+        f.write_str(&said)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !said.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            said = text;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PgError::Connect { source, .. } | PgError::Postgres(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<::postgres::Error> for PgError {
+    fn from(e: ::postgres::Error) -> Self {
+        PgError::Postgres(e)
+    }
+}
+
+pub type Result<T, E = PgError> = std::result::Result<T, E>;
+
+/// Connects to the database at `url` (`postgres://user:pass@host:5432/db`).
+///
+/// The URL's `sslmode` decides the transport, as in libpq:
+/// - `disable`: clear text.
+/// - `prefer` (the default when the URL names none): TLS when the server
+///   offers it, with the certificate verified as for `require`; a server
+///   that offers no TLS gets clear text. That fallback is the client's to
+///   take, so anyone between listgate and the database can force it: use
+///   `prefer` only on loopback or a network you trust.
+/// - `require`: TLS or no connection. The server's certificate must chain to
+///   the webpki roots or to `ca_file` (PEM, one or more certificates) and
+///   name the URL's host: rustls always checks both, so this is libpq's
+///   `verify-full` (libpq's own `require` checks neither unless it finds a
+///   root certificate file).
+///
+/// A URL without `connect_timeout` gets 10 s, without `application_name`
+/// gets `listgate` (what `pg_stat_activity` shows).
+pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Client> {
+    // tokio-postgres's parse errors name the option, never echo the URL,
+    // which may hold a password.
+    let mut config: Config = url.parse().map_err(|e: ::postgres::Error| PgError::Url(Causes(&e).to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("listgate");
+    }
+    let sslmode = match config.get_ssl_mode() {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        // A mode added later: treat it as strictly as `require`.
+        _ => "require",
+    };
+    let connected = match sslmode {
+        "disable" => config.connect(NoTls),
+        _ => config.connect(tls(ca_file)?),
+    };
+    connected.map_err(|source| PgError::Connect { target: target(&config), sslmode, source })
+}
+
+/// Where `config` points, for error messages: hosts and ports, no user or password.
+fn target(config: &Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+            }
+        })
+        .collect();
+    if hosts.is_empty() { "localhost:5432".to_owned() } else { hosts.join(",") }
+}
+
+/// Whether a connection failed in the TLS step (the server offers none, or
+/// its certificate did not verify).
+fn is_tls_error(e: &::postgres::Error) -> bool {
+    Causes(e).to_string().contains("TLS")
+}
+
+/// rustls with ring, trusting the webpki roots and the certificates in
+/// `ca_file` (a private CA, as many PostgreSQL servers use).
+fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_file {
+        let unusable = |reason: String| PgError::CaFile { path: path.to_path_buf(), reason };
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| unusable(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| unusable(format!("not PEM: {e}")))?;
+        if certificates.is_empty() {
+            return Err(unusable("holds no PEM certificate".to_owned()));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| unusable(format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    /// The schema was applied over `from` (0: an empty database).
+    Applied { from: i32 },
+    /// The database already had [`SCHEMA_VERSION`]; nothing was run.
+    UpToDate,
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer database.
+///
+/// Everything happens in one transaction that first takes the advisory lock
+/// [`MIGRATION_LOCK`]: a second node starting at the same moment waits on
+/// the lock, then finds the version recorded and does nothing. Without the
+/// lock both would run `CREATE … IF NOT EXISTS` at once, and PostgreSQL
+/// fails one of them on its catalog's unique index. A failure rolls
+/// everything back: a database is never left half migrated.
+pub fn migrate(client: &mut Client) -> Result<Migrated> {
+    let mut tx = client.transaction()?;
+    tx.execute(queries::LOCK_FOR_TRANSACTION, &[&MIGRATION_LOCK])?;
+    let has_version: bool = tx.query_one(queries::HAS_SCHEMA_VERSION, &[])?.get(0);
+    let found: i32 =
+        if has_version { tx.query_opt(queries::SELECT_SCHEMA_VERSION, &[])?.map_or(0, |row| row.get(0)) } else { 0 };
+    if found > SCHEMA_VERSION {
+        return Err(PgError::TooNew { found });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(Migrated::UpToDate);
+    }
+    tx.batch_execute(SCHEMA)?;
+    tx.execute(queries::SET_SCHEMA_VERSION, &[&SCHEMA_VERSION])?;
+    tx.commit()?;
+    Ok(Migrated::Applied { from: found })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL nothing answers: port 1 on loopback refuses at once.
+    const NOBODY: &str = "postgres://listgate:s3cret-pw@127.0.0.1:1/listgate";
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, says) in [(&empty, "holds no PEM certificate"), (&missing, "No such file")] {
+            let refused = connect(&format!("{NOBODY}?sslmode=require"), Some(path)).err().expect("refused");
+            let message = refused.to_string();
+            assert!(matches!(refused, PgError::CaFile { .. }), "{message}");
+            assert!(message.contains(&path.display().to_string()) && message.contains(says), "{message}");
+        }
+    }
+
+    #[test]
+    fn connection_errors_name_the_server_but_never_the_password() {
+        let refused = connect(&format!("{NOBODY}?sslmode=disable"), None).err().expect("nothing listens on port 1");
+        let message = refused.to_string();
+        assert!(message.contains("127.0.0.1:1") && message.contains("sslmode=disable"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let unparsable = connect("postgres://listgate:s3cret-pw@127.0.0.1:1/listgate?sslmode=sometimes", None)
+            .err()
+            .expect("an unknown sslmode");
+        assert!(!unparsable.to_string().contains("s3cret"), "{unparsable}");
+    }
+}

@@ -1,0 +1,387 @@
+//! The PostgreSQL store's foundation (issue 15) against a real cluster
+//! (`pg::PgCluster`): connecting, TLS modes, `schema.postgres.sql` and its
+//! migration, and that the schema stays the same as SQLite's `schema.sql`.
+//! These apply to PostgreSQL only: SQLite's counterparts are the unit tests
+//! in `src/store`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Barrier};
+
+use listgate::store::postgres::{self as pg, Migrated, PgError};
+use postgres::Client;
+use postgres::error::SqlState;
+
+use crate::pg::PgCluster;
+
+fn connect(cluster: &PgCluster) -> Client {
+    pg::connect(&cluster.url(), None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Names of one kind of object in the `public` schema.
+fn names(client: &mut Client, sql: &str) -> BTreeSet<String> {
+    client.query(sql, &[]).unwrap().iter().map(|row| row.get(0)).collect()
+}
+
+fn tables(client: &mut Client) -> BTreeSet<String> {
+    names(client, "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+}
+
+#[test]
+fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_schema_version() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    assert!(tables(&mut client).is_empty());
+
+    assert_eq!(pg::migrate(&mut client).unwrap(), Migrated::Applied { from: 0 });
+
+    let expected = [
+        "consent_texts",
+        "daily_stats",
+        "declined_addresses",
+        "inbox_mails",
+        "mail_renderings",
+        "outbox",
+        "proof_events",
+        "schema_version",
+        "subscriptions",
+        "webhook_calls",
+    ];
+    assert_eq!(tables(&mut client), expected.iter().map(|t| t.to_string()).collect());
+    let versions: Vec<i32> =
+        client.query("SELECT version FROM schema_version", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    // The same number as SQLite's `PRAGMA user_version` (3 today): both
+    // files describe the same tables.
+    assert_eq!(pg::SCHEMA_VERSION, listgate::store::SCHEMA_VERSION);
+    assert_eq!(versions, [pg::SCHEMA_VERSION]);
+}
+
+#[test]
+fn a_second_postgres_migration_changes_nothing() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    client.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't')", &[]).unwrap();
+    let catalog = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace";
+    let objects: i64 = client.query_one(catalog, &[]).unwrap().get(0);
+
+    assert_eq!(pg::migrate(&mut client).unwrap(), Migrated::UpToDate);
+
+    assert_eq!(client.query_one(catalog, &[]).unwrap().get::<_, i64>(0), objects);
+    let kept: i64 = client.query_one("SELECT count(*) FROM consent_texts", &[]).unwrap().get(0);
+    assert_eq!(kept, 1);
+    // The schema file itself is idempotent too, as schema.sql is.
+    client.batch_execute(pg::SCHEMA).unwrap();
+    assert_eq!(client.query_one(catalog, &[]).unwrap().get::<_, i64>(0), objects);
+}
+
+#[test]
+fn two_nodes_migrating_one_postgres_database_at_once_both_succeed_and_it_is_applied_once() {
+    let cluster = PgCluster::start();
+    let nodes = 4;
+    let start = Arc::new(Barrier::new(nodes));
+    let url = cluster.url();
+    let migrations: Vec<_> = (0..nodes)
+        .map(|_| {
+            let (start, url) = (start.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut client = pg::connect(&url, None).unwrap();
+                start.wait();
+                pg::migrate(&mut client).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let mut outcomes: Vec<Migrated> =
+        migrations.into_iter().map(|m| m.join().unwrap().unwrap_or_else(|e| panic!("a node failed: {e}"))).collect();
+    outcomes.sort_by_key(|m| *m != Migrated::Applied { from: 0 });
+    assert_eq!(outcomes[0], Migrated::Applied { from: 0 });
+    assert!(outcomes[1..].iter().all(|m| *m == Migrated::UpToDate), "{outcomes:?}");
+    let rows: i64 = connect(&cluster).query_one("SELECT count(*) FROM schema_version", &[]).unwrap().get(0);
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn a_postgres_database_of_a_newer_schema_version_is_refused_naming_both_versions() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    let newer = pg::SCHEMA_VERSION + 1;
+    client.execute("UPDATE schema_version SET version = $1", &[&newer]).unwrap();
+
+    let refused = pg::migrate(&mut client).unwrap_err();
+
+    assert!(matches!(refused, PgError::TooNew { found } if found == newer), "{refused:?}");
+    let message = refused.to_string();
+    let (named_newer, named_ours) = (format!("version {newer}"), format!("({})", pg::SCHEMA_VERSION));
+    assert!(message.contains(&named_newer) && message.contains(&named_ours), "{message}");
+    assert!(message.contains("upgrade listgate"), "{message}");
+    let version: i32 = client.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
+    assert_eq!(version, newer, "a refused migration changes nothing");
+}
+
+#[test]
+fn postgres_refuses_to_edit_delete_or_truncate_proof_events_and_allows_only_erasure() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
+             VALUES (1, 't', 'signup', '1.2.3.4', '{}', 1, 'd', 'l') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let refusals = [
+        "DELETE FROM proof_events WHERE id = $1",
+        "UPDATE proof_events SET ip = '9.9.9.9' WHERE id = $1",
+        "UPDATE proof_events SET link = 'forged', erased = 1, subscription_id = NULL, at = NULL, kind = NULL,
+             ip = NULL, detail = NULL WHERE id = $1",
+    ];
+    for sql in refusals {
+        let refused = client.execute(sql, &[&id]).unwrap_err();
+        assert!(
+            refused.as_db_error().is_some_and(|e| e.message() == "proof events are append-only"),
+            "{sql}: {refused}"
+        );
+    }
+    let truncate = client.batch_execute("TRUNCATE proof_events").unwrap_err();
+    assert!(truncate.as_db_error().is_some_and(|e| e.message() == "proof events are append-only"), "{truncate}");
+
+    // Erasure blanks the personal columns and keeps the chain's link.
+    client
+        .execute(
+            "UPDATE proof_events SET erased = 1, subscription_id = NULL, at = NULL, kind = NULL, ip = NULL,
+                 detail = NULL WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    let row = client.query_one("SELECT erased, ip, link FROM proof_events WHERE id = $1", &[&id]).unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, Option<String>>(1), row.get::<_, String>(2)), (1, None, "l".into()));
+}
+
+#[test]
+fn postgres_allows_one_live_subscription_per_address_and_list() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    client.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't')", &[]).unwrap();
+    let insert = "INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
+                  VALUES ($1, $2, $2, $3, 'c', 't', '192.0.2.1') RETURNING id";
+    let mut subscribe = |list: &str, key: &str, status: &str| {
+        client.query_one(insert, &[&list, &key, &status]).map(|row| row.get::<_, i64>(0))
+    };
+    let is_second_live = |e: &postgres::Error| {
+        e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+            && e.as_db_error().and_then(|d| d.constraint()) == Some("subscriptions_one_live")
+    };
+    let first = subscribe("news", "a@example.org", "pending").unwrap();
+    let twice = subscribe("news", "a@example.org", "confirmed").unwrap_err();
+    assert!(is_second_live(&twice), "{twice}");
+    // Another list, or another address, is fine.
+    subscribe("other", "a@example.org", "pending").unwrap();
+    subscribe("news", "b@example.org", "pending").unwrap();
+    // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
+    client.execute("UPDATE subscriptions SET status = 'unsubscribed' WHERE id = $1", &[&first]).unwrap();
+    let second = client.query_one(insert, &[&"news", &"a@example.org", &"pending"]).unwrap().get::<_, i64>(0);
+    client.execute("UPDATE subscriptions SET status = 'confirmed' WHERE id = $1", &[&second]).unwrap();
+    let revive = client.execute("UPDATE subscriptions SET status = 'pending' WHERE id = $1", &[&first]).unwrap_err();
+    assert!(is_second_live(&revive), "{revive}");
+}
+
+#[test]
+fn postgres_sslmode_require_against_a_server_without_tls_fails_clearly_and_never_falls_back() {
+    let cluster = PgCluster::start();
+    let url = |mode: &str| format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode={mode}", cluster.port());
+
+    let refused = pg::connect(&url("require"), None).err().expect("refused");
+
+    let message = refused.to_string();
+    assert!(matches!(refused, PgError::Connect { sslmode: "require", .. }), "{refused:?}");
+    assert!(message.contains("server does not support TLS"), "{message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", cluster.port())) && message.contains("never falls back"),
+        "{message}"
+    );
+    // No session was opened in clear text behind the error.
+    let mut client = pg::connect(&url("disable"), None).unwrap();
+    let sessions: i64 = client
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listgate'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 1, "only this one, unencrypted on purpose");
+    // `prefer` takes the clear text this server offers, as documented.
+    let mut preferred = pg::connect(&url("prefer"), None).unwrap();
+    let ssl: bool =
+        preferred.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert!(!ssl);
+    // Modes listgate does not know are refused before connecting, naming the option.
+    let unknown = pg::connect(&url("verify-full"), None).err().expect("refused");
+    assert!(matches!(unknown, PgError::Url(_)) && unknown.to_string().contains("sslmode"), "{unknown}");
+}
+
+#[test]
+fn postgres_sslmode_require_verifies_the_certificate_against_the_ca_file_and_the_host() {
+    let (_ca_dir, ca, cert, key) = crate::mail_delivery::private_ca();
+    let cluster = PgCluster::start_with_tls(&cert, &key);
+    let url = |host: &str, mode: &str| format!("postgres://postgres@{host}:{}/postgres?sslmode={mode}", cluster.port());
+
+    let mut client = pg::connect(&url("127.0.0.1", "require"), Some(&ca)).unwrap_or_else(|e| panic!("{e}"));
+    let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert!(ssl, "the session is encrypted");
+
+    // A certificate from a CA listgate was not given: refused, for
+    // `prefer` too (it falls back only when the server offers no TLS).
+    for mode in ["require", "prefer"] {
+        let refused = pg::connect(&url("127.0.0.1", mode), None).err().expect("an unknown issuer");
+        assert!(refused.to_string().contains("UnknownIssuer"), "{refused}");
+    }
+    // The right CA, but the certificate does not name the host connected to.
+    let wrong_name = pg::connect(&url("localhost", "require"), Some(&ca)).err().expect("a name mismatch");
+    assert!(wrong_name.to_string().contains("not valid for name \"localhost\""), "{wrong_name}");
+}
+
+#[test]
+fn every_postgres_statement_prepares() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    for (name, sql) in pg::queries::ALL {
+        client.prepare(sql).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn a_restarted_postgres_cluster_keeps_committed_rows_and_cuts_old_connections() {
+    let cluster = PgCluster::start();
+    let mut before = connect(&cluster);
+    pg::migrate(&mut before).unwrap();
+    before.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't')", &[]).unwrap();
+
+    cluster.restart();
+
+    assert!(before.query_one("SELECT 1", &[]).is_err(), "a fast restart ends every session");
+    let kept: i64 = connect(&cluster).query_one("SELECT count(*) FROM consent_texts", &[]).unwrap().get(0);
+    assert_eq!(kept, 1);
+}
+
+/// One schema's shape, by name: tables with their columns (type and whether
+/// NULL is allowed), indexes, triggers.
+#[derive(Debug, Default)]
+struct Shape {
+    columns: BTreeMap<String, BTreeSet<(String, String, bool)>>,
+    indexes: BTreeSet<String>,
+    triggers: BTreeSet<String>,
+}
+
+fn sqlite_shape() -> Shape {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch(listgate::store::SCHEMA).unwrap();
+    let strings = |sql: &str| -> Vec<String> {
+        let mut statement = conn.prepare(sql).unwrap();
+        statement.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let mut shape = Shape::default();
+    for table in strings("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") {
+        let mut statement = conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)").unwrap();
+        let columns = statement
+            .query_map([&table], |r| {
+                let sqlite_type: String = r.get(1)?;
+                // SQLite's storage classes as PostgreSQL spells them.
+                let pg_type = match sqlite_type.as_str() {
+                    "INTEGER" => "bigint",
+                    "TEXT" => "text",
+                    "BLOB" => "bytea",
+                    other => panic!("a column type the comparison does not know: {other}"),
+                };
+                // A primary key column is never NULL (SQLite's rowid alias
+                // and WITHOUT ROWID keys), whatever `notnull` says.
+                let nullable = !r.get::<_, bool>(2)? && r.get::<_, i64>(3)? == 0;
+                Ok((r.get::<_, String>(0)?, pg_type.to_owned(), nullable))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        shape.columns.insert(table, columns);
+    }
+    shape.indexes =
+        strings("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").into_iter().collect();
+    shape.triggers = strings("SELECT name FROM sqlite_schema WHERE type = 'trigger'").into_iter().collect();
+    shape
+}
+
+fn postgres_shape(client: &mut Client) -> Shape {
+    let mut shape = Shape::default();
+    let columns = client
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable = 'YES'
+             FROM information_schema.columns WHERE table_schema = 'public'",
+            &[],
+        )
+        .unwrap();
+    for row in columns {
+        shape.columns.entry(row.get(0)).or_default().insert((row.get(1), row.get(2), row.get(3)));
+    }
+    // Primary keys' own indexes are part of the table, as SQLite's are.
+    shape.indexes = names(
+        client,
+        "SELECT i.indexname::text FROM pg_indexes i
+         WHERE i.schemaname = 'public' AND NOT EXISTS (
+             SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.indexname))::regclass AND c.contype = 'p')",
+    );
+    shape.triggers = names(
+        client,
+        "SELECT tgname::text FROM pg_trigger WHERE NOT tgisinternal
+         AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)",
+    );
+    shape
+}
+
+/// What PostgreSQL has that SQLite keeps elsewhere, and the SQLite triggers
+/// an index replaces there (schema.postgres.sql says why).
+const ONLY_IN_POSTGRES_TABLES: &[&str] = &["schema_version"]; // SQLite: PRAGMA user_version
+const ONLY_IN_POSTGRES_TRIGGERS: &[&str] = &["proof_events_no_truncate"]; // SQLite has no TRUNCATE
+const TRIGGERS_AS_INDEXES: &[(&str, &str)] = &[
+    ("subscriptions_one_live_insert", "subscriptions_one_live"),
+    ("subscriptions_one_live_update", "subscriptions_one_live"),
+];
+
+#[test]
+fn schema_postgres_sql_has_every_table_column_index_and_trigger_of_schema_sql() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    let sqlite = sqlite_shape();
+    let mut postgres = postgres_shape(&mut client);
+    assert!(!sqlite.columns.is_empty() && !sqlite.indexes.is_empty() && !sqlite.triggers.is_empty());
+
+    for table in ONLY_IN_POSTGRES_TABLES {
+        assert!(postgres.columns.remove(*table).is_some(), "{table}");
+    }
+    let flat = |shape: &Shape| -> BTreeSet<String> {
+        let columns = shape.columns.iter().flat_map(|(table, columns)| columns.iter().map(move |c| (table, c)));
+        columns
+            .map(|(table, (column, kind, nullable))| format!("{table}.{column} {kind} nullable={nullable}"))
+            .collect()
+    };
+    assert_same("tables and columns", &flat(&postgres), &flat(&sqlite));
+
+    let mut expected_triggers = sqlite.triggers.clone();
+    let mut expected_indexes = sqlite.indexes.clone();
+    for (trigger, index) in TRIGGERS_AS_INDEXES {
+        assert!(expected_triggers.remove(*trigger), "{trigger} is no longer in schema.sql");
+        expected_indexes.insert(index.to_string());
+    }
+    expected_triggers.extend(ONLY_IN_POSTGRES_TRIGGERS.iter().map(|t| t.to_string()));
+    assert_same("indexes", &postgres.indexes, &expected_indexes);
+    assert_same("triggers", &postgres.triggers, &expected_triggers);
+}
+
+/// Fails naming only what differs, not two whole schemas.
+fn assert_same(what: &str, postgres: &BTreeSet<String>, expected: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(postgres).collect();
+    let extra: Vec<_> = postgres.difference(expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: schema.postgres.sql lacks {missing:?} and has {extra:?}, unlike schema.sql"
+    );
+}
