@@ -1,6 +1,7 @@
 //! The PostgreSQL store's foundation (issue 15) against a real cluster
 //! (`pg::PgCluster`): connecting, TLS modes, `schema.postgres.sql` and its
-//! migration, and that the schema stays the same as SQLite's `schema.sql`.
+//! migration, that the schema stays the same as SQLite's `schema.sql`, and that
+//! every SQLite statement has a PostgreSQL counterpart that prepares (a few run for real).
 //! These apply to PostgreSQL only: SQLite's counterparts are the unit tests
 //! in `src/store`.
 
@@ -384,4 +385,141 @@ fn assert_same(what: &str, postgres: &BTreeSet<String>, expected: &BTreeSet<Stri
         missing.is_empty() && extra.is_empty(),
         "{what}: schema.postgres.sql lacks {missing:?} and has {extra:?}, unlike schema.sql"
     );
+}
+
+/// Names in a statement list.
+fn statement_names(all: &'static [(&'static str, &'static str)]) -> BTreeSet<&'static str> {
+    all.iter().map(|(name, _)| *name).collect()
+}
+
+#[test]
+fn every_sqlite_statement_has_a_postgres_counterpart_of_the_same_name() {
+    let sqlite = statement_names(listgate::store::queries::ALL);
+    let postgres = statement_names(pg::queries::ALL);
+    let exceptions = statement_names(pg::queries::SQLITE_ONLY);
+
+    let unknown: Vec<_> = exceptions.difference(&sqlite).collect();
+    assert!(unknown.is_empty(), "SQLITE_ONLY names statements SQLite does not have: {unknown:?}");
+    let translated_anyway: Vec<_> = exceptions.intersection(&postgres).collect();
+    assert!(translated_anyway.is_empty(), "listed as SQLite-only but translated: {translated_anyway:?}");
+    let missing: Vec<_> = sqlite.difference(&postgres).filter(|name| !exceptions.contains(*name)).collect();
+    assert!(missing.is_empty(), "SQLite statements without a PostgreSQL counterpart: {missing:?}");
+}
+
+/// A migrated cluster and a client on it, for the statements run for real.
+fn migrated() -> (PgCluster, Client) {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    pg::migrate(&mut client).unwrap();
+    (cluster, client)
+}
+
+const T: &str = "2026-01-01T00:00:00.000Z";
+
+#[test]
+fn a_consent_text_inserted_twice_into_postgres_is_stored_once_and_keeps_its_first_value() {
+    let (_cluster, mut client) = migrated();
+    let insert = pg::queries::INSERT_CONSENT_TEXT;
+
+    let first = client.execute(insert, &[&"c", &"Yes, mail me.", &T]).unwrap();
+    let again = client.execute(insert, &[&"c", &"Yes, mail me.", &"2026-02-01T00:00:00.000Z"]).unwrap();
+
+    assert_eq!((first, again), (1, 0), "the second insert is ignored, not an error");
+    let rows = client.query("SELECT text, first_seen FROM consent_texts", &[]).unwrap();
+    let stored: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(stored, [("Yes, mail me.".to_owned(), T.to_owned())]);
+}
+
+/// Inserts a pending subscription of `email` to `list` and returns its id.
+fn insert_subscription(
+    client: &mut impl postgres::GenericClient,
+    list: &str,
+    email: &str,
+) -> Result<i64, postgres::Error> {
+    let row = client.query_one(
+        pg::queries::INSERT_SUBSCRIPTION,
+        &[&list, &email, &email, &None::<String>, &"c", &T, &"192.0.2.1"],
+    )?;
+    Ok(row.get(0))
+}
+
+#[test]
+fn a_postgres_subscription_insert_returns_its_id_and_refuses_a_second_live_one() {
+    let (_cluster, mut client) = migrated();
+    client.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
+
+    let first = insert_subscription(&mut client, "news", "a@example.org").unwrap();
+    let other = insert_subscription(&mut client, "news", "b@example.org").unwrap();
+
+    assert!(first > 0 && other > first, "{first}, {other}");
+    let row = client.query_one(pg::queries::SELECT_SUBSCRIPTION, &[&first]).unwrap();
+    assert_eq!((row.get::<_, String>(2), row.get::<_, String>(4)), ("a@example.org".to_owned(), "pending".to_owned()));
+    let twice = insert_subscription(&mut client, "news", "a@example.org").unwrap_err();
+    assert_eq!(twice.code(), Some(&SqlState::UNIQUE_VIOLATION), "{twice}");
+    assert_eq!(twice.as_db_error().and_then(|e| e.constraint()), Some("subscriptions_one_live"));
+    // Once unsubscribed, the address may sign up again, under a new id.
+    let ended = client.execute(pg::queries::UNSUBSCRIBE_SUBSCRIPTION, &[&first, &T, &"192.0.2.1", &"page"]).unwrap();
+    assert_eq!(ended, 1);
+    let again = insert_subscription(&mut client, "news", "a@example.org").unwrap();
+    assert!(again > other);
+}
+
+#[test]
+fn two_postgres_connections_claiming_due_mails_at_once_get_disjoint_rows_without_waiting() {
+    let (cluster, mut setup) = migrated();
+    setup.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
+    setup
+        .execute(
+            pg::queries::INSERT_RENDERING,
+            &[
+                &"r",
+                &1_i64,
+                &"list@example.org",
+                &"List <list@example.org>",
+                &None::<String>,
+                &"Confirm",
+                &"t",
+                &"h",
+                &T,
+            ],
+        )
+        .unwrap();
+    let mut queued = BTreeSet::new();
+    for n in 0..4 {
+        let subscription = insert_subscription(&mut setup, "news", &format!("{n}@example.org")).unwrap();
+        let id: i64 = setup
+            .query_one(
+                pg::queries::INSERT_OUTBOX,
+                &[&subscription, &"r", &format!("{n}@example.org"), &"https://l/c", &format!("<{n}@l>"), &"date", &T],
+            )
+            .unwrap()
+            .get(0);
+        queued.insert(id);
+    }
+    let (now, lease_until) = ("2026-01-01T00:01:00.000Z", "2026-01-01T00:11:00.000Z");
+    let claimed_ids = |rows: &[postgres::Row]| rows.iter().map(|r| r.get::<_, i64>(0)).collect::<BTreeSet<i64>>();
+
+    // Node A claims two and keeps its transaction open (delivering).
+    let mut a = connect(&cluster);
+    let mut a_tx = a.transaction().unwrap();
+    let a_rows = a_tx.query(pg::queries::CLAIM_DUE_MAILS, &[&now, &lease_until, &2_i64]).unwrap();
+    // Node B claims as many as it can meanwhile; it must not wait for A's locks.
+    let mut b = connect(&cluster);
+    b.batch_execute("SET lock_timeout = '2s'").unwrap();
+    let b_rows = b.query(pg::queries::CLAIM_DUE_MAILS, &[&now, &lease_until, &10_i64]).unwrap_or_else(|e| {
+        panic!("B waited for A's rows instead of skipping them: {e}");
+    });
+
+    let (a_ids, b_ids) = (claimed_ids(&a_rows), claimed_ids(&b_rows));
+    assert_eq!(a_ids.len(), 2);
+    assert!(a_ids.is_disjoint(&b_ids), "A {a_ids:?}, B {b_ids:?}");
+    assert_eq!(a_ids.union(&b_ids).copied().collect::<BTreeSet<_>>(), queued);
+    assert!(b_rows.iter().all(|r| r.get::<_, i64>(9) == 1), "each claim counts one attempt");
+    a_tx.commit().unwrap();
+    // Claimed rows are leased until `lease_until`: nothing is due again before.
+    let again = b.query(pg::queries::CLAIM_DUE_MAILS, &[&now, &lease_until, &10_i64]).unwrap();
+    assert!(again.is_empty(), "{:?}", claimed_ids(&again));
+    let after_lease =
+        b.query(pg::queries::CLAIM_DUE_MAILS, &[&lease_until, &"2026-01-01T00:21:00.000Z", &10_i64]).unwrap();
+    assert_eq!(claimed_ids(&after_lease), queued);
 }
