@@ -523,3 +523,46 @@ fn two_postgres_connections_claiming_due_mails_at_once_get_disjoint_rows_without
         b.query(pg::queries::CLAIM_DUE_MAILS, &[&lease_until, &"2026-01-01T00:21:00.000Z", &10_i64]).unwrap();
     assert_eq!(claimed_ids(&after_lease), queued);
 }
+
+#[test]
+fn postgres_upserts_sums_and_optional_filters_give_what_sqlite_gives() {
+    let (_cluster, mut client) = migrated();
+    let q = |client: &mut Client, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]| {
+        client.query(sql, params).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    // A decline block already running longer is kept (SQLite's scalar max).
+    let (later, sooner) = ("2026-03-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z");
+    q(&mut client, pg::queries::UPSERT_DECLINED, &[&"h", &later]);
+    q(&mut client, pg::queries::UPSERT_DECLINED, &[&"h", &sooner]);
+    assert_eq!(q(&mut client, pg::queries::IS_DECLINED, &[&"h", &"2026-02-15T00:00:00.000Z"]).len(), 1);
+    // The inbox count reads as an i64 (sum of BIGINT is NUMERIC), 0 when none.
+    let inbox = vec![7_u8; 16];
+    let count =
+        |client: &mut Client| -> i64 { q(client, pg::queries::COUNT_INBOX_MAILS_SINCE, &[&inbox, &T])[0].get(0) };
+    assert_eq!(count(&mut client), 0);
+    q(&mut client, pg::queries::INSERT_INBOX_MAIL, &[&inbox, &T]);
+    q(&mut client, pg::queries::INSERT_INBOX_MAIL, &[&inbox, &T]);
+    assert_eq!(count(&mut client), 2);
+    // Daily counts add up under the upsert.
+    q(&mut client, pg::queries::COUNT_SIGNUP, &[&"2026-01-01", &"news"]);
+    q(&mut client, pg::queries::COUNT_SIGNUP, &[&"2026-01-01", &"news"]);
+    let stats = q(&mut client, pg::queries::DAILY_STATS_SINCE, &[&"2026-01-01"]);
+    assert_eq!(stats[0].get::<_, i64>(2), 2);
+    // The export's filters: NULL means any; `since` compares the latest event.
+    q(&mut client, pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]);
+    let a = insert_subscription(&mut client, "news", "a@example.org").unwrap();
+    let b = insert_subscription(&mut client, "other", "b@example.org").unwrap();
+    q(&mut client, pg::queries::CONFIRM_SUBSCRIPTION, &[&b, &later, &"192.0.2.2"]);
+    let none = None::<String>;
+    let ids = |rows: Vec<postgres::Row>| rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>();
+    assert_eq!(ids(q(&mut client, pg::queries::EXPORT_SUBSCRIPTIONS, &[&none, &none, &none])), [a, b]);
+    assert_eq!(ids(q(&mut client, pg::queries::EXPORT_SUBSCRIPTIONS, &[&Some("news"), &none, &none])), [a]);
+    assert_eq!(ids(q(&mut client, pg::queries::EXPORT_SUBSCRIPTIONS, &[&none, &none, &Some(sooner)])), [b]);
+    let counted: i64 =
+        q(&mut client, pg::queries::COUNT_EXPORT_SUBSCRIPTIONS, &[&none, &Some("pending"), &none])[0].get(0);
+    assert_eq!(counted, 1);
+    // The purge plan counts the pending signup past its cutoff.
+    let plan = q(&mut client, pg::queries::PURGE_PLAN, &[&later, &later]);
+    let plan: Vec<(String, String, i64)> = plan.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(plan, [("news".to_owned(), "pending".to_owned(), 1)]);
+}
