@@ -15,9 +15,11 @@
 //! own, and calling it from inside a tokio runtime panics.
 //!
 //! Still missing (later sessions of issue 15): the store interface both
-//! backends implement, the writer with group commit and the readers on this
-//! client, the `database.url` setting, the outbox and webhook leases
-//! (`FOR UPDATE SKIP LOCKED`), the purge lock, the proof chain across nodes,
+//! backends implement (its statements are all in [`queries`] already), the
+//! writer with group commit and the readers on this client, the
+//! `database.url` setting, running the outbox and webhook leases (the claims
+//! use `FOR UPDATE SKIP LOCKED`; `RELEASE_LEASES` must not run at one node's
+//! start while others deliver), the purge lock, the proof chain across nodes,
 //! and `listgate migrate-store`. Nothing here is reachable from `serve` or
 //! the configuration yet.
 
