@@ -301,6 +301,18 @@ impl IdleTimeout {
         self.last_moved = Instant::now();
     }
 
+    /// What a read or write of the stream came to: bytes moved (or an
+    /// error) restart the idle clock; waiting is checked against it.
+    fn progress<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.moved();
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.stalled(cx),
+        }
+    }
+
     /// No progress: an error once the time is up, else wait (the timer wakes us).
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         while self.timer.as_mut().poll(cx).is_ready() {
@@ -317,26 +329,16 @@ impl IdleTimeout {
 impl AsyncRead for IdleTimeout {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.stalled(cx),
-        }
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.progress(cx, poll)
     }
 }
 
 impl AsyncWrite for IdleTimeout {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.stalled(cx),
-        }
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.progress(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -345,13 +347,8 @@ impl AsyncWrite for IdleTimeout {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.stalled(cx),
-        }
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.progress(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
