@@ -20,7 +20,7 @@ use crate::keys::{KeyRing, KeySource};
 use crate::mail::outbox::{Outbox, RetryPolicy, Transport};
 use crate::metrics::Metrics;
 use crate::retention::{self, Cutoffs, PurgeReport};
-use crate::store::{self, Store};
+use crate::store::{Database, Store};
 use crate::subscriptions::Context;
 use crate::webhooks::Webhooks;
 
@@ -83,11 +83,12 @@ impl Application {
             tokio::task::spawn_blocking(move || -> Result<_, String> {
                 let transport = Transport::from_config(&config)?;
                 let keys = Arc::new(load_keys(&config)?);
-                let db = &config.database.path;
-                let cannot_open = |e: store::StoreError| format!("cannot open database {}: {e}", db.display());
-                let store = Store::open_capped(db, config.database.max_pages).map_err(cannot_open)?;
-                let conn = store::open_connection(db).map_err(cannot_open)?;
-                let ctx = Context::prepare(&conn, config.clone(), keys.clone(), now)?;
+                let store = Store::open(&config.database).map_err(|e| match &config.database.url {
+                    Some(_) => e.to_string(),
+                    None => format!("cannot open database {}: {e}", config.database.path.display()),
+                })?;
+                let db = Database::open(&config.database)?;
+                let ctx = Context::prepare(&*db, config.clone(), keys.clone(), now)?;
                 Ok((transport, keys, store, ctx))
             })
             .await

@@ -75,7 +75,13 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// The SQLite file (the default); unused when `url` is set.
     pub path: PathBuf,
+    /// `postgres://user:pass@host:5432/db?sslmode=require`: PostgreSQL,
+    /// several nodes on one database, instead of the SQLite file.
+    pub url: Option<String>,
+    /// PEM certificates to trust for the database's TLS, beside the webpki roots.
+    pub ca_file: Option<PathBuf>,
     /// Hard cap on the database size in pages of 4 KiB (0: no cap). Writes
     /// past it fail cleanly with 503, as on a full disk.
     pub max_pages: u64,
@@ -335,7 +341,7 @@ impl Default for ServerConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { path: "listgate.db".into(), max_pages: 0 }
+        DatabaseConfig { path: "listgate.db".into(), url: None, ca_file: None, max_pages: 0 }
     }
 }
 

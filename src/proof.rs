@@ -8,13 +8,12 @@
 //! nothing personal remains. The first event chains to the empty string.
 
 use ring::hmac;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::keys::KeyRing;
 use crate::store::Result;
-use crate::store::queries::{self, NewProofEvent, ProofEventRow};
+use crate::store::db::{Db, NewProofEvent, ProofEventRow};
 
 /// What happened to a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +66,7 @@ fn mac_hex(key: &hmac::Key, parts: &[&[u8]]) -> String {
 /// `at` is written once, as text: the digest covers those exact bytes and
 /// the row stores them.
 pub fn append(
-    conn: &Connection,
+    conn: &dyn Db,
     keys: &KeyRing,
     subscription_id: i64,
     at: Timestamp,
@@ -79,11 +78,9 @@ pub fn append(
     let detail = serde_json::to_string(detail).expect("plain values serialize");
     let key = &keys.current().chain;
     let digest = mac_hex(key, &[&canonical(subscription_id, at, kind.as_str(), ip, &detail)]);
-    let previous = queries::last_proof_link(conn)?.unwrap_or_default();
+    let previous = conn.last_proof_link()?.unwrap_or_default();
     let link = mac_hex(key, &[previous.as_bytes(), b"|", digest.as_bytes()]);
-    queries::insert_proof_event(
-        conn,
-        &NewProofEvent {
+    conn.insert_proof_event(&NewProofEvent {
             subscription_id,
             at,
             kind: kind.as_str(),
@@ -134,13 +131,13 @@ pub fn check_event(keys: &KeyRing, previous_link: &str, event: &ProofEventRow) -
 }
 
 /// Walks the whole chain in pages (constant memory) and reports the first break.
-pub fn verify_chain(conn: &Connection, keys: &KeyRing) -> Result<ChainReport> {
+pub fn verify_chain(conn: &dyn Db, keys: &KeyRing) -> Result<ChainReport> {
     verify_chain_with_progress(conn, keys, |_| {})
 }
 
 /// As [`verify_chain`], telling `progress` how many events each page held.
 pub fn verify_chain_with_progress(
-    conn: &Connection,
+    conn: &dyn Db,
     keys: &KeyRing,
     mut progress: impl FnMut(u64),
 ) -> Result<ChainReport> {
@@ -148,7 +145,7 @@ pub fn verify_chain_with_progress(
     let mut previous = String::new();
     let mut after = 0;
     loop {
-        let page = queries::select_proof_events(conn, after, 1000)?;
+        let page = conn.select_proof_events(after, 1000)?;
         let Some(last) = page.last() else { return Ok(report) };
         after = last.id;
         progress(page.len() as u64);
@@ -169,14 +166,14 @@ mod tests {
     use super::*;
     use crate::keys::new_entry;
 
-    fn setup() -> (tempfile::TempDir, Connection, KeyRing) {
+    fn setup() -> (tempfile::TempDir, rusqlite::Connection, KeyRing) {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
         (dir, conn, KeyRing::parse(&new_entry(1).unwrap()).unwrap())
     }
 
-    fn add_three(conn: &Connection, keys: &KeyRing) {
+    fn add_three(conn: &dyn Db, keys: &KeyRing) {
         for (i, kind) in [EventKind::Signup, EventKind::MailSent, EventKind::Confirm].into_iter().enumerate() {
             append(
                 conn,
@@ -196,7 +193,7 @@ mod tests {
         let (_dir, conn, keys) = setup();
         add_three(&conn, &keys);
         assert_eq!(verify_chain(&conn, &keys).unwrap(), ChainReport { events: 3, erased: 0, first_break: None });
-        queries::erase_proof_events(&conn, 1).unwrap();
+        conn.erase_proof_events(1).unwrap();
         assert_eq!(verify_chain(&conn, &keys).unwrap(), ChainReport { events: 3, erased: 3, first_break: None });
     }
 

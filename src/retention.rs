@@ -14,14 +14,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use crate::store::Database;
+use crate::store::db::Db;
 use time::OffsetDateTime;
 
 use crate::clock::Timestamp;
 use crate::config::RetentionConfig;
 use crate::domain::Status;
-use crate::store::queries;
-use crate::store::{self, Result};
+use crate::store::Result;
 use crate::subscriptions::erase_subscription;
 
 /// Rows erased per write transaction at most.
@@ -89,12 +89,12 @@ impl PurgeReport {
 }
 
 /// What a purge at these cutoffs would erase, without erasing anything.
-pub fn plan(conn: &Connection, cutoffs: &Cutoffs) -> Result<PurgeReport> {
+pub fn plan(conn: &dyn Db, cutoffs: &Cutoffs) -> Result<PurgeReport> {
     let mut report = PurgeReport::default();
-    for (list, status, n) in queries::purge_plan(conn, cutoffs.pending_before, cutoffs.unsubscribed_before)? {
+    for (list, status, n) in conn.purge_plan(cutoffs.pending_before, cutoffs.unsubscribed_before)? {
         report.add(list, status, n);
     }
-    report.declines_removed = queries::count_expired_declines(conn, cutoffs.now)?;
+    report.declines_removed = conn.count_expired_declines(cutoffs.now)?;
     Ok(report)
 }
 
@@ -109,9 +109,9 @@ pub struct Batch {
 /// Erases up to `limit` records past retention inside the caller's
 /// transaction, stopping early once `budget` has passed (the server's purge
 /// shares the writer with signups, which wait for its batch).
-pub fn purge_batch(conn: &Connection, cutoffs: &Cutoffs, limit: i64, budget: Duration) -> Result<Batch> {
+pub fn purge_batch(conn: &dyn Db, cutoffs: &Cutoffs, limit: i64, budget: Duration) -> Result<Batch> {
     let started = Instant::now();
-    let candidates = queries::purge_candidates(conn, cutoffs.pending_before, cutoffs.unsubscribed_before, limit)?;
+    let candidates = conn.purge_candidates(cutoffs.pending_before, cutoffs.unsubscribed_before, limit)?;
     let count = candidates.len();
     let mut batch = Batch { more: count as i64 == limit, ..Batch::default() };
     for (done, (id, list, status)) in candidates.into_iter().enumerate() {
@@ -128,41 +128,39 @@ pub fn purge_batch(conn: &Connection, cutoffs: &Cutoffs, limit: i64, budget: Dur
 
 /// Runs a whole purge on its own connection, one short IMMEDIATE
 /// transaction per batch; `progress` hears how many rows each batch erased.
-pub fn purge_all(conn: &Connection, cutoffs: &Cutoffs, mut progress: impl FnMut(u64)) -> Result<PurgeReport> {
+pub fn purge_all(conn: &Database, cutoffs: &Cutoffs, mut progress: impl FnMut(u64)) -> Result<PurgeReport> {
     let mut report = PurgeReport::default();
     loop {
-        let batch = store::immediate(conn, |c| purge_batch(c, cutoffs, BATCH, Duration::MAX))?;
+        let batch = conn.immediate(|c| purge_batch(c, cutoffs, BATCH, Duration::MAX))?;
         progress(batch.report.total());
         report.merge(batch.report);
         if !batch.more {
             break;
         }
     }
-    report.declines_removed = store::immediate(conn, |c| forget_expired_blocks(c, cutoffs))?;
+    report.declines_removed = conn.immediate(|c| forget_expired_blocks(c, cutoffs))?;
     Ok(report)
 }
 
 /// Removes "I did not sign up" blocks that are over, and the daily cap's
 /// inbox counts older than a day (the cap looks back 24 hours); returns how
 /// many blocks went. Both are keyed hashes, kept no longer than they act.
-pub fn forget_expired_blocks(conn: &rusqlite::Connection, cutoffs: &Cutoffs) -> Result<u64> {
-    queries::delete_old_inbox_mails(conn, cutoffs.now - time::Duration::days(1))?;
-    queries::delete_expired_declines(conn, cutoffs.now)
+pub fn forget_expired_blocks(conn: &dyn Db, cutoffs: &Cutoffs) -> Result<u64> {
+    conn.delete_old_inbox_mails(cutoffs.now - time::Duration::days(1))?;
+    conn.delete_expired_declines(cutoffs.now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::queries::NewSubscription;
+    use crate::store::db::NewSubscription;
 
     #[test]
     fn a_batch_over_its_time_budget_stops_early_but_erases_at_least_one() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = store::open_connection(&dir.path().join("t.db")).unwrap();
-        store::migrate(&conn).unwrap();
-        queries::insert_consent_text(
-            &conn,
-            "c",
+        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
+        crate::store::migrate(&conn).unwrap();
+        conn.insert_consent_text("c",
             "text",
             Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC)),
         )
@@ -180,7 +178,7 @@ mod tests {
                     now: Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC)),
                     ip: "192.0.2.1",
                 };
-                queries::insert_subscription(&conn, &new).unwrap();
+                conn.insert_subscription(&new).unwrap();
             }
         };
         let cutoffs = Cutoffs::at(&RetentionConfig::default(), time::macros::datetime!(2026-11-22 12:00 UTC));

@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ring::hmac;
-use rusqlite::Connection;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -23,7 +22,7 @@ use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof::{self, EventKind};
 use crate::store::Result;
-use crate::store::queries::{self, DailyCount, NewMail, NewSubscription};
+use crate::store::db::{Db, DailyCount, NewMail, NewSubscription};
 use crate::token::{self, Purpose, Subject, VerifiedToken};
 
 /// A configured list with what was prepared for it at start.
@@ -47,7 +46,7 @@ impl Context {
     /// Renders each list's mail and stores its consent text and rendering
     /// (once per distinct content), so signups only reference them by hash.
     pub fn prepare(
-        conn: &Connection,
+        conn: &dyn Db,
         config: Arc<Config>,
         keys: Arc<KeyRing>,
         now: OffsetDateTime,
@@ -57,8 +56,8 @@ impl Context {
         for list in &config.lists {
             let consent_sha256 = mail::sha256_hex(list.consent_text.as_bytes());
             let (rendering_sha256, rendering) = mail::render(&config, list)?;
-            queries::insert_consent_text(conn, &consent_sha256, &list.consent_text, now).map_err(|e| e.to_string())?;
-            queries::insert_rendering(conn, &rendering_sha256, &rendering, now).map_err(|e| e.to_string())?;
+            conn.insert_consent_text(&consent_sha256, &list.consent_text, now).map_err(|e| e.to_string())?;
+            conn.insert_rendering(&rendering_sha256, &rendering, now).map_err(|e| e.to_string())?;
             let prepared =
                 PreparedList { config: list.clone(), consent_sha256, rendering_sha256, sender: rendering.sender };
             lists.insert(list.id.clone(), prepared);
@@ -96,16 +95,16 @@ pub enum SignupOutcome {
     Declined,
 }
 
-pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime) -> Result<SignupOutcome> {
+pub fn signup(conn: &dyn Db, ctx: &Context, s: &Signup, now: OffsetDateTime) -> Result<SignupOutcome> {
     let list = ctx.list(&s.list_id).expect("handlers only pass configured lists");
     let at = Timestamp::from(now);
     // Every path writes, so every answer waits for a commit alike.
-    queries::count_daily(conn, DailyCount::Request, &at.day(), &s.list_id)?;
+    conn.count_daily(DailyCount::Request, &at.day(), &s.list_id)?;
     if is_declined(conn, &ctx.keys, s.email.key(), at)? {
         return Ok(SignupOutcome::Declined);
     }
     let ip = s.ip.to_string();
-    match queries::select_live_subscription(conn, &s.list_id, s.email.key())? {
+    match conn.select_live_subscription(&s.list_id, s.email.key())? {
         Some(existing) if existing.status == Status::Confirmed => Ok(SignupOutcome::AlreadyConfirmed),
         Some(existing) => {
             if !may_resend(conn, ctx, existing.id, s.email.key(), at)? {
@@ -119,9 +118,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
         }
         None => {
             let name = s.name.as_ref().map(Name::as_str);
-            let id = queries::insert_subscription(
-                conn,
-                &NewSubscription {
+            let id = conn.insert_subscription(&NewSubscription {
                     list_id: &s.list_id,
                     email: s.email.as_str(),
                     email_key: s.email.key(),
@@ -133,7 +130,7 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
             )?;
             let detail = json!({"list": s.list_id, "email": s.email.as_str(), "name": name, "consent_sha256": list.consent_sha256});
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
-            queries::count_daily(conn, DailyCount::Signup, &at.day(), &s.list_id)?;
+            conn.count_daily(DailyCount::Signup, &at.day(), &s.list_id)?;
             if under_daily_cap(conn, ctx, s.email.key(), at)? {
                 queue_confirmation(conn, ctx, list, id, s.email.key(), s.email.ascii(), now)?;
             }
@@ -150,12 +147,12 @@ pub fn signup(conn: &Connection, ctx: &Context, s: &Signup, now: OffsetDateTime)
 /// to other spellings are written down (`inbox_mails`, see
 /// `queue_confirmation`). A table written on every signup cost a third of
 /// the signup rate (BENCHMARKS.md); other spellings are rare.
-fn under_daily_cap(conn: &Connection, ctx: &Context, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
+fn under_daily_cap(conn: &dyn Db, ctx: &Context, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
     let day_ago = now - time::Duration::days(1);
     let inbox = email_key.inbox();
-    let mut mails = queries::mails_to_inbox_itself_since(conn, &inbox, day_ago)?;
+    let mut mails = conn.mails_to_inbox_itself_since(&inbox, day_ago)?;
     if mails < i64::from(ctx.config.limits.mails_per_address_per_day) {
-        mails += queries::inbox_mails_since(conn, &inbox_hash(ctx, &inbox), day_ago)?;
+        mails += conn.inbox_mails_since(&inbox_hash(ctx, &inbox), day_ago)?;
     }
     Ok(mails < i64::from(ctx.config.limits.mails_per_address_per_day))
 }
@@ -173,7 +170,7 @@ fn inbox_hash(ctx: &Context, inbox: &InboxKey) -> [u8; 16] {
 /// A new mail for a pending signup: not sooner than `resend_interval` after
 /// the last one, and within the daily cap.
 fn may_resend(
-    conn: &Connection,
+    conn: &dyn Db,
     ctx: &Context,
     subscription_id: i64,
     email_key: &EmailKey,
@@ -182,21 +179,21 @@ fn may_resend(
     if !under_daily_cap(conn, ctx, email_key, now)? {
         return Ok(false);
     }
-    let (_, last) = queries::recent_mails(conn, subscription_id, now - time::Duration::days(1))?;
+    let (_, last) = conn.recent_mails(subscription_id, now - time::Duration::days(1))?;
     let earliest = Timestamp::from(ctx.config.mail.resend_interval.before(now.to_offset_date_time()));
     Ok(last.is_none_or(|last| last <= earliest))
 }
 
 /// Records a dropped bot submission; a write like a real signup's, so the
 /// bot's answer takes as long as anyone's.
-pub fn count_bot(conn: &Connection, list_id: &str, now: OffsetDateTime) -> Result<()> {
-    queries::count_daily(conn, DailyCount::Bot, &Timestamp::from(now).day(), list_id)
+pub fn count_bot(conn: &dyn Db, list_id: &str, now: OffsetDateTime) -> Result<()> {
+    conn.count_daily(DailyCount::Bot, &Timestamp::from(now).day(), list_id)
 }
 
 /// Queues the confirmation mail to `email` (the ASCII form of the address
 /// whose key is `email_key`) and counts it against its inbox's daily cap.
 fn queue_confirmation(
-    conn: &Connection,
+    conn: &dyn Db,
     ctx: &Context,
     list: &PreparedList,
     subscription_id: i64,
@@ -208,9 +205,7 @@ fn queue_confirmation(
     let token =
         token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(subscription_id), &list.config.id, Some(expires));
     let link = format!("{}/confirm?token={token}", ctx.config.base());
-    queries::insert_outbox(
-        conn,
-        &NewMail {
+    conn.insert_outbox(&NewMail {
             subscription_id,
             rendering_sha256: &list.rendering_sha256,
             to_email: email,
@@ -224,7 +219,7 @@ fn queue_confirmation(
     if inbox.as_str() == email_key.as_str() {
         return Ok(()); // counted from the outbox row just written
     }
-    queries::insert_inbox_mail(conn, &inbox_hash(ctx, &inbox), Timestamp::from(now))
+    conn.insert_inbox_mail(&inbox_hash(ctx, &inbox), Timestamp::from(now))
 }
 
 /// The unsubscribe URL for a subscription: goes into every newsletter.
@@ -236,9 +231,9 @@ pub fn unsubscribe_url(config: &Config, keys: &KeyRing, subscription_id: i64, li
 /// The subscription a verified token names, on the token's list. Both
 /// layouts name the row id: concealed (layout 2) or, in links mailed before
 /// layout 2, in clear.
-fn subscription_of(conn: &Connection, t: &VerifiedToken) -> Result<Option<queries::SubscriptionRow>> {
+fn subscription_of(conn: &dyn Db, t: &VerifiedToken) -> Result<Option<crate::store::db::SubscriptionRow>> {
     let (Subject::Public(id) | Subject::Sequential(id)) = t.subject;
-    Ok(queries::select_subscription(conn, id)?.filter(|s| s.list_id == t.list_id))
+    Ok(conn.select_subscription(id)?.filter(|s| s.list_id == t.list_id))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +245,7 @@ pub enum ConfirmOutcome {
 }
 
 pub fn confirm(
-    conn: &Connection,
+    conn: &dyn Db,
     ctx: &Context,
     t: &VerifiedToken,
     ip: IpAddr,
@@ -263,11 +258,11 @@ pub fn confirm(
         Status::Confirmed => Ok(ConfirmOutcome::AlreadyConfirmed),
         Status::Pending => {
             let (at, ip) = (Timestamp::from(now), ip.to_string());
-            queries::confirm_subscription(conn, sub.id, at, &ip)?;
+            conn.confirm_subscription(sub.id, at, &ip)?;
             proof::append(conn, &ctx.keys, sub.id, at, EventKind::Confirm, Some(&ip), &json!({}))?;
-            queries::count_daily(conn, DailyCount::Confirmation, &at.day(), &sub.list_id)?;
+            conn.count_daily(DailyCount::Confirmation, &at.day(), &sub.list_id)?;
             if ctx.config.has_webhook(&sub.list_id) {
-                queries::insert_webhook_call(conn, sub.id, WebhookEvent::Confirmed, at)?;
+                conn.insert_webhook_call(sub.id, WebhookEvent::Confirmed, at)?;
             }
             Ok(ConfirmOutcome::Confirmed)
         }
@@ -288,7 +283,7 @@ pub enum DeclineOutcome {
 
 /// "I did not sign up": erase the pending signup at once and block further
 /// confirmation mails for `decline_block`, remembering only a keyed hash.
-pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetDateTime) -> Result<DeclineOutcome> {
+pub fn decline(conn: &dyn Db, ctx: &Context, t: &VerifiedToken, now: OffsetDateTime) -> Result<DeclineOutcome> {
     let Some(sub) = subscription_of(conn, t)? else {
         return Ok(DeclineOutcome::Erased);
     };
@@ -301,7 +296,7 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
             // new signup of any spelling gets; its inbox (`+tags` cut, Gmail's
             // dots folded) is what `is_declined` looks up for every spelling.
             let inbox = EmailKey::lenient(&sub.email).inbox();
-            queries::upsert_declined(conn, &address_hash(&ctx.keys.current().address, inbox.as_str()), until)?;
+            conn.upsert_declined(&address_hash(&ctx.keys.current().address, inbox.as_str()), until)?;
             erase_subscription(conn, sub.id)?;
             Ok(DeclineOutcome::Erased)
         }
@@ -310,9 +305,9 @@ pub fn decline(conn: &Connection, ctx: &Context, t: &VerifiedToken, now: OffsetD
 
 /// Deletes a subscription's personal data everywhere, keeping only the
 /// proof chain's links.
-pub fn erase_subscription(conn: &Connection, subscription_id: i64) -> Result<()> {
-    queries::erase_proof_events(conn, subscription_id)?;
-    queries::delete_subscription(conn, subscription_id)
+pub fn erase_subscription(conn: &dyn Db, subscription_id: i64) -> Result<()> {
+    conn.erase_proof_events(subscription_id)?;
+    conn.delete_subscription(subscription_id)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,7 +318,7 @@ pub enum UnsubscribeOutcome {
 }
 
 pub fn unsubscribe(
-    conn: &Connection,
+    conn: &dyn Db,
     ctx: &Context,
     t: &VerifiedToken,
     ip: Option<IpAddr>,
@@ -342,7 +337,7 @@ pub fn unsubscribe(
 /// webhook when it has one. A no-op on one that is not live.
 #[allow(clippy::too_many_arguments)]
 pub fn unsubscribe_subscription(
-    conn: &Connection,
+    conn: &dyn Db,
     keys: &KeyRing,
     subscription_id: i64,
     list_id: &str,
@@ -352,7 +347,7 @@ pub fn unsubscribe_subscription(
     now: OffsetDateTime,
 ) -> Result<UnsubscribeOutcome> {
     let (at, ip) = (Timestamp::from(now), ip.map(|ip| ip.to_string()));
-    if !queries::unsubscribe_subscription(conn, subscription_id, at, ip.as_deref().unwrap_or(""), method)? {
+    if !conn.unsubscribe_subscription(subscription_id, at, ip.as_deref().unwrap_or(""), method)? {
         return Ok(UnsubscribeOutcome::NotSubscribed);
     }
     proof::append(
@@ -364,9 +359,9 @@ pub fn unsubscribe_subscription(
         ip.as_deref(),
         &json!({"method": method.as_str()}),
     )?;
-    queries::count_daily(conn, DailyCount::Unsubscribe, &at.day(), list_id)?;
+    conn.count_daily(DailyCount::Unsubscribe, &at.day(), list_id)?;
     if webhook {
-        queries::insert_webhook_call(conn, subscription_id, WebhookEvent::Unsubscribed, at)?;
+        conn.insert_webhook_call(subscription_id, WebhookEvent::Unsubscribed, at)?;
     }
     Ok(UnsubscribeOutcome::Unsubscribed)
 }
@@ -384,7 +379,7 @@ fn address_hash(key: &hmac::Key, text: &str) -> String {
 /// Declines stored before they keyed on the inbox were hashed on the exact
 /// address; that hash is checked too, so they keep blocking their address
 /// until they expire.
-pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
+pub fn is_declined(conn: &dyn Db, keys: &KeyRing, email_key: &EmailKey, now: Timestamp) -> Result<bool> {
     let inbox = email_key.inbox();
     // The inbox, and the exact address for blocks stored before declines
     // keyed on the inbox (once when the two are the same): no allocation per signup.
@@ -392,7 +387,7 @@ pub fn is_declined(conn: &Connection, keys: &KeyRing, email_key: &EmailKey, now:
     let texts = if both[0] == both[1] { &both[..1] } else { &both[..] };
     for (_, k) in keys.all() {
         for text in texts {
-            if queries::is_declined(conn, &address_hash(&k.address, text), now)? {
+            if conn.is_declined(&address_hash(&k.address, text), now)? {
                 return Ok(true);
             }
         }

@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::domain::{Status, WebhookEvent};
 use crate::keys::KeyRing;
 use crate::mail::outbox::RetryPolicy;
-use crate::store::queries::{self, WebhookCall};
+use crate::store::db::{WebhookCall};
 use crate::store::{Store, StoreError};
 use crate::subscriptions;
 use crate::worker;
@@ -92,7 +92,7 @@ impl Webhooks {
 
     async fn call(&self, call: WebhookCall) {
         let subscription_id = call.subscription_id;
-        let subscription = self.store.read(move |c| queries::select_subscription(c, subscription_id)).await;
+        let subscription = self.store.read(move |c| c.select_subscription(subscription_id)).await;
         let outcome = match subscription {
             // Erased meanwhile: the cascade removed the call too, nothing to record.
             Ok(None) => return,
@@ -117,7 +117,7 @@ impl Webhooks {
     }
 
     /// The JSON body: what happened, to whom, on which list, when.
-    fn body(&self, call: &WebhookCall, s: &queries::SubscriptionRow) -> Vec<u8> {
+    fn body(&self, call: &WebhookCall, s: &crate::store::db::SubscriptionRow) -> Vec<u8> {
         let mut body = json!({
             "delivery": call.id,
             "event": call.event,
@@ -198,9 +198,9 @@ impl Webhooks {
         let result = self
             .store
             .write(move |c| match error {
-                None => queries::mark_webhook_sent(c, call.id, now, status.unwrap_or_default()),
-                Some(e) if give_up => queries::mark_webhook_failed(c, call.id, status, &e),
-                Some(e) => queries::mark_webhook_retry(c, call.id, retry_at, status, &e),
+                None => c.mark_webhook_sent(call.id, now, status.unwrap_or_default()),
+                Some(e) if give_up => c.mark_webhook_failed(call.id, status, &e),
+                Some(e) => c.mark_webhook_retry(call.id, retry_at, status, &e),
             })
             .await;
         if let Err(e) = result {
@@ -220,14 +220,14 @@ impl worker::BatchWorker for Webhooks {
     /// Claims and makes one batch of due calls; returns how many.
     async fn run_batch(&self) -> Result<usize, StoreError> {
         let now = Timestamp::now(self.clock.as_ref());
-        let calls = self.store.write(move |c| queries::claim_due_webhook_calls(c, now, now + LEASE, BATCH)).await?;
+        let calls = self.store.write(move |c| c.claim_due_webhook_calls(now, now + LEASE, BATCH)).await?;
         let count = calls.len();
         futures_util::future::join_all(calls.into_iter().map(|call| self.call(call))).await;
         Ok(count)
     }
 
     async fn next_wait(&self) -> Duration {
-        let due = self.store.read(queries::next_due_webhook_call).await.ok().flatten();
+        let due = self.store.read(|c| c.next_due_webhook_call()).await.ok().flatten();
         clock::wait_until(due, Timestamp::now(self.clock.as_ref()), Duration::from_secs(30))
     }
 }

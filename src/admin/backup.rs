@@ -3,15 +3,24 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use crate::store::Database;
 
 use crate::store::{self, queries};
 
+/// What `backup` says on PostgreSQL, where a copy made by listgate would be
+/// the weakest of the operator's options.
+pub const POSTGRES_BACKUP: &str = "on PostgreSQL, listgate does not write backups: use the server's own \
+(pg_dump for a consistent copy, or base backups with WAL archiving for point-in-time recovery); see docs/deployment.md";
+
 /// Copies the database to `target` (which must not exist) and checks the copy.
-pub fn backup(conn: &Connection, target: &Path) -> Result<u64, String> {
+pub fn backup(conn: &Database, target: &Path) -> Result<u64, String> {
     if target.exists() {
         return Err(format!("{} already exists; choose a new file", target.display()));
     }
+    let conn = match conn {
+        Database::Sqlite(conn) => conn,
+        Database::Postgres(_) => return Err(POSTGRES_BACKUP.into()),
+    };
     let name = target.to_str().ok_or("the backup path must be valid UTF-8")?;
     queries::backup_into(conn, name).map_err(|e| format!("backup failed: {e}"))?;
     crate::files::make_private(target).map_err(|e| format!("cannot make {} private: {e}", target.display()))?;

@@ -20,7 +20,7 @@ use crate::domain::{Name, Status};
 use crate::keys::{self, KeyRing};
 use crate::logging::LogFormat;
 use crate::retention::{self, Cutoffs};
-use crate::store::queries::{self, ExportFilter};
+use crate::store::db::{ExportFilter};
 
 /// A failed command: its one-line message, and whether it was a usage
 /// problem (exit 2) rather than a failure (exit 1).
@@ -157,10 +157,10 @@ pub fn export(
         return Err(Failure::bad_usage(format!("--list: no list \"{list}\" in the configuration")));
     }
     let since = since.map(|s| admin::export::parse_since(&s)).transpose().map_err(Failure::bad_usage)?;
-    let conn = admin::open_database(&config.database.path)?;
+    let conn = crate::store::Database::open(&config.database)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let filter = ExportFilter { list_id: list, status: status.status(), since };
-    let total = queries::count_export(&conn, &filter).map_err(|e| e.to_string())?;
+    let total = conn.count_export(&filter).map_err(|e| e.to_string())?;
     let bar = admin::progress_bar(total, "exporting");
     let options = admin::export::Options { filter, format, bom };
     let rows = match output {
@@ -187,14 +187,14 @@ pub fn export(
 /// JSON, or (`proof`) as one HTML document per subscription written to `dir`.
 pub fn show(config: &Config, clock: &dyn Clock, email: &str, json: bool, proof: bool, dir: &Path) -> Outcome {
     let key = admin::address_key(email).map_err(Failure::bad_usage)?;
-    let conn = admin::open_database(&config.database.path)?;
+    let conn = crate::store::Database::open(&config.database)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let report = admin::show::collect(&conn, &keys, &key, clock.now())?;
     if proof {
         if report.records.is_empty() {
             return Err(format!("nothing stored for {email}").into());
         }
-        for path in admin::show::write_proof_documents(&conn, &keys, &report, dir, clock.now())? {
+        for path in admin::show::write_proof_documents(&*conn, &keys, &report, dir, clock.now())? {
             println!("{}", path.display());
         }
     } else if json {
@@ -210,8 +210,8 @@ pub fn show(config: &Config, clock: &dyn Clock, email: &str, json: bool, proof: 
 /// script never erases by accident. `dry_run` only says what would go.
 pub fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome {
     let key = admin::address_key(email).map_err(Failure::bad_usage)?;
-    let conn = admin::open_database(&config.database.path)?;
-    let count = admin::stored_subscriptions(&conn, &key, None)?;
+    let conn = crate::store::Database::open(&config.database)?;
+    let count = admin::stored_subscriptions(&*conn, &key, None)?;
     if count == 0 {
         return Err(nothing_stored(email, None));
     }
@@ -252,9 +252,9 @@ pub fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome 
 /// `clock`'s now, and prints the counts per list and state; `dry_run` only
 /// counts.
 pub fn purge(config: &Config, clock: &dyn Clock, dry_run: bool) -> Outcome {
-    let conn = admin::open_database(&config.database.path)?;
+    let conn = crate::store::Database::open(&config.database)?;
     let cutoffs = Cutoffs::at(&config.retention, clock.now());
-    let plan = retention::plan(&conn, &cutoffs).map_err(|e| e.to_string())?;
+    let plan = retention::plan(&*conn, &cutoffs).map_err(|e| e.to_string())?;
     let report = if dry_run {
         plan
     } else {
@@ -282,8 +282,8 @@ pub fn correct(config: &Config, clock: &dyn Clock, email: &str, name: &str, list
     let key = admin::address_key(email).map_err(Failure::bad_usage)?;
     let name =
         Name::parse(Some(name)).map_err(|e| Failure::bad_usage(format!("--name: {}", e.message(Language::En))))?;
-    let conn = admin::open_database(&config.database.path)?;
-    if admin::stored_subscriptions(&conn, &key, list)? == 0 {
+    let conn = crate::store::Database::open(&config.database)?;
+    if admin::stored_subscriptions(&*conn, &key, list)? == 0 {
         return Err(nothing_stored(email, list));
     }
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
@@ -300,8 +300,8 @@ pub fn correct(config: &Config, clock: &dyn Clock, email: &str, name: &str, list
 /// from every list, or from `list` only, and prints the lists it left.
 pub fn unsubscribe(config: &Config, clock: &dyn Clock, email: &str, list: Option<&str>) -> Outcome {
     let key = admin::address_key(email).map_err(Failure::bad_usage)?;
-    let conn = admin::open_database(&config.database.path)?;
-    if admin::stored_subscriptions(&conn, &key, list)? == 0 {
+    let conn = crate::store::Database::open(&config.database)?;
+    if admin::stored_subscriptions(&*conn, &key, list)? == 0 {
         return Err(nothing_stored(email, list));
     }
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
@@ -329,7 +329,7 @@ fn nothing_stored(email: &str, list: Option<&str>) -> Failure {
 /// `listgate backup FILE`: an online, consistent copy of the database into a
 /// new `file`, checked before it is reported.
 pub fn backup(config: &Config, file: &Path) -> Outcome {
-    let conn = admin::open_database(&config.database.path)?;
+    let conn = crate::store::Database::open(&config.database)?;
     let bytes = admin::backup::backup(&conn, file)?;
     println!("backed up to {} ({bytes} bytes, integrity ok)", file.display());
     Ok(ExitCode::SUCCESS)
@@ -338,7 +338,7 @@ pub fn backup(config: &Config, file: &Path) -> Outcome {
 /// `listgate verify`: walks the proof chain; exits 0 when every event
 /// verifies and 1 at the first broken link, so `verify && …` works in scripts.
 pub fn verify(config: &Config) -> Outcome {
-    let conn = admin::open_database(&config.database.path)?;
+    let conn = crate::store::Database::open(&config.database)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let report = admin::verify::verify(&conn, &keys)?;
     match report.first_break {
@@ -359,7 +359,7 @@ pub fn verify(config: &Config) -> Outcome {
 /// `listgate stats`: subscriptions per list and state, and the daily counts
 /// of the last `days` days up to `clock`'s today, as text or JSON.
 pub fn stats(config: &Config, clock: &dyn Clock, days: u32, json: bool) -> Outcome {
-    let conn = admin::open_database(&config.database.path)?;
+    let conn = crate::store::Database::open(&config.database)?;
     let stats = admin::stats::collect(&conn, days, clock.now())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats).expect("json"));
@@ -407,6 +407,7 @@ pub fn keygen(config: &Config, write: bool) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::db::Db;
     use super::*;
     use clap::ValueEnum;
 
@@ -453,9 +454,9 @@ mod tests {
 
         let conn = crate::store::open_connection(&config.database.path).unwrap();
         crate::store::migrate(&conn).unwrap();
-        queries::insert_consent_text(&conn, "c", "text", crate::clock::Timestamp::now(&clock)).unwrap();
+        conn.insert_consent_text("c", "text", crate::clock::Timestamp::now(&clock)).unwrap();
         let key = crate::domain::EmailKey::lenient("anna@example.org");
-        let signup = queries::NewSubscription {
+        let signup = crate::store::db::NewSubscription {
             list_id: "newsletter",
             email: "anna@example.org",
             email_key: &key,
@@ -464,7 +465,7 @@ mod tests {
             now: crate::clock::Timestamp::now(&clock),
             ip: "192.0.2.1",
         };
-        queries::insert_subscription(&conn, &signup).unwrap();
+        conn.insert_subscription(&signup).unwrap();
         let stored = || admin::stored_subscriptions(&conn, &key, None).unwrap();
 
         let expires = config.retention.unconfirmed.after(clock.now());

@@ -2,7 +2,7 @@
 //! stored name changes; a proof event records the SHA-256 of the old and the
 //! new value, so the log shows that (and when) it changed without repeating it.
 
-use rusqlite::Connection;
+use crate::store::Database;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -12,12 +12,11 @@ use crate::domain::Name;
 use crate::keys::KeyRing;
 use crate::mail::sha256_hex;
 use crate::proof::{self, EventKind};
-use crate::store::{self, queries};
 
 /// Sets the name on the address's subscriptions (on `list` only, if given);
 /// returns how many changed.
 pub fn correct_name(
-    conn: &Connection,
+    conn: &Database,
     keys: &KeyRing,
     email_key: &EmailKey,
     list: Option<&str>,
@@ -25,14 +24,14 @@ pub fn correct_name(
     now: OffsetDateTime,
 ) -> Result<usize, String> {
     let new = name.map(Name::as_str);
-    store::immediate(conn, |c| {
+    conn.immediate(|c| {
         let at = Timestamp::from(now);
         let mut changed = 0;
-        for s in queries::subscriptions_of_address(c, email_key)? {
+        for s in c.subscriptions_of_address(email_key)? {
             if list.is_some_and(|l| l != s.list_id) || s.name.as_deref() == new {
                 continue;
             }
-            queries::update_name(c, s.id, new)?;
+            c.update_name(s.id, new)?;
             let hash = |v: Option<&str>| v.map(|v| sha256_hex(v.as_bytes()));
             let detail = json!({"old_name_sha256": hash(s.name.as_deref()), "new_name_sha256": hash(new)});
             proof::append(c, keys, s.id, at, EventKind::NameCorrected, None, &detail)?;

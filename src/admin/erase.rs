@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use crate::store::Database;
 
 use crate::domain::EmailKey;
-use crate::store::{self, queries};
+use crate::store::queries;
 use crate::subscriptions::erase_subscription;
 
 /// What an erasure did.
@@ -21,9 +21,9 @@ pub struct Erased {
     pub checkpointed: bool,
 }
 
-pub fn erase(conn: &Connection, email_key: &EmailKey) -> Result<Erased, String> {
-    let subscriptions = store::immediate(conn, |c| {
-        let subs = queries::subscriptions_of_address(c, email_key)?;
+pub fn erase(conn: &Database, email_key: &EmailKey) -> Result<Erased, String> {
+    let subscriptions = conn.immediate(|c| {
+        let subs = c.subscriptions_of_address(email_key)?;
         for s in &subs {
             erase_subscription(c, s.id)?;
         }
@@ -42,7 +42,11 @@ const CHECKPOINT_DEADLINE: Duration = Duration::from_secs(50);
 /// writes can keep one attempt from finishing (each waits the connection's
 /// busy timeout), so it tries again until [`CHECKPOINT_DEADLINE`]: the
 /// server does not know about an erasure made beside it.
-pub fn checkpoint(conn: &Connection) -> bool {
+pub fn checkpoint(conn: &Database) -> bool {
+    let Database::Sqlite(conn) = conn else {
+        // PostgreSQL's WAL and freed pages are the server's: see docs/deployment.md.
+        return true;
+    };
     let started = Instant::now();
     loop {
         if queries::truncate_wal(conn).unwrap_or(false) {

@@ -10,9 +10,9 @@ use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::domain::Status;
 use crate::keys::KeyRing;
-use crate::store::queries::{self, ExportFilter, ExportRecord};
+use crate::store::Database;
+use crate::store::db::{ExportFilter, ExportRecord};
 use crate::token::{self, Purpose, Subject};
-use rusqlite::Connection;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,7 +175,7 @@ pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
 
 /// Writes the export to `out`; returns the number of rows. `progress` hears each row.
 pub fn export(
-    conn: &Connection,
+    conn: &Database,
     config: &Config,
     keys: &KeyRing,
     options: &Options,
@@ -187,8 +187,8 @@ pub fn export(
     // One read transaction: every row comes from one snapshot, whatever the
     // server writes meanwhile. (The progress bar's count is taken before it,
     // so it is an estimate.)
-    conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
-    let result = (|| {
+    let snapshot = conn.snapshot(|conn| {
+        Ok((|| {
         let mut rows = 0u64;
         match options.format {
             Format::Csv => {
@@ -197,7 +197,7 @@ pub fn export(
                 }
                 let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut *out);
                 csv.write_record(COLUMNS).map_err(|e| e.to_string())?;
-                queries::for_each_export_row(conn, &options.filter, |record| {
+                conn.for_each_export_row(&options.filter, &mut |record| {
                     let row = links.row(record);
                     csv.write_record(row.csv_cells().iter().map(|c| c.as_ref()))
                         .map_err(|e| format!("cannot write the export: {e}"))?;
@@ -208,7 +208,7 @@ pub fn export(
                 csv.flush().map_err(io)?;
             }
             Format::Jsonl => {
-                queries::for_each_export_row(conn, &options.filter, |record| {
+                conn.for_each_export_row(&options.filter, &mut |record| {
                     let row = links.row(record);
                     serde_json::to_writer(&mut *out, &row).map_err(|e| format!("cannot write the export: {e}"))?;
                     out.write_all(b"\n").map_err(io)?;
@@ -220,9 +220,9 @@ pub fn export(
         }
         out.flush().map_err(io)?;
         Ok(rows)
-    })();
-    let _ = conn.execute_batch("COMMIT");
-    result
+    })())
+    });
+    snapshot.map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]

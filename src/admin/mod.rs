@@ -21,24 +21,10 @@ pub mod unsubscribe;
 pub mod verify;
 
 use std::io::IsTerminal;
-use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rusqlite::Connection;
 
 use crate::domain::EmailKey;
-use crate::store;
-
-/// Opens an existing database for a command (never creates one: a typo in
-/// `database.path` must not look like an empty list).
-pub fn open_database(path: &Path) -> Result<Connection, String> {
-    if !path.exists() {
-        return Err(format!("no database at {} (check database.path, or run `listgate serve` once)", path.display()));
-    }
-    let conn = store::open_connection(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-    store::migrate(&conn).map_err(|e| e.to_string())?;
-    Ok(conn)
-}
 
 /// A progress bar on stderr when it is a terminal, and silence otherwise
 /// (logs and pipes stay clean).
@@ -56,8 +42,8 @@ pub fn progress_bar(length: u64, what: &str) -> ProgressBar {
 /// How many subscriptions the address has (on `list` only, if given). The
 /// commands that change an address check it first: for an address nothing
 /// is stored of, they change nothing and say so with exit code 1.
-pub fn stored_subscriptions(conn: &Connection, email_key: &EmailKey, list: Option<&str>) -> Result<usize, String> {
-    let subscriptions = store::queries::subscriptions_of_address(conn, email_key).map_err(|e| e.to_string())?;
+pub fn stored_subscriptions(conn: &dyn crate::store::db::Db, email_key: &EmailKey, list: Option<&str>) -> Result<usize, String> {
+    let subscriptions = conn.subscriptions_of_address(email_key).map_err(|e| e.to_string())?;
     Ok(subscriptions.iter().filter(|s| list.is_none_or(|l| l == s.list_id)).count())
 }
 

@@ -6,18 +6,17 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use askama::Template;
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::store::Database;
 use crate::clock::Timestamp;
 use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
-use crate::store;
-use crate::store::queries::{self, MailRow, ProofEventRow, SubscriptionRow};
+use crate::store::db::{Db, MailRow, ProofEventRow, SubscriptionRow};
 use crate::subscriptions;
 
 /// One subscription with everything hanging off it.
@@ -39,18 +38,18 @@ pub struct AddressReport {
 }
 
 pub fn collect(
-    conn: &Connection,
+    conn: &Database,
     keys: &KeyRing,
     email_key: &EmailKey,
     now: OffsetDateTime,
 ) -> Result<AddressReport, String> {
-    store::snapshot(conn, |conn| {
+    conn.snapshot(|conn| {
         let mut records = Vec::new();
-        for subscription in queries::subscriptions_of_address(conn, email_key)? {
+        for subscription in conn.subscriptions_of_address(email_key)? {
             records.push(Record {
-                consent_text: queries::select_consent_text(conn, &subscription.consent_sha256)?,
-                mails: queries::mails_of_subscription(conn, subscription.id)?,
-                events: queries::select_proof_events_of(conn, subscription.id)?,
+                consent_text: conn.select_consent_text(&subscription.consent_sha256)?,
+                mails: conn.mails_of_subscription(subscription.id)?,
+                events: conn.select_proof_events_of(subscription.id)?,
                 subscription,
             });
         }
@@ -184,7 +183,7 @@ struct ProofDocument<'a> {
 
 /// Writes `proof-LIST-ID.html` per subscription into `dir`; returns the paths.
 pub fn write_proof_documents(
-    conn: &Connection,
+    conn: &dyn Db,
     keys: &KeyRing,
     report: &AddressReport,
     dir: &Path,
@@ -204,7 +203,7 @@ pub fn write_proof_documents(
     for r in &report.records {
         let mut events = Vec::new();
         for e in &r.events {
-            let previous = queries::previous_proof_link(conn, e.id).map_err(err)?;
+            let previous = conn.previous_proof_link(e.id).map_err(err)?;
             let check = proof::check_event(keys, &previous, e);
             events.push(EventView {
                 id: e.id,

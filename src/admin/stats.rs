@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::store::Database;
 use crate::clock::Timestamp;
 use crate::domain::Status;
-use crate::store;
-use crate::store::queries::{self, DailyStats};
+use crate::store::db::{DailyStats};
 
 #[derive(Debug, Serialize)]
 pub struct Stats {
@@ -20,14 +19,14 @@ pub struct Stats {
     pub daily: Vec<DailyStats>,
 }
 
-pub fn collect(conn: &Connection, days: u32, now: OffsetDateTime) -> Result<Stats, String> {
+pub fn collect(conn: &Database, days: u32, now: OffsetDateTime) -> Result<Stats, String> {
     let first_day = Timestamp::from(now - time::Duration::days(i64::from(days.saturating_sub(1)))).day();
-    store::snapshot(conn, |conn| {
+    conn.snapshot(|conn| {
         let mut by_status: BTreeMap<String, BTreeMap<Status, u64>> = BTreeMap::new();
-        for (list, status, n) in queries::count_by_status(conn)? {
+        for (list, status, n) in conn.count_by_status()? {
             by_status.entry(list).or_default().insert(status, n);
         }
-        let daily = queries::daily_stats_since(conn, &first_day)?;
+        let daily = conn.daily_stats_since(&first_day)?;
         Ok(Stats { by_status, daily })
     })
     .map_err(|e| e.to_string())

@@ -5,28 +5,27 @@
 //! `retention.after_unsubscribe`, and the address is no longer exported as
 //! confirmed.
 
-use rusqlite::Connection;
+use crate::store::Database;
 use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::domain::EmailKey;
 use crate::keys::KeyRing;
-use crate::store::{self, queries};
 use crate::subscriptions::{self, UnsubscribeMethod, UnsubscribeOutcome};
 
 /// Unsubscribes the address's live subscriptions (on `list` only, if given);
 /// returns the lists it left.
 pub fn unsubscribe(
-    conn: &Connection,
+    conn: &Database,
     config: &Config,
     keys: &KeyRing,
     email_key: &EmailKey,
     list: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Vec<String>, String> {
-    store::immediate(conn, |c| {
+    conn.immediate(|c| {
         let mut left = Vec::new();
-        for s in queries::subscriptions_of_address(c, email_key)? {
+        for s in c.subscriptions_of_address(email_key)? {
             if list.is_some_and(|l| l != s.list_id) {
                 continue;
             }

@@ -365,7 +365,7 @@ pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response 
 
 /// `GET /healthz`: 200 when the database answers.
 pub async fn healthz(state: Arc<AppState>) -> Response {
-    match state.store.read(crate::store::queries::ping).await {
+    match state.store.read(|c| c.ping()).await {
         Ok(()) => pages::json(StatusCode::OK, &json!({"status": "ok"})),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
@@ -378,7 +378,7 @@ pub async fn healthz(state: Arc<AppState>) -> Response {
 /// database at each scrape, because the CLI and restarts change the outbox
 /// behind the server's back; a failed count leaves only that gauge out.
 pub async fn metrics(state: Arc<AppState>) -> Response {
-    let queued = match state.store.read(crate::store::queries::count_queued_mails).await {
+    let queued = match state.store.read(|c| c.count_queued_mails()).await {
         Ok(n) => Some(n),
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot count queued mails");

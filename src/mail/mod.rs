@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
 use crate::config::{Config, Language, ListConfig, parse_mailbox};
-use crate::store::queries::RenderingRow;
+use crate::store::db::RenderingRow;
 
 /// Version of [`compose`]'s output format. 2: no name anywhere in the mail.
 pub const FORMAT: i64 = 2;
@@ -205,9 +205,9 @@ fn fill_placeholders(body: &str, values: &[(&str, &str)], escape: fn(&str) -> St
 /// Rebuilds the exact bytes of a queued or sent mail from what is stored:
 /// its rendering and its per-recipient values. `None` if the mail or its
 /// rendering is gone (erased).
-pub fn rebuild(conn: &rusqlite::Connection, outbox_id: i64) -> crate::store::Result<Option<Vec<u8>>> {
-    let Some(mail) = crate::store::queries::select_outbox_mail(conn, outbox_id)? else { return Ok(None) };
-    let Some(rendering) = crate::store::queries::select_rendering(conn, &mail.rendering_sha256)? else {
+pub fn rebuild(conn: &dyn crate::store::db::Db, outbox_id: i64) -> crate::store::Result<Option<Vec<u8>>> {
+    let Some(mail) = conn.select_outbox_mail(outbox_id)? else { return Ok(None) };
+    let Some(rendering) = conn.select_rendering(&mail.rendering_sha256)? else {
         return Ok(None);
     };
     Ok(Some(compose(

@@ -29,7 +29,7 @@ use crate::domain::{mask_address, mask_addresses};
 use crate::keys::KeyRing;
 use crate::metrics::{MailOutcome, Metrics};
 use crate::proof::{self, EventKind};
-use crate::store::queries::{self, OutboxRow, RenderingRow};
+use crate::store::db::{OutboxRow, RenderingRow};
 use crate::store::{Store, StoreError};
 use crate::worker;
 
@@ -171,8 +171,8 @@ impl Outbox {
         let released = self
             .store
             .write(move |c| {
-                queries::forget_queued_mail_names(c)?;
-                queries::release_leases(c, now)
+                c.forget_queued_mail_names()?;
+                c.release_leases(now)
             })
             .await?;
         if released > 0 {
@@ -180,7 +180,7 @@ impl Outbox {
         }
         if self.ceiling.is_on() {
             // What went out in the last hour before a restart still counts.
-            let sent = self.store.read(move |c| queries::sent_mails_since(c, now - ceiling::HOUR)).await?;
+            let sent = self.store.read(move |c| c.sent_mails_since(now - ceiling::HOUR)).await?;
             sent.into_iter().for_each(|at| self.ceiling.sent(at));
         }
         Ok(released)
@@ -201,7 +201,7 @@ impl Outbox {
             return Ok(room);
         }
         if !self.held.load(Ordering::Relaxed) {
-            let due = self.store.read(queries::next_due_mail).await?;
+            let due = self.store.read(|c| c.next_due_mail()).await?;
             if due.is_some_and(|due| due <= now) && !self.held.swap(true, Ordering::Relaxed) {
                 let opens = self.ceiling.opens_at(now).map(|t| t.to_string()).unwrap_or_default();
                 tracing::warn!(
@@ -231,7 +231,7 @@ impl Outbox {
         let key = sha256.to_string();
         let row = self
             .store
-            .read(move |c| queries::select_rendering(c, &key))
+            .read(move |c| c.select_rendering(&key))
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("rendering {sha256} is missing"))?;
@@ -309,15 +309,15 @@ impl Outbox {
             .write(move |c| {
                 match attempt {
                     Attempt::Delivered { reply } => {
-                        if queries::mark_mail_sent(c, row.id, now, &reply, &sha256)? {
+                        if c.mark_mail_sent(row.id, now, &reply, &sha256)? {
                             let detail =
                                 json!({"message_id": row.message_id, "message_sha256": sha256, "smtp_reply": reply});
                             proof::append(c, &keys, row.subscription_id, now, EventKind::MailSent, None, &detail)?;
                         }
                     }
-                    Attempt::Temporary(error) => queries::mark_mail_retry(c, row.id, retry_at, &error)?,
+                    Attempt::Temporary(error) => c.mark_mail_retry(row.id, retry_at, &error)?,
                     Attempt::Permanent(error) => {
-                        if queries::mark_mail_failed(c, row.id, &error)? {
+                        if c.mark_mail_failed(row.id, &error)? {
                             let detail = json!({"message_id": row.message_id, "error": error});
                             proof::append(c, &keys, row.subscription_id, now, EventKind::MailFailed, None, &detail)?;
                         }
@@ -348,7 +348,7 @@ impl worker::BatchWorker for Outbox {
         if limit == 0 {
             return Ok(0);
         }
-        let rows = self.store.write(move |c| queries::claim_due_mails(c, now, now + LEASE, limit)).await?;
+        let rows = self.store.write(move |c| c.claim_due_mails(now, now + LEASE, limit)).await?;
         let count = rows.len();
         futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
         Ok(count)
@@ -359,7 +359,7 @@ impl worker::BatchWorker for Outbox {
         if let Some(opens) = self.ceiling.opens_at(now) {
             return clock::wait_until(Some(opens), now, CEILING_RECHECK);
         }
-        let due = self.store.read(queries::next_due_mail).await.ok().flatten();
+        let due = self.store.read(|c| c.next_due_mail()).await.ok().flatten();
         clock::wait_until(due, Timestamp::now(self.clock.as_ref()), Duration::from_secs(30))
     }
 }

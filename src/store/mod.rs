@@ -16,7 +16,7 @@
 //! - Erased data leaves the files within a minute. `secure_delete` zeroes
 //!   deleted rows in the database file, but the WAL keeps the old page
 //!   images (with the address) until it is overwritten, which on a quiet
-//!   server is never. So a write that erases ([`Store::write_erasing`]:
+//!   server is never. So a write that erases ([`SqliteStore::write_erasing`]:
 //!   "I did not sign up", the daily purge) makes the writer, right after
 //!   that batch commits, run `wal_checkpoint(TRUNCATE)`: every frame goes
 //!   into the database file and the WAL is cut to zero bytes. A reader
@@ -28,6 +28,7 @@
 //! writes run on the writer thread, reads in `spawn_blocking`.
 
 pub mod codes;
+pub mod db;
 pub mod postgres;
 pub mod queries;
 
@@ -37,6 +38,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use self::db::Db;
+use crate::config::DatabaseConfig;
 use tokio::sync::{mpsc, oneshot};
 
 /// `schema.sql`, compiled in so the binary is self-contained.
@@ -67,6 +71,11 @@ const SCRUB_WARN_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub enum StoreError {
     Sqlite(rusqlite::Error),
+    /// A statement on PostgreSQL failed, or its connection is gone.
+    Postgres(::postgres::Error),
+    /// The database cannot be reached or did not commit (PostgreSQL down,
+    /// restarting, failing over): the request may be retried later.
+    Unavailable(String),
     /// The writer thread has stopped (shutdown or a crash).
     WriterGone,
     /// The database was written by a newer listgate.
@@ -85,6 +94,8 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Sqlite(e) => write!(f, "database: {e}"),
+            StoreError::Postgres(e) => write!(f, "PostgreSQL: {}", postgres::Causes::of(e)),
+            StoreError::Unavailable(why) => f.write_str(why),
             StoreError::WriterGone => f.write_str("database writer has stopped"),
             StoreError::TooNew(v) => write!(
                 f,
@@ -98,8 +109,25 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Sqlite(e) => Some(e),
+            StoreError::Postgres(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<postgres::PgError> for StoreError {
+    fn from(e: postgres::PgError) -> Self {
+        match e {
+            postgres::PgError::Postgres(e) => StoreError::Postgres(e),
+            postgres::PgError::TooNew { found } => StoreError::TooNew(found),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Postgres(e)
     }
 }
 
@@ -190,27 +218,27 @@ pub fn snapshot<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T>
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
-/// Handle to the database for the server: one writer, pooled readers.
+/// The SQLite store for the server: one writer, pooled readers.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
-    /// Set by a [`Store::write_erasing`] job; the writer truncates the WAL
+    /// Set by a [`SqliteStore::write_erasing`] job; the writer truncates the WAL
     /// after the batch that set it.
     erased: Arc<AtomicBool>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating and migrating if needed) the database and starts the writer.
-    pub fn open(path: &Path) -> Result<Store> {
-        Store::open_capped(path, 0)
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_capped(path, 0)
     }
 
     /// As `open`, with writes capped at `max_pages` pages (0: no cap), after
     /// which they fail as on a full disk.
-    pub fn open_capped(path: &Path, max_pages: u64) -> Result<Store> {
+    pub fn open_capped(path: &Path, max_pages: u64) -> Result<SqliteStore> {
         let conn = open_connection(path)?;
         migrate(&conn)?;
         if max_pages > 0 {
@@ -223,7 +251,7 @@ impl Store {
             .name("listgate-writer".into())
             .spawn(move || run_writer(conn, queue, flag))
             .expect("spawn writer thread");
-        Ok(Store {
+        Ok(SqliteStore {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
@@ -232,14 +260,14 @@ impl Store {
         })
     }
 
-    /// As [`Store::write`], for a job that erases personal data: once it
+    /// As [`SqliteStore::write`], for a job that erases personal data: once it
     /// has committed, the writer truncates the WAL (see the module comment),
     /// so the old page images leave the files too, within a minute even
     /// while readers get in the way.
     pub async fn write_erasing<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
         let erased = self.erased.clone();
         self.write(move |conn| {
@@ -258,11 +286,11 @@ impl Store {
     pub async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, job);
+            let result = in_savepoint(conn, |c| job(c));
             Box::new(move |commit_error| {
                 let result = match commit_error {
                     Some(e) => Err(StoreError::Sqlite(clone_error(e))),
@@ -279,7 +307,7 @@ impl Store {
     pub async fn read<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
@@ -306,6 +334,172 @@ impl Store {
         drop(self.jobs);
         if let Some(handle) = handle {
             let _ = handle.join();
+        }
+    }
+}
+
+/// The server's handle to its database, SQLite or PostgreSQL
+/// (`database.url`): writes through one writer per node with group commit,
+/// reads on pooled connections, both as jobs on a [`Db`].
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Opens the database `config` names, creating and migrating it.
+    pub fn open(config: &DatabaseConfig) -> Result<Store> {
+        Ok(match &config.url {
+            Some(url) => Store::Postgres(postgres::PgStore::open(url, config.ca_file.as_deref())?),
+            None => Store::Sqlite(SqliteStore::open_capped(&config.path, config.max_pages)?),
+        })
+    }
+
+    /// Runs `job` inside the writer's current transaction; see
+    /// [`SqliteStore::write`].
+    pub async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.write(job).await,
+            Store::Postgres(store) => store.write(job).await,
+        }
+    }
+
+    /// As [`Store::write`], for a job that erases personal data. SQLite
+    /// then truncates its WAL ([`SqliteStore::write_erasing`]); PostgreSQL's
+    /// WAL and freed pages are the server's (docs/deployment.md says how an
+    /// operator gets those bytes gone).
+    pub async fn write_erasing<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.write_erasing(job).await,
+            Store::Postgres(store) => store.write(job).await,
+        }
+    }
+
+    /// Runs `job` on a read connection, off the async executor.
+    pub async fn read<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.read(job).await,
+            Store::Postgres(store) => store.read(job).await,
+        }
+    }
+
+    /// Runs `job` (the daily purge) unless another node is running it now:
+    /// `None` then. On SQLite there is one node, and the writer orders
+    /// everything; on PostgreSQL a session-level advisory lock on a
+    /// connection of its own is held while `job` runs.
+    pub async fn on_one_node<T, Fut>(&self, job: impl FnOnce() -> Fut) -> Result<Option<T>>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match self {
+            Store::Sqlite(_) => Ok(Some(job().await?)),
+            Store::Postgres(store) => {
+                let Some(lock) = store.try_lock(postgres::PURGE_LOCK).await? else { return Ok(None) };
+                let result = job().await;
+                tokio::task::spawn_blocking(move || drop(lock)).await.map_err(|_| StoreError::WriterGone)?;
+                result.map(Some)
+            }
+        }
+    }
+
+    /// Stops the writer after the jobs already queued, and waits for it.
+    pub fn close(self) {
+        match self {
+            Store::Sqlite(store) => store.close(),
+            Store::Postgres(store) => store.close(),
+        }
+    }
+}
+
+/// One command's connection (the CLI's), SQLite or PostgreSQL. It derefs to
+/// the [`Db`] for single statements; [`Database::immediate`] and
+/// [`Database::snapshot`] wrap several in one transaction.
+pub enum Database {
+    Sqlite(Connection),
+    Postgres(postgres::PgSession),
+}
+
+impl Database {
+    /// Opens an existing database for a command (never creates a SQLite
+    /// file: a typo in `database.path` must not look like an empty list)
+    /// and brings its schema up to date.
+    pub fn open(config: &DatabaseConfig) -> std::result::Result<Database, String> {
+        if let Some(url) = &config.url {
+            let session = postgres::open_session(url, config.ca_file.as_deref()).map_err(|e| e.to_string())?;
+            session.migrate().map_err(|e| e.to_string())?;
+            return Ok(Database::Postgres(session));
+        }
+        let path = &config.path;
+        if !path.exists() {
+            return Err(format!(
+                "no database at {} (check database.path, or run `listgate serve` once)",
+                path.display()
+            ));
+        }
+        let conn = open_connection(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+        migrate(&conn).map_err(|e| e.to_string())?;
+        Ok(Database::Sqlite(conn))
+    }
+
+    /// Runs `job` in one write transaction, rolling back on error. On
+    /// SQLite it is `BEGIN IMMEDIATE`, which takes the write lock up front
+    /// (waiting out the busy timeout) instead of failing half-way with
+    /// "database is locked" beside a running server.
+    pub fn immediate<T>(&self, job: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Database::Sqlite(conn) => immediate(conn, |c| job(c)),
+            Database::Postgres(session) => in_transaction(session, "BEGIN", job),
+        }
+    }
+
+    /// Runs the reads in `job` in one read transaction, so they all see one
+    /// snapshot even while the server writes: a report made of several
+    /// queries never mixes before and after a change.
+    pub fn snapshot<T>(&self, job: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Database::Sqlite(conn) => snapshot(conn, |c| job(c)),
+            Database::Postgres(session) => {
+                in_transaction(session, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", job)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Database {
+    type Target = dyn Db;
+
+    fn deref(&self) -> &(dyn Db + 'static) {
+        match self {
+            Database::Sqlite(conn) => conn,
+            Database::Postgres(session) => session,
+        }
+    }
+}
+
+/// `begin`, `job`, then `COMMIT`, or `ROLLBACK` when the job fails.
+fn in_transaction<T>(session: &postgres::PgSession, begin: &str, job: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+    session.batch(begin)?;
+    match job(session) {
+        Ok(value) => {
+            session.batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = session.batch("ROLLBACK");
+            Err(e)
         }
     }
 }
@@ -475,25 +669,36 @@ mod tests {
         })
     }
 
+    /// A pending signup of `address`; returns its id.
+    fn add_subscription(db: &dyn Db, address: &str) -> Result<i64> {
+        let now = crate::clock::Timestamp::from(time::OffsetDateTime::now_utc());
+        db.insert_consent_text("c", "Yes.", now)?;
+        let email_key = crate::domain::EmailKey::lenient(address);
+        db.insert_subscription(&db::NewSubscription {
+            list_id: "news",
+            email: address,
+            email_key: &email_key,
+            name: None,
+            consent_sha256: "c",
+            now,
+            ip: "192.0.2.1",
+        })
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_erasing_write_truncates_the_wal_as_soon_as_an_old_reader_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("listgate.db");
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         let marker = "erase-me-4711@example.org";
-        store
-            .write(move |c| {
-                Ok(c.execute_batch(&format!("CREATE TABLE scratch (v TEXT); INSERT INTO scratch VALUES ('{marker}')"))?)
-            })
-            .await
-            .unwrap();
+        let id = store.write(move |db| add_subscription(db, marker)).await.unwrap();
         // A reader inside a snapshot from before the erasure: the WAL
         // cannot be reset under it.
         let reader = open_connection(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
-        let _: i64 = reader.query_row("SELECT count(*) FROM scratch", [], |r| r.get(0)).unwrap();
+        let _: i64 = reader.query_row("SELECT count(*) FROM subscriptions", [], |r| r.get(0)).unwrap();
 
-        store.write_erasing(|c| Ok(c.execute_batch("DELETE FROM scratch")?)).await.unwrap();
+        store.write_erasing(move |db| db.delete_subscription(id)).await.unwrap();
         // Something must not happen: give the writer a few attempts' time.
         tokio::time::sleep(SCRUB_PATIENCE * 3).await;
         assert!(files_hold(&path, marker), "the old reader holds the old frames in place");
@@ -512,12 +717,9 @@ mod tests {
     async fn ordinary_writes_leave_the_wal_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("listgate.db");
-        let store = Store::open(&path).unwrap();
-        store
-            .write(|c| Ok(c.execute_batch("CREATE TABLE scratch (v TEXT); INSERT INTO scratch VALUES ('x')")?))
-            .await
-            .unwrap();
-        store.write(|c| Ok(c.execute_batch("DELETE FROM scratch")?)).await.unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let id = store.write(|db| add_subscription(db, "x@example.org")).await.unwrap();
+        store.write(move |db| db.delete_subscription(id)).await.unwrap();
         let wal = std::fs::metadata(format!("{}-wal", path.display())).unwrap().len();
         assert!(wal > 0, "no truncation for writes that are not erasures (a signup never pays for one)");
         tokio::task::spawn_blocking(move || store.close()).await.unwrap();

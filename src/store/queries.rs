@@ -8,68 +8,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Result;
 use crate::clock::Timestamp;
 use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
+use super::db::*;
 
-/// A stored subscription, as the domain needs it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SubscriptionRow {
-    pub id: i64,
-    pub list_id: String,
-    pub email: String,
-    pub name: Option<String>,
-    pub status: Status,
-    pub consent_sha256: String,
-    pub signup_at: Timestamp,
-    pub signup_ip: String,
-    pub confirmed_at: Option<Timestamp>,
-    pub confirmed_ip: Option<String>,
-    pub unsubscribed_at: Option<Timestamp>,
-    pub unsubscribed_ip: Option<String>,
-    pub unsubscribe_method: Option<UnsubscribeMethod>,
-}
 
-/// An outbox row claimed for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub subscription_id: i64,
-    pub rendering_sha256: String,
-    pub to_email: String,
-    pub to_name: Option<String>,
-    pub link: String,
-    pub message_id: String,
-    pub date_header: String,
-    pub created_at: Timestamp,
-    pub attempts: i64,
-}
 
-/// A stored mail rendering (see `mail::Rendering`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderingRow {
-    pub format: i64,
-    pub sender: String,
-    pub from_header: String,
-    pub reply_to: Option<String>,
-    pub subject: String,
-    pub text_body: String,
-    pub html_body: String,
-}
 
-/// A proof event as stored. `at` stays the exact stored text: the chain's
-/// digest covers those bytes, so an edited value must reach `proof::verify`
-/// as a broken link, not fail here as an unreadable time.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ProofEventRow {
-    pub id: i64,
-    pub subscription_id: Option<i64>,
-    pub at: Option<String>,
-    pub kind: Option<String>,
-    pub ip: Option<String>,
-    pub detail: Option<String>,
-    pub key_id: i64,
-    pub digest: String,
-    pub link: String,
-    pub erased: bool,
-}
+
+
+
+
 
 /// Defines each statement as a `pub const` and lists every one of them in
 /// `ALL`, generated, so no statement can be left out of the test that
@@ -399,43 +346,6 @@ fn all<T>(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn insert_consent_text(conn: &Connection, sha256: &str, text: &str, now: Timestamp) -> Result<()> {
-    conn.prepare_cached(INSERT_CONSENT_TEXT)?.execute(params![sha256, text, now])?;
-    Ok(())
-}
-
-pub fn insert_rendering(conn: &Connection, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()> {
-    conn.prepare_cached(INSERT_RENDERING)?.execute(params![
-        sha256,
-        r.format,
-        r.sender,
-        r.from_header,
-        r.reply_to,
-        r.subject,
-        r.text_body,
-        r.html_body,
-        now
-    ])?;
-    Ok(())
-}
-
-pub fn select_rendering(conn: &Connection, sha256: &str) -> Result<Option<RenderingRow>> {
-    Ok(conn
-        .prepare_cached(SELECT_RENDERING)?
-        .query_row([sha256], |r| {
-            Ok(RenderingRow {
-                format: r.get(0)?,
-                sender: r.get(1)?,
-                from_header: r.get(2)?,
-                reply_to: r.get(3)?,
-                subject: r.get(4)?,
-                text_body: r.get(5)?,
-                html_body: r.get(6)?,
-            })
-        })
-        .optional()?)
-}
-
 fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRow> {
     Ok(SubscriptionRow {
         id: r.get(0)?,
@@ -454,241 +364,6 @@ fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription
     })
 }
 
-pub fn select_live_subscription(
-    conn: &Connection,
-    list_id: &str,
-    email_key: &EmailKey,
-) -> Result<Option<SubscriptionRow>> {
-    Ok(conn
-        .prepare_cached(SELECT_LIVE_SUBSCRIPTION)?
-        .query_row(params![list_id, email_key], subscription_from_row)
-        .optional()?)
-}
-
-pub fn select_subscription(conn: &Connection, id: i64) -> Result<Option<SubscriptionRow>> {
-    Ok(conn.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
-}
-
-/// New fields of a pending signup.
-pub struct NewSubscription<'a> {
-    pub list_id: &'a str,
-    pub email: &'a str,
-    pub email_key: &'a EmailKey,
-    pub name: Option<&'a str>,
-    pub consent_sha256: &'a str,
-    pub now: Timestamp,
-    pub ip: &'a str,
-}
-
-pub fn insert_subscription(conn: &Connection, s: &NewSubscription<'_>) -> Result<i64> {
-    conn.prepare_cached(INSERT_SUBSCRIPTION)?.execute(params![
-        s.list_id,
-        s.email,
-        s.email_key,
-        s.name,
-        s.consent_sha256,
-        s.now,
-        s.ip
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// Returns whether a pending subscription was confirmed.
-pub fn confirm_subscription(conn: &Connection, id: i64, now: Timestamp, ip: &str) -> Result<bool> {
-    Ok(conn.prepare_cached(CONFIRM_SUBSCRIPTION)?.execute(params![id, now, ip])? == 1)
-}
-
-/// Returns whether a live subscription was ended.
-pub fn unsubscribe_subscription(
-    conn: &Connection,
-    id: i64,
-    now: Timestamp,
-    ip: &str,
-    method: UnsubscribeMethod,
-) -> Result<bool> {
-    Ok(conn.prepare_cached(UNSUBSCRIBE_SUBSCRIPTION)?.execute(params![id, now, ip, method])? == 1)
-}
-
-pub fn delete_subscription(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached(DELETE_SUBSCRIPTION)?.execute([id])?;
-    Ok(())
-}
-
-/// Values of a queued confirmation mail.
-pub struct NewMail<'a> {
-    pub subscription_id: i64,
-    pub rendering_sha256: &'a str,
-    pub to_email: &'a str,
-    pub link: &'a str,
-    pub message_id: &'a str,
-    pub date_header: &'a str,
-    pub now: Timestamp,
-}
-
-pub fn insert_outbox(conn: &Connection, m: &NewMail<'_>) -> Result<i64> {
-    conn.prepare_cached(INSERT_OUTBOX)?.execute(params![
-        m.subscription_id,
-        m.rendering_sha256,
-        m.to_email,
-        m.link,
-        m.message_id,
-        m.date_header,
-        m.now
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// How many mails were queued since `since` to the address whose key is
-/// the inbox itself.
-pub fn mails_to_inbox_itself_since(conn: &Connection, inbox: &InboxKey, since: Timestamp) -> Result<i64> {
-    Ok(conn.prepare_cached(MAILS_TO_INBOX_ITSELF_SINCE)?.query_row(params![inbox, since], |r| r.get(0))?)
-}
-
-/// Counts a confirmation mail queued to another spelling of the inbox with
-/// this keyed hash.
-pub fn insert_inbox_mail(conn: &Connection, inbox_hash: &[u8], now: Timestamp) -> Result<()> {
-    conn.prepare_cached(INSERT_INBOX_MAIL)?.execute(params![inbox_hash, now])?;
-    Ok(())
-}
-
-/// How many confirmation mails were queued to other spellings of an inbox
-/// since `since`.
-pub fn inbox_mails_since(conn: &Connection, inbox_hash: &[u8], since: Timestamp) -> Result<i64> {
-    Ok(conn.prepare_cached(COUNT_INBOX_MAILS_SINCE)?.query_row(params![inbox_hash, since], |r| r.get(0))?)
-}
-
-/// Forgets inbox counts from before `before`; returns how many.
-pub fn delete_old_inbox_mails(conn: &Connection, before: Timestamp) -> Result<u64> {
-    Ok(conn.prepare_cached(DELETE_OLD_INBOX_MAILS)?.execute([before])? as u64)
-}
-
-/// How many mails were queued for a subscription since `since`, and when the latest was.
-pub fn recent_mails(conn: &Connection, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)> {
-    Ok(conn.prepare_cached(RECENT_MAILS)?.query_row(params![subscription_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
-}
-
-pub fn claim_due_mails(
-    conn: &Connection,
-    now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64,
-) -> Result<Vec<OutboxRow>> {
-    all(conn, CLAIM_DUE_MAILS, params![now, lease_until, limit], |r| {
-        Ok(OutboxRow {
-            id: r.get(0)?,
-            subscription_id: r.get(1)?,
-            rendering_sha256: r.get(2)?,
-            to_email: r.get(3)?,
-            to_name: r.get(4)?,
-            link: r.get(5)?,
-            message_id: r.get(6)?,
-            date_header: r.get(7)?,
-            created_at: r.get(8)?,
-            attempts: r.get(9)?,
-        })
-    })
-}
-
-/// What is stored of one mail: enough to rebuild its bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMail {
-    pub rendering_sha256: String,
-    pub to_email: String,
-    pub to_name: Option<String>,
-    pub link: String,
-    pub message_id: String,
-    pub date_header: String,
-    /// Recorded when the mail was handed over; `None` before that.
-    pub message_sha256: Option<String>,
-}
-
-pub fn select_outbox_mail(conn: &Connection, id: i64) -> Result<Option<StoredMail>> {
-    Ok(conn
-        .prepare_cached(SELECT_OUTBOX_MAIL)?
-        .query_row([id], |r| {
-            Ok(StoredMail {
-                rendering_sha256: r.get(0)?,
-                to_email: r.get(1)?,
-                to_name: r.get(2)?,
-                link: r.get(3)?,
-                message_id: r.get(4)?,
-                date_header: r.get(5)?,
-                message_sha256: r.get(6)?,
-            })
-        })
-        .optional()?)
-}
-
-/// When the mails sent after `since` were sent, oldest first.
-pub fn sent_mails_since(conn: &Connection, since: Timestamp) -> Result<Vec<Timestamp>> {
-    all(conn, SENT_MAILS_SINCE, [since], |r| r.get(0))
-}
-
-pub fn next_due_mail(conn: &Connection) -> Result<Option<Timestamp>> {
-    Ok(conn.prepare_cached(NEXT_DUE_MAIL)?.query_row([], |r| r.get(0))?)
-}
-
-/// Returns whether the row was still queued (and is now sent).
-pub fn mark_mail_sent(conn: &Connection, id: i64, now: Timestamp, reply: &str, sha256: &str) -> Result<bool> {
-    Ok(conn.prepare_cached(MARK_MAIL_SENT)?.execute(params![id, now, reply, sha256])? == 1)
-}
-
-pub fn mark_mail_retry(conn: &Connection, id: i64, next_attempt_at: Timestamp, error: &str) -> Result<()> {
-    conn.prepare_cached(MARK_MAIL_RETRY)?.execute(params![id, next_attempt_at, error])?;
-    Ok(())
-}
-
-/// Returns whether the row was still queued (and is now failed).
-pub fn mark_mail_failed(conn: &Connection, id: i64, error: &str) -> Result<bool> {
-    Ok(conn.prepare_cached(MARK_MAIL_FAILED)?.execute(params![id, error])? == 1)
-}
-
-/// Returns how many leases were released.
-pub fn release_leases(conn: &Connection, now: Timestamp) -> Result<u64> {
-    Ok(conn.prepare_cached(RELEASE_LEASES)?.execute([now])? as u64)
-}
-
-/// Returns how many queued mails lost the name an older listgate put on them.
-pub fn forget_queued_mail_names(conn: &Connection) -> Result<u64> {
-    Ok(conn.prepare_cached(FORGET_QUEUED_MAIL_NAMES)?.execute([])? as u64)
-}
-
-pub fn last_proof_link(conn: &Connection) -> Result<Option<String>> {
-    Ok(conn.prepare_cached(LAST_PROOF_LINK)?.query_row([], |r| r.get(0)).optional()?)
-}
-
-/// The link before event `id` (empty for the first event).
-pub fn previous_proof_link(conn: &Connection, id: i64) -> Result<String> {
-    Ok(conn.prepare_cached(PREVIOUS_PROOF_LINK)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
-}
-
-/// A proof event to append; `digest` and `link` are computed by `proof`,
-/// over `at` as this exact text.
-pub struct NewProofEvent<'a> {
-    pub subscription_id: i64,
-    pub at: &'a str,
-    pub kind: &'a str,
-    pub ip: Option<&'a str>,
-    pub detail: &'a str,
-    pub key_id: u16,
-    pub digest: &'a str,
-    pub link: &'a str,
-}
-
-pub fn insert_proof_event(conn: &Connection, e: &NewProofEvent<'_>) -> Result<i64> {
-    conn.prepare_cached(INSERT_PROOF_EVENT)?.execute(params![
-        e.subscription_id,
-        e.at,
-        e.kind,
-        e.ip,
-        e.detail,
-        e.key_id,
-        e.digest,
-        e.link
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
 fn proof_event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProofEventRow> {
     Ok(ProofEventRow {
         id: r.get(0)?,
@@ -702,85 +377,6 @@ fn proof_event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProofEventRow
         link: r.get(8)?,
         erased: r.get(9)?,
     })
-}
-
-/// Up to `limit` events with an id above `after_id`, in chain order.
-pub fn select_proof_events(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>> {
-    all(conn, SELECT_PROOF_EVENTS, params![after_id, limit], proof_event_from_row)
-}
-
-pub fn select_proof_events_of(conn: &Connection, subscription_id: i64) -> Result<Vec<ProofEventRow>> {
-    all(conn, SELECT_PROOF_EVENTS_OF, [subscription_id], proof_event_from_row)
-}
-
-pub fn erase_proof_events(conn: &Connection, subscription_id: i64) -> Result<()> {
-    conn.prepare_cached(ERASE_PROOF_EVENTS)?.execute([subscription_id])?;
-    Ok(())
-}
-
-pub fn upsert_declined(conn: &Connection, address_hash: &str, until: Timestamp) -> Result<()> {
-    conn.prepare_cached(UPSERT_DECLINED)?.execute(params![address_hash, until])?;
-    Ok(())
-}
-
-pub fn is_declined(conn: &Connection, address_hash: &str, now: Timestamp) -> Result<bool> {
-    Ok(conn.prepare_cached(IS_DECLINED)?.query_row(params![address_hash, now], |_| Ok(())).optional()?.is_some())
-}
-
-/// Which daily counter to bump.
-#[derive(Debug, Clone, Copy)]
-pub enum DailyCount {
-    Signup,
-    Confirmation,
-    Unsubscribe,
-    Request,
-    Bot,
-}
-
-pub fn count_daily(conn: &Connection, which: DailyCount, day: &str, list_id: &str) -> Result<()> {
-    let sql = match which {
-        DailyCount::Signup => COUNT_SIGNUP,
-        DailyCount::Confirmation => COUNT_CONFIRMATION,
-        DailyCount::Unsubscribe => COUNT_UNSUBSCRIBE,
-        DailyCount::Request => COUNT_REQUEST,
-        DailyCount::Bot => COUNT_BOT,
-    };
-    conn.prepare_cached(sql)?.execute(params![day, list_id])?;
-    Ok(())
-}
-
-/// Filters of an export; `None` means any.
-#[derive(Debug, Clone, Default)]
-pub struct ExportFilter {
-    pub list_id: Option<String>,
-    pub status: Option<Status>,
-    pub since: Option<Timestamp>,
-}
-
-pub fn count_export(conn: &Connection, f: &ExportFilter) -> Result<u64> {
-    let n: i64 = conn
-        .prepare_cached(COUNT_EXPORT_SUBSCRIPTIONS)?
-        .query_row(params![f.list_id, f.status, f.since], |r| r.get(0))?;
-    Ok(n as u64)
-}
-
-/// One row of `EXPORT_SUBSCRIPTIONS`, borrowed from SQLite's current row:
-/// an export of a million rows allocates nothing per row for these values.
-/// Its times pass through as the stored text, which is a [`Timestamp`]'s
-/// `Display` by construction, so nothing is parsed and formatted again.
-#[derive(Debug, Clone, Copy)]
-pub struct ExportRecord<'a> {
-    pub id: i64,
-    pub list_id: &'a str,
-    pub email: &'a str,
-    pub name: Option<&'a str>,
-    pub status: Status,
-    pub consent_sha256: &'a str,
-    pub signup_at: &'a str,
-    pub signup_ip: &'a str,
-    pub confirmed_at: Option<&'a str>,
-    pub confirmed_ip: Option<&'a str>,
-    pub unsubscribed_at: Option<&'a str>,
 }
 
 impl<'a> ExportRecord<'a> {
@@ -804,203 +400,411 @@ impl<'a> ExportRecord<'a> {
     }
 }
 
-/// Streams the export rows to `each`, one at a time (constant memory).
-pub fn for_each_export_row(
-    conn: &Connection,
-    f: &ExportFilter,
-    mut each: impl FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>,
-) -> std::result::Result<(), String> {
-    let mut stmt = conn.prepare_cached(EXPORT_SUBSCRIPTIONS).map_err(|e| e.to_string())?;
-    let mut rows = stmt.query(params![f.list_id, f.status, f.since]).map_err(|e| e.to_string())?;
-    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-        each(&ExportRecord::from_row(row).map_err(|e| e.to_string())?)?;
-    }
-    Ok(())
-}
-
-pub fn subscriptions_of_address(conn: &Connection, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>> {
-    all(conn, SUBSCRIPTIONS_OF_ADDRESS, [email_key], subscription_from_row)
-}
-
-/// A mail as listed for an operator.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MailRow {
-    pub id: i64,
-    pub state: String,
-    pub created_at: Timestamp,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub sent_at: Option<Timestamp>,
-    pub smtp_reply: Option<String>,
-    pub message_id: String,
-    pub message_sha256: Option<String>,
-}
-
-pub fn mails_of_subscription(conn: &Connection, subscription_id: i64) -> Result<Vec<MailRow>> {
-    all(conn, MAILS_OF_SUBSCRIPTION, [subscription_id], |r| {
-        Ok(MailRow {
-            id: r.get(0)?,
-            state: r.get(1)?,
-            created_at: r.get(2)?,
-            attempts: r.get(3)?,
-            last_error: r.get(4)?,
-            sent_at: r.get(5)?,
-            smtp_reply: r.get(6)?,
-            message_id: r.get(7)?,
-            message_sha256: r.get(8)?,
-        })
-    })
-}
-
-pub fn select_consent_text(conn: &Connection, sha256: &str) -> Result<Option<String>> {
-    Ok(conn.prepare_cached(SELECT_CONSENT_TEXT)?.query_row([sha256], |r| r.get(0)).optional()?)
-}
-
-pub fn update_name(conn: &Connection, id: i64, name: Option<&str>) -> Result<()> {
-    conn.prepare_cached(UPDATE_NAME)?.execute(params![id, name])?;
-    Ok(())
-}
-
-/// Up to `limit` subscriptions past retention: (id, list_id, status).
-pub fn purge_candidates(
-    conn: &Connection,
-    pending_before: Timestamp,
-    unsubscribed_before: Timestamp,
-    limit: i64,
-) -> Result<Vec<(i64, String, Status)>> {
-    all(conn, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })
-}
-
-/// (list_id, status, count) of what a purge would erase.
-pub fn purge_plan(
-    conn: &Connection,
-    pending_before: Timestamp,
-    unsubscribed_before: Timestamp,
-) -> Result<Vec<(String, Status, u64)>> {
-    all(conn, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-    })
-}
-
-pub fn delete_expired_declines(conn: &Connection, now: Timestamp) -> Result<u64> {
-    Ok(conn.prepare_cached(DELETE_EXPIRED_DECLINES)?.execute([now])? as u64)
-}
-
-pub fn count_expired_declines(conn: &Connection, now: Timestamp) -> Result<u64> {
-    let n: i64 = conn.prepare_cached(COUNT_EXPIRED_DECLINES)?.query_row([now], |r| r.get(0))?;
-    Ok(n as u64)
-}
-
-/// (list_id, status, count) over all subscriptions.
-pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, Status, u64)>> {
-    all(conn, COUNT_BY_STATUS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
-}
-
-/// One day's anonymous counts for one list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DailyStats {
-    pub day: String,
-    pub list: String,
-    pub signups: u64,
-    pub confirmations: u64,
-    pub unsubscribes: u64,
-}
-
-pub fn daily_stats_since(conn: &Connection, first_day: &str) -> Result<Vec<DailyStats>> {
-    all(conn, DAILY_STATS_SINCE, [first_day], |r| {
-        Ok(DailyStats {
-            day: r.get(0)?,
-            list: r.get(1)?,
-            signups: r.get::<_, i64>(2)? as u64,
-            confirmations: r.get::<_, i64>(3)? as u64,
-            unsubscribes: r.get::<_, i64>(4)? as u64,
-        })
-    })
-}
-
 pub fn backup_into(conn: &Connection, file: &str) -> Result<()> {
     conn.execute(BACKUP_INTO, [file])?;
     Ok(())
 }
 
-pub fn count_proof_events(conn: &Connection) -> Result<u64> {
-    let n: i64 = conn.prepare_cached(COUNT_PROOF_EVENTS)?.query_row([], |r| r.get(0))?;
-    Ok(n as u64)
-}
+impl Db for Connection {
+    fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()> {
+        self.prepare_cached(INSERT_CONSENT_TEXT)?.execute(params![sha256, text, now])?;
+        Ok(())
+    }
 
-pub fn count_queued_mails(conn: &Connection) -> Result<u64> {
-    let n: i64 = conn.prepare_cached(COUNT_QUEUED_MAILS)?.query_row([], |r| r.get(0))?;
-    Ok(n.unsigned_abs())
-}
+    fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()> {
+        self.prepare_cached(INSERT_RENDERING)?.execute(params![
+            sha256,
+            r.format,
+            r.sender,
+            r.from_header,
+            r.reply_to,
+            r.subject,
+            r.text_body,
+            r.html_body,
+            now
+        ])?;
+        Ok(())
+    }
 
-/// A webhook call as claimed for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookCall {
-    pub id: i64,
-    pub subscription_id: i64,
-    pub event: WebhookEvent,
-    pub occurred_at: Timestamp,
-    pub attempts: i64,
-}
+    fn select_rendering(&self, sha256: &str) -> Result<Option<RenderingRow>> {
+        Ok(self
+            .prepare_cached(SELECT_RENDERING)?
+            .query_row([sha256], |r| {
+                Ok(RenderingRow {
+                    format: r.get(0)?,
+                    sender: r.get(1)?,
+                    from_header: r.get(2)?,
+                    reply_to: r.get(3)?,
+                    subject: r.get(4)?,
+                    text_body: r.get(5)?,
+                    html_body: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
 
-pub fn insert_webhook_call(
-    conn: &Connection,
-    subscription_id: i64,
-    event: WebhookEvent,
-    occurred_at: Timestamp,
-) -> Result<()> {
-    conn.prepare_cached(INSERT_WEBHOOK_CALL)?.execute(params![subscription_id, event, occurred_at])?;
-    Ok(())
-}
+    fn select_live_subscription(&self, list_id: &str,
+        email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
+        Ok(self
+            .prepare_cached(SELECT_LIVE_SUBSCRIPTION)?
+            .query_row(params![list_id, email_key], subscription_from_row)
+            .optional()?)
+    }
 
-pub fn claim_due_webhook_calls(
-    conn: &Connection,
-    now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64,
-) -> Result<Vec<WebhookCall>> {
-    all(conn, CLAIM_DUE_WEBHOOK_CALLS, params![now, lease_until, limit], |r| {
-        Ok(WebhookCall {
-            id: r.get(0)?,
-            subscription_id: r.get(1)?,
-            event: r.get(2)?,
-            occurred_at: r.get(3)?,
-            attempts: r.get(4)?,
+    fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>> {
+        Ok(self.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
+    }
+
+    fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64> {
+        self.prepare_cached(INSERT_SUBSCRIPTION)?.execute(params![
+            s.list_id,
+            s.email,
+            s.email_key,
+            s.name,
+            s.consent_sha256,
+            s.now,
+            s.ip
+        ])?;
+        Ok(self.last_insert_rowid())
+    }
+
+    /// Returns whether a pending subscription was confirmed.
+    fn confirm_subscription(&self, id: i64, now: Timestamp, ip: &str) -> Result<bool> {
+        Ok(self.prepare_cached(CONFIRM_SUBSCRIPTION)?.execute(params![id, now, ip])? == 1)
+    }
+
+    /// Returns whether a live subscription was ended.
+    fn unsubscribe_subscription(&self, id: i64,
+        now: Timestamp,
+        ip: &str,
+        method: UnsubscribeMethod) -> Result<bool> {
+        Ok(self.prepare_cached(UNSUBSCRIBE_SUBSCRIPTION)?.execute(params![id, now, ip, method])? == 1)
+    }
+
+    fn delete_subscription(&self, id: i64) -> Result<()> {
+        self.prepare_cached(DELETE_SUBSCRIPTION)?.execute([id])?;
+        Ok(())
+    }
+
+    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64> {
+        self.prepare_cached(INSERT_OUTBOX)?.execute(params![
+            m.subscription_id,
+            m.rendering_sha256,
+            m.to_email,
+            m.link,
+            m.message_id,
+            m.date_header,
+            m.now
+        ])?;
+        Ok(self.last_insert_rowid())
+    }
+
+    /// How many mails were queued since `since` to the address whose key is
+    /// the inbox itself.
+    fn mails_to_inbox_itself_since(&self, inbox: &InboxKey, since: Timestamp) -> Result<i64> {
+        Ok(self.prepare_cached(MAILS_TO_INBOX_ITSELF_SINCE)?.query_row(params![inbox, since], |r| r.get(0))?)
+    }
+
+    /// Counts a confirmation mail queued to another spelling of the inbox with
+    /// this keyed hash.
+    fn insert_inbox_mail(&self, inbox_hash: &[u8], now: Timestamp) -> Result<()> {
+        self.prepare_cached(INSERT_INBOX_MAIL)?.execute(params![inbox_hash, now])?;
+        Ok(())
+    }
+
+    /// How many confirmation mails were queued to other spellings of an inbox
+    /// since `since`.
+    fn inbox_mails_since(&self, inbox_hash: &[u8], since: Timestamp) -> Result<i64> {
+        Ok(self.prepare_cached(COUNT_INBOX_MAILS_SINCE)?.query_row(params![inbox_hash, since], |r| r.get(0))?)
+    }
+
+    /// Forgets inbox counts from before `before`; returns how many.
+    fn delete_old_inbox_mails(&self, before: Timestamp) -> Result<u64> {
+        Ok(self.prepare_cached(DELETE_OLD_INBOX_MAILS)?.execute([before])? as u64)
+    }
+
+    /// How many mails were queued for a subscription since `since`, and when the latest was.
+    fn recent_mails(&self, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)> {
+        Ok(self.prepare_cached(RECENT_MAILS)?.query_row(params![subscription_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    fn claim_due_mails(&self, now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64) -> Result<Vec<OutboxRow>> {
+        all(self, CLAIM_DUE_MAILS, params![now, lease_until, limit], |r| {
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                subscription_id: r.get(1)?,
+                rendering_sha256: r.get(2)?,
+                to_email: r.get(3)?,
+                to_name: r.get(4)?,
+                link: r.get(5)?,
+                message_id: r.get(6)?,
+                date_header: r.get(7)?,
+                created_at: r.get(8)?,
+                attempts: r.get(9)?,
+            })
         })
-    })
+    }
+
+    fn select_outbox_mail(&self, id: i64) -> Result<Option<StoredMail>> {
+        Ok(self
+            .prepare_cached(SELECT_OUTBOX_MAIL)?
+            .query_row([id], |r| {
+                Ok(StoredMail {
+                    rendering_sha256: r.get(0)?,
+                    to_email: r.get(1)?,
+                    to_name: r.get(2)?,
+                    link: r.get(3)?,
+                    message_id: r.get(4)?,
+                    date_header: r.get(5)?,
+                    message_sha256: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// When the mails sent after `since` were sent, oldest first.
+    fn sent_mails_since(&self, since: Timestamp) -> Result<Vec<Timestamp>> {
+        all(self, SENT_MAILS_SINCE, [since], |r| r.get(0))
+    }
+
+    fn next_due_mail(&self) -> Result<Option<Timestamp>> {
+        Ok(self.prepare_cached(NEXT_DUE_MAIL)?.query_row([], |r| r.get(0))?)
+    }
+
+    /// Returns whether the row was still queued (and is now sent).
+    fn mark_mail_sent(&self, id: i64, now: Timestamp, reply: &str, sha256: &str) -> Result<bool> {
+        Ok(self.prepare_cached(MARK_MAIL_SENT)?.execute(params![id, now, reply, sha256])? == 1)
+    }
+
+    fn mark_mail_retry(&self, id: i64, next_attempt_at: Timestamp, error: &str) -> Result<()> {
+        self.prepare_cached(MARK_MAIL_RETRY)?.execute(params![id, next_attempt_at, error])?;
+        Ok(())
+    }
+
+    /// Returns whether the row was still queued (and is now failed).
+    fn mark_mail_failed(&self, id: i64, error: &str) -> Result<bool> {
+        Ok(self.prepare_cached(MARK_MAIL_FAILED)?.execute(params![id, error])? == 1)
+    }
+
+    /// Returns how many leases were released.
+    fn release_leases(&self, now: Timestamp) -> Result<u64> {
+        Ok(self.prepare_cached(RELEASE_LEASES)?.execute([now])? as u64)
+    }
+
+    /// Returns how many queued mails lost the name an older listgate put on them.
+    fn forget_queued_mail_names(&self) -> Result<u64> {
+        Ok(self.prepare_cached(FORGET_QUEUED_MAIL_NAMES)?.execute([])? as u64)
+    }
+
+    fn last_proof_link(&self) -> Result<Option<String>> {
+        Ok(self.prepare_cached(LAST_PROOF_LINK)?.query_row([], |r| r.get(0)).optional()?)
+    }
+
+    /// The link before event `id` (empty for the first event).
+    fn previous_proof_link(&self, id: i64) -> Result<String> {
+        Ok(self.prepare_cached(PREVIOUS_PROOF_LINK)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
+    }
+
+    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<i64> {
+        self.prepare_cached(INSERT_PROOF_EVENT)?.execute(params![
+            e.subscription_id,
+            e.at,
+            e.kind,
+            e.ip,
+            e.detail,
+            e.key_id,
+            e.digest,
+            e.link
+        ])?;
+        Ok(self.last_insert_rowid())
+    }
+
+    /// Up to `limit` events with an id above `after_id`, in chain order.
+    fn select_proof_events(&self, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>> {
+        all(self, SELECT_PROOF_EVENTS, params![after_id, limit], proof_event_from_row)
+    }
+
+    fn select_proof_events_of(&self, subscription_id: i64) -> Result<Vec<ProofEventRow>> {
+        all(self, SELECT_PROOF_EVENTS_OF, [subscription_id], proof_event_from_row)
+    }
+
+    fn erase_proof_events(&self, subscription_id: i64) -> Result<()> {
+        self.prepare_cached(ERASE_PROOF_EVENTS)?.execute([subscription_id])?;
+        Ok(())
+    }
+
+    fn upsert_declined(&self, address_hash: &str, until: Timestamp) -> Result<()> {
+        self.prepare_cached(UPSERT_DECLINED)?.execute(params![address_hash, until])?;
+        Ok(())
+    }
+
+    fn is_declined(&self, address_hash: &str, now: Timestamp) -> Result<bool> {
+        Ok(self.prepare_cached(IS_DECLINED)?.query_row(params![address_hash, now], |_| Ok(())).optional()?.is_some())
+    }
+
+    fn count_daily(&self, which: DailyCount, day: &str, list_id: &str) -> Result<()> {
+        let sql = match which {
+            DailyCount::Signup => COUNT_SIGNUP,
+            DailyCount::Confirmation => COUNT_CONFIRMATION,
+            DailyCount::Unsubscribe => COUNT_UNSUBSCRIBE,
+            DailyCount::Request => COUNT_REQUEST,
+            DailyCount::Bot => COUNT_BOT,
+        };
+        self.prepare_cached(sql)?.execute(params![day, list_id])?;
+        Ok(())
+    }
+
+    fn count_export(&self, f: &ExportFilter) -> Result<u64> {
+        let n: i64 = self
+            .prepare_cached(COUNT_EXPORT_SUBSCRIPTIONS)?
+            .query_row(params![f.list_id, f.status, f.since], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Streams the export rows to `each`, one at a time (constant memory).
+    fn for_each_export_row(&self, f: &ExportFilter,
+        each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String> {
+        let mut stmt = self.prepare_cached(EXPORT_SUBSCRIPTIONS).map_err(|e| e.to_string())?;
+        let mut rows = stmt.query(params![f.list_id, f.status, f.since]).map_err(|e| e.to_string())?;
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            each(&ExportRecord::from_row(row).map_err(|e| e.to_string())?)?;
+        }
+        Ok(())
+    }
+
+    fn subscriptions_of_address(&self, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>> {
+        all(self, SUBSCRIPTIONS_OF_ADDRESS, [email_key], subscription_from_row)
+    }
+
+    fn mails_of_subscription(&self, subscription_id: i64) -> Result<Vec<MailRow>> {
+        all(self, MAILS_OF_SUBSCRIPTION, [subscription_id], |r| {
+            Ok(MailRow {
+                id: r.get(0)?,
+                state: r.get(1)?,
+                created_at: r.get(2)?,
+                attempts: r.get(3)?,
+                last_error: r.get(4)?,
+                sent_at: r.get(5)?,
+                smtp_reply: r.get(6)?,
+                message_id: r.get(7)?,
+                message_sha256: r.get(8)?,
+            })
+        })
+    }
+
+    fn select_consent_text(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(self.prepare_cached(SELECT_CONSENT_TEXT)?.query_row([sha256], |r| r.get(0)).optional()?)
+    }
+
+    fn update_name(&self, id: i64, name: Option<&str>) -> Result<()> {
+        self.prepare_cached(UPDATE_NAME)?.execute(params![id, name])?;
+        Ok(())
+    }
+
+    /// Up to `limit` subscriptions past retention: (id, list_id, status).
+    fn purge_candidates(&self, pending_before: Timestamp,
+        unsubscribed_before: Timestamp,
+        limit: i64) -> Result<Vec<(i64, String, Status)>> {
+        all(self, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+    }
+
+    /// (list_id, status, count) of what a purge would erase.
+    fn purge_plan(&self, pending_before: Timestamp,
+        unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>> {
+        all(self, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })
+    }
+
+    fn delete_expired_declines(&self, now: Timestamp) -> Result<u64> {
+        Ok(self.prepare_cached(DELETE_EXPIRED_DECLINES)?.execute([now])? as u64)
+    }
+
+    fn count_expired_declines(&self, now: Timestamp) -> Result<u64> {
+        let n: i64 = self.prepare_cached(COUNT_EXPIRED_DECLINES)?.query_row([now], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// (list_id, status, count) over all subscriptions.
+    fn count_by_status(&self) -> Result<Vec<(String, Status, u64)>> {
+        all(self, COUNT_BY_STATUS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+    }
+
+    fn daily_stats_since(&self, first_day: &str) -> Result<Vec<DailyStats>> {
+        all(self, DAILY_STATS_SINCE, [first_day], |r| {
+            Ok(DailyStats {
+                day: r.get(0)?,
+                list: r.get(1)?,
+                signups: r.get::<_, i64>(2)? as u64,
+                confirmations: r.get::<_, i64>(3)? as u64,
+                unsubscribes: r.get::<_, i64>(4)? as u64,
+            })
+        })
+    }
+
+    fn count_proof_events(&self) -> Result<u64> {
+        let n: i64 = self.prepare_cached(COUNT_PROOF_EVENTS)?.query_row([], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn count_queued_mails(&self) -> Result<u64> {
+        let n: i64 = self.prepare_cached(COUNT_QUEUED_MAILS)?.query_row([], |r| r.get(0))?;
+        Ok(n.unsigned_abs())
+    }
+
+    fn insert_webhook_call(&self, subscription_id: i64,
+        event: WebhookEvent,
+        occurred_at: Timestamp) -> Result<()> {
+        self.prepare_cached(INSERT_WEBHOOK_CALL)?.execute(params![subscription_id, event, occurred_at])?;
+        Ok(())
+    }
+
+    fn claim_due_webhook_calls(&self, now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64) -> Result<Vec<WebhookCall>> {
+        all(self, CLAIM_DUE_WEBHOOK_CALLS, params![now, lease_until, limit], |r| {
+            Ok(WebhookCall {
+                id: r.get(0)?,
+                subscription_id: r.get(1)?,
+                event: r.get(2)?,
+                occurred_at: r.get(3)?,
+                attempts: r.get(4)?,
+            })
+        })
+    }
+
+    fn next_due_webhook_call(&self) -> Result<Option<Timestamp>> {
+        Ok(self.prepare_cached(NEXT_DUE_WEBHOOK_CALL)?.query_row([], |r| r.get(0))?)
+    }
+
+    fn mark_webhook_sent(&self, id: i64, now: Timestamp, http_status: u16) -> Result<()> {
+        self.prepare_cached(MARK_WEBHOOK_SENT)?.execute(params![id, now, http_status])?;
+        Ok(())
+    }
+
+    fn mark_webhook_retry(&self, id: i64,
+        next_attempt_at: Timestamp,
+        http_status: Option<u16>,
+        error: &str) -> Result<()> {
+        self.prepare_cached(MARK_WEBHOOK_RETRY)?.execute(params![id, next_attempt_at, http_status, error])?;
+        Ok(())
+    }
+
+    fn mark_webhook_failed(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
+        self.prepare_cached(MARK_WEBHOOK_FAILED)?.execute(params![id, http_status, error])?;
+        Ok(())
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.prepare_cached(PING)?.query_row([], |_| Ok(()))?;
+        Ok(())
+    }
 }
 
-pub fn next_due_webhook_call(conn: &Connection) -> Result<Option<Timestamp>> {
-    Ok(conn.prepare_cached(NEXT_DUE_WEBHOOK_CALL)?.query_row([], |r| r.get(0))?)
-}
-
-pub fn mark_webhook_sent(conn: &Connection, id: i64, now: Timestamp, http_status: u16) -> Result<()> {
-    conn.prepare_cached(MARK_WEBHOOK_SENT)?.execute(params![id, now, http_status])?;
-    Ok(())
-}
-
-pub fn mark_webhook_retry(
-    conn: &Connection,
-    id: i64,
-    next_attempt_at: Timestamp,
-    http_status: Option<u16>,
-    error: &str,
-) -> Result<()> {
-    conn.prepare_cached(MARK_WEBHOOK_RETRY)?.execute(params![id, next_attempt_at, http_status, error])?;
-    Ok(())
-}
-
-pub fn mark_webhook_failed(conn: &Connection, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
-    conn.prepare_cached(MARK_WEBHOOK_FAILED)?.execute(params![id, http_status, error])?;
-    Ok(())
-}
-
-pub fn ping(conn: &Connection) -> Result<()> {
-    conn.prepare_cached(PING)?.query_row([], |_| Ok(()))?;
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
@@ -1026,7 +830,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
-        assert_eq!(count_queued_mails(&conn).unwrap(), 0);
+        assert_eq!(conn.count_queued_mails().unwrap(), 0);
         let plan: String = conn
             .query_row(&format!("EXPLAIN QUERY PLAN {COUNT_QUEUED_MAILS}"), [], |r| r.get(3))
             .expect("a query plan");
@@ -1048,11 +852,11 @@ mod tests {
             digest: "d",
             link: "l",
         };
-        let id = insert_proof_event(&conn, &e).unwrap();
+        let id = conn.insert_proof_event(&e).unwrap();
         assert!(conn.execute("DELETE FROM proof_events WHERE id = ?1", [id]).is_err());
         assert!(conn.execute("UPDATE proof_events SET ip = '9.9.9.9' WHERE id = ?1", [id]).is_err());
-        erase_proof_events(&conn, 1).unwrap();
-        let rows = select_proof_events(&conn, 0, 10).unwrap();
+        conn.erase_proof_events(1).unwrap();
+        let rows = conn.select_proof_events(0, 10).unwrap();
         assert!(rows[0].erased && rows[0].ip.is_none() && rows[0].link == "l");
     }
 
@@ -1073,18 +877,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
-        insert_consent_text(&conn, "c", "text", t()).unwrap();
+        conn.insert_consent_text("c", "text", t()).unwrap();
         let (a, b) = (EmailKey::lenient("a@example.org"), EmailKey::lenient("b@example.org"));
-        let first = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
-        let twice = insert_subscription(&conn, &new_pending("news", &a)).unwrap_err();
+        let first = conn.insert_subscription(&new_pending("news", &a)).unwrap();
+        let twice = conn.insert_subscription(&new_pending("news", &a)).unwrap_err();
         assert!(twice.to_string().contains("one live subscription"), "{twice}");
         // Another list, or another address, is fine.
-        insert_subscription(&conn, &new_pending("other", &a)).unwrap();
-        insert_subscription(&conn, &new_pending("news", &b)).unwrap();
+        conn.insert_subscription(&new_pending("other", &a)).unwrap();
+        conn.insert_subscription(&new_pending("news", &b)).unwrap();
         // Unsubscribed ones stay beside a new live one, which cannot be revived next to it.
-        assert!(unsubscribe_subscription(&conn, first, t(), "192.0.2.1", UnsubscribeMethod::Page).unwrap());
-        let second = insert_subscription(&conn, &new_pending("news", &a)).unwrap();
-        assert!(confirm_subscription(&conn, second, t(), "192.0.2.1").unwrap());
+        assert!(conn.unsubscribe_subscription(first, t(), "192.0.2.1", UnsubscribeMethod::Page).unwrap());
+        let second = conn.insert_subscription(&new_pending("news", &a)).unwrap();
+        assert!(conn.confirm_subscription(second, t(), "192.0.2.1").unwrap());
         let revive = conn.execute("UPDATE subscriptions SET status = 'pending' WHERE id = ?1", [first]).unwrap_err();
         assert!(revive.to_string().contains("one live subscription"), "{revive}");
     }

@@ -177,7 +177,7 @@ async fn the_servers_purge_leaves_every_database_file_within_a_minute_under_sign
 
     // The server's purge, run at a time when every pending signup is past
     // `retention.unconfirmed`, through a store like the server's own.
-    let store = listgate::store::Store::open(&app.config.database.path).unwrap();
+    let store = listgate::store::Store::open(&app.config.database).unwrap();
     let (_keep, running) = tokio::sync::watch::channel(false);
     let later = OffsetDateTime::now_utc() + time::Duration::days(15);
     let report = listgate::app::purge_once(&store, &app.config.retention, later, &running).await.unwrap();

@@ -38,7 +38,7 @@ fn exists(app: &TestApp, id: i64) -> bool {
 }
 
 fn purge(app: &TestApp, retention: &listgate::config::RetentionConfig, now: OffsetDateTime) -> u64 {
-    let conn = app.db();
+    let conn = listgate::store::Database::Sqlite(app.db());
     retention::purge_all(&conn, &Cutoffs::at(retention, now), |_| {}).unwrap().total()
 }
 
@@ -142,7 +142,7 @@ async fn the_servers_purge_runs_through_the_writer_in_batches() {
         count = retention::BATCH * 2 + 7
     ))
     .unwrap();
-    let store = listgate::store::Store::open(&app.config.database.path).unwrap();
+    let store = listgate::store::Store::open(&app.config.database).unwrap();
     let (_keep, running) = tokio::sync::watch::channel(false);
     let report =
         listgate::app::purge_once(&store, &app.config.retention, OffsetDateTime::now_utc(), &running).await.unwrap();

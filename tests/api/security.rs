@@ -508,7 +508,7 @@ async fn mails_from_before_the_name_was_dropped_still_rebuild_and_queued_ones_go
     let text = |key: &str| old[key].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("listgate.db");
-    listgate::store::Store::open(&path).unwrap().close();
+    listgate::store::SqliteStore::open(&path).unwrap().close();
     let db = listgate::store::open_connection(&path).unwrap();
     let at = "2026-11-22T07:24:59.000Z";
     db.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c0', 'Yes.', ?1)", [at]).unwrap();

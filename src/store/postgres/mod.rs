@@ -24,6 +24,11 @@
 //! the configuration yet.
 
 pub mod queries;
+pub mod session;
+pub mod store;
+
+pub use session::PgSession;
+pub use store::PgStore;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +49,11 @@ pub const SCHEMA_VERSION: i32 = super::SCHEMA_VERSION;
 /// back in `pg_locks` (`objid` and `classid` halves) and cannot collide
 /// with another application's small integers by chance.
 pub const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"listgate");
+/// The advisory lock a transaction holds from reading the chain's last
+/// link until it commits (see `PgSession`'s `last_proof_link`).
+pub const CHAIN_LOCK: i64 = i64::from_be_bytes(*b"lg-chain");
+/// The advisory lock the node running the daily purge holds meanwhile.
+pub const PURGE_LOCK: i64 = i64::from_be_bytes(*b"lg-purge");
 /// How long connecting may take when the URL sets no `connect_timeout`: a
 /// database that does not answer fails the start with a clear error instead
 /// of hanging it.
@@ -88,7 +98,13 @@ impl std::fmt::Display for PgError {
 /// An error with its causes, `outer: inner: …`: tokio-postgres's own text
 /// says only which step failed ("error performing TLS handshake") and keeps
 /// why in its source.
-struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+pub struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl<'a> Causes<'a> {
+    pub fn of(e: &'a (dyn std::error::Error + 'static)) -> Causes<'a> {
+        Causes(e)
+    }
+}
 
 impl std::fmt::Display for Causes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,6 +228,18 @@ fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// Connects (see [`connect`]) with listgate's durability setting: every
+/// commit waits for the server's WAL flush (`synchronous_commit = on`,
+/// whatever the server's default), so an answered request survives a
+/// crash of the database server. Replication to standbys follows the
+/// server's own `synchronous_standby_names`, which is the operator's HA
+/// policy to set.
+pub fn open_session(url: &str, ca_file: Option<&Path>) -> Result<PgSession> {
+    let mut client = connect(url, ca_file)?;
+    client.batch_execute(queries::DURABLE_COMMITS)?;
+    Ok(PgSession::new(client))
 }
 
 /// What [`migrate`] did.

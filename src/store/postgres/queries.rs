@@ -59,6 +59,14 @@ statements! {
     /// the advisory lock `key`: two nodes migrating at once take turns.
     pub const LOCK_FOR_TRANSACTION: &str = "SELECT pg_advisory_xact_lock($1)";
 
+    /// Params: key (i64). Takes the advisory lock `key` for the session if
+    /// no one holds it, without waiting; true when taken. Held until
+    /// unlocked or the connection closes (also when its node dies).
+    pub const TRY_LOCK_FOR_SESSION: &str = "SELECT pg_try_advisory_lock($1)";
+
+    /// No params. Each commit waits until the server's WAL is on disk.
+    pub const DURABLE_COMMITS: &str = "SET synchronous_commit TO on";
+
     /// No params. Whether `schema_version` exists (in the search path): a
     /// fresh database has no version table, and reading a missing table
     /// would abort the migration's transaction.

@@ -1,0 +1,306 @@
+//! The store interface: every operation the domain runs on the database,
+//! in domain types ([`EmailKey`], [`Status`], [`Timestamp`]), and the rows
+//! it reads and writes. The domain (`subscriptions`, `retention`, `proof`,
+//! `mail`, `webhooks`, `admin`) is written once against [`Db`]; each backend
+//! implements it next to its statements:
+//!
+//! | backend | implementation | statements |
+//! |---|---|---|
+//! | SQLite (one node, the default) | `impl Db for rusqlite::Connection` | `store::queries` |
+//! | PostgreSQL (several nodes) | `impl Db for postgres::PgSession` | `store::postgres::queries` |
+//!
+//! A `&dyn Db` is one connection inside the transaction its caller opened
+//! (the writer's batch, a CLI command's `immediate` or `snapshot`); the
+//! methods never begin or end transactions themselves. Each method is one
+//! named statement of its backend's `queries` (two for `insert_*` on
+//! SQLite, which reads `last_insert_rowid`), so a method's doc is its
+//! statement's doc.
+//!
+//! Two operations behave differently across backends, and say why in their
+//! implementation: `release_leases` (SQLite releases a crashed run's leases
+//! at start; on PostgreSQL other nodes' leases are live, so it releases
+//! nothing and leases run out instead) and `last_proof_link` (on PostgreSQL
+//! it first takes the chain lock, so two nodes never chain to one link).
+
+use crate::clock::Timestamp;
+use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
+
+use super::Result;
+
+/// A stored subscription, as the domain needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SubscriptionRow {
+    pub id: i64,
+    pub list_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: Status,
+    pub consent_sha256: String,
+    pub signup_at: Timestamp,
+    pub signup_ip: String,
+    pub confirmed_at: Option<Timestamp>,
+    pub confirmed_ip: Option<String>,
+    pub unsubscribed_at: Option<Timestamp>,
+    pub unsubscribed_ip: Option<String>,
+    pub unsubscribe_method: Option<UnsubscribeMethod>,
+}
+
+/// An outbox row claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub rendering_sha256: String,
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub link: String,
+    pub message_id: String,
+    pub date_header: String,
+    pub created_at: Timestamp,
+    pub attempts: i64,
+}
+
+/// A stored mail rendering (see `mail::Rendering`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderingRow {
+    pub format: i64,
+    pub sender: String,
+    pub from_header: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+}
+
+/// A proof event as stored. `at` stays the exact stored text: the chain's
+/// digest covers those bytes, so an edited value must reach `proof::verify`
+/// as a broken link, not fail here as an unreadable time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProofEventRow {
+    pub id: i64,
+    pub subscription_id: Option<i64>,
+    pub at: Option<String>,
+    pub kind: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
+    pub key_id: i64,
+    pub digest: String,
+    pub link: String,
+    pub erased: bool,
+}
+
+/// New fields of a pending signup.
+pub struct NewSubscription<'a> {
+    pub list_id: &'a str,
+    pub email: &'a str,
+    pub email_key: &'a EmailKey,
+    pub name: Option<&'a str>,
+    pub consent_sha256: &'a str,
+    pub now: Timestamp,
+    pub ip: &'a str,
+}
+
+/// Values of a queued confirmation mail.
+pub struct NewMail<'a> {
+    pub subscription_id: i64,
+    pub rendering_sha256: &'a str,
+    pub to_email: &'a str,
+    pub link: &'a str,
+    pub message_id: &'a str,
+    pub date_header: &'a str,
+    pub now: Timestamp,
+}
+
+/// What is stored of one mail: enough to rebuild its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMail {
+    pub rendering_sha256: String,
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub link: String,
+    pub message_id: String,
+    pub date_header: String,
+    /// Recorded when the mail was handed over; `None` before that.
+    pub message_sha256: Option<String>,
+}
+
+/// A proof event to append; `digest` and `link` are computed by `proof`,
+/// over `at` as this exact text.
+pub struct NewProofEvent<'a> {
+    pub subscription_id: i64,
+    pub at: &'a str,
+    pub kind: &'a str,
+    pub ip: Option<&'a str>,
+    pub detail: &'a str,
+    pub key_id: u16,
+    pub digest: &'a str,
+    pub link: &'a str,
+}
+
+/// Which daily counter to bump.
+#[derive(Debug, Clone, Copy)]
+pub enum DailyCount {
+    Signup,
+    Confirmation,
+    Unsubscribe,
+    Request,
+    Bot,
+}
+
+/// Filters of an export; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub list_id: Option<String>,
+    pub status: Option<Status>,
+    pub since: Option<Timestamp>,
+}
+
+/// One row of `EXPORT_SUBSCRIPTIONS`, borrowed from SQLite's current row:
+/// an export of a million rows allocates nothing per row for these values.
+/// Its times pass through as the stored text, which is a [`Timestamp`]'s
+/// `Display` by construction, so nothing is parsed and formatted again.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRecord<'a> {
+    pub id: i64,
+    pub list_id: &'a str,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub status: Status,
+    pub consent_sha256: &'a str,
+    pub signup_at: &'a str,
+    pub signup_ip: &'a str,
+    pub confirmed_at: Option<&'a str>,
+    pub confirmed_ip: Option<&'a str>,
+    pub unsubscribed_at: Option<&'a str>,
+}
+
+/// A mail as listed for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailRow {
+    pub id: i64,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<Timestamp>,
+    pub smtp_reply: Option<String>,
+    pub message_id: String,
+    pub message_sha256: Option<String>,
+}
+
+/// One day's anonymous counts for one list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DailyStats {
+    pub day: String,
+    pub list: String,
+    pub signups: u64,
+    pub confirmations: u64,
+    pub unsubscribes: u64,
+}
+
+/// A webhook call as claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCall {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub event: WebhookEvent,
+    pub occurred_at: Timestamp,
+    pub attempts: i64,
+}
+
+/// Every operation the domain runs on a database, on one connection inside
+/// its caller's transaction. See the module comment.
+pub trait Db {
+    fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()>;
+    fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()>;
+    fn select_rendering(&self, sha256: &str) -> Result<Option<RenderingRow>>;
+    fn select_live_subscription(&self, list_id: &str,
+    email_key: &EmailKey) -> Result<Option<SubscriptionRow>>;
+    fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>>;
+    fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64>;
+    /// Returns whether a pending subscription was confirmed.
+    fn confirm_subscription(&self, id: i64, now: Timestamp, ip: &str) -> Result<bool>;
+    /// Returns whether a live subscription was ended.
+    fn unsubscribe_subscription(&self, id: i64,
+    now: Timestamp,
+    ip: &str,
+    method: UnsubscribeMethod) -> Result<bool>;
+    fn delete_subscription(&self, id: i64) -> Result<()>;
+    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64>;
+    /// How many mails were queued since `since` to the address whose key is
+    /// the inbox itself.
+    fn mails_to_inbox_itself_since(&self, inbox: &InboxKey, since: Timestamp) -> Result<i64>;
+    /// Counts a confirmation mail queued to another spelling of the inbox with
+    /// this keyed hash.
+    fn insert_inbox_mail(&self, inbox_hash: &[u8], now: Timestamp) -> Result<()>;
+    /// How many confirmation mails were queued to other spellings of an inbox
+    /// since `since`.
+    fn inbox_mails_since(&self, inbox_hash: &[u8], since: Timestamp) -> Result<i64>;
+    /// Forgets inbox counts from before `before`; returns how many.
+    fn delete_old_inbox_mails(&self, before: Timestamp) -> Result<u64>;
+    /// How many mails were queued for a subscription since `since`, and when the latest was.
+    fn recent_mails(&self, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)>;
+    fn claim_due_mails(&self, now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64) -> Result<Vec<OutboxRow>>;
+    fn select_outbox_mail(&self, id: i64) -> Result<Option<StoredMail>>;
+    /// When the mails sent after `since` were sent, oldest first.
+    fn sent_mails_since(&self, since: Timestamp) -> Result<Vec<Timestamp>>;
+    fn next_due_mail(&self) -> Result<Option<Timestamp>>;
+    /// Returns whether the row was still queued (and is now sent).
+    fn mark_mail_sent(&self, id: i64, now: Timestamp, reply: &str, sha256: &str) -> Result<bool>;
+    fn mark_mail_retry(&self, id: i64, next_attempt_at: Timestamp, error: &str) -> Result<()>;
+    /// Returns whether the row was still queued (and is now failed).
+    fn mark_mail_failed(&self, id: i64, error: &str) -> Result<bool>;
+    /// Returns how many leases were released.
+    fn release_leases(&self, now: Timestamp) -> Result<u64>;
+    /// Returns how many queued mails lost the name an older listgate put on them.
+    fn forget_queued_mail_names(&self) -> Result<u64>;
+    fn last_proof_link(&self) -> Result<Option<String>>;
+    /// The link before event `id` (empty for the first event).
+    fn previous_proof_link(&self, id: i64) -> Result<String>;
+    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<i64>;
+    /// Up to `limit` events with an id above `after_id`, in chain order.
+    fn select_proof_events(&self, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>>;
+    fn select_proof_events_of(&self, subscription_id: i64) -> Result<Vec<ProofEventRow>>;
+    fn erase_proof_events(&self, subscription_id: i64) -> Result<()>;
+    fn upsert_declined(&self, address_hash: &str, until: Timestamp) -> Result<()>;
+    fn is_declined(&self, address_hash: &str, now: Timestamp) -> Result<bool>;
+    fn count_daily(&self, which: DailyCount, day: &str, list_id: &str) -> Result<()>;
+    fn count_export(&self, f: &ExportFilter) -> Result<u64>;
+    /// Streams the export rows to `each`, one at a time (constant memory).
+    fn for_each_export_row(&self, f: &ExportFilter,
+    each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String>;
+    fn subscriptions_of_address(&self, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>>;
+    fn mails_of_subscription(&self, subscription_id: i64) -> Result<Vec<MailRow>>;
+    fn select_consent_text(&self, sha256: &str) -> Result<Option<String>>;
+    fn update_name(&self, id: i64, name: Option<&str>) -> Result<()>;
+    /// Up to `limit` subscriptions past retention: (id, list_id, status).
+    fn purge_candidates(&self, pending_before: Timestamp,
+    unsubscribed_before: Timestamp,
+    limit: i64) -> Result<Vec<(i64, String, Status)>>;
+    /// (list_id, status, count) of what a purge would erase.
+    fn purge_plan(&self, pending_before: Timestamp,
+    unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>>;
+    fn delete_expired_declines(&self, now: Timestamp) -> Result<u64>;
+    fn count_expired_declines(&self, now: Timestamp) -> Result<u64>;
+    /// (list_id, status, count) over all subscriptions.
+    fn count_by_status(&self) -> Result<Vec<(String, Status, u64)>>;
+    fn daily_stats_since(&self, first_day: &str) -> Result<Vec<DailyStats>>;
+    fn count_proof_events(&self) -> Result<u64>;
+    fn count_queued_mails(&self) -> Result<u64>;
+    fn insert_webhook_call(&self, subscription_id: i64,
+    event: WebhookEvent,
+    occurred_at: Timestamp) -> Result<()>;
+    fn claim_due_webhook_calls(&self, now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64) -> Result<Vec<WebhookCall>>;
+    fn next_due_webhook_call(&self) -> Result<Option<Timestamp>>;
+    fn mark_webhook_sent(&self, id: i64, now: Timestamp, http_status: u16) -> Result<()>;
+    fn mark_webhook_retry(&self, id: i64,
+    next_attempt_at: Timestamp,
+    http_status: Option<u16>,
+    error: &str) -> Result<()>;
+    fn mark_webhook_failed(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()>;
+    fn ping(&self) -> Result<()>;
+}
