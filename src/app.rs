@@ -191,7 +191,9 @@ const FIRST_PURGE_AFTER: Duration = Duration::from_secs(60);
 const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// The server's own daily purge. Batches go through the store writer like
-/// any request, so signups interleave with them instead of waiting.
+/// any request, so signups interleave with them instead of waiting. With
+/// several nodes on PostgreSQL, one node at a time runs it
+/// (`Store::on_one_node`); the others skip that day's run.
 async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let mut delay = FIRST_PURGE_AFTER;
     loop {
@@ -201,8 +203,10 @@ async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
         }
         delay = PURGE_EVERY;
         let started = std::time::Instant::now();
-        match purge_once(&state.store, &state.ctx.config.retention, state.clock.now(), &shutdown).await {
-            Ok(report) => tracing::info!(
+        let purge = purge_once(&state.store, &state.ctx.config.retention, state.clock.now(), &shutdown);
+        match state.store.on_one_node(|| purge).await {
+            Ok(None) => tracing::info!("daily purge skipped: another node is running it"),
+            Ok(Some(report)) => tracing::info!(
                 erased = report.total(),
                 declines_removed = report.declines_removed,
                 seconds = started.elapsed().as_secs_f64(),

@@ -495,6 +495,9 @@ impl Config {
             ));
         }
         self.validate_connections()?;
+        if let Some(url) = &self.database.url {
+            crate::store::postgres::summarize_url(url).map_err(|e| problem("database.url", e.to_string()))?;
+        }
         self.mail_transport()?;
         parse_mailbox(&self.mail.from).map_err(|e| problem("mail.from", e))?;
         if self.mail.retry_base.approx().is_zero() || self.mail.retry_max.approx() < self.mail.retry_base.approx() {
@@ -612,6 +615,16 @@ impl Config {
                 "mail.url: the SMTP password for {} may be sent unencrypted (smtp:// without ?tls=required); \
                  use ?tls=required or smtps://",
                 url.host_str().unwrap_or("the server")
+            ));
+        }
+        if let Some(summary) = self.database.url.as_deref().and_then(|u| crate::store::postgres::summarize_url(u).ok())
+            && summary.sslmode != "require"
+            && !summary.loopback_only
+        {
+            warnings.push(format!(
+                "database.url: subscribers' data and the database password may cross the network to {} unencrypted \
+                 (sslmode={}); use sslmode=require",
+                summary.target, summary.sslmode
             ));
         }
         for (i, list) in self.lists.iter().enumerate() {

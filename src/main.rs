@@ -158,6 +158,21 @@ Examples:
     /// Make an online, consistent copy of the database while the server runs.
     #[command(after_help = "Example:\n  listgate backup /var/backups/listgate-$(date +%F).db")]
     Backup { file: PathBuf },
+    /// Move this SQLite deployment into an empty PostgreSQL database.
+    ///
+    /// Copies every row with its id (subscriptions, proof events and their
+    /// chain, consent texts, mail renderings, the outbox and webhook queues)
+    /// in one transaction, and verifies the proof chain before and after.
+    /// Refuses a target that holds any data. Stop `listgate serve` first.
+    #[command(
+        name = "migrate-store",
+        after_help = "Example:\n  listgate migrate-store --to 'postgres://listgate:secret@db.internal/listgate?sslmode=require'"
+    )]
+    MigrateStore {
+        /// The target database's URL, as `database.url` takes it.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Walk the proof log's HMAC chain and report the first broken link.
     ///
     /// Exits 0 when every event verifies, 1 when one was edited, inserted or deleted.
@@ -242,6 +257,7 @@ fn run(command: Command, config: Config, file: Option<&Path>, log_format: LogFor
         Command::Correct { email, name, list } => commands::correct(&config, &clock, &email, &name, list.as_deref()),
         Command::Unsubscribe { email, list } => commands::unsubscribe(&config, &clock, &email, list.as_deref()),
         Command::Backup { file } => commands::backup(&config, &file),
+        Command::MigrateStore { to } => commands::migrate_store(&config, &to),
         Command::Verify => commands::verify(&config),
         Command::Stats { days, json } => commands::stats(&config, &clock, days, json),
         Command::Keygen { write } => commands::keygen(&config, write),

@@ -32,6 +32,20 @@ impl Sources<'_> {
     }
 }
 
+/// Which store `serve` will use: the SQLite file, or PostgreSQL (never the
+/// URL's password).
+fn database(config: &Config) -> String {
+    match config.database.url.as_deref().map(crate::store::postgres::summarize_url) {
+        Some(Ok(summary)) => format!(
+            "PostgreSQL at {} (sslmode={}; database.path is not used)",
+            summary.target, summary.sslmode
+        ),
+        // `Config::load` validated the URL.
+        Some(Err(e)) => e.to_string(),
+        None => format!("SQLite, {}", existence(&config.database.path, "serve creates it")),
+    }
+}
+
 /// The report, or the first problem `serve` would stop at, as one line.
 pub fn report(config: &Config, sources: &Sources<'_>) -> Result<String, String> {
     let mut out = String::new();
@@ -41,7 +55,7 @@ pub fn report(config: &Config, sources: &Sources<'_>) -> Result<String, String> 
     };
     line(&mut out, 0, "configuration", &origin);
     server(&mut out, config);
-    line(&mut out, 0, "database", &existence(&config.database.path, "serve creates it"));
+    line(&mut out, 0, "database", &database(config));
     line(&mut out, 0, "key", &key(config, sources)?);
     mail(&mut out, config)?;
     section(&mut out, "tokens");

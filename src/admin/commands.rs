@@ -20,7 +20,8 @@ use crate::domain::{Name, Status};
 use crate::keys::{self, KeyRing};
 use crate::logging::LogFormat;
 use crate::retention::{self, Cutoffs};
-use crate::store::db::{ExportFilter};
+use crate::store::Database;
+use crate::store::db::ExportFilter;
 
 /// A failed command: its one-line message, and whether it was a usage
 /// problem (exit 2) rather than a failure (exit 1).
@@ -354,6 +355,53 @@ pub fn verify(config: &Config) -> Outcome {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `listgate migrate-store --to postgres://…`: moves this configuration's
+/// SQLite database into an empty PostgreSQL database, ids, events, chain,
+/// consent texts, renderings, outbox and webhook queues included (see
+/// `store::postgres::copy`). The chain is verified before (a broken chain
+/// is not moved) and after, on PostgreSQL, with the same result. Stop
+/// `serve` first: what it writes after the copy's snapshot is not moved.
+pub fn migrate_store(config: &Config, to: &str) -> Outcome {
+    use crate::store::postgres;
+    if config.database.url.is_some() {
+        return Err("migrate-store moves the SQLite database at database.path, but this configuration \
+                    already uses database.url; unset it to name the source"
+            .into());
+    }
+    let target_name = postgres::summarize_url(to).map_err(|e| Failure { message: e.to_string(), usage: true })?.target;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let source = Database::open(&config.database)?;
+    let before = admin::verify::verify(&source, &keys)?;
+    if let Some(broken) = before.first_break {
+        return Err(format!(
+            "the proof chain in {} does not verify (event {}: {}); nothing was moved",
+            config.database.path.display(),
+            broken.event_id,
+            broken.reason
+        )
+        .into());
+    }
+    let Database::Sqlite(conn) = &source else { unreachable!("database.url is unset") };
+    let target = postgres::open_session(to, config.database.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    target.migrate().map_err(|e| e.to_string())?;
+    let copied = postgres::copy::copy_sqlite_into(conn, &target, |table, rows| eprintln!("copied {table}: {rows} rows"))
+        .map_err(|e| format!("nothing was moved: {e}"))?;
+    let after = admin::verify::verify(&Database::Postgres(target), &keys)?;
+    if after.first_break.is_some() || after.events != before.events {
+        return Err(format!(
+            "the copy in PostgreSQL at {target_name} does not verify as the original did; run `listgate verify` on both"
+        )
+        .into());
+    }
+    let rows: u64 = copied.iter().map(|(_, n)| n).sum();
+    println!(
+        "moved {rows} rows into PostgreSQL at {target_name}; the proof chain verifies on both ({} events, {} erased)",
+        after.events, after.erased
+    );
+    println!("next: set database.url (or LISTGATE_DATABASE__URL) to that URL and start listgate serve");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `listgate stats`: subscriptions per list and state, and the daily counts

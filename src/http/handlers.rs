@@ -363,13 +363,16 @@ pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response 
     )
 }
 
-/// `GET /healthz`: 200 when the database answers.
+/// `GET /healthz`: 200 when the database answers, 503 when it does not,
+/// naming which kind it is, so a load balancer takes a node that lost its
+/// PostgreSQL out of rotation and an operator sees why.
 pub async fn healthz(state: Arc<AppState>) -> Response {
+    let database = state.store.kind();
     match state.store.read(|c| c.ping()).await {
-        Ok(()) => pages::json(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(()) => pages::json(StatusCode::OK, &json!({"status": "ok", "database": database})),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
-            pages::json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable"}))
+            pages::json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable", "database": database}))
         }
     }
 }

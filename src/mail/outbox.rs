@@ -36,8 +36,13 @@ use crate::worker;
 /// Mails claimed (and delivered concurrently) per round.
 const BATCH: i64 = 16;
 /// How long a claimed mail stays invisible to other claims while its
-/// delivery runs (a restart releases it at once).
-const LEASE: time::Duration = time::Duration::minutes(5);
+/// delivery runs, in `mail.timeout`s: one delivery waits at most that long
+/// on each of the SMTP server's steps, and a batch is delivered at once, so
+/// five cover a batch on a slow server (the default 60 s gives 5 minutes).
+/// After a crash, SQLite's single node releases its leases at start; with
+/// several nodes on PostgreSQL, a dead node's mails go out from another
+/// node once their lease runs out, under the same Message-ID.
+const LEASE_IN_TIMEOUTS: i32 = 5;
 /// While mails wait for the hourly ceiling, how often to look again: an
 /// in-memory check, and a clock that jumps (an NTP step, a test's manual
 /// clock) is noticed within this time.
@@ -52,6 +57,8 @@ pub struct RetryPolicy {
     pub max: time::Duration,
     /// Temporary failures are retried this long after the mail was queued.
     pub give_up_after: time::Duration,
+    /// How long a claimed mail is left to its delivery (see [`LEASE_IN_TIMEOUTS`]).
+    pub lease: time::Duration,
 }
 
 impl RetryPolicy {
@@ -61,6 +68,7 @@ impl RetryPolicy {
             base: d(config.mail.retry_base),
             max: d(config.mail.retry_max),
             give_up_after: d(config.mail.give_up_after),
+            lease: d(config.mail.timeout) * LEASE_IN_TIMEOUTS,
         }
     }
 
@@ -348,7 +356,8 @@ impl worker::BatchWorker for Outbox {
         if limit == 0 {
             return Ok(0);
         }
-        let rows = self.store.write(move |c| c.claim_due_mails(now, now + LEASE, limit)).await?;
+        let lease = self.retry.lease;
+        let rows = self.store.write(move |c| c.claim_due_mails(now, now + lease, limit)).await?;
         let count = rows.len();
         futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
         Ok(count)

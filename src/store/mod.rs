@@ -78,6 +78,8 @@ pub enum StoreError {
     Unavailable(String),
     /// The writer thread has stopped (shutdown or a crash).
     WriterGone,
+    /// `migrate-store`'s target already holds data.
+    NotEmpty(String),
     /// The database was written by a newer listgate.
     TooNew(i32),
 }
@@ -97,6 +99,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Postgres(e) => write!(f, "PostgreSQL: {}", postgres::Causes::of(e)),
             StoreError::Unavailable(why) => f.write_str(why),
             StoreError::WriterGone => f.write_str("database writer has stopped"),
+            StoreError::NotEmpty(what) => write!(f, "the target database is not empty: {what}"),
             StoreError::TooNew(v) => write!(
                 f,
                 "database schema version {v} is newer than this listgate ({SCHEMA_VERSION}); upgrade listgate"
@@ -354,6 +357,14 @@ impl Store {
             Some(url) => Store::Postgres(postgres::PgStore::open(url, config.ca_file.as_deref())?),
             None => Store::Sqlite(SqliteStore::open_capped(&config.path, config.max_pages)?),
         })
+    }
+
+    /// `"sqlite"` or `"postgres"`, as `/healthz` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
     }
 
     /// Runs `job` inside the writer's current transaction; see

@@ -23,6 +23,7 @@
 //! and `listgate migrate-store`. Nothing here is reachable from `serve` or
 //! the configuration yet.
 
+pub mod copy;
 pub mod queries;
 pub mod session;
 pub mod store;
@@ -167,18 +168,54 @@ pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("listgate");
     }
-    let sslmode = match config.get_ssl_mode() {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        // A mode added later: treat it as strictly as `require`.
-        _ => "require",
-    };
+    let sslmode = sslmode_name(config.get_ssl_mode());
     let connected = match sslmode {
         "disable" => config.connect(NoTls),
         _ => config.connect(tls(ca_file)?),
     };
     connected.map_err(|source| PgError::Connect { target: target(&config), sslmode, source })
+}
+
+/// What a `database.url` points to, for `check-config`, warnings and logs:
+/// never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlSummary {
+    /// Hosts and ports (or socket paths), then `/dbname` when the URL names one.
+    pub target: String,
+    /// `disable`, `prefer` or `require` (see [`connect`]).
+    pub sslmode: &'static str,
+    /// Every host is a loopback address or a Unix socket: clear text never
+    /// leaves the machine.
+    pub loopback_only: bool,
+}
+
+/// Parses `url` as [`connect`] will, without connecting.
+pub fn summarize_url(url: &str) -> Result<UrlSummary> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(PgError::Url("must start with postgres:// or postgresql://".into()));
+    }
+    let config: Config = url.parse().map_err(|e: ::postgres::Error| PgError::Url(Causes(&e).to_string()))?;
+    let loopback_only = config.get_hosts().iter().all(|host| match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost" || name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+    });
+    let mut target = target(&config);
+    if let Some(db) = config.get_dbname() {
+        target = format!("{target}/{db}");
+    }
+    Ok(UrlSummary { target, sslmode: sslmode_name(config.get_ssl_mode()), loopback_only })
+}
+
+fn sslmode_name(mode: SslMode) -> &'static str {
+    match mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        // A mode added later: treated as strictly as `require`.
+        _ => "require",
+    }
 }
 
 /// Where `config` points, for error messages: hosts and ports, no user or password.

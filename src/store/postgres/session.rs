@@ -60,6 +60,18 @@ impl PgSession {
         Ok(self.client.borrow_mut().query_one(&statement, &[&key])?.get(0))
     }
 
+    /// Lends the client to `job`, for the copy of `migrate-store`, whose
+    /// statements are made from the tables' columns.
+    pub(super) fn with_client<T>(&self, job: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        job(&mut self.client.borrow_mut())
+    }
+
+    /// Whether `table` (one of the schema's own names) holds any row.
+    pub(super) fn has_rows(&self, table: &str) -> Result<bool> {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
+        Ok(self.client.borrow_mut().query_one(&sql, &[])?.get(0))
+    }
+
     /// The prepared statement for `sql`, preparing it on first use.
     fn statement(&self, sql: &'static str) -> Result<Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
