@@ -457,3 +457,28 @@ fn two_postgres_nodes_appending_proof_events_at_once_build_one_unbroken_chain() 
     let turns = order.windows(2).filter(|pair| pair[0] != pair[1]).count();
     assert!(turns > 1, "one node appended all its events before the other began: {order:?}");
 }
+
+/// A stored time that does not read back as one (a hand-edited row) is an
+/// error on both backends, naming the text, never a guessed time. (Codes
+/// cannot be edited so: the schemas' CHECKs refuse unknown ones.)
+#[test]
+fn a_hand_edited_time_is_an_error_on_both_backends_never_a_guess() {
+    let twins = Twins::start();
+    twins.same("insert_consent_text", |db| db.insert_consent_text("c1", "Yes.", at(0)));
+    let email = Email::parse("anna@example.org").unwrap();
+    let id = twins.same("insert_subscription", |db| db.insert_subscription(&signup("news", &email, None, 0, "::1")));
+    for (edit, says) in [
+        ("UPDATE subscriptions SET signup_at = 'yesterday'", "yesterday"),
+        ("UPDATE subscriptions SET signup_at = '2026-03-01T09:00:00Z'", "2026-03-01T09:00:00Z"),
+        ("UPDATE subscriptions SET confirmed_at = '1. März 2026'", "1. März 2026"),
+    ] {
+        twins.raw("SAVEPOINT edit");
+        twins.raw(edit);
+        let on_sqlite = twins.sqlite.select_subscription(id).expect_err(edit).to_string();
+        let on_postgres = twins.postgres.select_subscription(id).expect_err(edit).to_string();
+        assert!(on_sqlite.contains(says), "{edit}: SQLite says {on_sqlite}");
+        assert!(on_postgres.contains(says), "{edit}: PostgreSQL says {on_postgres}");
+        twins.raw("ROLLBACK TO SAVEPOINT edit");
+    }
+    twins.same("select_subscription after the edits", |db| db.select_subscription(id).map(|row| row.is_some()));
+}

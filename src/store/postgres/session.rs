@@ -126,7 +126,7 @@ fn parsed_opt<T>(row: &Row, i: usize, what: &str, parse: fn(&str) -> Option<T>) 
     let Some(text) = row.try_get::<_, Option<&str>>(i)? else { return Ok(None) };
     match parse(text) {
         Some(value) => Ok(Some(value)),
-        None => Err(StoreError::Corrupt(format!("{} is not {what}: {text:?}", row.columns()[i].name()))),
+        None => Err(StoreError::Corrupt(format!("{} holds {text:?}, not {what}", row.columns()[i].name()))),
     }
 }
 
@@ -436,10 +436,11 @@ impl Db for PgSession {
     /// the next node reads the link only after this one's event is
     /// committed (each statement under READ COMMITTED, PostgreSQL's default
     /// and what `BEGIN` gives, sees the latest commit). It is taken once per
-    /// transaction (`chain_locked`, cleared by [`PgSession::batch`] when
-    /// the transaction or the savepoint that took it ends), so a writer
-    /// batch of many signups pays one round trip for it, not one per
-    /// request.
+    /// transaction (`chain_locked`, which [`PgSession::batch`] clears on
+    /// `COMMIT`, `ROLLBACK` and `BEGIN`; a `ROLLBACK TO SAVEPOINT` drops a
+    /// lock taken after the savepoint, so it clears the flag too), so a
+    /// writer batch of many signups pays one round trip for it, not one
+    /// per request.
     ///
     /// It must run inside a transaction (the writer's batch, a CLI
     /// command's `immediate`), as the domain always does: outside one, the
@@ -521,7 +522,9 @@ impl Db for PgSession {
     ///
     /// The session's client stays borrowed while the rows stream (the
     /// protocol is busy with them anyway): `each` must not call back into
-    /// this session. The export only writes the rows out.
+    /// this session. The export only writes the rows out. When `each`
+    /// stops the export with an error, the rows left are read and dropped
+    /// before this session's next statement runs.
     fn for_each_export_row(&self, f: &ExportFilter,
     each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String> {
         let failed = |e: StoreError| e.to_string();
