@@ -82,6 +82,10 @@ pub enum StoreError {
     NotEmpty(String),
     /// The database was written by a newer listgate.
     TooNew(i32),
+    /// A stored value does not read back as its type (a hand-edited row:
+    /// a time not in the stored format, an unknown status): an error,
+    /// never a guess. SQLite reports these as `Sqlite(FromSqlConversionFailure)`.
+    Corrupt(String),
 }
 
 impl StoreError {
@@ -104,6 +108,7 @@ impl std::fmt::Display for StoreError {
                 f,
                 "database schema version {v} is newer than this listgate ({SCHEMA_VERSION}); upgrade listgate"
             ),
+            StoreError::Corrupt(what) => write!(f, "database holds an unreadable value: {what}"),
         }
     }
 }

@@ -23,6 +23,7 @@ mod postgres_store;
 mod retention;
 mod security;
 mod spam;
+mod store_parity;
 mod subscribe;
 mod tokens;
 mod tools;

@@ -5,10 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use ::postgres::{Client, Statement};
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::types::ToSql;
+use ::postgres::{Client, Row, Statement};
 
 use super::queries;
-use crate::store::Result;
+use crate::store::{Result, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 use crate::store::db::*;
@@ -33,10 +35,13 @@ impl PgSession {
 
     /// Runs transaction control or other statements without parameters
     /// (`BEGIN`, `COMMIT`, `SAVEPOINT job`, …). Ending a transaction, or
-    /// rolling back to a savepoint, releases the chain lock.
+    /// rolling back to a savepoint, releases the chain lock. A new
+    /// transaction starts without it too, so a `last_proof_link` run
+    /// outside any transaction (whose lock ended with its statement) cannot
+    /// make the next transaction skip the lock.
     pub fn batch(&self, sql: &str) -> Result<()> {
         let upper = sql.trim_start().to_ascii_uppercase();
-        if upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK") {
+        if ["COMMIT", "ROLLBACK", "BEGIN", "START"].iter().any(|word| upper.starts_with(word)) {
             self.chain_locked.set(false);
         }
         self.client.borrow_mut().batch_execute(sql)?;
@@ -83,238 +88,576 @@ impl PgSession {
     }
 }
 
+/// Parameters as the client takes them.
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The four ways of running one prepared statement. Each borrows the client
+/// only for the statement itself, so no borrow is held while another
+/// method of this session runs.
+impl PgSession {
+    fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.borrow_mut().query(&statement, params)?)
+    }
+
+    fn query_opt(&self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.borrow_mut().query_opt(&statement, params)?)
+    }
+
+    fn query_one(&self, sql: &'static str, params: Params<'_>) -> Result<Row> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.borrow_mut().query_one(&statement, params)?)
+    }
+
+    /// Returns how many rows the statement changed.
+    fn execute(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.borrow_mut().execute(&statement, params)?)
+    }
+
+    /// Every row of `sql`, each read by `read`.
+    fn all<T>(&self, sql: &'static str, params: Params<'_>, read: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(read).collect()
+    }
+}
+
+// ---- Conversions: one helper per stored type, both ways. ----
+
+/// A time as bound: its stored text (`store::codes`), exactly what SQLite
+/// binds, so both backends compare and sort the same strings.
+fn stored(t: Timestamp) -> String {
+    t.to_string()
+}
+
+/// Column `i` read back through `parse` (`Timestamp::from_stored`,
+/// `Status::from_stored`, …); NULL is `None`. Text `parse` refuses (a
+/// hand-edited row) is [`StoreError::Corrupt`], naming the column: never a
+/// guess, as SQLite's `FromSql` refuses it too.
+fn parsed_opt<T>(row: &Row, i: usize, what: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
+    let Some(text) = row.try_get::<_, Option<&str>>(i)? else { return Ok(None) };
+    match parse(text) {
+        Some(value) => Ok(Some(value)),
+        None => Err(StoreError::Corrupt(format!("{} holds {text:?}, not {what}", row.columns()[i].name()))),
+    }
+}
+
+/// As [`parsed_opt`], for a column that is never NULL.
+fn parsed<T>(row: &Row, i: usize, what: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parsed_opt(row, i, what, parse)?
+        .ok_or_else(|| StoreError::Corrupt(format!("{} is NULL, not {what}", row.columns()[i].name())))
+}
+
+fn time(row: &Row, i: usize) -> Result<Timestamp> {
+    parsed(row, i, "a stored time", Timestamp::from_stored)
+}
+
+fn optional_time(row: &Row, i: usize) -> Result<Option<Timestamp>> {
+    parsed_opt(row, i, "a stored time", Timestamp::from_stored)
+}
+
+fn status(row: &Row, i: usize) -> Result<Status> {
+    parsed(row, i, "a status", Status::from_stored)
+}
+
+/// A count or counter (BIGINT), as the `u64` SQLite's implementation returns.
+fn count(row: &Row, i: usize) -> Result<u64> {
+    let n: i64 = row.try_get(i)?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{} is a negative count: {n}", row.columns()[i].name())))
+}
+
+/// A 0/1 BIGINT flag (`erased`), read as SQLite reads an INTEGER as `bool`.
+fn flag(row: &Row, i: usize) -> Result<bool> {
+    Ok(row.try_get::<_, i64>(i)? != 0)
+}
+
+fn subscription_from_row(row: &Row) -> Result<SubscriptionRow> {
+    Ok(SubscriptionRow {
+        id: row.try_get(0)?,
+        list_id: row.try_get(1)?,
+        email: row.try_get(2)?,
+        name: row.try_get(3)?,
+        status: status(row, 4)?,
+        consent_sha256: row.try_get(5)?,
+        signup_at: time(row, 6)?,
+        signup_ip: row.try_get(7)?,
+        confirmed_at: optional_time(row, 8)?,
+        confirmed_ip: row.try_get(9)?,
+        unsubscribed_at: optional_time(row, 10)?,
+        unsubscribed_ip: row.try_get(11)?,
+        unsubscribe_method: parsed_opt(row, 12, "an unsubscribe method", UnsubscribeMethod::from_stored)?,
+    })
+}
+
+fn proof_event_from_row(row: &Row) -> Result<ProofEventRow> {
+    Ok(ProofEventRow {
+        id: row.try_get(0)?,
+        subscription_id: row.try_get(1)?,
+        at: row.try_get(2)?,
+        kind: row.try_get(3)?,
+        ip: row.try_get(4)?,
+        detail: row.try_get(5)?,
+        key_id: row.try_get(6)?,
+        digest: row.try_get(7)?,
+        link: row.try_get(8)?,
+        erased: flag(row, 9)?,
+    })
+}
+
+fn outbox_from_row(row: &Row) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: row.try_get(0)?,
+        subscription_id: row.try_get(1)?,
+        rendering_sha256: row.try_get(2)?,
+        to_email: row.try_get(3)?,
+        to_name: row.try_get(4)?,
+        link: row.try_get(5)?,
+        message_id: row.try_get(6)?,
+        date_header: row.try_get(7)?,
+        created_at: time(row, 8)?,
+        attempts: row.try_get(9)?,
+    })
+}
+
+fn mail_from_row(row: &Row) -> Result<MailRow> {
+    Ok(MailRow {
+        id: row.try_get(0)?,
+        state: row.try_get(1)?,
+        created_at: time(row, 2)?,
+        attempts: row.try_get(3)?,
+        last_error: row.try_get(4)?,
+        sent_at: optional_time(row, 5)?,
+        smtp_reply: row.try_get(6)?,
+        message_id: row.try_get(7)?,
+        message_sha256: row.try_get(8)?,
+    })
+}
+
+fn webhook_call_from_row(row: &Row) -> Result<WebhookCall> {
+    Ok(WebhookCall {
+        id: row.try_get(0)?,
+        subscription_id: row.try_get(1)?,
+        event: parsed(row, 2, "a webhook event", WebhookEvent::from_stored)?,
+        occurred_at: time(row, 3)?,
+        attempts: row.try_get(4)?,
+    })
+}
+
+/// (list_id, status, count) rows of `PURGE_PLAN` and `COUNT_BY_STATUS`.
+fn status_count_from_row(row: &Row) -> Result<(String, Status, u64)> {
+    Ok((row.try_get(0)?, status(row, 1)?, count(row, 2)?))
+}
+
+/// One export row, borrowing its texts from `row` as SQLite's borrows
+/// from its current row: nothing is copied per row.
+fn export_record(row: &Row) -> Result<ExportRecord<'_>> {
+    Ok(ExportRecord {
+        id: row.try_get(0)?,
+        list_id: row.try_get(1)?,
+        email: row.try_get(2)?,
+        name: row.try_get(3)?,
+        status: status(row, 4)?,
+        consent_sha256: row.try_get(5)?,
+        signup_at: row.try_get(6)?,
+        signup_ip: row.try_get(7)?,
+        confirmed_at: row.try_get(8)?,
+        confirmed_ip: row.try_get(9)?,
+        unsubscribed_at: row.try_get(10)?,
+    })
+}
+
+/// Each method runs its one statement of `postgres::queries` (prepared once
+/// per connection) with the values SQLite's `impl Db for Connection` binds:
+/// times as their stored text, codes as `as_str()`, flags 0/1, small
+/// integers as BIGINT. Inserts read their id from `RETURNING id`. Two
+/// methods differ on purpose, and say why: `release_leases` and
+/// `last_proof_link`.
 impl Db for PgSession {
-    fn insert_consent_text(&self, _sha256: &str, _text: &str, _now: Timestamp) -> Result<()> {
-        unimplemented!("PostgreSQL: insert_consent_text")
+    fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()> {
+        self.execute(queries::INSERT_CONSENT_TEXT, &[&sha256, &text, &stored(now)])?;
+        Ok(())
     }
 
-    fn insert_rendering(&self, _sha256: &str, _r: &RenderingRow, _now: Timestamp) -> Result<()> {
-        unimplemented!("PostgreSQL: insert_rendering")
+    fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()> {
+        self.execute(
+            queries::INSERT_RENDERING,
+            &[
+                &sha256,
+                &r.format,
+                &r.sender,
+                &r.from_header,
+                &r.reply_to,
+                &r.subject,
+                &r.text_body,
+                &r.html_body,
+                &stored(now),
+            ],
+        )?;
+        Ok(())
     }
 
-    fn select_rendering(&self, _sha256: &str) -> Result<Option<RenderingRow>> {
-        unimplemented!("PostgreSQL: select_rendering")
+    fn select_rendering(&self, sha256: &str) -> Result<Option<RenderingRow>> {
+        let Some(row) = self.query_opt(queries::SELECT_RENDERING, &[&sha256])? else { return Ok(None) };
+        Ok(Some(RenderingRow {
+            format: row.try_get(0)?,
+            sender: row.try_get(1)?,
+            from_header: row.try_get(2)?,
+            reply_to: row.try_get(3)?,
+            subject: row.try_get(4)?,
+            text_body: row.try_get(5)?,
+            html_body: row.try_get(6)?,
+        }))
     }
 
-    fn select_live_subscription(&self, _list_id: &str,
-    _email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
-        unimplemented!("PostgreSQL: select_live_subscription")
+    fn select_live_subscription(&self, list_id: &str,
+    email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
+        let row = self.query_opt(queries::SELECT_LIVE_SUBSCRIPTION, &[&list_id, &email_key.as_str()])?;
+        row.as_ref().map(subscription_from_row).transpose()
     }
 
-    fn select_subscription(&self, _id: i64) -> Result<Option<SubscriptionRow>> {
-        unimplemented!("PostgreSQL: select_subscription")
+    fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>> {
+        self.query_opt(queries::SELECT_SUBSCRIPTION, &[&id])?.as_ref().map(subscription_from_row).transpose()
     }
 
-    fn insert_subscription(&self, _s: &NewSubscription<'_>) -> Result<i64> {
-        unimplemented!("PostgreSQL: insert_subscription")
+    fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64> {
+        let row = self.query_one(
+            queries::INSERT_SUBSCRIPTION,
+            &[&s.list_id, &s.email, &s.email_key.as_str(), &s.name, &s.consent_sha256, &stored(s.now), &s.ip],
+        )?;
+        Ok(row.try_get(0)?)
     }
 
-    fn confirm_subscription(&self, _id: i64, _now: Timestamp, _ip: &str) -> Result<bool> {
-        unimplemented!("PostgreSQL: confirm_subscription")
+    fn confirm_subscription(&self, id: i64, now: Timestamp, ip: &str) -> Result<bool> {
+        Ok(self.execute(queries::CONFIRM_SUBSCRIPTION, &[&id, &stored(now), &ip])? == 1)
     }
 
-    fn unsubscribe_subscription(&self, _id: i64,
-    _now: Timestamp,
-    _ip: &str,
-    _method: UnsubscribeMethod) -> Result<bool> {
-        unimplemented!("PostgreSQL: unsubscribe_subscription")
+    fn unsubscribe_subscription(&self, id: i64,
+    now: Timestamp,
+    ip: &str,
+    method: UnsubscribeMethod) -> Result<bool> {
+        Ok(self.execute(queries::UNSUBSCRIBE_SUBSCRIPTION, &[&id, &stored(now), &ip, &method.as_str()])? == 1)
     }
 
-    fn delete_subscription(&self, _id: i64) -> Result<()> {
-        unimplemented!("PostgreSQL: delete_subscription")
+    fn delete_subscription(&self, id: i64) -> Result<()> {
+        self.execute(queries::DELETE_SUBSCRIPTION, &[&id])?;
+        Ok(())
     }
 
-    fn insert_outbox(&self, _m: &NewMail<'_>) -> Result<i64> {
-        unimplemented!("PostgreSQL: insert_outbox")
+    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64> {
+        let row = self.query_one(
+            queries::INSERT_OUTBOX,
+            &[
+                &m.subscription_id,
+                &m.rendering_sha256,
+                &m.to_email,
+                &m.link,
+                &m.message_id,
+                &m.date_header,
+                &stored(m.now),
+            ],
+        )?;
+        Ok(row.try_get(0)?)
     }
 
-    fn mails_to_inbox_itself_since(&self, _inbox: &InboxKey, _since: Timestamp) -> Result<i64> {
-        unimplemented!("PostgreSQL: mails_to_inbox_itself_since")
+    fn mails_to_inbox_itself_since(&self, inbox: &InboxKey, since: Timestamp) -> Result<i64> {
+        let row = self.query_one(queries::MAILS_TO_INBOX_ITSELF_SINCE, &[&inbox.as_str(), &stored(since)])?;
+        Ok(row.try_get(0)?)
     }
 
-    fn insert_inbox_mail(&self, _inbox_hash: &[u8], _now: Timestamp) -> Result<()> {
-        unimplemented!("PostgreSQL: insert_inbox_mail")
+    fn insert_inbox_mail(&self, inbox_hash: &[u8], now: Timestamp) -> Result<()> {
+        self.execute(queries::INSERT_INBOX_MAIL, &[&inbox_hash, &stored(now)])?;
+        Ok(())
     }
 
-    fn inbox_mails_since(&self, _inbox_hash: &[u8], _since: Timestamp) -> Result<i64> {
-        unimplemented!("PostgreSQL: inbox_mails_since")
+    fn inbox_mails_since(&self, inbox_hash: &[u8], since: Timestamp) -> Result<i64> {
+        let row = self.query_one(queries::COUNT_INBOX_MAILS_SINCE, &[&inbox_hash, &stored(since)])?;
+        Ok(row.try_get(0)?)
     }
 
-    fn delete_old_inbox_mails(&self, _before: Timestamp) -> Result<u64> {
-        unimplemented!("PostgreSQL: delete_old_inbox_mails")
+    fn delete_old_inbox_mails(&self, before: Timestamp) -> Result<u64> {
+        self.execute(queries::DELETE_OLD_INBOX_MAILS, &[&stored(before)])
     }
 
-    fn recent_mails(&self, _subscription_id: i64, _since: Timestamp) -> Result<(i64, Option<Timestamp>)> {
-        unimplemented!("PostgreSQL: recent_mails")
+    fn recent_mails(&self, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)> {
+        let row = self.query_one(queries::RECENT_MAILS, &[&subscription_id, &stored(since)])?;
+        Ok((row.try_get(0)?, optional_time(&row, 1)?))
     }
 
-    fn claim_due_mails(&self, _now: Timestamp,
-    _lease_until: Timestamp,
-    _limit: i64) -> Result<Vec<OutboxRow>> {
-        unimplemented!("PostgreSQL: claim_due_mails")
+    fn claim_due_mails(&self, now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64) -> Result<Vec<OutboxRow>> {
+        self.all(queries::CLAIM_DUE_MAILS, &[&stored(now), &stored(lease_until), &limit], outbox_from_row)
     }
 
-    fn select_outbox_mail(&self, _id: i64) -> Result<Option<StoredMail>> {
-        unimplemented!("PostgreSQL: select_outbox_mail")
+    fn select_outbox_mail(&self, id: i64) -> Result<Option<StoredMail>> {
+        let Some(row) = self.query_opt(queries::SELECT_OUTBOX_MAIL, &[&id])? else { return Ok(None) };
+        Ok(Some(StoredMail {
+            rendering_sha256: row.try_get(0)?,
+            to_email: row.try_get(1)?,
+            to_name: row.try_get(2)?,
+            link: row.try_get(3)?,
+            message_id: row.try_get(4)?,
+            date_header: row.try_get(5)?,
+            message_sha256: row.try_get(6)?,
+        }))
     }
 
-    fn sent_mails_since(&self, _since: Timestamp) -> Result<Vec<Timestamp>> {
-        unimplemented!("PostgreSQL: sent_mails_since")
+    fn sent_mails_since(&self, since: Timestamp) -> Result<Vec<Timestamp>> {
+        self.all(queries::SENT_MAILS_SINCE, &[&stored(since)], |row| time(row, 0))
     }
 
     fn next_due_mail(&self) -> Result<Option<Timestamp>> {
-        unimplemented!("PostgreSQL: next_due_mail")
+        optional_time(&self.query_one(queries::NEXT_DUE_MAIL, &[])?, 0)
     }
 
-    fn mark_mail_sent(&self, _id: i64, _now: Timestamp, _reply: &str, _sha256: &str) -> Result<bool> {
-        unimplemented!("PostgreSQL: mark_mail_sent")
+    fn mark_mail_sent(&self, id: i64, now: Timestamp, reply: &str, sha256: &str) -> Result<bool> {
+        Ok(self.execute(queries::MARK_MAIL_SENT, &[&id, &stored(now), &reply, &sha256])? == 1)
     }
 
-    fn mark_mail_retry(&self, _id: i64, _next_attempt_at: Timestamp, _error: &str) -> Result<()> {
-        unimplemented!("PostgreSQL: mark_mail_retry")
+    fn mark_mail_retry(&self, id: i64, next_attempt_at: Timestamp, error: &str) -> Result<()> {
+        self.execute(queries::MARK_MAIL_RETRY, &[&id, &stored(next_attempt_at), &error])?;
+        Ok(())
     }
 
-    fn mark_mail_failed(&self, _id: i64, _error: &str) -> Result<bool> {
-        unimplemented!("PostgreSQL: mark_mail_failed")
+    fn mark_mail_failed(&self, id: i64, error: &str) -> Result<bool> {
+        Ok(self.execute(queries::MARK_MAIL_FAILED, &[&id, &error])? == 1)
     }
 
+    /// Releases nothing and returns 0. SQLite's one node frees, at start,
+    /// the leases its own crashed run left. Here other nodes share the
+    /// outbox and their leases are live: the table does not say which node
+    /// holds a lease, so `RELEASE_LEASES` would make mails other nodes are
+    /// delivering right now due again, and they would go out twice. A dead
+    /// node's leases run out instead: `CLAIM_DUE_MAILS` takes a row again,
+    /// on any node, once its `next_attempt_at` (the lease) has passed.
+    /// `RELEASE_LEASES` stays in `postgres::queries` for a database no other
+    /// node uses (`migrate-store`); it is not run here.
     fn release_leases(&self, _now: Timestamp) -> Result<u64> {
-        unimplemented!("PostgreSQL: release_leases")
+        Ok(0)
     }
 
     fn forget_queued_mail_names(&self) -> Result<u64> {
-        unimplemented!("PostgreSQL: forget_queued_mail_names")
+        self.execute(queries::FORGET_QUEUED_MAIL_NAMES, &[])
     }
 
+    /// First takes the chain lock (`CHAIN_LOCK`, a transaction-level
+    /// advisory lock), unless this transaction holds it already. On SQLite
+    /// the one writer serialises appends; here two nodes' writers could
+    /// each read the same last link and chain two events to it, and the
+    /// chain would break. The lock is held until the transaction ends, so
+    /// the next node reads the link only after this one's event is
+    /// committed (each statement under READ COMMITTED, PostgreSQL's default
+    /// and what `BEGIN` gives, sees the latest commit). It is taken once per
+    /// transaction (`chain_locked`, which [`PgSession::batch`] clears on
+    /// `COMMIT`, `ROLLBACK` and `BEGIN`; a `ROLLBACK TO SAVEPOINT` drops a
+    /// lock taken after the savepoint, so it clears the flag too), so a
+    /// writer batch of many signups pays one round trip for it, not one
+    /// per request.
+    ///
+    /// It must run inside a transaction (the writer's batch, a CLI
+    /// command's `immediate`), as the domain always does: outside one, the
+    /// lock would end with its own statement and protect nothing.
     fn last_proof_link(&self) -> Result<Option<String>> {
-        unimplemented!("PostgreSQL: last_proof_link")
+        if !self.chain_locked.get() {
+            self.execute(queries::LOCK_FOR_TRANSACTION, &[&super::CHAIN_LOCK])?;
+            self.chain_locked.set(true);
+        }
+        self.query_opt(queries::LAST_PROOF_LINK, &[])?.map(|row| row.try_get(0)).transpose().map_err(Into::into)
     }
 
-    fn previous_proof_link(&self, _id: i64) -> Result<String> {
-        unimplemented!("PostgreSQL: previous_proof_link")
+    fn previous_proof_link(&self, id: i64) -> Result<String> {
+        let row = self.query_opt(queries::PREVIOUS_PROOF_LINK, &[&id])?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?.unwrap_or_default())
     }
 
-    fn insert_proof_event(&self, _e: &NewProofEvent<'_>) -> Result<i64> {
-        unimplemented!("PostgreSQL: insert_proof_event")
+    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<i64> {
+        let row = self.query_one(
+            queries::INSERT_PROOF_EVENT,
+            &[&e.subscription_id, &e.at, &e.kind, &e.ip, &e.detail, &i64::from(e.key_id), &e.digest, &e.link],
+        )?;
+        Ok(row.try_get(0)?)
     }
 
-    fn select_proof_events(&self, _after_id: i64, _limit: i64) -> Result<Vec<ProofEventRow>> {
-        unimplemented!("PostgreSQL: select_proof_events")
+    fn select_proof_events(&self, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>> {
+        self.all(queries::SELECT_PROOF_EVENTS, &[&after_id, &limit], proof_event_from_row)
     }
 
-    fn select_proof_events_of(&self, _subscription_id: i64) -> Result<Vec<ProofEventRow>> {
-        unimplemented!("PostgreSQL: select_proof_events_of")
+    fn select_proof_events_of(&self, subscription_id: i64) -> Result<Vec<ProofEventRow>> {
+        self.all(queries::SELECT_PROOF_EVENTS_OF, &[&subscription_id], proof_event_from_row)
     }
 
-    fn erase_proof_events(&self, _subscription_id: i64) -> Result<()> {
-        unimplemented!("PostgreSQL: erase_proof_events")
+    fn erase_proof_events(&self, subscription_id: i64) -> Result<()> {
+        self.execute(queries::ERASE_PROOF_EVENTS, &[&subscription_id])?;
+        Ok(())
     }
 
-    fn upsert_declined(&self, _address_hash: &str, _until: Timestamp) -> Result<()> {
-        unimplemented!("PostgreSQL: upsert_declined")
+    fn upsert_declined(&self, address_hash: &str, until: Timestamp) -> Result<()> {
+        self.execute(queries::UPSERT_DECLINED, &[&address_hash, &stored(until)])?;
+        Ok(())
     }
 
-    fn is_declined(&self, _address_hash: &str, _now: Timestamp) -> Result<bool> {
-        unimplemented!("PostgreSQL: is_declined")
+    fn is_declined(&self, address_hash: &str, now: Timestamp) -> Result<bool> {
+        Ok(self.query_opt(queries::IS_DECLINED, &[&address_hash, &stored(now)])?.is_some())
     }
 
-    fn count_daily(&self, _which: DailyCount, _day: &str, _list_id: &str) -> Result<()> {
-        unimplemented!("PostgreSQL: count_daily")
+    fn count_daily(&self, which: DailyCount, day: &str, list_id: &str) -> Result<()> {
+        let sql = match which {
+            DailyCount::Signup => queries::COUNT_SIGNUP,
+            DailyCount::Confirmation => queries::COUNT_CONFIRMATION,
+            DailyCount::Unsubscribe => queries::COUNT_UNSUBSCRIBE,
+            DailyCount::Request => queries::COUNT_REQUEST,
+            DailyCount::Bot => queries::COUNT_BOT,
+        };
+        self.execute(sql, &[&day, &list_id])?;
+        Ok(())
     }
 
-    fn count_export(&self, _f: &ExportFilter) -> Result<u64> {
-        unimplemented!("PostgreSQL: count_export")
+    fn count_export(&self, f: &ExportFilter) -> Result<u64> {
+        let since = f.since.map(stored);
+        let row = self.query_one(
+            queries::COUNT_EXPORT_SUBSCRIPTIONS,
+            &[&f.list_id.as_deref(), &f.status.map(Status::as_str), &since],
+        )?;
+        count(&row, 0)
     }
 
-    fn for_each_export_row(&self, _f: &ExportFilter,
-    _each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String> {
-        unimplemented!("PostgreSQL: for_each_export_row")
+    /// Streams the rows through `query_raw`, one at a time, in constant
+    /// memory: tokio-postgres hands each batch of server messages to the
+    /// row stream through a channel of capacity 1 (`InnerClient::send`) and
+    /// stops reading the socket while that channel is full (`Connection::
+    /// poll_read` keeps the batch pending), and the blocking client drives
+    /// the connection only while `next()` waits. So at most a socket read's
+    /// worth of rows is in memory, and the server waits on TCP meanwhile.
+    /// A SQL cursor (`DECLARE … FETCH 1000`) would also bound memory, but
+    /// holds 1000 rows at a time, needs three more statements and works
+    /// only inside a transaction block.
+    ///
+    /// The session's client stays borrowed while the rows stream (the
+    /// protocol is busy with them anyway): `each` must not call back into
+    /// this session. The export only writes the rows out. When `each`
+    /// stops the export with an error, the rows left are read and dropped
+    /// before this session's next statement runs.
+    fn for_each_export_row(&self, f: &ExportFilter,
+    each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String> {
+        let failed = |e: StoreError| e.to_string();
+        let statement = self.statement(queries::EXPORT_SUBSCRIPTIONS).map_err(failed)?;
+        let (list_id, status, since) = (f.list_id.as_deref(), f.status.map(Status::as_str), f.since.map(stored));
+        let params: [&(dyn ToSql + Sync); 3] = [&list_id, &status, &since];
+        let mut client = self.client.borrow_mut();
+        let mut rows = client.query_raw(&statement, params).map_err(|e| failed(e.into()))?;
+        while let Some(row) = rows.next().map_err(|e| failed(e.into()))? {
+            each(&export_record(&row).map_err(failed)?)?;
+        }
+        Ok(())
     }
 
-    fn subscriptions_of_address(&self, _email_key: &EmailKey) -> Result<Vec<SubscriptionRow>> {
-        unimplemented!("PostgreSQL: subscriptions_of_address")
+    fn subscriptions_of_address(&self, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>> {
+        self.all(queries::SUBSCRIPTIONS_OF_ADDRESS, &[&email_key.as_str()], subscription_from_row)
     }
 
-    fn mails_of_subscription(&self, _subscription_id: i64) -> Result<Vec<MailRow>> {
-        unimplemented!("PostgreSQL: mails_of_subscription")
+    fn mails_of_subscription(&self, subscription_id: i64) -> Result<Vec<MailRow>> {
+        self.all(queries::MAILS_OF_SUBSCRIPTION, &[&subscription_id], mail_from_row)
     }
 
-    fn select_consent_text(&self, _sha256: &str) -> Result<Option<String>> {
-        unimplemented!("PostgreSQL: select_consent_text")
+    fn select_consent_text(&self, sha256: &str) -> Result<Option<String>> {
+        let row = self.query_opt(queries::SELECT_CONSENT_TEXT, &[&sha256])?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
 
-    fn update_name(&self, _id: i64, _name: Option<&str>) -> Result<()> {
-        unimplemented!("PostgreSQL: update_name")
+    fn update_name(&self, id: i64, name: Option<&str>) -> Result<()> {
+        self.execute(queries::UPDATE_NAME, &[&id, &name])?;
+        Ok(())
     }
 
-    fn purge_candidates(&self, _pending_before: Timestamp,
-    _unsubscribed_before: Timestamp,
-    _limit: i64) -> Result<Vec<(i64, String, Status)>> {
-        unimplemented!("PostgreSQL: purge_candidates")
+    fn purge_candidates(&self, pending_before: Timestamp,
+    unsubscribed_before: Timestamp,
+    limit: i64) -> Result<Vec<(i64, String, Status)>> {
+        self.all(
+            queries::PURGE_CANDIDATES,
+            &[&stored(pending_before), &stored(unsubscribed_before), &limit],
+            |row| Ok((row.try_get(0)?, row.try_get(1)?, status(row, 2)?)),
+        )
     }
 
-    fn purge_plan(&self, _pending_before: Timestamp,
-    _unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>> {
-        unimplemented!("PostgreSQL: purge_plan")
+    fn purge_plan(&self, pending_before: Timestamp,
+    unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>> {
+        self.all(queries::PURGE_PLAN, &[&stored(pending_before), &stored(unsubscribed_before)], status_count_from_row)
     }
 
-    fn delete_expired_declines(&self, _now: Timestamp) -> Result<u64> {
-        unimplemented!("PostgreSQL: delete_expired_declines")
+    fn delete_expired_declines(&self, now: Timestamp) -> Result<u64> {
+        self.execute(queries::DELETE_EXPIRED_DECLINES, &[&stored(now)])
     }
 
-    fn count_expired_declines(&self, _now: Timestamp) -> Result<u64> {
-        unimplemented!("PostgreSQL: count_expired_declines")
+    fn count_expired_declines(&self, now: Timestamp) -> Result<u64> {
+        count(&self.query_one(queries::COUNT_EXPIRED_DECLINES, &[&stored(now)])?, 0)
     }
 
     fn count_by_status(&self) -> Result<Vec<(String, Status, u64)>> {
-        unimplemented!("PostgreSQL: count_by_status")
+        self.all(queries::COUNT_BY_STATUS, &[], status_count_from_row)
     }
 
-    fn daily_stats_since(&self, _first_day: &str) -> Result<Vec<DailyStats>> {
-        unimplemented!("PostgreSQL: daily_stats_since")
+    fn daily_stats_since(&self, first_day: &str) -> Result<Vec<DailyStats>> {
+        self.all(queries::DAILY_STATS_SINCE, &[&first_day], |row| {
+            Ok(DailyStats {
+                day: row.try_get(0)?,
+                list: row.try_get(1)?,
+                signups: count(row, 2)?,
+                confirmations: count(row, 3)?,
+                unsubscribes: count(row, 4)?,
+            })
+        })
     }
 
     fn count_proof_events(&self) -> Result<u64> {
-        unimplemented!("PostgreSQL: count_proof_events")
+        count(&self.query_one(queries::COUNT_PROOF_EVENTS, &[])?, 0)
     }
 
     fn count_queued_mails(&self) -> Result<u64> {
-        unimplemented!("PostgreSQL: count_queued_mails")
+        count(&self.query_one(queries::COUNT_QUEUED_MAILS, &[])?, 0)
     }
 
-    fn insert_webhook_call(&self, _subscription_id: i64,
-    _event: WebhookEvent,
-    _occurred_at: Timestamp) -> Result<()> {
-        unimplemented!("PostgreSQL: insert_webhook_call")
+    fn insert_webhook_call(&self, subscription_id: i64,
+    event: WebhookEvent,
+    occurred_at: Timestamp) -> Result<()> {
+        self.execute(queries::INSERT_WEBHOOK_CALL, &[&subscription_id, &event.as_str(), &stored(occurred_at)])?;
+        Ok(())
     }
 
-    fn claim_due_webhook_calls(&self, _now: Timestamp,
-    _lease_until: Timestamp,
-    _limit: i64) -> Result<Vec<WebhookCall>> {
-        unimplemented!("PostgreSQL: claim_due_webhook_calls")
+    fn claim_due_webhook_calls(&self, now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64) -> Result<Vec<WebhookCall>> {
+        self.all(
+            queries::CLAIM_DUE_WEBHOOK_CALLS,
+            &[&stored(now), &stored(lease_until), &limit],
+            webhook_call_from_row,
+        )
     }
 
     fn next_due_webhook_call(&self) -> Result<Option<Timestamp>> {
-        unimplemented!("PostgreSQL: next_due_webhook_call")
+        optional_time(&self.query_one(queries::NEXT_DUE_WEBHOOK_CALL, &[])?, 0)
     }
 
-    fn mark_webhook_sent(&self, _id: i64, _now: Timestamp, _http_status: u16) -> Result<()> {
-        unimplemented!("PostgreSQL: mark_webhook_sent")
+    fn mark_webhook_sent(&self, id: i64, now: Timestamp, http_status: u16) -> Result<()> {
+        self.execute(queries::MARK_WEBHOOK_SENT, &[&id, &stored(now), &i64::from(http_status)])?;
+        Ok(())
     }
 
-    fn mark_webhook_retry(&self, _id: i64,
-    _next_attempt_at: Timestamp,
-    _http_status: Option<u16>,
-    _error: &str) -> Result<()> {
-        unimplemented!("PostgreSQL: mark_webhook_retry")
+    fn mark_webhook_retry(&self, id: i64,
+    next_attempt_at: Timestamp,
+    http_status: Option<u16>,
+    error: &str) -> Result<()> {
+        let http_status = http_status.map(i64::from);
+        self.execute(queries::MARK_WEBHOOK_RETRY, &[&id, &stored(next_attempt_at), &http_status, &error])?;
+        Ok(())
     }
 
-    fn mark_webhook_failed(&self, _id: i64, _http_status: Option<u16>, _error: &str) -> Result<()> {
-        unimplemented!("PostgreSQL: mark_webhook_failed")
+    fn mark_webhook_failed(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
+        self.execute(queries::MARK_WEBHOOK_FAILED, &[&id, &http_status.map(i64::from), &error])?;
+        Ok(())
     }
 
     fn ping(&self) -> Result<()> {
-        unimplemented!("PostgreSQL: ping")
+        self.query_one(queries::PING, &[])?;
+        Ok(())
     }
-
 }
