@@ -197,7 +197,7 @@ async fn a_signup_on_one_node_is_confirmed_on_the_other_and_every_cli_command_re
     let deployment = Deployment::start();
     let (a, b) = (deployment.node(), deployment.node());
     let client = client();
-    let email = "Anna.Müller+news@Bücher.example";
+    let email = "Anna.Mueller+news@Bücher.example";
 
     assert_eq!(sign_up(&client, &a.base, email).await, Some(reqwest::StatusCode::ACCEPTED));
     let mail = deployment.smtp.wait_for_messages(1).await.remove(0);

@@ -82,14 +82,15 @@ pub fn copy_sqlite_into(
     }
 }
 
-/// Copies one table's rows in rowid order; returns how many.
+/// Copies one table's rows; returns how many.
 fn copy_table(source: &rusqlite::Connection, target: &PgSession, table: &str) -> Result<u64> {
     let columns: Vec<String> =
         source.prepare(&format!("PRAGMA table_info({table})"))?.query_map([], |r| r.get(1))?.collect::<Result<_, _>>()?;
     let list = columns.join(", ");
     let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     let insert = format!("INSERT INTO {table} ({list}) VALUES ({})", placeholders.join(", "));
-    let mut select = source.prepare(&format!("SELECT {list} FROM {table} ORDER BY rowid"))?;
+    // In the first column's order: the id where there is one, so ids arrive rising.
+    let mut select = source.prepare(&format!("SELECT {list} FROM {table} ORDER BY 1"))?;
     let mut rows = select.query([])?;
     let mut count = 0;
     target.with_client(|client| -> Result<()> {
