@@ -11,13 +11,13 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Only what the build reads: the pages, mails and stylesheet (templates/) and
-# the schema (schema.sql) are compiled into the binary by askama and
+# the schemas (schema.sql, schema.postgres.sql) are compiled into the binary by askama and
 # include_str!, so the runtime image needs neither. --locked builds exactly
 # the dependency versions in Cargo.lock.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY templates ./templates
-COPY schema.sql ./
+COPY schema.sql schema.postgres.sql ./
 RUN cargo build --release --locked --bin listgate
 
 FROM debian:bookworm-slim

@@ -42,7 +42,7 @@ fn database(config: &Config) -> String {
         ),
         // `Config::load` validated the URL.
         Some(Err(e)) => e.to_string(),
-        None => format!("SQLite, {}", existence(&config.database.path, "serve creates it")),
+        None => existence(&config.database.path, "serve creates it"),
     }
 }
 

@@ -98,31 +98,35 @@ pub fn serve(config: Config, clock: SharedClock) -> Outcome {
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
+        // Handlers first: a SIGTERM that arrives as soon as the log says
+        // "serving" (a supervisor, a test) must stop the server cleanly,
+        // not kill it with the signal's default action.
+        let stop = shutdown_signal();
         let app = Application::build(config, clock).await?;
-        app.run_until_stopped(shutdown_signal()).await;
+        app.run_until_stopped(stop).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Installs the SIGINT and SIGTERM handlers now; the returned future
+/// resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let wait = |installed: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match installed {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(interrupt) => {}
+            _ = wait(terminate) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 
@@ -388,7 +392,7 @@ pub fn migrate_store(config: &Config, to: &str) -> Outcome {
     target.migrate().map_err(|e| e.to_string())?;
     let copied = postgres::copy::copy_sqlite_into(conn, &target, |table, rows| eprintln!("copied {table}: {rows} rows"))
         .map_err(|e| format!("nothing was moved: {e}"))?;
-    let after = admin::verify::verify(&Database::Postgres(target), &keys)?;
+    let after = admin::verify::verify(&Database::Postgres(Box::new(target)), &keys)?;
     if after.first_break.is_some() || after.events != before.events {
         return Err(format!(
             "the copy in PostgreSQL at {target_name} does not verify as the original did; run `listgate verify` on both"

@@ -11,8 +11,11 @@
 //!   does not take the others down. A job's caller hears back only after the
 //!   commit, so an answered request is on disk.
 //! - [`queries`] holds every SQL statement, named and documented.
-//! - [`postgres`] is the PostgreSQL side (issue 15), so far connecting and
-//!   migrating `schema.postgres.sql`.
+//! - [`db`] is the store interface the domain is written against; SQLite's
+//!   `Connection` and PostgreSQL's `PgSession` implement it. [`Store`] (the
+//!   server's) and [`Database`] (a CLI command's) choose the backend from
+//!   `database.url`.
+//! - [`postgres`] is the PostgreSQL side: several nodes on one database.
 //! - Erased data leaves the files within a minute. `secure_delete` zeroes
 //!   deleted rows in the database file, but the WAL keeps the old page
 //!   images (with the address) until it is overwritten, which on a quiet
@@ -445,7 +448,8 @@ impl Store {
 /// [`Database::snapshot`] wrap several in one transaction.
 pub enum Database {
     Sqlite(Connection),
-    Postgres(postgres::PgSession),
+    /// Boxed: a PostgreSQL client is several times a SQLite connection's size.
+    Postgres(Box<postgres::PgSession>),
 }
 
 impl Database {
@@ -456,7 +460,7 @@ impl Database {
         if let Some(url) = &config.url {
             let session = postgres::open_session(url, config.ca_file.as_deref()).map_err(|e| e.to_string())?;
             session.migrate().map_err(|e| e.to_string())?;
-            return Ok(Database::Postgres(session));
+            return Ok(Database::Postgres(Box::new(session)));
         }
         let path = &config.path;
         if !path.exists() {
@@ -500,7 +504,7 @@ impl std::ops::Deref for Database {
     fn deref(&self) -> &(dyn Db + 'static) {
         match self {
             Database::Sqlite(conn) => conn,
-            Database::Postgres(session) => session,
+            Database::Postgres(session) => session.as_ref(),
         }
     }
 }

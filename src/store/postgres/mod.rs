@@ -1,5 +1,4 @@
-//! The foundation of the PostgreSQL store (issue 15: several listgate nodes
-//! on one database): connecting and migrating. Only code in `store` talks to
+//! The PostgreSQL store (issue 15: several listgate nodes on one database). Only code in `store` talks to
 //! PostgreSQL, as only it talks to SQLite.
 //!
 //! - [`connect`] opens one blocking [`::postgres::Client`] with TLS through
@@ -14,14 +13,16 @@
 //! executor: each client drives its connection on a small runtime of its
 //! own, and calling it from inside a tokio runtime panics.
 //!
-//! Still missing (later sessions of issue 15): the store interface both
-//! backends implement (its statements are all in [`queries`] already), the
-//! writer with group commit and the readers on this client, the
-//! `database.url` setting, running the outbox and webhook leases (the claims
-//! use `FOR UPDATE SKIP LOCKED`; `RELEASE_LEASES` must not run at one node's
-//! start while others deliver), the purge lock, the proof chain across nodes,
-//! and `listgate migrate-store`. Nothing here is reachable from `serve` or
-//! the configuration yet.
+//! - [`session`]: [`PgSession`], one connection with its prepared
+//!   statements, and `impl Db for PgSession` (the store interface).
+//! - [`store`]: [`PgStore`], the server's writer with group commit and its
+//!   readers, which connect again after the database went away.
+//! - [`copy`]: `listgate migrate-store`, SQLite's rows into an empty database.
+//!
+//! What several nodes coordinate through the database: the proof chain
+//! ([`CHAIN_LOCK`], once per writer batch), the daily purge ([`PURGE_LOCK`]),
+//! and the outbox and webhook queues (`FOR UPDATE SKIP LOCKED` claims with
+//! leases, see `queries::CLAIM_DUE_MAILS`).
 
 pub mod copy;
 pub mod queries;

@@ -22,10 +22,9 @@
 //!   [`CLAIM_DUE_MAILS`]).
 //!
 //! Times are the same TEXT as in SQLite (`store::codes`), flags the same 0/1
-//! BIGINT, codes the same TEXT: the store interface of a later session binds
-//! the same values to both backends. Transaction control (SQLite's `BEGIN
-//! IMMEDIATE`, savepoints in `store`) is the `postgres` client's own
-//! `transaction()`, not a statement here.
+//! BIGINT, codes the same TEXT: the store interface (`store::db::Db`) binds
+//! the same values to both backends. Transaction control (`BEGIN`,
+//! savepoints, `COMMIT`) is sent by `PgSession::batch`, not kept here.
 
 /// Defines each statement as a `pub const` and lists every one of them in
 /// `ALL`, so no statement can be left out of the test that prepares them.
@@ -206,9 +205,9 @@ statements! {
         "UPDATE outbox SET to_name = NULL WHERE state = 'queued' AND to_name IS NOT NULL";
 
     /// No params. The newest event's link, which the next event chains to.
-    /// With several nodes, reading it and appending the next event must
-    /// happen under one lock (the proof chain across nodes, a later session
-    /// of issue 15), or two nodes chain to the same link.
+    /// With several nodes, reading it and appending the next event happen
+    /// under one lock (`CHAIN_LOCK`, taken by `PgSession`'s
+    /// `last_proof_link` before this), or two nodes would chain to the same link.
     pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
 
     /// Params: subscription_id (i64), at, kind, ip, detail, key_id (i64), digest, link.
