@@ -4,6 +4,10 @@
 #
 #   benches/load.sh            full run: 3 runs of 10 s per workload (by hand)
 #   benches/load.sh --smoke    1 run of 2 s per workload (CI keeps it working)
+#   benches/load.sh --store postgres [--nodes 2]
+#                              the same on PostgreSQL: a throwaway cluster
+#                              (Debian's postgresql, fsync and
+#                              synchronous_commit on) and one or two nodes
 #
 # Workloads (wrk, 1 thread, 64 connections, benches/post.lua):
 #   hello        POST to the hello_warp example: the machine's HTTP limit
@@ -11,17 +15,34 @@
 #   confirm      POST /confirm with tokens of the signups above
 #   unsubscribe  RFC 8058 one-click POST with exported unsubscribe URLs
 # plus: listgate's peak RSS, the outbox draining into Postfix's smtp-sink
-# against smtp-source's own rate into the same sink.
+# against smtp-source's own rate into the same sink. With two nodes, two wrk
+# processes of 32 connections each load one node each; req/s is their sum,
+# p99 the larger of the two.
 #
-# listgate runs with the shipped durability (WAL, synchronous=FULL, one
-# fsync per group commit); only the rate limits are off. Needs: wrk,
-# postfix (smtp-sink, smtp-source), sqlite3, python3.
+# listgate runs with the shipped durability (SQLite: WAL, synchronous=FULL,
+# one fsync per group commit; PostgreSQL: synchronous_commit on, one commit
+# per group); only the rate limits are off. Needs: wrk, postfix (smtp-sink,
+# smtp-source), sqlite3, python3; postgresql for --store postgres.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10
 runs=3
-if [ "${1:-}" = "--smoke" ]; then duration=2; runs=1; fi
+store=sqlite
+nodes=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) duration=2; runs=1 ;;
+    --store) store=$2; shift ;;
+    --nodes) nodes=$2; shift ;;
+    *) echo "usage: benches/load.sh [--smoke] [--store sqlite|postgres] [--nodes 1|2]" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$store:$nodes" in
+  sqlite:1 | postgres:1 | postgres:2) ;;
+  *) echo "--nodes 2 needs --store postgres (SQLite is one node)" >&2; exit 2 ;;
+esac
 # Confirm and unsubscribe each act on a fresh subscription per request, so
 # their runs are shorter: the signups must leave enough tokens.
 act_duration=$((duration * 3 / 10)); [ "$act_duration" -ge 1 ] || act_duration=1
@@ -31,9 +52,11 @@ bin=$PWD/target/release/listgate
 hello=$PWD/target/release/examples/hello_warp
 work=$(mktemp -d)
 pids=()
+pg_stop=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ ${#pg_stop[@]} -gt 0 ]; then "${pg_stop[@]}" > /dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,13 +66,29 @@ wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sle
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
-# wrk_run MODE URL [TOKENS]: one run; prints wrk's RESULT line.
+# wrk_run MODE URL [TOKENS] [CONNECTIONS] [TAG]: one run; prints wrk's RESULT line.
 wrk_run() {
   local out d=$duration
   if [ -n "${3:-}" ]; then d=$act_duration; fi
-  out=$(MODE=$1 RUN=$run TOKENS=${3:-} wrk -t1 -c64 -d"${d}s" -s benches/post.lua "$2")
+  out=$(MODE=$1 RUN=$run${5:-} TOKENS=${3:-} wrk -t1 -c"${4:-64}" -d"${d}s" -s benches/post.lua "$2")
   echo "$out" | grep '^RESULT'
   if echo "$out" | grep -q 'Non-2xx'; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
+}
+
+# load MODE [TOKENS]: one run against every node at once; prints one RESULT
+# line (req/s summed, p99 the largest).
+load() {
+  if [ "$nodes" = 1 ]; then wrk_run "$1" "${bases[0]}" "${2:-}"; return; fi
+  local part=() wrks=() i
+  for i in 0 1; do
+    if [ -n "${2:-}" ]; then awk -v i="$i" 'NR % 2 == i' "$2" > "$2.$i"; part[i]="$2.$i"; else part[i]=""; fi
+    wrk_run "$1" "${bases[i]}" "${part[i]}" 32 "n$i" > "$work/part.$i" &
+    wrks+=($!)
+  done
+  wait "${wrks[@]}"
+  cat "$work/part.0" "$work/part.1" | awk '{
+      for (f = 2; f <= NF; f++) { split($f, kv, "="); if (kv[1] == "rps") rps += kv[2]; if (kv[1] == "p99_ms" && kv[2] > p99) p99 = kv[2] }
+    } END { printf "RESULT rps=%.0f p99_ms=%.2f\n", rps, p99 }'
 }
 
 # report NAME FILE: median rps and p99 of the runs in FILE.
@@ -73,28 +112,57 @@ wait_http "http://127.0.0.1:$hello_port/" || true
 for run in $(seq "$runs"); do wrk_run hello "http://127.0.0.1:$hello_port/" >> "$work/hello.txt"; done
 
 # 2. listgate on a fresh database.
-lg_port=$(free_port)
-export LISTGATE_SERVER__BIND=127.0.0.1:$lg_port LISTGATE_SERVER__BASE_URL=http://127.0.0.1:$lg_port \
-  LISTGATE_DATABASE__PATH=$work/bench.db LISTGATE_SECRETS__KEY_FILE=$work/bench.key \
+if [ "$store" = postgres ]; then
+  # A throwaway cluster as tests/api/pg.rs makes it: its own folder and
+  # port, run as `postgres` when this runs as root (initdb refuses root).
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  pgdir=$(mktemp -d)
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
+  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U listgate --auth=trust --locale=C -E UTF8 > /dev/null
+  pg_port=$(free_port)
+  printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = on\nsynchronous_commit = on\nmax_connections = 100\nshared_buffers = 128MB\n" \
+    "$pg_port" "$pgdir" | "${as_pg[@]}" tee -a "$pgdir/data/postgresql.auto.conf" > /dev/null
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w start > /dev/null
+  pg_stop=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop)
+  export LISTGATE_DATABASE__URL="postgres://listgate@127.0.0.1:$pg_port/postgres?sslmode=disable"
+  sql() { "$pgbin/psql" -X -q -At "$LISTGATE_DATABASE__URL" -c "$1"; }
+  token_sql="SELECT substr(link, strpos(link, 'token=') + 6) FROM outbox ORDER BY id"
+  pg_version=$("$pgbin/postgres" --version)
+else
+  sql() { sqlite3 "$work/bench.db" "$1"; }
+  token_sql="SELECT substr(link, instr(link, 'token=') + 6) FROM outbox ORDER BY id"
+fi
+export LISTGATE_DATABASE__PATH=$work/bench.db LISTGATE_SECRETS__KEY_FILE=$work/bench.key \
   LISTGATE_MAIL__URL=smtp://127.0.0.1:$sink_port \
   LISTGATE_LIMITS__SIGNUPS_PER_IP=off LISTGATE_LIMITS__SIGNUPS_PER_ADDRESS=off LISTGATE_LIMITS__MAILS_PER_HOUR=off LISTGATE_LOG=warn
 unset LISTGATE_CONFIG
-"$bin" serve 2> "$work/serve.log" &
-lg_pid=$!
-pids+=($lg_pid)
-wait_http "http://127.0.0.1:$lg_port/healthz"
-base=http://127.0.0.1:$lg_port
+bases=()
+lg_pids=()
+for i in $(seq "$nodes"); do
+  # One node at a time: the first makes the key file the second reads.
+  lg_port=$(free_port)
+  LISTGATE_SERVER__BIND=127.0.0.1:$lg_port LISTGATE_SERVER__BASE_URL=http://127.0.0.1:$lg_port \
+    "$bin" serve 2> "$work/serve.$i.log" &
+  lg_pids+=($!)
+  pids+=($!)
+  wait_http "http://127.0.0.1:$lg_port/healthz"
+  bases+=("http://127.0.0.1:$lg_port")
+done
+lg_pid=${lg_pids[0]}
+# The CLI's export builds its links from the first node's URL.
+export LISTGATE_SERVER__BASE_URL=${bases[0]}
 
-for run in $(seq "$runs"); do wrk_run subscribe "$base" >> "$work/subscribe.txt"; done
+for run in $(seq "$runs"); do load subscribe >> "$work/subscribe.txt"; done
 
 # 3. The outbox drains the backlog the signups left: its rate into smtp-sink.
-sent() { sqlite3 "$work/bench.db" "SELECT count(*) FROM outbox WHERE state = 'sent'"; }
-queued() { sqlite3 "$work/bench.db" "SELECT count(*) FROM outbox WHERE state = 'queued'"; }
+sent() { sql "SELECT count(*) FROM outbox WHERE state = 'sent'"; }
+queued() { sql "SELECT count(*) FROM outbox WHERE state = 'queued'"; }
 s0=$(sent); t0=$(date +%s.%N); sleep 3; s1=$(sent); t1=$(date +%s.%N)
 outbox_rate=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.0f", (b - a) / (t1 - t0)}')
 backlog=$(queued)
 # smtp-source into the same sink: 16 parallel sessions, messages the size of a confirmation mail.
-mail_bytes=$(($(sqlite3 "$work/bench.db" "SELECT length(text_body) + length(html_body) FROM mail_renderings LIMIT 1") + 800))
+mail_bytes=$(($(sql "SELECT length(text_body) + length(html_body) FROM mail_renderings LIMIT 1") + 800))
 source_count=$((runs * 5000))
 ts0=$(date +%s.%N)
 smtp-source -c -s 16 -l "$mail_bytes" -m "$source_count" "127.0.0.1:$sink_port" > /dev/null
@@ -102,11 +170,11 @@ ts1=$(date +%s.%N)
 source_rate=$(awk -v n="$source_count" -v t0="$ts0" -v t1="$ts1" 'BEGIN {printf "%.0f", n / (t1 - t0)}')
 
 # 4. Confirm: each run its own slice of the signups' tokens.
-sqlite3 "$work/bench.db" "SELECT substr(link, instr(link, 'token=') + 6) FROM outbox ORDER BY id" > "$work/confirm.all"
+sql "$token_sql" > "$work/confirm.all"
 per_run=$(($(wc -l < "$work/confirm.all") / runs))
 for run in $(seq "$runs"); do
   sed -n "$(((run - 1) * per_run + 1)),$((run * per_run))p" "$work/confirm.all" > "$work/confirm.$run"
-  wrk_run confirm "$base" "$work/confirm.$run" >> "$work/confirm.txt"
+  load confirm "$work/confirm.$run" >> "$work/confirm.txt"
 done
 
 # 5. One-click unsubscribe with the exported URLs of the confirmed.
@@ -118,15 +186,16 @@ for line in sys.stdin:
 per_run=$(($(wc -l < "$work/unsub.all") / runs))
 for run in $(seq "$runs"); do
   sed -n "$(((run - 1) * per_run + 1)),$((run * per_run))p" "$work/unsub.all" > "$work/unsub.$run"
-  wrk_run unsubscribe "$base" "$work/unsub.$run" >> "$work/unsubscribe.txt"
+  load unsubscribe "$work/unsub.$run" >> "$work/unsubscribe.txt"
 done
 
 peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$lg_pid/status")
-rows=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM subscriptions")
+rows=$(sql "SELECT count(*) FROM subscriptions")
 "$bin" verify > /dev/null
 
 read -r _ hello_rps hello_p99 < <(report hello "$work/hello.txt")
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "store: $store${pg_version:+ ($pg_version)}, $nodes node(s)"
 echo "runs: $runs x ${duration}s (confirm, unsubscribe: ${act_duration}s), wrk -t1 -c64; rows at the end: $rows"
 printf '%-12s %10s %10s %8s\n' workload req/s p99_ms ratio
 printf '%-12s %10s %10s %8s\n' hello "$hello_rps" "$hello_p99" 1.00
@@ -134,5 +203,5 @@ for w in subscribe confirm unsubscribe; do
   read -r _ rps p99 < <(report "$w" "$work/$w.txt")
   printf '%-12s %10s %10s %8s\n' "$w" "$rps" "$p99" "$(awk -v a="$rps" -v b="$hello_rps" 'BEGIN {printf "%.2f", a / b}')"
 done
-echo "peak RSS: $((peak_rss_kb / 1024)) MB"
+echo "peak RSS: $((peak_rss_kb / 1024)) MB (node 1)"
 echo "outbox into smtp-sink: $outbox_rate mails/s (backlog left: $backlog); smtp-source: $source_rate mails/s; ratio $(awk -v a="$outbox_rate" -v b="$source_rate" 'BEGIN {printf "%.2f", a / b}')"

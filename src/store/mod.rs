@@ -481,7 +481,7 @@ impl Database {
     pub fn immediate<T>(&self, job: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         match self {
             Database::Sqlite(conn) => immediate(conn, |c| job(c)),
-            Database::Postgres(session) => in_transaction(session, "BEGIN", job),
+            Database::Postgres(session) => in_transaction(session, postgres::PgSession::begin_write, job),
         }
     }
 
@@ -492,7 +492,7 @@ impl Database {
         match self {
             Database::Sqlite(conn) => snapshot(conn, |c| job(c)),
             Database::Postgres(session) => {
-                in_transaction(session, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", job)
+                in_transaction(session, |s| s.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), job)
             }
         }
     }
@@ -510,8 +510,12 @@ impl std::ops::Deref for Database {
 }
 
 /// `begin`, `job`, then `COMMIT`, or `ROLLBACK` when the job fails.
-fn in_transaction<T>(session: &postgres::PgSession, begin: &str, job: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-    session.batch(begin)?;
+fn in_transaction<T>(
+    session: &postgres::PgSession,
+    begin: impl FnOnce(&postgres::PgSession) -> Result<()>,
+    job: impl FnOnce(&dyn Db) -> Result<T>,
+) -> Result<T> {
+    begin(session)?;
     match job(session) {
         Ok(value) => {
             session.batch("COMMIT")?;

@@ -375,3 +375,32 @@ async fn a_postgres_restart_answers_503_with_retry_after_meanwhile_and_both_node
     wait_for_mails_to(&deployment.smtp, &acknowledged, Duration::from_secs(60)).await;
     deployment.cli_ok(&["verify"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_taking_signups_at_once_answer_every_one_without_a_deadlock() {
+    // Every signup bumps the day's counter row and appends to the one proof
+    // chain: two nodes taking those locks in opposite orders deadlocked, and
+    // PostgreSQL failed one batch a second with 503s.
+    let deployment = Deployment::start();
+    let nodes = [deployment.node(), deployment.node()];
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let base = nodes[c % 2].base.clone();
+        clients.push(tokio::spawn(async move {
+            let client = client();
+            let mut answers = Vec::new();
+            for i in 0..25 {
+                answers.push(sign_up(&client, &base, &format!("both-{c}-{i}@example.org")).await);
+            }
+            answers
+        }));
+    }
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.unwrap());
+    }
+    let refused: Vec<_> = answers.iter().filter(|a| **a != Some(reqwest::StatusCode::ACCEPTED)).collect();
+    assert!(refused.is_empty(), "{} of {} signups were not accepted: {:?}", refused.len(), answers.len(), &refused[..refused.len().min(5)]);
+    assert_eq!(deployment.stored().len(), 400);
+    deployment.cli_ok(&["verify"]);
+}

@@ -48,6 +48,26 @@ impl PgSession {
         Ok(())
     }
 
+    /// Begins a write transaction holding the chain lock from its first
+    /// statement: every write of every node takes the same lock first, so
+    /// two nodes' transactions never wait on each other in opposite orders.
+    ///
+    /// Taking it only when a proof event is appended (`last_proof_link`)
+    /// deadlocked: every signup also bumps the day's row in `daily_stats`,
+    /// so node A held the chain lock and waited for that row while node B
+    /// held the row and waited for the chain lock; PostgreSQL broke the
+    /// cycle after `deadlock_timeout` (1 s) by failing one batch (503s,
+    /// p99 over a second in `benches/load.sh --store postgres --nodes 2`).
+    /// Those rows serialise the nodes' write transactions anyway; the lock
+    /// makes the order explicit. It is one lock per writer batch, however
+    /// many requests the batch carries.
+    pub fn begin_write(&self) -> Result<()> {
+        self.batch("BEGIN")?;
+        self.execute(queries::LOCK_FOR_TRANSACTION, &[&super::CHAIN_LOCK])?;
+        self.chain_locked.set(true);
+        Ok(())
+    }
+
     /// Whether the connection is closed (the server went away): the owner
     /// replaces it.
     pub fn is_closed(&self) -> bool {

@@ -207,7 +207,7 @@ fn run_writer(mut session: Option<PgSession>, target: Target, mut queue: mpsc::R
             }
         }
         let conn = session.as_ref().expect("connected above");
-        if let Err(e) = conn.batch("BEGIN") {
+        if let Err(e) = conn.begin_write() {
             tracing::error!(error = %e, "cannot begin write transaction");
             batch.clear();
             continue;
