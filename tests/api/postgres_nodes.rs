@@ -239,7 +239,29 @@ async fn a_signup_on_one_node_is_confirmed_on_the_other_and_every_cli_command_re
         assert_eq!(health, serde_json::json!({"status": "ok", "database": "postgres"}));
     }
 
+    // The operator's other commands, on a second subscriber.
+    let second = "second@example.org";
+    assert_eq!(sign_up(&client, &b.base, second).await, Some(reqwest::StatusCode::ACCEPTED));
+    let mail = deployment.smtp.wait_for_messages(2).await.remove(1);
+    let token = confirm_token(&mail);
+    let confirmed = client.post(a.url("/confirm")).form(&[("token", token.as_str())]).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200);
+    deployment.cli_ok(&["correct", second, "--name", "Zweite Person"]);
+    assert!(deployment.cli_ok(&["export", "--format", "jsonl"]).contains("Zweite Person"));
+    deployment.cli_ok(&["show", second, "--proof", "--dir", "."]);
+    let documents = std::fs::read_dir(deployment.dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "html"))
+        .count();
+    assert!(documents >= 1, "a proof document was written");
+    deployment.cli_ok(&["unsubscribe", second]);
+    assert_eq!(deployment.stored()[second], "unsubscribed");
+    let planned = deployment.cli_ok(&["purge", "--dry-run"]);
+    deployment.cli_ok(&["purge"]);
+    assert_eq!(deployment.stored().len(), 2, "nothing is past its retention yet: {planned}");
+
     deployment.cli_ok(&["erase", email, "--yes"]);
+    deployment.cli_ok(&["erase", second, "--yes"]);
     assert!(deployment.stored().is_empty(), "erased on PostgreSQL too");
     deployment.cli_ok(&["verify"]);
 }
