@@ -30,8 +30,12 @@ use crate::store::{Result, StoreError};
 
 /// How many queued jobs the writer takes into one transaction at most.
 const MAX_BATCH: usize = 512;
-/// Connections kept open between reads.
-const MAX_IDLE_READERS: usize = 8;
+/// Reads running at once, each on its own connection, which are then kept
+/// open between reads. A bound, not only a pool size: reads come from
+/// public requests (`/healthz`), and a flood of them must not open a
+/// connection each and exhaust the database's `max_connections` for every
+/// node; beyond it, reads wait their turn.
+const MAX_READERS: usize = 8;
 /// After a failed connection attempt, the writer waits this long before the
 /// next, failing the jobs that arrive meanwhile at once: a database that is
 /// down must not make every request wait out a connect timeout.
@@ -58,6 +62,8 @@ impl Target {
 pub struct PgStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<PgSession>>>,
+    /// One permit per read running (see [`MAX_READERS`]).
+    reading: Arc<tokio::sync::Semaphore>,
     target: Target,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
@@ -77,6 +83,7 @@ impl PgStore {
         Ok(PgStore {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             target,
             writer: Arc::new(Mutex::new(Some(writer))),
         })
@@ -113,7 +120,9 @@ impl PgStore {
     {
         let readers = self.readers.clone();
         let target = self.target.clone();
+        let permit = self.reading.clone().acquire_owned().await.map_err(|_| StoreError::WriterGone)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = readers.lock().expect("reader pool").pop();
             let session = match pooled {
                 Some(session) if !session.is_closed() => session,
@@ -122,7 +131,7 @@ impl PgStore {
             let result = job(&session);
             if !session.is_closed() {
                 let mut pool = readers.lock().expect("reader pool");
-                if pool.len() < MAX_IDLE_READERS {
+                if pool.len() < MAX_READERS {
                     pool.push(session);
                 }
             }
