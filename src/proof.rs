@@ -81,16 +81,15 @@ pub fn append(
     let previous = conn.last_proof_link()?.unwrap_or_default();
     let link = mac_hex(key, &[previous.as_bytes(), b"|", digest.as_bytes()]);
     conn.insert_proof_event(&NewProofEvent {
-            subscription_id,
-            at,
-            kind: kind.as_str(),
-            ip,
-            detail: &detail,
-            key_id: keys.current_id(),
-            digest: &digest,
-            link: &link,
-        },
-    )
+        subscription_id,
+        at,
+        kind: kind.as_str(),
+        ip,
+        detail: &detail,
+        key_id: keys.current_id(),
+        digest: &digest,
+        link: &link,
+    })
 }
 
 /// Where and why the chain breaks.
@@ -136,11 +135,7 @@ pub fn verify_chain(conn: &dyn Db, keys: &KeyRing) -> Result<ChainReport> {
 }
 
 /// As [`verify_chain`], telling `progress` how many events each page held.
-pub fn verify_chain_with_progress(
-    conn: &dyn Db,
-    keys: &KeyRing,
-    mut progress: impl FnMut(u64),
-) -> Result<ChainReport> {
+pub fn verify_chain_with_progress(conn: &dyn Db, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<ChainReport> {
     let mut report = ChainReport { events: 0, erased: 0, first_break: None };
     let mut previous = String::new();
     let mut after = 0;

@@ -160,11 +160,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
         crate::store::migrate(&conn).unwrap();
-        conn.insert_consent_text("c",
-            "text",
-            Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC)),
-        )
-        .unwrap();
+        conn.insert_consent_text("c", "text", Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC))).unwrap();
         let add_old_signups = |from: usize| {
             for i in from..from + 3 {
                 let email = format!("old{i}@example.org");

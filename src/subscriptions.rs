@@ -22,7 +22,7 @@ use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof::{self, EventKind};
 use crate::store::Result;
-use crate::store::db::{Db, DailyCount, NewMail, NewSubscription};
+use crate::store::db::{DailyCount, Db, NewMail, NewSubscription};
 use crate::token::{self, Purpose, Subject, VerifiedToken};
 
 /// A configured list with what was prepared for it at start.
@@ -119,15 +119,14 @@ pub fn signup(conn: &dyn Db, ctx: &Context, s: &Signup, now: OffsetDateTime) -> 
         None => {
             let name = s.name.as_ref().map(Name::as_str);
             let id = conn.insert_subscription(&NewSubscription {
-                    list_id: &s.list_id,
-                    email: s.email.as_str(),
-                    email_key: s.email.key(),
-                    name,
-                    consent_sha256: &list.consent_sha256,
-                    now: at,
-                    ip: &ip,
-                },
-            )?;
+                list_id: &s.list_id,
+                email: s.email.as_str(),
+                email_key: s.email.key(),
+                name,
+                consent_sha256: &list.consent_sha256,
+                now: at,
+                ip: &ip,
+            })?;
             let detail = json!({"list": s.list_id, "email": s.email.as_str(), "name": name, "consent_sha256": list.consent_sha256});
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
             conn.count_daily(DailyCount::Signup, &at.day(), &s.list_id)?;
@@ -206,15 +205,14 @@ fn queue_confirmation(
         token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(subscription_id), &list.config.id, Some(expires));
     let link = format!("{}/confirm?token={token}", ctx.config.base());
     conn.insert_outbox(&NewMail {
-            subscription_id,
-            rendering_sha256: &list.rendering_sha256,
-            to_email: email,
-            link: &link,
-            message_id: &mail::new_message_id(&list.sender),
-            date_header: &mail::date_header(now),
-            now: Timestamp::from(now),
-        },
-    )?;
+        subscription_id,
+        rendering_sha256: &list.rendering_sha256,
+        to_email: email,
+        link: &link,
+        message_id: &mail::new_message_id(&list.sender),
+        date_header: &mail::date_header(now),
+        now: Timestamp::from(now),
+    })?;
     let inbox = email_key.inbox();
     if inbox.as_str() == email_key.as_str() {
         return Ok(()); // counted from the outbox row just written

@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::domain::{Status, WebhookEvent};
 use crate::keys::KeyRing;
 use crate::mail::outbox::RetryPolicy;
-use crate::store::db::{WebhookCall};
+use crate::store::db::WebhookCall;
 use crate::store::{Store, StoreError};
 use crate::subscriptions;
 use crate::worker;

@@ -36,10 +36,9 @@ impl Sources<'_> {
 /// URL's password).
 fn database(config: &Config) -> String {
     match config.database.url.as_deref().map(crate::store::postgres::summarize_url) {
-        Some(Ok(summary)) => format!(
-            "PostgreSQL at {} (sslmode={}; database.path is not used)",
-            summary.target, summary.sslmode
-        ),
+        Some(Ok(summary)) => {
+            format!("PostgreSQL at {} (sslmode={}; database.path is not used)", summary.target, summary.sslmode)
+        }
         // `Config::load` validated the URL.
         Some(Err(e)) => e.to_string(),
         None => existence(&config.database.path, "serve creates it"),

@@ -390,8 +390,9 @@ pub fn migrate_store(config: &Config, to: &str) -> Outcome {
     let Database::Sqlite(conn) = &source else { unreachable!("database.url is unset") };
     let target = postgres::open_session(to, config.database.ca_file.as_deref()).map_err(|e| e.to_string())?;
     target.migrate().map_err(|e| e.to_string())?;
-    let copied = postgres::copy::copy_sqlite_into(conn, &target, |table, rows| eprintln!("copied {table}: {rows} rows"))
-        .map_err(|e| format!("nothing was moved: {e}"))?;
+    let copied =
+        postgres::copy::copy_sqlite_into(conn, &target, |table, rows| eprintln!("copied {table}: {rows} rows"))
+            .map_err(|e| format!("nothing was moved: {e}"))?;
     let after = admin::verify::verify(&Database::Postgres(Box::new(target)), &keys)?;
     if after.first_break.is_some() || after.events != before.events {
         return Err(format!(
@@ -459,8 +460,8 @@ pub fn keygen(config: &Config, write: bool) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::db::Db;
     use super::*;
+    use crate::store::db::Db;
     use clap::ValueEnum;
 
     #[test]

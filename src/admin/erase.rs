@@ -22,14 +22,15 @@ pub struct Erased {
 }
 
 pub fn erase(conn: &Database, email_key: &EmailKey) -> Result<Erased, String> {
-    let subscriptions = conn.immediate(|c| {
-        let subs = c.subscriptions_of_address(email_key)?;
-        for s in &subs {
-            erase_subscription(c, s.id)?;
-        }
-        Ok(subs.len())
-    })
-    .map_err(|e| e.to_string())?;
+    let subscriptions = conn
+        .immediate(|c| {
+            let subs = c.subscriptions_of_address(email_key)?;
+            for s in &subs {
+                erase_subscription(c, s.id)?;
+            }
+            Ok(subs.len())
+        })
+        .map_err(|e| e.to_string())?;
     Ok(Erased { subscriptions, checkpointed: checkpoint(conn) })
 }
 

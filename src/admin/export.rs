@@ -189,38 +189,38 @@ pub fn export(
     // so it is an estimate.)
     let snapshot = conn.snapshot(|conn| {
         Ok((|| {
-        let mut rows = 0u64;
-        match options.format {
-            Format::Csv => {
-                if options.bom {
-                    out.write_all("\u{feff}".as_bytes()).map_err(io)?;
+            let mut rows = 0u64;
+            match options.format {
+                Format::Csv => {
+                    if options.bom {
+                        out.write_all("\u{feff}".as_bytes()).map_err(io)?;
+                    }
+                    let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut *out);
+                    csv.write_record(COLUMNS).map_err(|e| e.to_string())?;
+                    conn.for_each_export_row(&options.filter, &mut |record| {
+                        let row = links.row(record);
+                        csv.write_record(row.csv_cells().iter().map(|c| c.as_ref()))
+                            .map_err(|e| format!("cannot write the export: {e}"))?;
+                        rows += 1;
+                        progress();
+                        Ok(())
+                    })?;
+                    csv.flush().map_err(io)?;
                 }
-                let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut *out);
-                csv.write_record(COLUMNS).map_err(|e| e.to_string())?;
-                conn.for_each_export_row(&options.filter, &mut |record| {
-                    let row = links.row(record);
-                    csv.write_record(row.csv_cells().iter().map(|c| c.as_ref()))
-                        .map_err(|e| format!("cannot write the export: {e}"))?;
-                    rows += 1;
-                    progress();
-                    Ok(())
-                })?;
-                csv.flush().map_err(io)?;
+                Format::Jsonl => {
+                    conn.for_each_export_row(&options.filter, &mut |record| {
+                        let row = links.row(record);
+                        serde_json::to_writer(&mut *out, &row).map_err(|e| format!("cannot write the export: {e}"))?;
+                        out.write_all(b"\n").map_err(io)?;
+                        rows += 1;
+                        progress();
+                        Ok(())
+                    })?;
+                }
             }
-            Format::Jsonl => {
-                conn.for_each_export_row(&options.filter, &mut |record| {
-                    let row = links.row(record);
-                    serde_json::to_writer(&mut *out, &row).map_err(|e| format!("cannot write the export: {e}"))?;
-                    out.write_all(b"\n").map_err(io)?;
-                    rows += 1;
-                    progress();
-                    Ok(())
-                })?;
-            }
-        }
-        out.flush().map_err(io)?;
-        Ok(rows)
-    })())
+            out.flush().map_err(io)?;
+            Ok(rows)
+        })())
     });
     snapshot.map_err(|e| e.to_string())?
 }

@@ -42,7 +42,11 @@ pub fn progress_bar(length: u64, what: &str) -> ProgressBar {
 /// How many subscriptions the address has (on `list` only, if given). The
 /// commands that change an address check it first: for an address nothing
 /// is stored of, they change nothing and say so with exit code 1.
-pub fn stored_subscriptions(conn: &dyn crate::store::db::Db, email_key: &EmailKey, list: Option<&str>) -> Result<usize, String> {
+pub fn stored_subscriptions(
+    conn: &dyn crate::store::db::Db,
+    email_key: &EmailKey,
+    list: Option<&str>,
+) -> Result<usize, String> {
     let subscriptions = conn.subscriptions_of_address(email_key).map_err(|e| e.to_string())?;
     Ok(subscriptions.iter().filter(|s| list.is_none_or(|l| l == s.list_id)).count())
 }

@@ -10,12 +10,12 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::store::Database;
 use crate::clock::Timestamp;
 use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
+use crate::store::Database;
 use crate::store::db::{Db, MailRow, ProofEventRow, SubscriptionRow};
 use crate::subscriptions;
 

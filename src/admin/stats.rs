@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::store::Database;
 use crate::clock::Timestamp;
 use crate::domain::Status;
-use crate::store::db::{DailyStats};
+use crate::store::Database;
+use crate::store::db::DailyStats;
 
 #[derive(Debug, Serialize)]
 pub struct Stats {

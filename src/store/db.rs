@@ -214,17 +214,13 @@ pub trait Db {
     fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()>;
     fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()>;
     fn select_rendering(&self, sha256: &str) -> Result<Option<RenderingRow>>;
-    fn select_live_subscription(&self, list_id: &str,
-    email_key: &EmailKey) -> Result<Option<SubscriptionRow>>;
+    fn select_live_subscription(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<SubscriptionRow>>;
     fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>>;
     fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64>;
     /// Returns whether a pending subscription was confirmed.
     fn confirm_subscription(&self, id: i64, now: Timestamp, ip: &str) -> Result<bool>;
     /// Returns whether a live subscription was ended.
-    fn unsubscribe_subscription(&self, id: i64,
-    now: Timestamp,
-    ip: &str,
-    method: UnsubscribeMethod) -> Result<bool>;
+    fn unsubscribe_subscription(&self, id: i64, now: Timestamp, ip: &str, method: UnsubscribeMethod) -> Result<bool>;
     fn delete_subscription(&self, id: i64) -> Result<()>;
     fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64>;
     /// How many mails were queued since `since` to the address whose key is
@@ -240,9 +236,7 @@ pub trait Db {
     fn delete_old_inbox_mails(&self, before: Timestamp) -> Result<u64>;
     /// How many mails were queued for a subscription since `since`, and when the latest was.
     fn recent_mails(&self, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)>;
-    fn claim_due_mails(&self, now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64) -> Result<Vec<OutboxRow>>;
+    fn claim_due_mails(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<OutboxRow>>;
     fn select_outbox_mail(&self, id: i64) -> Result<Option<StoredMail>>;
     /// When the mails sent after `since` were sent, oldest first.
     fn sent_mails_since(&self, since: Timestamp) -> Result<Vec<Timestamp>>;
@@ -269,19 +263,28 @@ pub trait Db {
     fn count_daily(&self, which: DailyCount, day: &str, list_id: &str) -> Result<()>;
     fn count_export(&self, f: &ExportFilter) -> Result<u64>;
     /// Streams the export rows to `each`, one at a time (constant memory).
-    fn for_each_export_row(&self, f: &ExportFilter,
-    each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String>;
+    fn for_each_export_row(
+        &self,
+        f: &ExportFilter,
+        each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String>;
     fn subscriptions_of_address(&self, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>>;
     fn mails_of_subscription(&self, subscription_id: i64) -> Result<Vec<MailRow>>;
     fn select_consent_text(&self, sha256: &str) -> Result<Option<String>>;
     fn update_name(&self, id: i64, name: Option<&str>) -> Result<()>;
     /// Up to `limit` subscriptions past retention: (id, list_id, status).
-    fn purge_candidates(&self, pending_before: Timestamp,
-    unsubscribed_before: Timestamp,
-    limit: i64) -> Result<Vec<(i64, String, Status)>>;
+    fn purge_candidates(
+        &self,
+        pending_before: Timestamp,
+        unsubscribed_before: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Status)>>;
     /// (list_id, status, count) of what a purge would erase.
-    fn purge_plan(&self, pending_before: Timestamp,
-    unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>>;
+    fn purge_plan(
+        &self,
+        pending_before: Timestamp,
+        unsubscribed_before: Timestamp,
+    ) -> Result<Vec<(String, Status, u64)>>;
     fn delete_expired_declines(&self, now: Timestamp) -> Result<u64>;
     fn count_expired_declines(&self, now: Timestamp) -> Result<u64>;
     /// (list_id, status, count) over all subscriptions.
@@ -289,18 +292,17 @@ pub trait Db {
     fn daily_stats_since(&self, first_day: &str) -> Result<Vec<DailyStats>>;
     fn count_proof_events(&self) -> Result<u64>;
     fn count_queued_mails(&self) -> Result<u64>;
-    fn insert_webhook_call(&self, subscription_id: i64,
-    event: WebhookEvent,
-    occurred_at: Timestamp) -> Result<()>;
-    fn claim_due_webhook_calls(&self, now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64) -> Result<Vec<WebhookCall>>;
+    fn insert_webhook_call(&self, subscription_id: i64, event: WebhookEvent, occurred_at: Timestamp) -> Result<()>;
+    fn claim_due_webhook_calls(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<WebhookCall>>;
     fn next_due_webhook_call(&self) -> Result<Option<Timestamp>>;
     fn mark_webhook_sent(&self, id: i64, now: Timestamp, http_status: u16) -> Result<()>;
-    fn mark_webhook_retry(&self, id: i64,
-    next_attempt_at: Timestamp,
-    http_status: Option<u16>,
-    error: &str) -> Result<()>;
+    fn mark_webhook_retry(
+        &self,
+        id: i64,
+        next_attempt_at: Timestamp,
+        http_status: Option<u16>,
+        error: &str,
+    ) -> Result<()>;
     fn mark_webhook_failed(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()>;
     fn ping(&self) -> Result<()>;
 }

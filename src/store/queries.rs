@@ -6,17 +6,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
+use super::db::*;
 use crate::clock::Timestamp;
 use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
-use super::db::*;
-
-
-
-
-
-
-
-
 
 /// Defines each statement as a `pub const` and lists every one of them in
 /// `ALL`, generated, so no statement can be left out of the test that
@@ -443,8 +435,7 @@ impl Db for Connection {
             .optional()?)
     }
 
-    fn select_live_subscription(&self, list_id: &str,
-        email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
+    fn select_live_subscription(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
         Ok(self
             .prepare_cached(SELECT_LIVE_SUBSCRIPTION)?
             .query_row(params![list_id, email_key], subscription_from_row)
@@ -474,10 +465,7 @@ impl Db for Connection {
     }
 
     /// Returns whether a live subscription was ended.
-    fn unsubscribe_subscription(&self, id: i64,
-        now: Timestamp,
-        ip: &str,
-        method: UnsubscribeMethod) -> Result<bool> {
+    fn unsubscribe_subscription(&self, id: i64, now: Timestamp, ip: &str, method: UnsubscribeMethod) -> Result<bool> {
         Ok(self.prepare_cached(UNSUBSCRIBE_SUBSCRIPTION)?.execute(params![id, now, ip, method])? == 1)
     }
 
@@ -525,12 +513,12 @@ impl Db for Connection {
 
     /// How many mails were queued for a subscription since `since`, and when the latest was.
     fn recent_mails(&self, subscription_id: i64, since: Timestamp) -> Result<(i64, Option<Timestamp>)> {
-        Ok(self.prepare_cached(RECENT_MAILS)?.query_row(params![subscription_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        Ok(self
+            .prepare_cached(RECENT_MAILS)?
+            .query_row(params![subscription_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 
-    fn claim_due_mails(&self, now: Timestamp,
-        lease_until: Timestamp,
-        limit: i64) -> Result<Vec<OutboxRow>> {
+    fn claim_due_mails(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<OutboxRow>> {
         all(self, CLAIM_DUE_MAILS, params![now, lease_until, limit], |r| {
             Ok(OutboxRow {
                 id: r.get(0)?,
@@ -664,8 +652,11 @@ impl Db for Connection {
     }
 
     /// Streams the export rows to `each`, one at a time (constant memory).
-    fn for_each_export_row(&self, f: &ExportFilter,
-        each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String> {
+    fn for_each_export_row(
+        &self,
+        f: &ExportFilter,
+        each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
         let mut stmt = self.prepare_cached(EXPORT_SUBSCRIPTIONS).map_err(|e| e.to_string())?;
         let mut rows = stmt.query(params![f.list_id, f.status, f.since]).map_err(|e| e.to_string())?;
         while let Some(row) = rows.next().map_err(|e| e.to_string())? {
@@ -704,17 +695,23 @@ impl Db for Connection {
     }
 
     /// Up to `limit` subscriptions past retention: (id, list_id, status).
-    fn purge_candidates(&self, pending_before: Timestamp,
+    fn purge_candidates(
+        &self,
+        pending_before: Timestamp,
         unsubscribed_before: Timestamp,
-        limit: i64) -> Result<Vec<(i64, String, Status)>> {
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Status)>> {
         all(self, PURGE_CANDIDATES, params![pending_before, unsubscribed_before, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
     }
 
     /// (list_id, status, count) of what a purge would erase.
-    fn purge_plan(&self, pending_before: Timestamp,
-        unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>> {
+    fn purge_plan(
+        &self,
+        pending_before: Timestamp,
+        unsubscribed_before: Timestamp,
+    ) -> Result<Vec<(String, Status, u64)>> {
         all(self, PURGE_PLAN, params![pending_before, unsubscribed_before], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
         })
@@ -756,16 +753,12 @@ impl Db for Connection {
         Ok(n.unsigned_abs())
     }
 
-    fn insert_webhook_call(&self, subscription_id: i64,
-        event: WebhookEvent,
-        occurred_at: Timestamp) -> Result<()> {
+    fn insert_webhook_call(&self, subscription_id: i64, event: WebhookEvent, occurred_at: Timestamp) -> Result<()> {
         self.prepare_cached(INSERT_WEBHOOK_CALL)?.execute(params![subscription_id, event, occurred_at])?;
         Ok(())
     }
 
-    fn claim_due_webhook_calls(&self, now: Timestamp,
-        lease_until: Timestamp,
-        limit: i64) -> Result<Vec<WebhookCall>> {
+    fn claim_due_webhook_calls(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<WebhookCall>> {
         all(self, CLAIM_DUE_WEBHOOK_CALLS, params![now, lease_until, limit], |r| {
             Ok(WebhookCall {
                 id: r.get(0)?,
@@ -786,10 +779,13 @@ impl Db for Connection {
         Ok(())
     }
 
-    fn mark_webhook_retry(&self, id: i64,
+    fn mark_webhook_retry(
+        &self,
+        id: i64,
         next_attempt_at: Timestamp,
         http_status: Option<u16>,
-        error: &str) -> Result<()> {
+        error: &str,
+    ) -> Result<()> {
         self.prepare_cached(MARK_WEBHOOK_RETRY)?.execute(params![id, next_attempt_at, http_status, error])?;
         Ok(())
     }
@@ -804,7 +800,6 @@ impl Db for Connection {
         Ok(())
     }
 }
-
 
 #[cfg(test)]
 mod tests {

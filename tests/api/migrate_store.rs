@@ -27,7 +27,8 @@ async fn migrate_store_moves_a_sqlite_deployment_into_postgres_with_the_same_exp
     assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
     assert!(said.contains("moved") && said.contains("verifies on both"), "{said}");
 
-    let on_postgres = |args: &[&str]| app.cli_command(args).env("LISTGATE_DATABASE__URL", cluster.url()).output().unwrap();
+    let on_postgres =
+        |args: &[&str]| app.cli_command(args).env("LISTGATE_DATABASE__URL", cluster.url()).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&on_postgres(&export).stdout), String::from_utf8_lossy(&export_before));
     assert_eq!(String::from_utf8_lossy(&on_postgres(&["verify"]).stdout), String::from_utf8_lossy(&verify_before));
 
@@ -46,7 +47,8 @@ async fn migrate_store_moves_a_sqlite_deployment_into_postgres_with_the_same_exp
     })
     .await;
     assert_eq!(moved_app.one_click(anna).await.status(), 200, "anna's unsubscribe link works on PostgreSQL");
-    let shown = moved_app.cli_command(&["show", "anna.mueller+news@bücher.example", "--json"])
+    let shown = moved_app
+        .cli_command(&["show", "anna.mueller+news@bücher.example", "--json"])
         .env("LISTGATE_DATABASE__URL", cluster.url())
         .output()
         .unwrap();

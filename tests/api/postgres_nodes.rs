@@ -175,7 +175,12 @@ async fn wait_for_mails_to(smtp: &SmtpServer, addresses: &BTreeSet<String>, with
         if missing.is_empty() {
             return messages;
         }
-        assert!(started.elapsed() < within, "{} acknowledged signups got no mail, e.g. {:?}", missing.len(), &missing[..missing.len().min(3)]);
+        assert!(
+            started.elapsed() < within,
+            "{} acknowledged signups got no mail, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(3)]
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -215,8 +220,7 @@ async fn a_signup_on_one_node_is_confirmed_on_the_other_and_every_cli_command_re
     assert_eq!(row["status"], "confirmed");
     assert_eq!(row["signup_ip"], "127.0.0.1");
     let unsubscribe = row["unsubscribe_url"].as_str().unwrap().replace("http://lists.example.test", &a.base);
-    let one_click =
-        client.post(&unsubscribe).form(&[("List-Unsubscribe", "One-Click")]).send().await.unwrap();
+    let one_click = client.post(&unsubscribe).form(&[("List-Unsubscribe", "One-Click")]).send().await.unwrap();
     assert_eq!(one_click.status(), 200);
 
     let shown: serde_json::Value = serde_json::from_str(&deployment.cli_ok(&["show", email, "--json"])).unwrap();
@@ -319,7 +323,12 @@ async fn killing_a_node_again_and_again_loses_no_acknowledged_signup_and_no_mail
     let acknowledged = acknowledged.lock().unwrap().clone();
     let stored = deployment.stored();
     let lost: Vec<_> = acknowledged.iter().filter(|e| !stored.contains_key(*e)).collect();
-    assert!(lost.is_empty(), "{} acknowledged signups are not stored, e.g. {:?}", lost.len(), &lost[..lost.len().min(3)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged signups are not stored, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(3)]
+    );
     // Mails a killed node had claimed go out from a node once their lease (5 s) is over.
     let messages = wait_for_mails_to(&deployment.smtp, &acknowledged, Duration::from_secs(60)).await;
     assert_duplicates_share_their_message_id(&messages);
@@ -422,7 +431,13 @@ async fn two_nodes_taking_signups_at_once_answer_every_one_without_a_deadlock() 
         answers.extend(client.await.unwrap());
     }
     let refused: Vec<_> = answers.iter().filter(|a| **a != Some(reqwest::StatusCode::ACCEPTED)).collect();
-    assert!(refused.is_empty(), "{} of {} signups were not accepted: {:?}", refused.len(), answers.len(), &refused[..refused.len().min(5)]);
+    assert!(
+        refused.is_empty(),
+        "{} of {} signups were not accepted: {:?}",
+        refused.len(),
+        answers.len(),
+        &refused[..refused.len().min(5)]
+    );
     assert_eq!(deployment.stored().len(), 400);
     deployment.cli_ok(&["verify"]);
 }

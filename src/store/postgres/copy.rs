@@ -84,8 +84,10 @@ pub fn copy_sqlite_into(
 
 /// Copies one table's rows; returns how many.
 fn copy_table(source: &rusqlite::Connection, target: &PgSession, table: &str) -> Result<u64> {
-    let columns: Vec<String> =
-        source.prepare(&format!("PRAGMA table_info({table})"))?.query_map([], |r| r.get(1))?.collect::<Result<_, _>>()?;
+    let columns: Vec<String> = source
+        .prepare(&format!("PRAGMA table_info({table})"))?
+        .query_map([], |r| r.get(1))?
+        .collect::<Result<_, _>>()?;
     let list = columns.join(", ");
     let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     let insert = format!("INSERT INTO {table} ({list}) VALUES ({})", placeholders.join(", "));

@@ -10,10 +10,10 @@ use ::postgres::types::ToSql;
 use ::postgres::{Client, Row, Statement};
 
 use super::queries;
-use crate::store::{Result, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 use crate::store::db::*;
+use crate::store::{Result, StoreError};
 
 /// One connection, as the writer thread, each reader and each CLI command
 /// hold it. Statements are prepared once per connection and kept (a signup
@@ -30,7 +30,11 @@ pub struct PgSession {
 
 impl PgSession {
     pub fn new(client: Client) -> PgSession {
-        PgSession { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), chain_locked: Cell::new(false) }
+        PgSession {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+            chain_locked: Cell::new(false),
+        }
     }
 
     /// Runs transaction control or other statements without parameters
@@ -329,8 +333,7 @@ impl Db for PgSession {
         }))
     }
 
-    fn select_live_subscription(&self, list_id: &str,
-    email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
+    fn select_live_subscription(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<SubscriptionRow>> {
         let row = self.query_opt(queries::SELECT_LIVE_SUBSCRIPTION, &[&list_id, &email_key.as_str()])?;
         row.as_ref().map(subscription_from_row).transpose()
     }
@@ -351,10 +354,7 @@ impl Db for PgSession {
         Ok(self.execute(queries::CONFIRM_SUBSCRIPTION, &[&id, &stored(now), &ip])? == 1)
     }
 
-    fn unsubscribe_subscription(&self, id: i64,
-    now: Timestamp,
-    ip: &str,
-    method: UnsubscribeMethod) -> Result<bool> {
+    fn unsubscribe_subscription(&self, id: i64, now: Timestamp, ip: &str, method: UnsubscribeMethod) -> Result<bool> {
         Ok(self.execute(queries::UNSUBSCRIBE_SUBSCRIPTION, &[&id, &stored(now), &ip, &method.as_str()])? == 1)
     }
 
@@ -403,9 +403,7 @@ impl Db for PgSession {
         Ok((row.try_get(0)?, optional_time(&row, 1)?))
     }
 
-    fn claim_due_mails(&self, now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64) -> Result<Vec<OutboxRow>> {
+    fn claim_due_mails(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<OutboxRow>> {
         self.all(queries::CLAIM_DUE_MAILS, &[&stored(now), &stored(lease_until), &limit], outbox_from_row)
     }
 
@@ -557,8 +555,11 @@ impl Db for PgSession {
     /// this session. The export only writes the rows out. When `each`
     /// stops the export with an error, the rows left are read and dropped
     /// before this session's next statement runs.
-    fn for_each_export_row(&self, f: &ExportFilter,
-    each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>) -> std::result::Result<(), String> {
+    fn for_each_export_row(
+        &self,
+        f: &ExportFilter,
+        each: &mut dyn FnMut(&ExportRecord<'_>) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
         let failed = |e: StoreError| e.to_string();
         let statement = self.statement(queries::EXPORT_SUBSCRIPTIONS).map_err(failed)?;
         let (list_id, status, since) = (f.list_id.as_deref(), f.status.map(Status::as_str), f.since.map(stored));
@@ -589,18 +590,22 @@ impl Db for PgSession {
         Ok(())
     }
 
-    fn purge_candidates(&self, pending_before: Timestamp,
-    unsubscribed_before: Timestamp,
-    limit: i64) -> Result<Vec<(i64, String, Status)>> {
-        self.all(
-            queries::PURGE_CANDIDATES,
-            &[&stored(pending_before), &stored(unsubscribed_before), &limit],
-            |row| Ok((row.try_get(0)?, row.try_get(1)?, status(row, 2)?)),
-        )
+    fn purge_candidates(
+        &self,
+        pending_before: Timestamp,
+        unsubscribed_before: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Status)>> {
+        self.all(queries::PURGE_CANDIDATES, &[&stored(pending_before), &stored(unsubscribed_before), &limit], |row| {
+            Ok((row.try_get(0)?, row.try_get(1)?, status(row, 2)?))
+        })
     }
 
-    fn purge_plan(&self, pending_before: Timestamp,
-    unsubscribed_before: Timestamp) -> Result<Vec<(String, Status, u64)>> {
+    fn purge_plan(
+        &self,
+        pending_before: Timestamp,
+        unsubscribed_before: Timestamp,
+    ) -> Result<Vec<(String, Status, u64)>> {
         self.all(queries::PURGE_PLAN, &[&stored(pending_before), &stored(unsubscribed_before)], status_count_from_row)
     }
 
@@ -636,21 +641,13 @@ impl Db for PgSession {
         count(&self.query_one(queries::COUNT_QUEUED_MAILS, &[])?, 0)
     }
 
-    fn insert_webhook_call(&self, subscription_id: i64,
-    event: WebhookEvent,
-    occurred_at: Timestamp) -> Result<()> {
+    fn insert_webhook_call(&self, subscription_id: i64, event: WebhookEvent, occurred_at: Timestamp) -> Result<()> {
         self.execute(queries::INSERT_WEBHOOK_CALL, &[&subscription_id, &event.as_str(), &stored(occurred_at)])?;
         Ok(())
     }
 
-    fn claim_due_webhook_calls(&self, now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64) -> Result<Vec<WebhookCall>> {
-        self.all(
-            queries::CLAIM_DUE_WEBHOOK_CALLS,
-            &[&stored(now), &stored(lease_until), &limit],
-            webhook_call_from_row,
-        )
+    fn claim_due_webhook_calls(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<WebhookCall>> {
+        self.all(queries::CLAIM_DUE_WEBHOOK_CALLS, &[&stored(now), &stored(lease_until), &limit], webhook_call_from_row)
     }
 
     fn next_due_webhook_call(&self) -> Result<Option<Timestamp>> {
@@ -662,10 +659,13 @@ impl Db for PgSession {
         Ok(())
     }
 
-    fn mark_webhook_retry(&self, id: i64,
-    next_attempt_at: Timestamp,
-    http_status: Option<u16>,
-    error: &str) -> Result<()> {
+    fn mark_webhook_retry(
+        &self,
+        id: i64,
+        next_attempt_at: Timestamp,
+        http_status: Option<u16>,
+        error: &str,
+    ) -> Result<()> {
         let http_status = http_status.map(i64::from);
         self.execute(queries::MARK_WEBHOOK_RETRY, &[&id, &stored(next_attempt_at), &http_status, &error])?;
         Ok(())
