@@ -118,7 +118,8 @@ if [ "$store" = postgres ]; then
   pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   pgdir=$(mktemp -d)
   as_pg=()
-  if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
+  # As `postgres`, from a folder it may enter (not the repository under root's home).
+  if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; as_pg=(runuser -u postgres -- env -C "$pgdir"); fi
   "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U listgate --auth=trust --locale=C -E UTF8 > /dev/null
   pg_port=$(free_port)
   printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = on\nsynchronous_commit = on\nmax_connections = 100\nshared_buffers = 128MB\n" \

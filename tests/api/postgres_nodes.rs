@@ -441,3 +441,36 @@ async fn two_nodes_taking_signups_at_once_answer_every_one_without_a_deadlock() 
     assert_eq!(deployment.stored().len(), 400);
     deployment.cli_ok(&["verify"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_purge_runs_on_one_node_at_a_time() {
+    use listgate::store::{Store, StoreError};
+    let cluster = PgCluster::start();
+    let config = listgate::config::DatabaseConfig { url: Some(cluster.url()), ..Default::default() };
+    let open = |config: listgate::config::DatabaseConfig| {
+        tokio::task::spawn_blocking(move || Store::open(&config).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let a = open(config.clone()).await.unwrap();
+    let b = open(config).await.unwrap();
+
+    let other = b.clone();
+    let ran = a
+        .on_one_node(|| async move {
+            // While node A purges, node B finds the lock taken and skips its run.
+            let skipped = other.on_one_node(|| async { Ok::<_, StoreError>(()) }).await.unwrap();
+            assert!(skipped.is_none(), "node B purged while node A did");
+            Ok::<_, StoreError>("purged")
+        })
+        .await
+        .unwrap();
+    assert_eq!(ran, Some("purged"));
+    // Node A let go: node B's next run goes ahead.
+    let next = b.on_one_node(|| async { Ok::<_, StoreError>("purged too") }).await.unwrap();
+    assert_eq!(next, Some("purged too"));
+    tokio::task::spawn_blocking(move || {
+        a.close();
+        b.close();
+    })
+    .await
+    .unwrap();
+}
