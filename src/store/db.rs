@@ -16,11 +16,12 @@
 //! SQLite, which reads `last_insert_rowid`), so a method's doc is its
 //! statement's doc.
 //!
-//! Two operations behave differently across backends, and say why in their
+//! One operation behaves differently across backends, and says why in its
 //! implementation: `release_leases` (SQLite releases a crashed run's leases
 //! at start; on PostgreSQL other nodes' leases are live, so it releases
-//! nothing and leases run out instead) and `last_proof_link` (on PostgreSQL
-//! it first takes the chain lock, so two nodes never chain to one link).
+//! nothing and leases run out instead). On PostgreSQL, `last_proof_link`
+//! relies on its transaction holding the chain lock, which every write
+//! transaction takes when it begins (`PgSession::begin_write`).
 
 use crate::clock::Timestamp;
 use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};

@@ -416,8 +416,8 @@ fn the_parity_scenario_calls_every_store_method() {
 }
 
 /// Two nodes (two sessions, two threads) each append many proof events at
-/// once, each in its own transaction as a writer's batch does. The chain
-/// lock that `last_proof_link` takes makes them take turns: every event
+/// once, each in its own transaction begun as a writer's batch is
+/// (`begin_write`). The chain lock it takes makes them take turns: every event
 /// chains to the one committed before it, and the whole chain verifies.
 #[test]
 fn two_postgres_nodes_appending_proof_events_at_once_build_one_unbroken_chain() {
@@ -434,7 +434,7 @@ fn two_postgres_nodes_appending_proof_events_at_once_build_one_unbroken_chain() 
                 let session = open_session(&url, None).unwrap();
                 start.wait();
                 for n in 0..EVENTS {
-                    session.batch("BEGIN").unwrap();
+                    session.begin_write().unwrap();
                     let ip = format!("2001:db8::{node}");
                     let detail = serde_json::json!({"node": node, "n": n});
                     proof::append(&session, &keys, node + 1, at(n), EventKind::Signup, Some(&ip), &detail).unwrap();

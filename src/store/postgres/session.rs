@@ -2,7 +2,7 @@
 //! and the PostgreSQL implementation of the store interface
 //! ([`crate::store::db::Db`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use ::postgres::fallible_iterator::FallibleIterator;
@@ -24,30 +24,16 @@ use crate::store::{Result, StoreError};
 pub struct PgSession {
     client: RefCell<Client>,
     statements: RefCell<HashMap<&'static str, Statement>>,
-    /// Whether this transaction holds the chain lock (see `last_proof_link`).
-    chain_locked: Cell<bool>,
 }
 
 impl PgSession {
     pub fn new(client: Client) -> PgSession {
-        PgSession {
-            client: RefCell::new(client),
-            statements: RefCell::new(HashMap::new()),
-            chain_locked: Cell::new(false),
-        }
+        PgSession { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) }
     }
 
     /// Runs transaction control or other statements without parameters
-    /// (`BEGIN`, `COMMIT`, `SAVEPOINT job`, …). Ending a transaction, or
-    /// rolling back to a savepoint, releases the chain lock. A new
-    /// transaction starts without it too, so a `last_proof_link` run
-    /// outside any transaction (whose lock ended with its statement) cannot
-    /// make the next transaction skip the lock.
+    /// (`BEGIN`, `COMMIT`, `SAVEPOINT job`, …).
     pub fn batch(&self, sql: &str) -> Result<()> {
-        let upper = sql.trim_start().to_ascii_uppercase();
-        if ["COMMIT", "ROLLBACK", "BEGIN", "START"].iter().any(|word| upper.starts_with(word)) {
-            self.chain_locked.set(false);
-        }
         self.client.borrow_mut().batch_execute(sql)?;
         Ok(())
     }
@@ -64,11 +50,16 @@ impl PgSession {
     /// p99 over a second in `benches/load.sh --store postgres --nodes 2`).
     /// Those rows serialise the nodes' write transactions anyway; the lock
     /// makes the order explicit. It is one lock per writer batch, however
-    /// many requests the batch carries.
+    /// many requests the batch carries. A savepoint rolled back inside the
+    /// transaction keeps it: only locks taken after the savepoint go.
+    ///
+    /// It is also what keeps the chain whole: the next node reads the last
+    /// link only after this transaction's events are committed (each
+    /// statement under READ COMMITTED, what `BEGIN` gives, sees the latest
+    /// commit), so two nodes never chain two events to one link.
     pub fn begin_write(&self) -> Result<()> {
         self.batch("BEGIN")?;
         self.execute(queries::LOCK_FOR_TRANSACTION, &[&super::CHAIN_LOCK])?;
-        self.chain_locked.set(true);
         Ok(())
     }
 
@@ -458,28 +449,11 @@ impl Db for PgSession {
         self.execute(queries::FORGET_QUEUED_MAIL_NAMES, &[])
     }
 
-    /// First takes the chain lock (`CHAIN_LOCK`, a transaction-level
-    /// advisory lock), unless this transaction holds it already. On SQLite
-    /// the one writer serialises appends; here two nodes' writers could
-    /// each read the same last link and chain two events to it, and the
-    /// chain would break. The lock is held until the transaction ends, so
-    /// the next node reads the link only after this one's event is
-    /// committed (each statement under READ COMMITTED, PostgreSQL's default
-    /// and what `BEGIN` gives, sees the latest commit). It is taken once per
-    /// transaction (`chain_locked`, which [`PgSession::batch`] clears on
-    /// `COMMIT`, `ROLLBACK` and `BEGIN`; a `ROLLBACK TO SAVEPOINT` drops a
-    /// lock taken after the savepoint, so it clears the flag too), so a
-    /// writer batch of many signups pays one round trip for it, not one
-    /// per request.
-    ///
-    /// It must run inside a transaction (the writer's batch, a CLI
-    /// command's `immediate`), as the domain always does: outside one, the
-    /// lock would end with its own statement and protect nothing.
+    /// The caller's transaction must come from [`PgSession::begin_write`]
+    /// (the writer's batch, a CLI command's `immediate`): its chain lock is
+    /// what makes reading this link and appending the next event one step
+    /// across nodes.
     fn last_proof_link(&self) -> Result<Option<String>> {
-        if !self.chain_locked.get() {
-            self.execute(queries::LOCK_FOR_TRANSACTION, &[&super::CHAIN_LOCK])?;
-            self.chain_locked.set(true);
-        }
         self.query_opt(queries::LAST_PROOF_LINK, &[])?.map(|row| row.try_get(0)).transpose().map_err(Into::into)
     }
 
