@@ -25,13 +25,15 @@ pub fn backup(conn: &Database, target: &Path) -> Result<u64, String> {
     queries::backup_into(conn, name).map_err(|e| format!("backup failed: {e}"))?;
     crate::files::make_private(target).map_err(|e| format!("cannot make {} private: {e}", target.display()))?;
     let copy = store::open_connection(target).map_err(|e| format!("cannot open the copy: {e}"))?;
-    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    let check = queries::integrity_check(&copy).map_err(|e| e.to_string())?;
     if check != "ok" {
         return Err(format!("the copy failed its integrity check: {check}"));
     }
     // The copy is opened in WAL mode like any listgate database; fold it back
     // into one file so it can be moved and archived as is.
-    copy.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(|e| e.to_string())?;
+    if !queries::truncate_wal(&copy).map_err(|e| e.to_string())? {
+        return Err("the copy's WAL could not be folded into it".into());
+    }
     drop(copy);
     std::fs::metadata(target).map(|m| m.len()).map_err(|e| e.to_string())
 }

@@ -317,6 +317,10 @@ statements! {
     /// Returns (busy, log frames, checkpointed frames); busy is 1 when a
     /// reader or writer kept it from finishing.
     pub const TRUNCATE_WAL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+
+    /// No params. SQLite's own check of the whole file: one row `ok`, or
+    /// rows naming each problem. `backup` runs it on its copy.
+    pub const INTEGRITY_CHECK: &str = "PRAGMA integrity_check";
 }
 
 /// `TRUNCATE_WAL`; true when it finished (the WAL is empty), false when
@@ -324,6 +328,12 @@ statements! {
 pub fn truncate_wal(conn: &Connection) -> Result<bool> {
     let busy: i64 = conn.query_row(TRUNCATE_WAL, [], |r| r.get(0))?;
     Ok(busy == 0)
+}
+
+/// `INTEGRITY_CHECK`: `ok`, or the problems found, one per line.
+pub fn integrity_check(conn: &Connection) -> Result<String> {
+    let problems: Vec<String> = all(conn, INTEGRITY_CHECK, [], |r| r.get(0))?;
+    Ok(problems.join("\n"))
 }
 
 /// Runs a prepared query and collects every row through `map`.

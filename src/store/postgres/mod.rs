@@ -51,8 +51,9 @@ pub const SCHEMA_VERSION: i32 = super::SCHEMA_VERSION;
 /// back in `pg_locks` (`objid` and `classid` halves) and cannot collide
 /// with another application's small integers by chance.
 pub const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"listgate");
-/// The advisory lock a transaction holds from reading the chain's last
-/// link until it commits (see `PgSession`'s `last_proof_link`).
+/// The advisory lock every write transaction holds from its start until it
+/// commits (see `PgSession::begin_write`): one node appends to the proof
+/// chain at a time.
 pub const CHAIN_LOCK: i64 = i64::from_be_bytes(*b"lg-chain");
 /// The advisory lock the node running the daily purge holds meanwhile.
 pub const PURGE_LOCK: i64 = i64::from_be_bytes(*b"lg-purge");
@@ -195,6 +196,9 @@ pub fn summarize_url(url: &str) -> Result<UrlSummary> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(PgError::Url("must start with postgres:// or postgresql://".into()));
     }
+    if let Some(advice) = libpq_only_sslmode(url) {
+        return Err(PgError::Url(advice));
+    }
     let config: Config = url.parse().map_err(|e: ::postgres::Error| PgError::Url(Causes(&e).to_string()))?;
     let loopback_only = config.get_hosts().iter().all(|host| match host {
         Host::Unix(_) => true,
@@ -208,6 +212,22 @@ pub fn summarize_url(url: &str) -> Result<UrlSummary> {
         target = format!("{target}/{db}");
     }
     Ok(UrlSummary { target, sslmode: sslmode_name(config.get_ssl_mode()), loopback_only })
+}
+
+/// The client knows `disable`, `prefer` and `require` and calls any other
+/// mode invalid; libpq's other three are common in URLs operators already
+/// have, so say which of ours does what they ask.
+fn libpq_only_sslmode(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    let mode = query.split('&').find_map(|pair| pair.strip_prefix("sslmode="))?;
+    let instead = match mode {
+        "verify-full" | "verify-ca" => {
+            "sslmode=require, which verifies the certificate and the host name (set database.ca_file for a private CA)"
+        }
+        "allow" => "sslmode=prefer (TLS when the server offers it) or sslmode=disable",
+        _ => return None,
+    };
+    Some(format!("sslmode={mode} is libpq's; listgate's {instead}"))
 }
 
 fn sslmode_name(mode: SslMode) -> &'static str {
@@ -347,5 +367,19 @@ mod tests {
             .err()
             .expect("an unknown sslmode");
         assert!(!unparsable.to_string().contains("s3cret"), "{unparsable}");
+    }
+
+    #[test]
+    fn libpq_only_sslmodes_are_refused_with_the_mode_that_does_the_same() {
+        for (mode, says) in
+            [("verify-full", "sslmode=require"), ("verify-ca", "sslmode=require"), ("allow", "sslmode=prefer")]
+        {
+            let url =
+                format!("postgres://listgate:s3cret-pw@db.example:5432/listgate?connect_timeout=5&sslmode={mode}");
+            let refused = summarize_url(&url).unwrap_err().to_string();
+            assert!(refused.contains(&format!("sslmode={mode}")) && refused.contains(says), "{refused}");
+            assert!(!refused.contains("s3cret"), "{refused}");
+        }
+        assert_eq!(summarize_url("postgres://db.example/x?sslmode=require").unwrap().sslmode, "require");
     }
 }

@@ -51,6 +51,8 @@ pub const SQLITE_ONLY: &[(&str, &str)] = &[
     // erased rows' old pages leave it; PostgreSQL's WAL and VACUUM are the
     // server's, not a client's statement.
     ("TRUNCATE_WAL", "PRAGMA wal_checkpoint: SQLite's WAL file; PostgreSQL's WAL and vacuum are the server's"),
+    // `backup` checks the copy it wrote; PostgreSQL has no copy of listgate's to check.
+    ("INTEGRITY_CHECK", "PRAGMA integrity_check: checks backup's SQLite copy; on PostgreSQL backup writes none"),
 ];
 
 statements! {
@@ -206,8 +208,8 @@ statements! {
 
     /// No params. The newest event's link, which the next event chains to.
     /// With several nodes, reading it and appending the next event happen
-    /// under one lock (`CHAIN_LOCK`, taken by `PgSession`'s
-    /// `last_proof_link` before this), or two nodes would chain to the same link.
+    /// under one lock (`CHAIN_LOCK`, which `PgSession::begin_write` takes
+    /// first), or two nodes would chain to the same link.
     pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
 
     /// Params: subscription_id (i64), at, kind, ip, detail, key_id (i64), digest, link.
