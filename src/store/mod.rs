@@ -34,6 +34,7 @@ pub mod codes;
 pub mod db;
 pub mod postgres;
 pub mod queries;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,14 +45,14 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use self::db::Db;
 use crate::config::DatabaseConfig;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use self::writer::{Completion, Job, MAX_BATCH, WriterHandle};
 
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
 pub const SCHEMA_VERSION: i32 = 3;
-/// How many queued jobs the writer takes into one transaction at most.
-const MAX_BATCH: usize = 512;
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock another one holds.
@@ -224,18 +225,12 @@ pub fn snapshot<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T>
     result
 }
 
-/// What a write job hands back: called with the commit's outcome, it
-/// delivers the job's result to whoever is waiting.
-type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
-
 /// The SQLite store for the server: one writer, pooled readers.
 #[derive(Clone)]
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    writer: WriterHandle<Connection>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     /// Set by a [`SqliteStore::write_erasing`] job; the writer truncates the WAL
     /// after the batch that set it.
     erased: Arc<AtomicBool>,
@@ -255,20 +250,10 @@ impl SqliteStore {
         if max_pages > 0 {
             conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
         }
-        let (jobs, queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
         let erased = Arc::new(AtomicBool::new(false));
         let flag = erased.clone();
-        let writer = std::thread::Builder::new()
-            .name("listgate-writer".into())
-            .spawn(move || run_writer(conn, queue, flag))
-            .expect("spawn writer thread");
-        Ok(SqliteStore {
-            jobs,
-            readers: Arc::new(Mutex::new(Vec::new())),
-            path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(Some(writer))),
-            erased,
-        })
+        let writer = WriterHandle::spawn("listgate-writer", move |queue| run_writer(conn, queue, flag));
+        Ok(SqliteStore { writer, readers: Arc::new(Mutex::new(Vec::new())), path: path.to_path_buf(), erased })
     }
 
     /// As [`SqliteStore::write`], for a job that erases personal data: once it
@@ -299,19 +284,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, |c| job(c));
-            Box::new(move |commit_error| {
-                let result = match commit_error {
-                    Some(e) => Err(StoreError::Sqlite(clone_error(e))),
-                    None => result,
-                };
-                let _ = reply.send(result);
-            })
-        });
-        self.jobs.send(job).await.map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        self.writer.submit(move |conn| in_savepoint(conn, |c| job(c)), |e| StoreError::Sqlite(clone_error(e))).await
     }
 
     /// Runs `job` on a read connection, off the async executor.
@@ -341,11 +314,7 @@ impl SqliteStore {
 
     /// Stops the writer after the jobs already queued, and waits for it.
     pub fn close(self) {
-        let handle = self.writer.lock().expect("writer handle").take();
-        drop(self.jobs);
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.writer.close();
     }
 }
 
@@ -560,8 +529,8 @@ fn clone_error(e: &StoreError) -> rusqlite::Error {
 /// in one transaction, commit, then tell each job's caller. After a batch
 /// with an erasure, and while that erasure is still in the WAL, it also
 /// truncates the WAL between batches.
-fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, erased: Arc<AtomicBool>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job<Connection>>, erased: Arc<AtomicBool>) {
+    let mut batch: Vec<Job<Connection>> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut scrub = WalScrub::default();
     // Only to wait for the next job with a deadline while a scrub is due.

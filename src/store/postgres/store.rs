@@ -22,14 +22,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{PgSession, open_session};
 use crate::store::db::Db;
+use crate::store::writer::{Completion, Job, MAX_BATCH, WriterHandle};
 use crate::store::{Result, StoreError};
 
-/// How many queued jobs the writer takes into one transaction at most.
-const MAX_BATCH: usize = 512;
 /// Reads running at once, each on its own connection, which are then kept
 /// open between reads. A bound, not only a pool size: reads come from
 /// public requests (`/healthz`), and a flood of them must not open a
@@ -40,9 +39,6 @@ const MAX_READERS: usize = 8;
 /// next, failing the jobs that arrive meanwhile at once: a database that is
 /// down must not make every request wait out a connect timeout.
 const RECONNECT_GAP: Duration = Duration::from_millis(500);
-
-type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&PgSession) -> Completion + Send>;
 
 /// Where to connect, for the writer's and the readers' new connections.
 #[derive(Debug, Clone)]
@@ -60,12 +56,11 @@ impl Target {
 /// Handle to PostgreSQL for the server: one writer, pooled readers.
 #[derive(Clone)]
 pub struct PgStore {
-    jobs: mpsc::Sender<Job>,
+    writer: WriterHandle<PgSession>,
     readers: Arc<Mutex<Vec<PgSession>>>,
     /// One permit per read running (see [`MAX_READERS`]).
     reading: Arc<tokio::sync::Semaphore>,
     target: Target,
-    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl PgStore {
@@ -74,18 +69,14 @@ impl PgStore {
         let target = Target { url: url.into(), ca_file: ca_file.map(PathBuf::from) };
         let session = target.connect()?;
         session.migrate()?;
-        let (jobs, queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
         let writer_target = target.clone();
-        let writer = std::thread::Builder::new()
-            .name("listgate-pg-writer".into())
-            .spawn(move || run_writer(Some(session), writer_target, queue))
-            .expect("spawn writer thread");
+        let writer =
+            WriterHandle::spawn("listgate-pg-writer", move |queue| run_writer(Some(session), writer_target, queue));
         Ok(PgStore {
-            jobs,
+            writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             target,
-            writer: Arc::new(Mutex::new(Some(writer))),
         })
     }
 
@@ -97,19 +88,7 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |session| {
-            let result = in_savepoint(session, job);
-            Box::new(move |commit_error| {
-                let result = match commit_error {
-                    Some(e) => Err(StoreError::Unavailable(e.to_string())),
-                    None => result,
-                };
-                let _ = reply.send(result);
-            })
-        });
-        self.jobs.send(job).await.map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        self.writer.submit(move |session| in_savepoint(session, job), |e| StoreError::Unavailable(e.to_string())).await
     }
 
     /// Runs `job` on a pooled connection, off the async executor.
@@ -157,11 +136,7 @@ impl PgStore {
 
     /// Stops the writer after the jobs already queued, and waits for it.
     pub fn close(self) {
-        let handle = self.writer.lock().expect("writer handle").take();
-        drop(self.jobs);
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.writer.close();
     }
 }
 
@@ -182,8 +157,8 @@ fn in_savepoint<T>(session: &PgSession, job: impl FnOnce(&dyn Db) -> Result<T>) 
 /// The writer thread: take one job, then every job already waiting, run
 /// them in one transaction, commit, then tell each job's caller. Connects
 /// again after the database went away.
-fn run_writer(mut session: Option<PgSession>, target: Target, mut queue: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+fn run_writer(mut session: Option<PgSession>, target: Target, mut queue: mpsc::Receiver<Job<PgSession>>) {
+    let mut batch: Vec<Job<PgSession>> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut last_failed_connect: Option<Instant> = None;
     while let Some(first) = queue.blocking_recv() {
