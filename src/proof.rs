@@ -73,7 +73,7 @@ pub fn append(
     kind: EventKind,
     ip: Option<&str>,
     detail: &impl Serialize,
-) -> Result<i64> {
+) -> Result<()> {
     let at = &at.to_string();
     let detail = serde_json::to_string(detail).expect("plain values serialize");
     let key = &keys.current().chain;

@@ -223,7 +223,9 @@ pub trait Db {
     /// Returns whether a live subscription was ended.
     fn unsubscribe_subscription(&self, id: i64, now: Timestamp, ip: &str, method: UnsubscribeMethod) -> Result<bool>;
     fn delete_subscription(&self, id: i64) -> Result<()>;
-    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64>;
+    /// Returns nothing: no caller needs the id, and PostgreSQL's writer
+    /// sends the row without waiting for an answer.
+    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<()>;
     /// How many mails were queued since `since` to the address whose key is
     /// the inbox itself.
     fn mails_to_inbox_itself_since(&self, inbox: &InboxKey, since: Timestamp) -> Result<i64>;
@@ -254,7 +256,8 @@ pub trait Db {
     fn last_proof_link(&self) -> Result<Option<String>>;
     /// The link before event `id` (empty for the first event).
     fn previous_proof_link(&self, id: i64) -> Result<String>;
-    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<i64>;
+    /// Returns nothing, as [`Db::insert_outbox`].
+    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<()>;
     /// Up to `limit` events with an id above `after_id`, in chain order.
     fn select_proof_events(&self, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>>;
     fn select_proof_events_of(&self, subscription_id: i64) -> Result<Vec<ProofEventRow>>;

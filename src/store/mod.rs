@@ -76,7 +76,7 @@ const SCRUB_WARN_AFTER: Duration = Duration::from_secs(30);
 pub enum StoreError {
     Sqlite(rusqlite::Error),
     /// A statement on PostgreSQL failed, or its connection is gone.
-    Postgres(::postgres::Error),
+    Postgres(tokio_postgres::Error),
     /// The database cannot be reached or did not commit (PostgreSQL down,
     /// restarting, failing over): the request may be retried later.
     Unavailable(String),
@@ -137,8 +137,8 @@ impl From<postgres::PgError> for StoreError {
     }
 }
 
-impl From<::postgres::Error> for StoreError {
-    fn from(e: ::postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
         StoreError::Postgres(e)
     }
 }
@@ -487,11 +487,11 @@ fn in_transaction<T>(
     begin(session)?;
     match job(session) {
         Ok(value) => {
-            session.batch("COMMIT")?;
+            session.commit()?;
             Ok(value)
         }
         Err(e) => {
-            let _ = session.batch("ROLLBACK");
+            let _ = session.rollback();
             Err(e)
         }
     }

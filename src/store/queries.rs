@@ -484,7 +484,7 @@ impl Db for Connection {
         Ok(())
     }
 
-    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64> {
+    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<()> {
         self.prepare_cached(INSERT_OUTBOX)?.execute(params![
             m.subscription_id,
             m.rendering_sha256,
@@ -494,7 +494,7 @@ impl Db for Connection {
             m.date_header,
             m.now
         ])?;
-        Ok(self.last_insert_rowid())
+        Ok(())
     }
 
     /// How many mails were queued since `since` to the address whose key is
@@ -605,7 +605,7 @@ impl Db for Connection {
         Ok(self.prepare_cached(PREVIOUS_PROOF_LINK)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
     }
 
-    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<i64> {
+    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<()> {
         self.prepare_cached(INSERT_PROOF_EVENT)?.execute(params![
             e.subscription_id,
             e.at,
@@ -616,7 +616,7 @@ impl Db for Connection {
             e.digest,
             e.link
         ])?;
-        Ok(self.last_insert_rowid())
+        Ok(())
     }
 
     /// Up to `limit` events with an id above `after_id`, in chain order.
@@ -857,7 +857,8 @@ mod tests {
             digest: "d",
             link: "l",
         };
-        let id = conn.insert_proof_event(&e).unwrap();
+        conn.insert_proof_event(&e).unwrap();
+        let id: i64 = conn.query_row("SELECT max(id) FROM proof_events", [], |r| r.get(0)).unwrap();
         assert!(conn.execute("DELETE FROM proof_events WHERE id = ?1", [id]).is_err());
         assert!(conn.execute("UPDATE proof_events SET ip = '9.9.9.9' WHERE id = ?1", [id]).is_err());
         conn.erase_proof_events(1).unwrap();

@@ -15,7 +15,12 @@ use postgres::error::SqlState;
 use crate::pg::PgCluster;
 
 fn connect(cluster: &PgCluster) -> Client {
-    pg::connect(&cluster.url(), None).unwrap_or_else(|e| panic!("{e}"))
+    Client::connect(&cluster.url(), postgres::NoTls).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Migrates the cluster's database as listgate does at start.
+fn migrate(cluster: &PgCluster) -> Result<Migrated, PgError> {
+    pg::migrate(&pg::connect(&cluster.url(), None).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Names of one kind of object in the `public` schema.
@@ -33,7 +38,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
     let mut client = connect(&cluster);
     assert!(tables(&mut client).is_empty());
 
-    assert_eq!(pg::migrate(&mut client).unwrap(), Migrated::Applied { from: 0 });
+    assert_eq!(migrate(&cluster).unwrap(), Migrated::Applied { from: 0 });
 
     let expected = [
         "consent_texts",
@@ -60,12 +65,12 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
 fn a_second_postgres_migration_changes_nothing() {
     let cluster = PgCluster::start();
     let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    migrate(&cluster).unwrap();
     client.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't')", &[]).unwrap();
     let catalog = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace";
     let objects: i64 = client.query_one(catalog, &[]).unwrap().get(0);
 
-    assert_eq!(pg::migrate(&mut client).unwrap(), Migrated::UpToDate);
+    assert_eq!(migrate(&cluster).unwrap(), Migrated::UpToDate);
 
     assert_eq!(client.query_one(catalog, &[]).unwrap().get::<_, i64>(0), objects);
     let kept: i64 = client.query_one("SELECT count(*) FROM consent_texts", &[]).unwrap().get(0);
@@ -85,9 +90,9 @@ fn two_nodes_migrating_one_postgres_database_at_once_both_succeed_and_it_is_appl
         .map(|_| {
             let (start, url) = (start.clone(), url.clone());
             std::thread::spawn(move || {
-                let mut client = pg::connect(&url, None).unwrap();
+                let client = pg::connect(&url, None).unwrap();
                 start.wait();
-                pg::migrate(&mut client).map_err(|e| e.to_string())
+                pg::migrate(&client).map_err(|e| e.to_string())
             })
         })
         .collect();
@@ -104,11 +109,11 @@ fn two_nodes_migrating_one_postgres_database_at_once_both_succeed_and_it_is_appl
 fn a_postgres_database_of_a_newer_schema_version_is_refused_naming_both_versions() {
     let cluster = PgCluster::start();
     let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    migrate(&cluster).unwrap();
     let newer = pg::SCHEMA_VERSION + 1;
     client.execute("UPDATE schema_version SET version = $1", &[&newer]).unwrap();
 
-    let refused = pg::migrate(&mut client).unwrap_err();
+    let refused = migrate(&cluster).unwrap_err();
 
     assert!(matches!(refused, PgError::TooNew { found } if found == newer), "{refused:?}");
     let message = refused.to_string();
@@ -123,7 +128,7 @@ fn a_postgres_database_of_a_newer_schema_version_is_refused_naming_both_versions
 fn postgres_refuses_to_edit_delete_or_truncate_proof_events_and_allows_only_erasure() {
     let cluster = PgCluster::start();
     let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    migrate(&cluster).unwrap();
     let id: i64 = client
         .query_one(
             "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
@@ -164,7 +169,7 @@ fn postgres_refuses_to_edit_delete_or_truncate_proof_events_and_allows_only_eras
 fn postgres_allows_one_live_subscription_per_address_and_list() {
     let cluster = PgCluster::start();
     let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    migrate(&cluster).unwrap();
     client.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't')", &[]).unwrap();
     let insert = "INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
                   VALUES ($1, $2, $2, $3, 'c', 't', '192.0.2.1') RETURNING id";
@@ -204,16 +209,16 @@ fn postgres_sslmode_require_against_a_server_without_tls_fails_clearly_and_never
         "{message}"
     );
     // No session was opened in clear text behind the error.
-    let mut client = pg::connect(&url("disable"), None).unwrap();
+    let client = pg::connect(&url("disable"), None).unwrap();
     let sessions: i64 = client
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listgate'", &[])
+        .query_one_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listgate'", &[])
         .unwrap()
         .get(0);
     assert_eq!(sessions, 1, "only this one, unencrypted on purpose");
     // `prefer` takes the clear text this server offers, as documented.
-    let mut preferred = pg::connect(&url("prefer"), None).unwrap();
+    let preferred = pg::connect(&url("prefer"), None).unwrap();
     let ssl: bool =
-        preferred.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+        preferred.query_one_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
     assert!(!ssl);
     // Modes listgate does not know are refused before connecting, naming the option.
     let unknown = pg::connect(&url("verify-full"), None).err().expect("refused");
@@ -226,8 +231,9 @@ fn postgres_sslmode_require_verifies_the_certificate_against_the_ca_file_and_the
     let cluster = PgCluster::start_with_tls(&cert, &key);
     let url = |host: &str, mode: &str| format!("postgres://postgres@{host}:{}/postgres?sslmode={mode}", cluster.port());
 
-    let mut client = pg::connect(&url("127.0.0.1", "require"), Some(&ca)).unwrap_or_else(|e| panic!("{e}"));
-    let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    let client = pg::connect(&url("127.0.0.1", "require"), Some(&ca)).unwrap_or_else(|e| panic!("{e}"));
+    let ssl: bool =
+        client.query_one_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
     assert!(ssl, "the session is encrypted");
 
     // A certificate from a CA listgate was not given: refused, for
@@ -245,7 +251,7 @@ fn postgres_sslmode_require_verifies_the_certificate_against_the_ca_file_and_the
 fn every_postgres_statement_prepares() {
     let cluster = PgCluster::start();
     let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    migrate(&cluster).unwrap();
     for (name, sql) in pg::queries::ALL {
         client.prepare(sql).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -255,7 +261,7 @@ fn every_postgres_statement_prepares() {
 fn a_restarted_postgres_cluster_keeps_committed_rows_and_cuts_old_connections() {
     let cluster = PgCluster::start();
     let mut before = connect(&cluster);
-    pg::migrate(&mut before).unwrap();
+    migrate(&cluster).unwrap();
     before.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't')", &[]).unwrap();
 
     cluster.restart();
@@ -350,7 +356,7 @@ const TRIGGERS_AS_INDEXES: &[(&str, &str)] = &[
 fn schema_postgres_sql_has_every_table_column_index_and_trigger_of_schema_sql() {
     let cluster = PgCluster::start();
     let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    migrate(&cluster).unwrap();
     let sqlite = sqlite_shape();
     let mut postgres = postgres_shape(&mut client);
     assert!(!sqlite.columns.is_empty() && !sqlite.indexes.is_empty() && !sqlite.triggers.is_empty());
@@ -409,8 +415,8 @@ fn every_sqlite_statement_has_a_postgres_counterpart_of_the_same_name() {
 /// A migrated cluster and a client on it, for the statements run for real.
 fn migrated() -> (PgCluster, Client) {
     let cluster = PgCluster::start();
-    let mut client = connect(&cluster);
-    pg::migrate(&mut client).unwrap();
+    let client = connect(&cluster);
+    migrate(&cluster).unwrap();
     (cluster, client)
 }
 
@@ -487,13 +493,13 @@ fn two_postgres_connections_claiming_due_mails_at_once_get_disjoint_rows_without
     let mut queued = BTreeSet::new();
     for n in 0..4 {
         let subscription = insert_subscription(&mut setup, "news", &format!("{n}@example.org")).unwrap();
-        let id: i64 = setup
-            .query_one(
+        setup
+            .execute(
                 pg::queries::INSERT_OUTBOX,
                 &[&subscription, &"r", &format!("{n}@example.org"), &"https://l/c", &format!("<{n}@l>"), &"date", &T],
             )
-            .unwrap()
-            .get(0);
+            .unwrap();
+        let id: i64 = setup.query_one("SELECT max(id) FROM outbox", &[]).unwrap().get(0);
         queued.insert(id);
     }
     let (now, lease_until) = ("2026-01-01T00:01:00.000Z", "2026-01-01T00:11:00.000Z");
@@ -565,4 +571,65 @@ fn postgres_upserts_sums_and_optional_filters_give_what_sqlite_gives() {
     let plan = q(&mut client, pg::queries::PURGE_PLAN, &[&later, &later]);
     let plan: Vec<(String, String, i64)> = plan.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(plan, [("news".to_owned(), "pending".to_owned(), 1)]);
+}
+
+/// The writer sends writes whose answer a job does not need without
+/// waiting (`store::postgres::pipeline`). Their failure must still be the
+/// failing job's own, reported no later than its savepoint's release, and
+/// a transaction in which one failed must never report a commit.
+#[test]
+fn a_write_sent_without_waiting_that_fails_fails_its_own_job_and_never_commits_silently() {
+    use listgate::store::db::{Db, NewMail};
+    let (cluster, mut setup) = migrated();
+    setup.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
+    let subscription = insert_subscription(&mut setup, "news", "a@example.org").unwrap();
+    let now = listgate::clock::Timestamp::from_stored(T).unwrap();
+    // No rendering "missing" exists: the outbox row breaks its foreign key.
+    let mail = |rendering| NewMail {
+        subscription_id: subscription,
+        rendering_sha256: rendering,
+        to_email: "a@example.org",
+        link: "https://l/c",
+        message_id: "<1@l>",
+        date_header: "date",
+        now,
+    };
+    let session = pg::open_session(&cluster.url(), None).unwrap();
+    let queued = |c: &mut Client| -> i64 { c.query_one("SELECT count(*) FROM outbox", &[]).unwrap().get(0) };
+
+    // One batch, three jobs: the failing one in the middle.
+    session.begin_write().unwrap();
+    session.savepoint();
+    session.count_daily(listgate::store::db::DailyCount::Request, "2026-01-01", "news").unwrap();
+    session.release_savepoint().unwrap();
+    session.savepoint();
+    session.insert_outbox(&mail("missing")).expect("sent, not yet answered");
+    let failed = session.release_savepoint().expect_err("the job hears of its own failed write");
+    assert!(failed.to_string().contains("outbox_rendering_sha256_fkey"), "{failed}");
+    session.rollback_to_savepoint().unwrap();
+    session.savepoint();
+    session.count_daily(listgate::store::db::DailyCount::Signup, "2026-01-01", "news").unwrap();
+    session.release_savepoint().unwrap();
+    session.commit().unwrap();
+    let counted: (i64, i64) = {
+        let row = setup.query_one("SELECT requests, signups FROM daily_stats", &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(counted, (1, 1), "the jobs before and after the failed one committed");
+    assert_eq!(queued(&mut setup), 0);
+
+    // A failed write the commit is the first to wait for: an error, and nothing is kept.
+    session.begin_write().unwrap();
+    session.count_daily(listgate::store::db::DailyCount::Request, "2026-01-01", "news").unwrap();
+    session.insert_outbox(&mail("missing")).unwrap();
+    let refused = session.commit().expect_err("PostgreSQL answers this COMMIT with ROLLBACK, not an error");
+    assert!(refused.to_string().contains("outbox_rendering_sha256_fkey"), "{refused}");
+    let requests: i64 = setup.query_one("SELECT requests FROM daily_stats", &[]).unwrap().get(0);
+    assert_eq!(requests, 1, "the batch's other write was rolled back with it");
+    // The session is usable again.
+    session.begin_write().unwrap();
+    session.count_daily(listgate::store::db::DailyCount::Request, "2026-01-01", "news").unwrap();
+    session.commit().unwrap();
+    let requests: i64 = setup.query_one("SELECT requests FROM daily_stats", &[]).unwrap().get(0);
+    assert_eq!(requests, 2);
 }

@@ -16,11 +16,12 @@
 //! inconsistent (stop it first anyway: what it writes after the snapshot
 //! is not moved).
 
-use ::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use bytes::BytesMut;
 use rusqlite::types::ValueRef;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::PgSession;
+use super::pipeline::OwnedParam;
 use crate::store::{Result, StoreError};
 
 /// The tables, parents before the rows that refer to them, with whether
@@ -36,6 +37,9 @@ const TABLES: &[(&str, bool)] = &[
     ("inbox_mails", false),
     ("daily_stats", false),
 ];
+
+/// Rows sent to the server before waiting for their answers.
+const SENT_BETWEEN_WAITS: u64 = 2048;
 
 /// Rows copied per table, in [`TABLES`] order.
 pub type Copied = Vec<(&'static str, u64)>;
@@ -95,16 +99,21 @@ fn copy_table(source: &rusqlite::Connection, target: &PgSession, table: &str) ->
     let mut select = source.prepare(&format!("SELECT {list} FROM {table} ORDER BY 1"))?;
     let mut rows = select.query([])?;
     let mut count = 0;
-    target.with_client(|client| -> Result<()> {
-        let statement = client.prepare(&insert)?;
+    target.with_pipeline(|db| -> Result<()> {
+        let statement = db.prepare(&insert)?;
         while let Some(row) = rows.next()? {
-            let values: Vec<Value> =
-                (0..columns.len()).map(|i| row.get_ref(i).map(Value::from)).collect::<Result<_, _>>()?;
-            let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            client.execute(&statement, &params)?;
+            let values: Vec<OwnedParam> = (0..columns.len())
+                .map(|i| row.get_ref(i).map(|v| Box::new(Value::from(v)) as OwnedParam))
+                .collect::<Result<_, _>>()?;
+            // Sent without waiting; every few thousand rows, wait for them
+            // (a failure stops the copy there), which bounds what is queued.
+            db.send(statement.clone(), values);
             count += 1;
+            if count % SENT_BETWEEN_WAITS == 0 {
+                db.flush()?;
+            }
         }
-        Ok(())
+        Ok(db.flush()?)
     })?;
     Ok(count)
 }

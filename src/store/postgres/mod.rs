@@ -1,17 +1,20 @@
 //! The PostgreSQL store (issue 15: several listgate nodes on one database). Only code in `store` talks to
 //! PostgreSQL, as only it talks to SQLite.
 //!
-//! - [`connect`] opens one blocking [`::postgres::Client`] with TLS through
+//! - [`connect`] opens one blocking [`Pipeline`] with TLS through
 //!   rustls (ring, the webpki roots plus an optional CA file; no OpenSSL),
 //!   honouring the URL's `sslmode`.
 //! - [`migrate`] applies `schema.postgres.sql`, versioned in its one-row
 //!   `schema_version` table, inside one transaction under an advisory lock.
 //! - [`queries`] holds every statement, named and documented.
 //!
-//! The blocking client, like rusqlite, runs on the store's own threads (a
-//! writer thread, readers in `spawn_blocking`), never on the async
-//! executor: each client drives its connection on a small runtime of its
-//! own, and calling it from inside a tokio runtime panics.
+//! The blocking connection, like rusqlite, runs on the store's own threads
+//! (a writer thread, readers in `spawn_blocking`), never on the async
+//! executor: each drives its connection on a small runtime of its own, and
+//! calling it from inside a tokio runtime panics.
+//!
+//! - [`pipeline`]: [`Pipeline`], that connection, which can send a
+//!   statement without waiting for its answer (why: its opening comment).
 //!
 //! - [`session`]: [`PgSession`], one connection with its prepared
 //!   statements, and `impl Db for PgSession` (the store interface).
@@ -25,10 +28,12 @@
 //! leases, see `queries::CLAIM_DUE_MAILS`).
 
 pub mod copy;
+pub mod pipeline;
 pub mod queries;
 pub mod session;
 pub mod store;
 
+pub use pipeline::Pipeline;
 pub use session::PgSession;
 pub use store::PgStore;
 
@@ -36,10 +41,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::postgres::config::{Host, SslMode};
-use ::postgres::{Client, Config, NoTls};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio_postgres::Config;
+use tokio_postgres::NoTls;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// `schema.postgres.sql`, compiled in so the binary is self-contained.
@@ -70,9 +76,9 @@ pub enum PgError {
     /// The CA file cannot be read, or holds no usable certificate.
     CaFile { path: PathBuf, reason: String },
     /// Connecting to the server failed (refused, TLS, authentication).
-    Connect { target: String, sslmode: &'static str, source: ::postgres::Error },
+    Connect { target: String, sslmode: &'static str, source: tokio_postgres::Error },
     /// A statement failed.
-    Postgres(::postgres::Error),
+    Postgres(tokio_postgres::Error),
     /// The database was migrated by a newer listgate.
     TooNew { found: i32 },
 }
@@ -135,8 +141,8 @@ impl std::error::Error for PgError {
     }
 }
 
-impl From<::postgres::Error> for PgError {
-    fn from(e: ::postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
         PgError::Postgres(e)
     }
 }
@@ -160,10 +166,10 @@ pub type Result<T, E = PgError> = std::result::Result<T, E>;
 ///
 /// A URL without `connect_timeout` gets 10 s, without `application_name`
 /// gets `listgate` (what `pg_stat_activity` shows).
-pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Client> {
+pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Pipeline> {
     // tokio-postgres's parse errors name the option, never echo the URL,
     // which may hold a password.
-    let mut config: Config = url.parse().map_err(|e: ::postgres::Error| PgError::Url(Causes(&e).to_string()))?;
+    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| PgError::Url(Causes(&e).to_string()))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -172,8 +178,8 @@ pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Client> {
     }
     let sslmode = sslmode_name(config.get_ssl_mode());
     let connected = match sslmode {
-        "disable" => config.connect(NoTls),
-        _ => config.connect(tls(ca_file)?),
+        "disable" => Pipeline::connect(&config, NoTls),
+        _ => Pipeline::connect(&config, tls(ca_file)?),
     };
     connected.map_err(|source| PgError::Connect { target: target(&config), sslmode, source })
 }
@@ -199,7 +205,7 @@ pub fn summarize_url(url: &str) -> Result<UrlSummary> {
     if let Some(advice) = libpq_only_sslmode(url) {
         return Err(PgError::Url(advice));
     }
-    let config: Config = url.parse().map_err(|e: ::postgres::Error| PgError::Url(Causes(&e).to_string()))?;
+    let config: Config = url.parse().map_err(|e: tokio_postgres::Error| PgError::Url(Causes(&e).to_string()))?;
     let loopback_only = config.get_hosts().iter().all(|host| match host {
         Host::Unix(_) => true,
         Host::Tcp(name) => {
@@ -260,7 +266,7 @@ fn target(config: &Config) -> String {
 
 /// Whether a connection failed in the TLS step (the server offers none, or
 /// its certificate did not verify).
-fn is_tls_error(e: &::postgres::Error) -> bool {
+fn is_tls_error(e: &tokio_postgres::Error) -> bool {
     Causes(e).to_string().contains("TLS")
 }
 
@@ -296,9 +302,9 @@ fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect> {
 /// server's own `synchronous_standby_names`, which is the operator's HA
 /// policy to set.
 pub fn open_session(url: &str, ca_file: Option<&Path>) -> Result<PgSession> {
-    let mut client = connect(url, ca_file)?;
-    client.batch_execute(queries::DURABLE_COMMITS)?;
-    Ok(PgSession::new(client))
+    let db = connect(url, ca_file)?;
+    db.batch_execute(queries::DURABLE_COMMITS)?;
+    Ok(PgSession::new(db))
 }
 
 /// What [`migrate`] did.
@@ -318,21 +324,34 @@ pub enum Migrated {
 /// lock both would run `CREATE … IF NOT EXISTS` at once, and PostgreSQL
 /// fails one of them on its catalog's unique index. A failure rolls
 /// everything back: a database is never left half migrated.
-pub fn migrate(client: &mut Client) -> Result<Migrated> {
-    let mut tx = client.transaction()?;
-    tx.execute(queries::LOCK_FOR_TRANSACTION, &[&MIGRATION_LOCK])?;
-    let has_version: bool = tx.query_one(queries::HAS_SCHEMA_VERSION, &[])?.get(0);
-    let found: i32 =
-        if has_version { tx.query_opt(queries::SELECT_SCHEMA_VERSION, &[])?.map_or(0, |row| row.get(0)) } else { 0 };
+pub fn migrate(db: &Pipeline) -> Result<Migrated> {
+    db.batch_execute("BEGIN")?;
+    let migrated = migrate_in_transaction(db);
+    match migrated {
+        Ok(Migrated::Applied { .. }) => db.batch_execute("COMMIT")?,
+        _ => {
+            let _ = db.batch_execute("ROLLBACK");
+        }
+    }
+    migrated
+}
+
+fn migrate_in_transaction(db: &Pipeline) -> Result<Migrated> {
+    db.execute_sql(queries::LOCK_FOR_TRANSACTION, &[&MIGRATION_LOCK])?;
+    let has_version: bool = db.query_one_sql(queries::HAS_SCHEMA_VERSION, &[])?.get(0);
+    let found: i32 = if has_version {
+        db.query_opt_sql(queries::SELECT_SCHEMA_VERSION, &[])?.map_or(0, |row| row.get(0))
+    } else {
+        0
+    };
     if found > SCHEMA_VERSION {
         return Err(PgError::TooNew { found });
     }
     if found == SCHEMA_VERSION {
         return Ok(Migrated::UpToDate);
     }
-    tx.batch_execute(SCHEMA)?;
-    tx.execute(queries::SET_SCHEMA_VERSION, &[&SCHEMA_VERSION])?;
-    tx.commit()?;
+    db.batch_execute(SCHEMA)?;
+    db.execute_sql(queries::SET_SCHEMA_VERSION, &[&SCHEMA_VERSION])?;
     Ok(Migrated::Applied { from: found })
 }
 

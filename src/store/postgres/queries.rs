@@ -131,12 +131,12 @@ statements! {
     pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1";
 
     /// Params: subscription_id (i64), rendering_sha256, to_email, link, message_id, date_header, now.
-    /// Queues a confirmation mail, due now; returns its id. `to_name` stays
+    /// Queues a confirmation mail, due now. `to_name` stays
     /// NULL: no name goes into a mail (the column holds the names of mails
     /// sent before, to rebuild them).
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
         (subscription_id, rendering_sha256, to_email, link, message_id, date_header, state, created_at, next_attempt_at)
-        VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7) RETURNING id";
+        VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)";
 
     /// Params: subscription_id (i64), since. Mails queued for a subscription since a time: count and latest.
     pub const RECENT_MAILS: &str =
@@ -213,10 +213,10 @@ statements! {
     pub const LAST_PROOF_LINK: &str = "SELECT link FROM proof_events ORDER BY id DESC LIMIT 1";
 
     /// Params: subscription_id (i64), at, kind, ip, detail, key_id (i64), digest, link.
-    /// Appends a proof event; returns its id.
+    /// Appends a proof event.
     pub const INSERT_PROOF_EVENT: &str =
         "INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
     /// Params: id (i64). The link of the event before an event, which that event chains to.
     pub const PREVIOUS_PROOF_LINK: &str = "SELECT link FROM proof_events WHERE id < $1 ORDER BY id DESC LIMIT 1";

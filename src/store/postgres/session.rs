@@ -2,13 +2,13 @@
 //! and the PostgreSQL implementation of the store interface
 //! ([`crate::store::db::Db`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use ::postgres::fallible_iterator::FallibleIterator;
-use ::postgres::types::ToSql;
-use ::postgres::{Client, Row, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
+use super::pipeline::{OwnedParam, Pipeline};
 use super::queries;
 use crate::clock::Timestamp;
 use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
@@ -19,22 +19,41 @@ use crate::store::{Result, StoreError};
 /// hold it. Statements are prepared once per connection and kept (a signup
 /// runs a dozen; preparing each again would double its round trips).
 ///
-/// Transactions are plain `BEGIN`/`COMMIT` statements sent through
-/// [`PgSession::batch`], so one type serves inside and outside them.
+/// Inside a write transaction ([`PgSession::begin_write`] until
+/// [`PgSession::commit`] or [`PgSession::rollback`]) it saves round trips
+/// in two ways:
+/// - Writes whose answer the job does not need (counters, proof events,
+///   queued mails, `SAVEPOINT`) are sent without waiting
+///   ([`super::pipeline`]); the job's next waited statement, at the latest
+///   [`PgSession::release_savepoint`], reports their failure, so a job still
+///   hears of every failure of its own.
+/// - The chain's last link is read once per transaction and then kept:
+///   the transaction holds the chain lock, so no other node appends
+///   meanwhile, and each event appended here moves it on.
 pub struct PgSession {
-    client: RefCell<Client>,
+    db: Pipeline,
     statements: RefCell<HashMap<&'static str, Statement>>,
+    /// Between `begin_write` and the transaction's end.
+    writing: Cell<bool>,
+    /// The chain's last link while writing, once read (`Some(None)`: the
+    /// chain is empty); `None` when it must be read.
+    chain_head: RefCell<Option<Option<String>>>,
 }
 
 impl PgSession {
-    pub fn new(client: Client) -> PgSession {
-        PgSession { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) }
+    pub fn new(db: Pipeline) -> PgSession {
+        PgSession {
+            db,
+            statements: RefCell::new(HashMap::new()),
+            writing: Cell::new(false),
+            chain_head: RefCell::new(None),
+        }
     }
 
     /// Runs transaction control or other statements without parameters
-    /// (`BEGIN`, `COMMIT`, `SAVEPOINT job`, …).
+    /// (`BEGIN`, `SET …`), waiting for their answer.
     pub fn batch(&self, sql: &str) -> Result<()> {
-        self.client.borrow_mut().batch_execute(sql)?;
+        self.db.batch_execute(sql)?;
         Ok(())
     }
 
@@ -57,39 +76,81 @@ impl PgSession {
     /// link only after this transaction's events are committed (each
     /// statement under READ COMMITTED, what `BEGIN` gives, sees the latest
     /// commit), so two nodes never chain two events to one link.
+    ///
+    /// Both statements are sent without waiting: the job's first waited
+    /// statement runs after them, so it waits for the lock.
     pub fn begin_write(&self) -> Result<()> {
-        self.batch("BEGIN")?;
-        self.execute(queries::LOCK_FOR_TRANSACTION, &[&super::CHAIN_LOCK])?;
+        let lock = self.statement(queries::LOCK_FOR_TRANSACTION)?;
+        self.db.send_batch("BEGIN");
+        self.db.send(lock, vec![Box::new(super::CHAIN_LOCK)]);
+        self.writing.set(true);
+        *self.chain_head.borrow_mut() = None;
         Ok(())
+    }
+
+    /// Commits the transaction: `Ok` only if every statement in it,
+    /// waited for or not, succeeded and the commit did.
+    pub fn commit(&self) -> Result<()> {
+        self.end_transaction();
+        self.batch("COMMIT")
+    }
+
+    /// Rolls the transaction back.
+    pub fn rollback(&self) -> Result<()> {
+        self.end_transaction();
+        self.batch("ROLLBACK")
+    }
+
+    fn end_transaction(&self) {
+        self.writing.set(false);
+        *self.chain_head.borrow_mut() = None;
+    }
+
+    /// Starts one job's savepoint in the writer's transaction (sent
+    /// without waiting).
+    pub fn savepoint(&self) {
+        self.db.send_batch("SAVEPOINT job");
+    }
+
+    /// Ends a job that succeeded: waits for everything it sent, so a
+    /// failure of any of its statements is its own failure.
+    pub fn release_savepoint(&self) -> Result<()> {
+        self.batch("RELEASE SAVEPOINT job")
+    }
+
+    /// Undoes a job that failed, keeping the rest of the transaction.
+    pub fn rollback_to_savepoint(&self) -> Result<()> {
+        // The job may have appended events: read the link again.
+        *self.chain_head.borrow_mut() = None;
+        self.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
     }
 
     /// Whether the connection is closed (the server went away): the owner
     /// replaces it.
     pub fn is_closed(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.db.is_closed()
     }
 
     /// Brings the schema up to date (see [`super::migrate`]).
     pub fn migrate(&self) -> Result<super::Migrated> {
-        Ok(super::migrate(&mut self.client.borrow_mut())?)
+        Ok(super::migrate(&self.db)?)
     }
 
     /// Takes the session-level advisory lock `key` if it is free.
     pub fn try_advisory_lock(&self, key: i64) -> Result<bool> {
-        let statement = self.statement(queries::TRY_LOCK_FOR_SESSION)?;
-        Ok(self.client.borrow_mut().query_one(&statement, &[&key])?.get(0))
+        Ok(self.query_one(queries::TRY_LOCK_FOR_SESSION, &[&key])?.get(0))
     }
 
-    /// Lends the client to `job`, for the copy of `migrate-store`, whose
-    /// statements are made from the tables' columns.
-    pub(super) fn with_client<T>(&self, job: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        job(&mut self.client.borrow_mut())
+    /// Lends the connection to `job`, for the copy of `migrate-store`,
+    /// whose statements are made from the tables' columns.
+    pub(super) fn with_pipeline<T>(&self, job: impl FnOnce(&Pipeline) -> Result<T>) -> Result<T> {
+        job(&self.db)
     }
 
     /// Whether `table` (one of the schema's own names) holds any row.
     pub(super) fn has_rows(&self, table: &str) -> Result<bool> {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
-        Ok(self.client.borrow_mut().query_one(&sql, &[])?.get(0))
+        Ok(self.db.query_one_sql(&sql, &[])?.get(0))
     }
 
     /// The prepared statement for `sql`, preparing it on first use.
@@ -97,7 +158,7 @@ impl PgSession {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.borrow_mut().prepare(sql)?;
+        let statement = self.db.prepare(sql)?;
         self.statements.borrow_mut().insert(sql, statement.clone());
         Ok(statement)
     }
@@ -106,29 +167,42 @@ impl PgSession {
 /// Parameters as the client takes them.
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// The four ways of running one prepared statement. Each borrows the client
-/// only for the statement itself, so no borrow is held while another
-/// method of this session runs.
+/// Owned parameters, for a statement sent without waiting.
+macro_rules! owned {
+    ($($param:expr),* $(,)?) => { vec![$(Box::new($param) as OwnedParam),*] };
+}
+
+/// The ways of running one prepared statement.
 impl PgSession {
     fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
-        let statement = self.statement(sql)?;
-        Ok(self.client.borrow_mut().query(&statement, params)?)
+        Ok(self.db.query(&self.statement(sql)?, params)?)
     }
 
     fn query_opt(&self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
-        let statement = self.statement(sql)?;
-        Ok(self.client.borrow_mut().query_opt(&statement, params)?)
+        Ok(self.db.query_opt(&self.statement(sql)?, params)?)
     }
 
     fn query_one(&self, sql: &'static str, params: Params<'_>) -> Result<Row> {
-        let statement = self.statement(sql)?;
-        Ok(self.client.borrow_mut().query_one(&statement, params)?)
+        Ok(self.db.query_one(&self.statement(sql)?, params)?)
     }
 
     /// Returns how many rows the statement changed.
     fn execute(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        Ok(self.db.execute(&self.statement(sql)?, params)?)
+    }
+
+    /// A write whose answer the caller does not need: inside a write
+    /// transaction it is sent without waiting (see [`PgSession`]);
+    /// elsewhere it runs at once, as [`PgSession::execute`].
+    fn send(&self, sql: &'static str, params: Vec<OwnedParam>) -> Result<()> {
         let statement = self.statement(sql)?;
-        Ok(self.client.borrow_mut().execute(&statement, params)?)
+        if self.writing.get() {
+            self.db.send(statement, params);
+        } else {
+            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            self.db.execute(&statement, &params)?;
+        }
+        Ok(())
     }
 
     /// Every row of `sql`, each read by `read`.
@@ -354,20 +428,19 @@ impl Db for PgSession {
         Ok(())
     }
 
-    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<i64> {
-        let row = self.query_one(
+    fn insert_outbox(&self, m: &NewMail<'_>) -> Result<()> {
+        self.send(
             queries::INSERT_OUTBOX,
-            &[
-                &m.subscription_id,
-                &m.rendering_sha256,
-                &m.to_email,
-                &m.link,
-                &m.message_id,
-                &m.date_header,
-                &stored(m.now),
+            owned![
+                m.subscription_id,
+                m.rendering_sha256.to_owned(),
+                m.to_email.to_owned(),
+                m.link.to_owned(),
+                m.message_id.to_owned(),
+                m.date_header.to_owned(),
+                stored(m.now),
             ],
-        )?;
-        Ok(row.try_get(0)?)
+        )
     }
 
     fn mails_to_inbox_itself_since(&self, inbox: &InboxKey, since: Timestamp) -> Result<i64> {
@@ -376,8 +449,7 @@ impl Db for PgSession {
     }
 
     fn insert_inbox_mail(&self, inbox_hash: &[u8], now: Timestamp) -> Result<()> {
-        self.execute(queries::INSERT_INBOX_MAIL, &[&inbox_hash, &stored(now)])?;
-        Ok(())
+        self.send(queries::INSERT_INBOX_MAIL, owned![inbox_hash.to_vec(), stored(now)])
     }
 
     fn inbox_mails_since(&self, inbox_hash: &[u8], since: Timestamp) -> Result<i64> {
@@ -424,8 +496,7 @@ impl Db for PgSession {
     }
 
     fn mark_mail_retry(&self, id: i64, next_attempt_at: Timestamp, error: &str) -> Result<()> {
-        self.execute(queries::MARK_MAIL_RETRY, &[&id, &stored(next_attempt_at), &error])?;
-        Ok(())
+        self.send(queries::MARK_MAIL_RETRY, owned![id, stored(next_attempt_at), error.to_owned()])
     }
 
     fn mark_mail_failed(&self, id: i64, error: &str) -> Result<bool> {
@@ -453,8 +524,17 @@ impl Db for PgSession {
     /// (the writer's batch, a CLI command's `immediate`): its chain lock is
     /// what makes reading this link and appending the next event one step
     /// across nodes.
+    /// Read once per write transaction, then kept (see [`PgSession`]).
     fn last_proof_link(&self) -> Result<Option<String>> {
-        self.query_opt(queries::LAST_PROOF_LINK, &[])?.map(|row| row.try_get(0)).transpose().map_err(Into::into)
+        if let Some(head) = self.chain_head.borrow().as_ref() {
+            return Ok(head.clone());
+        }
+        let head: Option<String> =
+            self.query_opt(queries::LAST_PROOF_LINK, &[])?.map(|row| row.try_get(0)).transpose()?;
+        if self.writing.get() {
+            *self.chain_head.borrow_mut() = Some(head.clone());
+        }
+        Ok(head)
     }
 
     fn previous_proof_link(&self, id: i64) -> Result<String> {
@@ -462,12 +542,24 @@ impl Db for PgSession {
         Ok(row.map(|row| row.try_get(0)).transpose()?.unwrap_or_default())
     }
 
-    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<i64> {
-        let row = self.query_one(
+    fn insert_proof_event(&self, e: &NewProofEvent<'_>) -> Result<()> {
+        self.send(
             queries::INSERT_PROOF_EVENT,
-            &[&e.subscription_id, &e.at, &e.kind, &e.ip, &e.detail, &i64::from(e.key_id), &e.digest, &e.link],
+            owned![
+                e.subscription_id,
+                e.at.to_owned(),
+                e.kind.to_owned(),
+                e.ip.map(str::to_owned),
+                e.detail.to_owned(),
+                i64::from(e.key_id),
+                e.digest.to_owned(),
+                e.link.to_owned(),
+            ],
         )?;
-        Ok(row.try_get(0)?)
+        if self.writing.get() {
+            *self.chain_head.borrow_mut() = Some(Some(e.link.to_owned()));
+        }
+        Ok(())
     }
 
     fn select_proof_events(&self, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>> {
@@ -500,8 +592,7 @@ impl Db for PgSession {
             DailyCount::Request => queries::COUNT_REQUEST,
             DailyCount::Bot => queries::COUNT_BOT,
         };
-        self.execute(sql, &[&day, &list_id])?;
-        Ok(())
+        self.send(sql, owned![day.to_owned(), list_id.to_owned()])
     }
 
     fn count_export(&self, f: &ExportFilter) -> Result<u64> {
@@ -513,22 +604,10 @@ impl Db for PgSession {
         count(&row, 0)
     }
 
-    /// Streams the rows through `query_raw`, one at a time, in constant
-    /// memory: tokio-postgres hands each batch of server messages to the
-    /// row stream through a channel of capacity 1 (`InnerClient::send`) and
-    /// stops reading the socket while that channel is full (`Connection::
-    /// poll_read` keeps the batch pending), and the blocking client drives
-    /// the connection only while `next()` waits. So at most a socket read's
-    /// worth of rows is in memory, and the server waits on TCP meanwhile.
-    /// A SQL cursor (`DECLARE … FETCH 1000`) would also bound memory, but
-    /// holds 1000 rows at a time, needs three more statements and works
-    /// only inside a transaction block.
-    ///
-    /// The session's client stays borrowed while the rows stream (the
-    /// protocol is busy with them anyway): `each` must not call back into
-    /// this session. The export only writes the rows out. When `each`
-    /// stops the export with an error, the rows left are read and dropped
-    /// before this session's next statement runs.
+    /// Streams the rows one at a time, in constant memory (see
+    /// [`Pipeline::for_each_row`]). A SQL cursor (`DECLARE … FETCH 1000`)
+    /// would also bound memory, but holds 1000 rows at a time, needs three
+    /// more statements and works only inside a transaction block.
     fn for_each_export_row(
         &self,
         f: &ExportFilter,
@@ -538,12 +617,12 @@ impl Db for PgSession {
         let statement = self.statement(queries::EXPORT_SUBSCRIPTIONS).map_err(failed)?;
         let (list_id, status, since) = (f.list_id.as_deref(), f.status.map(Status::as_str), f.since.map(stored));
         let params: [&(dyn ToSql + Sync); 3] = [&list_id, &status, &since];
-        let mut client = self.client.borrow_mut();
-        let mut rows = client.query_raw(&statement, params).map_err(|e| failed(e.into()))?;
-        while let Some(row) = rows.next().map_err(|e| failed(e.into()))? {
-            each(&export_record(&row).map_err(failed)?)?;
-        }
-        Ok(())
+        self.db.for_each_row(
+            &statement,
+            &params,
+            |e| failed(e.into()),
+            |row| each(&export_record(&row).map_err(failed)?),
+        )
     }
 
     fn subscriptions_of_address(&self, email_key: &EmailKey) -> Result<Vec<SubscriptionRow>> {
@@ -616,8 +695,7 @@ impl Db for PgSession {
     }
 
     fn insert_webhook_call(&self, subscription_id: i64, event: WebhookEvent, occurred_at: Timestamp) -> Result<()> {
-        self.execute(queries::INSERT_WEBHOOK_CALL, &[&subscription_id, &event.as_str(), &stored(occurred_at)])?;
-        Ok(())
+        self.send(queries::INSERT_WEBHOOK_CALL, owned![subscription_id, event.as_str(), stored(occurred_at)])
     }
 
     fn claim_due_webhook_calls(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<WebhookCall>> {
@@ -629,8 +707,7 @@ impl Db for PgSession {
     }
 
     fn mark_webhook_sent(&self, id: i64, now: Timestamp, http_status: u16) -> Result<()> {
-        self.execute(queries::MARK_WEBHOOK_SENT, &[&id, &stored(now), &i64::from(http_status)])?;
-        Ok(())
+        self.send(queries::MARK_WEBHOOK_SENT, owned![id, stored(now), i64::from(http_status)])
     }
 
     fn mark_webhook_retry(
@@ -641,13 +718,11 @@ impl Db for PgSession {
         error: &str,
     ) -> Result<()> {
         let http_status = http_status.map(i64::from);
-        self.execute(queries::MARK_WEBHOOK_RETRY, &[&id, &stored(next_attempt_at), &http_status, &error])?;
-        Ok(())
+        self.send(queries::MARK_WEBHOOK_RETRY, owned![id, stored(next_attempt_at), http_status, error.to_owned()])
     }
 
     fn mark_webhook_failed(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
-        self.execute(queries::MARK_WEBHOOK_FAILED, &[&id, &http_status.map(i64::from), &error])?;
-        Ok(())
+        self.send(queries::MARK_WEBHOOK_FAILED, owned![id, http_status.map(i64::from), error.to_owned()])
     }
 
     fn ping(&self) -> Result<()> {

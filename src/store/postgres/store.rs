@@ -140,15 +140,15 @@ impl PgStore {
     }
 }
 
+/// Runs `job` in its own savepoint. The release waits for every statement
+/// the job sent without waiting, so the job fails if any of them did, and
+/// only its own changes are undone.
 fn in_savepoint<T>(session: &PgSession, job: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-    session.batch("SAVEPOINT job")?;
-    match job(session) {
-        Ok(value) => {
-            session.batch("RELEASE SAVEPOINT job")?;
-            Ok(value)
-        }
+    session.savepoint();
+    match job(session).and_then(|value| session.release_savepoint().map(|()| value)) {
+        Ok(value) => Ok(value),
         Err(e) => {
-            let _ = session.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job");
+            let _ = session.rollback_to_savepoint();
             Err(e)
         }
     }
@@ -199,10 +199,10 @@ fn run_writer(mut session: Option<PgSession>, target: Target, mut queue: mpsc::R
         for job in batch.drain(..) {
             completions.push(job(conn));
         }
-        let committed = conn.batch("COMMIT");
+        let committed = conn.commit();
         if let Err(e) = &committed {
             tracing::error!(error = %e, "write transaction failed to commit");
-            let _ = conn.batch("ROLLBACK");
+            let _ = conn.rollback();
         }
         let error = committed.err();
         for complete in completions.drain(..) {
