@@ -474,3 +474,44 @@ async fn the_daily_purge_runs_on_one_node_at_a_time() {
     .await
     .unwrap();
 }
+
+/// Reads (here `/healthz`, public) run on pooled connections, at most
+/// eight at once per node (`store::postgres::store::MAX_READERS`): a flood
+/// of requests must not open a connection each and use up the database's
+/// `max_connections` for every node. A poller counts the node's sessions
+/// in `pg_stat_activity` (`application_name = 'listgate'`) all through a
+/// flood of 400 concurrent health checks: the writer, at most eight
+/// readers, and the daily purge's lock session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_health_checks_opens_at_most_eight_reader_connections() {
+    let deployment = Deployment::start();
+    let node = deployment.node();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = std::thread::spawn({
+        let (url, done) = (deployment.cluster.url(), done.clone());
+        move || {
+            let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let mut most = 0_i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let row = db
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listgate'", &[])
+                    .unwrap();
+                most = most.max(row.get(0));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            most
+        }
+    });
+    let client = client();
+    let checks = (0..400).map(|_| {
+        let (client, url) = (client.clone(), node.url("/healthz"));
+        tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+    });
+    let answers = futures_util::future::join_all(checks).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = poller.join().unwrap();
+    let ok = answers.iter().filter(|a| matches!(a, Ok(Ok(s)) if *s == reqwest::StatusCode::OK)).count();
+    assert_eq!(ok, 400, "every health check is answered, the reads take turns");
+    assert!(most >= 2, "the poller saw the node's sessions ({most}), so it would see more");
+    assert!(most <= 10, "{most} sessions of one node: the writer, 8 readers and the purge's lock at most");
+}
