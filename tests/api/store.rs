@@ -5,7 +5,10 @@
 //! (`helpers::spawn_app*`, `faults.rs`'s child processes) on PostgreSQL:
 //! each test gets a fresh database (`CREATE DATABASE`) in one throwaway
 //! cluster (`pg::PgCluster`) shared by the whole test process and stopped
-//! when it exits. Unset, or `sqlite`, each test gets a SQLite file in its
+//! when it exits. The databases sort text by ICU's `en-US` collation, as a
+//! database made under `en_US.UTF-8` or by a managed service does, not by
+//! bytes as SQLite and the cluster's own `C` locale do: a query whose
+//! order depends on it shows up here. Unset, or `sqlite`, each test gets a SQLite file in its
 //! temporary folder, as ever. `./test` runs the suite once on each.
 //!
 //! [`TestDb`] runs the tests' SQL on the test's database, whichever it is:
@@ -76,7 +79,9 @@ impl TestStore {
             Backend::Postgres => {
                 let shared = shared_cluster();
                 let name = format!("test_{}", shared.next.fetch_add(1, Ordering::Relaxed));
-                shared.admin(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
+                let create =
+                    format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
+                shared.admin(&create).unwrap_or_else(|e| panic!("{e}"));
                 Some((name.clone(), format!("postgres://postgres@127.0.0.1:{}/{name}", shared.cluster.port())))
             }
         };
