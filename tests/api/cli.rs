@@ -1,7 +1,7 @@
 //! The operator CLI as a process, against a database filled through HTTP
 //! while the server runs.
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_without_smtp};
 use crate::store::{Value, sqlite_only};
 use crate::tools::{Tool, require};
 
@@ -492,6 +492,37 @@ async fn stats_count_states_and_days() {
     assert_eq!(json["daily"][0]["confirmations"], 5);
     let text = stdout(&app.cli(&["stats"]));
     assert!(text.contains("newsletter\t1\t5\t0"), "{text}");
+}
+
+/// List ids may hold `-`, `_` and digits: `stats` lists a day's lists in
+/// byte order on both stores, also on a PostgreSQL database that sorts
+/// text by a language's rules (the test databases do, `store.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_lists_a_days_lists_in_byte_order_on_every_store() {
+    let ids = ["news-a", "news1", "news_a", "newsb"];
+    let app = spawn_app_without_smtp(|c| {
+        let template = c.lists[0].clone();
+        c.lists = ids
+            .iter()
+            .map(|id| {
+                let mut list = template.clone();
+                list.id = (*id).into();
+                list
+            })
+            .collect();
+    })
+    .await;
+    for (i, id) in ids.iter().enumerate().rev() {
+        let email = format!("reader{i}@example.org");
+        assert_eq!(app.post_form("/subscribe", &[("email", email.as_str()), ("list", id)]).await.status(), 200);
+    }
+    let text = stdout(&app.cli(&["stats"]));
+    let days = text.split("\nday\t").nth(1).expect("a daily table");
+    let listed: Vec<&str> = days.lines().skip(1).map(|line| line.split('\t').nth(1).unwrap()).collect();
+    assert_eq!(listed, ids, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&app.cli(&["stats", "--json"]))).unwrap();
+    let listed: Vec<&str> = json["daily"].as_array().unwrap().iter().map(|d| d["list"].as_str().unwrap()).collect();
+    assert_eq!(listed, ids);
 }
 
 #[test]
