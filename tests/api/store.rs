@@ -5,7 +5,8 @@
 //! (`helpers::spawn_app*`, `faults.rs`'s child processes) on PostgreSQL:
 //! each test gets a fresh database (`CREATE DATABASE`) in one throwaway
 //! cluster (`pg::PgCluster`) shared by the whole test process and stopped
-//! when it exits. The databases sort text by ICU's `en-US` collation, as a
+//! when it exits (not when it is killed outright: then, as `pg.rs` says,
+//! the cluster stays running). The databases sort text by ICU's `en-US` collation, as a
 //! database made under `en_US.UTF-8` or by a managed service does, not by
 //! bytes as SQLite and the cluster's own `C` locale do: a query whose
 //! order depends on it shows up here. Unset, or `sqlite`, each test gets a SQLite file in its
