@@ -1,4 +1,6 @@
 //! The real `listgate` binary as a new user runs it: no config file, defaults.
+//! The default store is a SQLite file, so these run on SQLite whatever
+//! `LISTGATE_TEST_STORE` says, and `./test`'s PostgreSQL pass leaves them out.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;

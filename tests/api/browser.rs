@@ -394,12 +394,8 @@ async fn confirmation_link(app: &TestApp, email: &str) -> String {
 
 fn status_of(app: &TestApp, email: &str) -> Option<(String, Option<String>, Option<String>)> {
     app.db()
-        .query_row(
-            "SELECT status, confirmed_ip, unsubscribe_method FROM subscriptions WHERE email = ?1",
-            [email],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .ok()
+        .rows("SELECT status, confirmed_ip, unsubscribe_method FROM subscriptions WHERE email = ?1", &[email.into()])
+        .pop()
 }
 
 /// Signs up on the site with the plain form and with `fetch()`, confirms the
@@ -482,7 +478,7 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
     assert_eq!(status_of(app, &person).unwrap().0, "unsubscribed", "the proof stays");
 
     // An expired confirmation link offers to sign up again, on listgate's own form page.
-    let id: i64 = app.db().query_row("SELECT id FROM subscriptions WHERE email = ?1", [&person], |r| r.get(0)).unwrap();
+    let id: i64 = app.db().value("SELECT id FROM subscriptions WHERE email = ?1", &[person.as_str().into()]);
     let expiry = Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1));
     let expired = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, app.subject(id), list, expiry);
     browser.goto(&app.url(&format!("/confirm?token={expired}"))).await;
@@ -608,7 +604,7 @@ async fn a_browser_signs_up_on_another_site_confirms_and_unsubscribes_in_english
     dark.goto(&app.url("/form?list=newsletter")).await;
     assert_eq!(dark.js("return matchMedia('(prefers-color-scheme: dark)').matches;").await, true);
     dark.check_page("form-dark", "en").await;
-    let id: i64 = app.db().query_row("SELECT max(id) FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let id: i64 = app.db().value("SELECT max(id) FROM subscriptions", &[]);
     let token = listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, app.subject(id), "events", None);
     dark.goto(&app.url(&format!("/confirm?token={token}"))).await;
     dark.wait_for_heading("Confirm subscription").await;

@@ -15,7 +15,7 @@ async fn confirm_link_opened_by_scanners_changes_nothing_however_often() {
         let head = app.client.head(app.url(&format!("/confirm?token={token}"))).send().await.unwrap();
         assert_eq!(head.status(), 200);
     }
-    let status: String = app.db().query_row("SELECT status FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let status: String = app.db().value("SELECT status FROM subscriptions", &[]);
     assert_eq!(status, "pending");
     assert_eq!(app.row_counts(), before);
 }
@@ -75,7 +75,7 @@ async fn tampered_truncated_wrong_purpose_and_expired_tokens_fail_and_change_not
     let missing = app.post_form("/confirm", &[]).await;
     assert_eq!(missing.status(), 400);
     assert_eq!(app.row_counts(), before);
-    let status: String = app.db().query_row("SELECT status FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let status: String = app.db().value("SELECT status FROM subscriptions", &[]);
     assert_eq!(status, "pending");
 }
 
@@ -89,13 +89,14 @@ async fn i_did_not_sign_up_erases_the_signup_and_blocks_further_mails() {
 
     let db = app.db();
     assert_eq!(app.row_counts()[..2], [0, 0], "subscription and outbox rows are gone");
-    let leftover: i64 = db
-        .query_row("SELECT count(*) FROM proof_events WHERE subscription_id IS NOT NULL OR ip IS NOT NULL OR detail IS NOT NULL", [], |r| r.get(0))
-        .unwrap();
+    let leftover: i64 = db.value(
+        "SELECT count(*) FROM proof_events WHERE subscription_id IS NOT NULL OR ip IS NOT NULL OR detail IS NOT NULL",
+        &[],
+    );
     assert_eq!(leftover, 0, "proof events keep only their chain links");
-    let hash: String = db.query_row("SELECT address_hash FROM declined_addresses", [], |r| r.get(0)).unwrap();
+    let hash: String = db.value("SELECT address_hash FROM declined_addresses", &[]);
     assert!(!hash.contains("victim") && hash.len() == 64, "only a keyed hash is kept");
-    assert_eq!(listgate::proof::verify_chain(&db, &app.keys()).unwrap().first_break, None);
+    assert_eq!(db.store(|store| listgate::proof::verify_chain(store, &app.keys()).unwrap()).first_break, None);
 
     // A new signup of the same address (any case) gets the same answer, but no mail and nothing stored.
     let again = app.subscribe("victim@example.org").await;
@@ -135,7 +136,7 @@ async fn declining_a_confirmed_subscription_does_not_unsubscribe_it() {
     let response = app.post_form("/confirm", &[("token", &token), ("action", "decline")]).await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("already subscribed"));
-    let status: String = app.db().query_row("SELECT status FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let status: String = app.db().value("SELECT status FROM subscriptions", &[]);
     assert_eq!(status, "confirmed");
 }
 
@@ -152,7 +153,7 @@ async fn declining_after_an_unsubscribe_keeps_the_proof_and_says_the_subscriptio
     assert!(page.contains("This address is no longer subscribed"), "{page}");
     assert!(!page.contains("deleted"), "nothing was deleted: {page}");
     assert_eq!(app.row_counts(), before, "the unsubscribed record stays as proof, and no address is blocked");
-    let status: String = app.db().query_row("SELECT status FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let status: String = app.db().value("SELECT status FROM subscriptions", &[]);
     assert_eq!(status, "unsubscribed");
 }
 

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::store::TestStore;
+
 const BIN: &str = env!("CARGO_BIN_EXE_listgate");
 
 /// The soft descriptor limit systemd gives a service (`LimitNOFILE=1024:524288`).
@@ -21,15 +23,18 @@ struct Server {
     log: Arc<Mutex<Vec<String>>>,
     drained: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    _store: TestStore,
 }
 
 impl Server {
     fn start(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let store = TestStore::new(dir.path());
         let mut command = Command::new(BIN);
         command
             .arg("serve")
             .current_dir(dir.path())
+            .envs(store.env())
             .env("LISTGATE_SERVER__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -60,7 +65,7 @@ impl Server {
         let sink = log.clone();
         let drained =
             std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| sink.lock().unwrap().push(line)));
-        Server { child, addr, log, drained: Some(drained), _dir: dir }
+        Server { child, addr, log, drained: Some(drained), _dir: dir, _store: store }
     }
 
     fn connect(&self) -> TcpStream {

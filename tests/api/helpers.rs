@@ -15,9 +15,9 @@ use listgate::Application;
 use listgate::clock::SystemClock;
 use listgate::config::Config;
 use listgate::keys::KeyRing;
-use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::store::{TestDb, TestStore, Value, database_env};
 use crate::tools::Tool;
 
 /// How long a test waits for something that should happen in milliseconds.
@@ -136,6 +136,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
+    /// The database `LISTGATE_TEST_STORE` chose (`store.rs`), unless a
+    /// `tweak` pointed `config.database` elsewhere; dropped last.
+    _store: TestStore,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -187,7 +190,8 @@ async fn start_app_on(
 
     let mut config = Config::load_from(None, Vec::new()).expect("defaults load");
     config.server.base_url = base.parse().expect("url");
-    config.database.path = dir.path().join("listgate.db");
+    let store = TestStore::new(dir.path());
+    store.configure(&mut config.database);
     config.secrets.key_file = dir.path().join("listgate.key");
     config.mail.url = match &smtp {
         Some(smtp) => smtp.url(),
@@ -217,6 +221,7 @@ async fn start_app_on(
         client,
         shutdown: Some(shutdown),
         stopped: Some(stopped),
+        _store: store,
     }
 }
 
@@ -276,21 +281,23 @@ impl TestApp {
 
     /// The stored addresses, in id order.
     pub fn stored_emails(&self) -> Vec<String> {
-        let db = self.db();
-        let mut stmt = db.prepare("SELECT email FROM subscriptions ORDER BY id").expect("prepare");
-        stmt.query_map([], |r| r.get(0)).expect("query").map(|e| e.expect("row")).collect()
+        self.db().rows("SELECT email FROM subscriptions ORDER BY id", &[])
     }
 
-    /// A read connection to the test's database.
-    pub fn db(&self) -> Connection {
-        listgate::store::open_connection(&self.config.database.path).expect("open db")
+    /// A connection to the test's database, SQLite or PostgreSQL.
+    pub fn db(&self) -> TestDb {
+        TestDb::open(&self.config.database)
+    }
+
+    /// Whether this app runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.config.database.url.is_some()
     }
 
     /// Rows in the tables a request may change: subscriptions, outbox, proof events, declined.
     pub fn row_counts(&self) -> [i64; 4] {
         let db = self.db();
-        let count =
-            |table: &str| db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count");
+        let count = |table: &str| db.value(&format!("SELECT count(*) FROM {table}"), &[]);
         [count("subscriptions"), count("outbox"), count("proof_events"), count("declined_addresses")]
     }
 
@@ -302,7 +309,7 @@ impl TestApp {
     pub async fn wait_for_value(&self, query: &str, expected: i64) {
         let start = Instant::now();
         loop {
-            let value: i64 = self.db().query_row(query, [], |r| r.get(0)).expect("query");
+            let value: i64 = self.db().value(query, &[]);
             if value == expected {
                 return;
             }
@@ -319,7 +326,7 @@ impl TestApp {
         let token = confirm_token(&mails[before]);
         // The mail is recorded as sent just after the server took it.
         self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
-        let id = self.db().query_row("SELECT max(id) FROM subscriptions", [], |r| r.get(0)).expect("id");
+        let id = self.db().value("SELECT max(id) FROM subscriptions", &[]);
         (id, token)
     }
 
@@ -334,7 +341,8 @@ impl TestApp {
         command
             .args(args)
             .env_remove("LISTGATE_CONFIG")
-            .env("LISTGATE_DATABASE__PATH", &self.config.database.path)
+            .env_remove("LISTGATE_DATABASE__URL")
+            .envs(database_env(&self.config.database))
             .env("LISTGATE_SECRETS__KEY_FILE", &self.config.secrets.key_file)
             .env("LISTGATE_SERVER__BASE_URL", &self.base)
             .env("LISTGATE_LOG", "warn")
@@ -354,9 +362,7 @@ impl TestApp {
         let token = confirm_token(&mails[before]);
         self.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
         assert_eq!(self.post_form("/confirm", &[("token", &token)]).await.status(), 200);
-        self.db()
-            .query_row("SELECT id FROM subscriptions WHERE email = ?1 AND status = 'confirmed'", [email], |r| r.get(0))
-            .expect("id")
+        self.db().value("SELECT id FROM subscriptions WHERE email = ?1 AND status = 'confirmed'", &[Value::from(email)])
     }
 
     /// Stops the server gracefully and waits until it has.

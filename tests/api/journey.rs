@@ -4,6 +4,7 @@ use listgate::clock::Timestamp;
 use listgate::token::{self, Purpose};
 
 use crate::helpers::{header, sha256_hex, spawn_app};
+use crate::store::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_every_step_is_proven() {
@@ -39,7 +40,7 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("Confirm subscription") && html.contains("I did not sign up"));
-    let status: String = app.db().query_row("SELECT status FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let status: String = app.db().value("SELECT status FROM subscriptions", &[]);
     assert_eq!((status.as_str(), app.row_counts()), ("pending", before));
 
     // 4. Pressing the button confirms.
@@ -57,13 +58,10 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
         String,
         String,
         String,
-    ) = db
-        .query_row(
-            "SELECT id, status, signup_at, signup_ip, confirmed_at, confirmed_ip, consent_sha256 FROM subscriptions",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-        )
-        .unwrap();
+    ) = db.value(
+        "SELECT id, status, signup_at, signup_ip, confirmed_at, confirmed_ip, consent_sha256 FROM subscriptions",
+        &[],
+    );
     assert_eq!(status, "confirmed");
     assert_eq!((signup_ip.as_str(), confirmed_ip.as_str()), ("127.0.0.1", "127.0.0.1"));
     let (signup, confirmed) =
@@ -72,32 +70,22 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
         signup <= confirmed && (Timestamp::from(time::OffsetDateTime::now_utc()) - signup) < time::Duration::minutes(1)
     );
     assert_eq!(signup_at.len(), "2026-11-22T07:24:59.123Z".len(), "UTC with milliseconds");
-    let consent_text: String =
-        db.query_row("SELECT text FROM consent_texts WHERE sha256 = ?1", [&consent], |r| r.get(0)).unwrap();
+    let consent_text: String = db.value("SELECT text FROM consent_texts WHERE sha256 = ?1", &[Value::from(&consent)]);
     assert_eq!(sha256_hex(consent_text.as_bytes()), consent);
 
-    let (outbox_id, stored_id, stored_sha, reply): (i64, String, String, String) = db
-        .query_row("SELECT id, message_id, message_sha256, smtp_reply FROM outbox WHERE state = 'sent'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .unwrap();
+    let (outbox_id, stored_id, stored_sha, reply): (i64, String, String, String) =
+        db.value("SELECT id, message_id, message_sha256, smtp_reply FROM outbox WHERE state = 'sent'", &[]);
     assert_eq!(stored_id, message_id);
     assert_eq!(stored_sha, sha256_hex(mail), "recorded hash is the hash of the bytes the server received");
     assert!(reply.starts_with("250 ") && reply.contains("queued as test00001"), "{reply}");
-    let rebuilt = listgate::mail::rebuild(&db, outbox_id).unwrap().unwrap();
+    let rebuilt = db.store(|store| listgate::mail::rebuild(store, outbox_id).unwrap().unwrap());
     assert_eq!(&rebuilt, mail, "the mail is rebuilt byte for byte from storage");
 
-    let kinds: Vec<(String, Option<String>)> = db
-        .prepare("SELECT kind, ip FROM proof_events WHERE subscription_id = ?1 ORDER BY id")
-        .unwrap()
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<(String, Option<String>)> =
+        db.rows("SELECT kind, ip FROM proof_events WHERE subscription_id = ?1 ORDER BY id", &[id.into()]);
     let expected = [("signup", Some("127.0.0.1")), ("mail_sent", None), ("confirm", Some("127.0.0.1"))];
     assert_eq!(kinds, expected.map(|(k, ip)| (k.to_string(), ip.map(str::to_string))).to_vec());
-    let mail_event: String =
-        db.query_row("SELECT detail FROM proof_events WHERE kind = 'mail_sent'", [], |r| r.get(0)).unwrap();
+    let mail_event: String = db.value("SELECT detail FROM proof_events WHERE kind = 'mail_sent'", &[]);
     let mail_event: serde_json::Value = serde_json::from_str(&mail_event).unwrap();
     assert_eq!(
         (mail_event["message_id"].as_str(), mail_event["message_sha256"].as_str()),
@@ -107,8 +95,7 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
     // 6. Confirming again is harmless.
     let again = app.post_form("/confirm", &[("token", &token)]).await;
     assert_eq!(again.status(), 200);
-    let confirms: i64 =
-        db.query_row("SELECT count(*) FROM proof_events WHERE kind = 'confirm'", [], |r| r.get(0)).unwrap();
+    let confirms: i64 = db.value("SELECT count(*) FROM proof_events WHERE kind = 'confirm'", &[]);
     assert_eq!(confirms, 1);
 
     // 7. A mail client's RFC 8058 one-click unsubscribe, exactly as sent: no cookies, urlencoded body.
@@ -122,15 +109,12 @@ async fn a_subscriber_signs_up_confirms_and_unsubscribes_with_one_click_and_ever
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let (status, method, ip): (String, String, String) = db
-        .query_row("SELECT status, unsubscribe_method, unsubscribed_ip FROM subscriptions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let (status, method, ip): (String, String, String) =
+        db.value("SELECT status, unsubscribe_method, unsubscribed_ip FROM subscriptions", &[]);
     assert_eq!((status.as_str(), method.as_str(), ip.as_str()), ("unsubscribed", "one-click", "127.0.0.1"));
 
     // 8. The chain holds.
-    let report = listgate::proof::verify_chain(&db, &app.keys()).unwrap();
+    let report = db.store(|store| listgate::proof::verify_chain(store, &app.keys()).unwrap());
     assert_eq!((report.events, report.first_break), (4, None));
     app.stop().await;
 }

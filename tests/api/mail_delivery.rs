@@ -12,17 +12,12 @@ async fn a_451_is_retried_and_the_mail_arrives_after_the_server_recovers() {
     assert_eq!(app.subscribe("retry@example.org").await.status(), 200);
     let mails = app.smtp().wait_for_messages(1).await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;
-    let (attempts, sha, error): (i64, String, Option<String>) = app
-        .db()
-        .query_row("SELECT attempts, message_sha256, last_error FROM outbox", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let (attempts, sha, error): (i64, String, Option<String>) =
+        app.db().value("SELECT attempts, message_sha256, last_error FROM outbox", &[]);
     assert_eq!(attempts, 2, "one 451, then delivered");
     assert_eq!(sha, sha256_hex(&mails[0]));
     assert_eq!(error, None);
-    let sent_events: i64 =
-        app.db().query_row("SELECT count(*) FROM proof_events WHERE kind = 'mail_sent'", [], |r| r.get(0)).unwrap();
+    let sent_events: i64 = app.db().value("SELECT count(*) FROM proof_events WHERE kind = 'mail_sent'", &[]);
     assert_eq!(sent_events, 1);
 }
 
@@ -33,12 +28,10 @@ async fn a_550_is_recorded_as_failed_and_not_retried() {
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'failed'", 1).await;
     // Several retry intervals later (retry_base is 1s in tests) it is still one attempt.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let (attempts, error): (i64, String) =
-        app.db().query_row("SELECT attempts, last_error FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (attempts, error): (i64, String) = app.db().value("SELECT attempts, last_error FROM outbox", &[]);
     assert_eq!(attempts, 1);
     assert!(error.contains("550"), "{error}");
-    let detail: String =
-        app.db().query_row("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", [], |r| r.get(0)).unwrap();
+    let detail: String = app.db().value("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", &[]);
     assert!(detail.contains("550"), "{detail}");
     assert!(app.smtp().messages().is_empty());
 }
@@ -145,14 +138,7 @@ async fn starttls_with_a_private_ca_and_auth_delivers_encrypted_and_logged_in() 
         assert_eq!(envelope["tls"], true, "{envelope}");
         assert_eq!(envelope["user"], "news", "{envelope}");
     }
-    let hashes: Vec<String> = app
-        .db()
-        .prepare("SELECT message_sha256 FROM outbox ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let hashes: Vec<String> = app.db().rows("SELECT message_sha256 FROM outbox ORDER BY id", &[]);
     let mut received: Vec<String> = mails.iter().map(|m| sha256_hex(m)).collect();
     let mut recorded = hashes.clone();
     received.sort();
@@ -192,7 +178,7 @@ async fn an_untrusted_certificate_is_a_temporary_failure_and_nothing_is_sent() {
         1,
     )
     .await;
-    let error: String = app.db().query_row("SELECT last_error FROM outbox", [], |r| r.get(0)).unwrap();
+    let error: String = app.db().value("SELECT last_error FROM outbox", &[]);
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert!(app.smtp().messages().is_empty());
 }

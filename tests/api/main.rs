@@ -1,5 +1,6 @@
 //! Integration tests: the real server on a loopback port, a real SQLite
-//! file, and a real SMTP server (aiosmtpd) that listgate's outbox delivers to.
+//! file or PostgreSQL database (`LISTGATE_TEST_STORE`, `store.rs`), and a
+//! real SMTP server (aiosmtpd) that listgate's outbox delivers to.
 
 mod binary;
 mod browser;
@@ -23,6 +24,7 @@ mod postgres_store;
 mod retention;
 mod security;
 mod spam;
+mod store;
 mod store_parity;
 mod subscribe;
 mod tokens;

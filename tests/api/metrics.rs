@@ -138,7 +138,8 @@ async fn without_metrics_bind_there_is_no_metrics_listener_and_a_taken_port_is_n
     let dir = tempfile::tempdir().unwrap();
     let mut config = listgate::config::Config::load_from(None, Vec::new()).unwrap();
     assert_eq!(config.server.metrics_bind, None, "off by default");
-    config.database.path = dir.path().join("listgate.db");
+    let store = crate::store::TestStore::new(dir.path());
+    store.configure(&mut config.database);
     config.secrets.key_file = dir.path().join("listgate.key");
     config.mail.url = format!("file://{}", dir.path().join("mail").display());
     let clock = std::sync::Arc::new(listgate::clock::SystemClock);

@@ -1,13 +1,19 @@
 //! `listgate migrate-store`: a SQLite deployment built through the HTTP
 //! interface moves into PostgreSQL (a real cluster, `pg::PgCluster`) with
 //! the same export and the same proof chain, and keeps working there.
+//! The source is SQLite whatever `LISTGATE_TEST_STORE` says.
 
-use crate::helpers::{confirm_token, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, confirm_token, spawn_app_with};
 use crate::pg::PgCluster;
+
+/// A listgate on SQLite, the store `migrate-store` moves from.
+async fn spawn_app_on_sqlite() -> TestApp {
+    spawn_app_with("ok", |config| config.database.url = None).await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_store_moves_a_sqlite_deployment_into_postgres_with_the_same_export_and_chain() {
-    let app = spawn_app().await;
+    let app = spawn_app_on_sqlite().await;
     let anna = app.confirmed_subscriber("Anna.Mueller+news@Bücher.example", Some("Anna Müller")).await;
     let bob = app.confirmed_subscriber("BOB@example.org", None).await;
     assert_eq!(app.one_click(bob).await.status(), 200);
@@ -63,7 +69,7 @@ async fn migrate_store_moves_a_sqlite_deployment_into_postgres_with_the_same_exp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_store_refuses_a_target_that_is_not_postgres_and_a_source_that_is() {
-    let app = spawn_app().await;
+    let app = spawn_app_on_sqlite().await;
     let wrong = app.cli(&["migrate-store", "--to", "mysql://db.example/listgate"]);
     assert_eq!(wrong.status.code(), Some(2), "bad usage");
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("postgres://"));

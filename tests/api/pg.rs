@@ -102,6 +102,13 @@ impl PgCluster {
         assert!(out.status.success(), "pg_ctl restart: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Stops the server and removes its folder, for a cluster that is never
+    /// dropped (one shared by a whole test process, `store.rs`).
+    pub fn stop(&self) {
+        let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

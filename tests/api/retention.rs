@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::helpers::{TestApp, spawn_app};
+use crate::store::off_runtime;
 
 struct Fixture {
     pending: i64,
@@ -26,20 +27,21 @@ async fn fixture(app: &TestApp) -> Fixture {
     let response = app.one_click_with(&token).await;
     assert_eq!(response.status(), 200);
     let db = app.db();
-    db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", [pending]).unwrap();
-    db.execute("UPDATE subscriptions SET signup_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1", [confirmed]).unwrap();
-    db.execute("UPDATE subscriptions SET unsubscribed_at = '2024-02-29T12:00:00.000Z' WHERE id = ?1", [unsubscribed])
-        .unwrap();
+    db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", &[pending.into()]);
+    db.execute("UPDATE subscriptions SET signup_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1", &[confirmed.into()]);
+    db.execute(
+        "UPDATE subscriptions SET unsubscribed_at = '2024-02-29T12:00:00.000Z' WHERE id = ?1",
+        &[unsubscribed.into()],
+    );
     Fixture { pending, pending_token, confirmed, unsubscribed }
 }
 
 fn exists(app: &TestApp, id: i64) -> bool {
-    app.db().query_row("SELECT count(*) FROM subscriptions WHERE id = ?1", [id], |r| r.get::<_, i64>(0)).unwrap() == 1
+    app.db().value::<i64>("SELECT count(*) FROM subscriptions WHERE id = ?1", &[id.into()]) == 1
 }
 
 fn purge(app: &TestApp, retention: &listgate::config::RetentionConfig, now: OffsetDateTime) -> u64 {
-    let conn = listgate::store::Database::Sqlite(app.db());
-    retention::purge_all(&conn, &Cutoffs::at(retention, now), |_| {}).unwrap().total()
+    app.db().database(|store| retention::purge_all(store, &Cutoffs::at(retention, now), |_| {}).unwrap().total())
 }
 
 const MS: time::Duration = time::Duration::milliseconds(1);
@@ -51,13 +53,13 @@ async fn pending_signups_go_just_after_14_days_and_confirmed_ones_never() {
     let r = &app.config.retention;
     let boundary = datetime!(2024-02-29 12:00 UTC); // signup 2024-02-15 12:00 + 14 days
 
-    let plan = retention::plan(&app.db(), &Cutoffs::at(r, boundary)).unwrap();
+    let plan = app.db().store(|store| retention::plan(store, &Cutoffs::at(r, boundary)).unwrap());
     assert_eq!(plan.total(), 0);
     assert_eq!(purge(&app, r, boundary), 0, "exactly 14 days: kept");
     assert!(exists(&app, f.pending));
 
     let before = app.row_counts();
-    let plan = retention::plan(&app.db(), &Cutoffs::at(r, boundary + MS)).unwrap();
+    let plan = app.db().store(|store| retention::plan(store, &Cutoffs::at(r, boundary + MS)).unwrap());
     assert_eq!(plan.erased.get(&("newsletter".into(), Status::Pending)), Some(&1));
     assert_eq!(app.row_counts(), before, "planning (dry run) changes nothing");
     assert_eq!(purge(&app, r, boundary + MS), 1, "a millisecond later: erased");
@@ -70,8 +72,8 @@ async fn pending_signups_go_just_after_14_days_and_confirmed_ones_never() {
     let late = app.post_form("/confirm", &[("token", &f.pending_token)]).await;
     assert_eq!(late.status(), 410);
     let db = app.db();
-    assert_eq!(listgate::proof::verify_chain(&db, &app.keys()).unwrap().first_break, None);
-    let signups: i64 = db.query_row("SELECT sum(signups) FROM daily_stats", [], |r| r.get(0)).unwrap();
+    assert_eq!(db.store(|store| listgate::proof::verify_chain(store, &app.keys()).unwrap()).first_break, None);
+    let signups: i64 = db.value("SELECT sum(signups) FROM daily_stats", &[]);
     assert_eq!(signups, 3, "anonymous statistics survive purges");
 }
 
@@ -105,12 +107,12 @@ async fn a_pending_signup_unsubscribed_before_confirming_goes_like_a_pending_one
     let token = token::sign(&app.keys(), Purpose::Unsubscribe, app.subject(id), "newsletter", None);
     assert_eq!(app.one_click_with(&token).await.status(), 200);
     let db = app.db();
-    db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", [id]).unwrap();
-    db.execute("UPDATE subscriptions SET unsubscribed_at = '2024-02-16T12:00:00.000Z' WHERE id = ?1", [id]).unwrap();
+    db.execute("UPDATE subscriptions SET signup_at = '2024-02-15T12:00:00.000Z' WHERE id = ?1", &[id.into()]);
+    db.execute("UPDATE subscriptions SET unsubscribed_at = '2024-02-16T12:00:00.000Z' WHERE id = ?1", &[id.into()]);
     let r = &app.config.retention;
     let boundary = datetime!(2024-02-29 12:00 UTC); // signup + 14 days
     assert_eq!(purge(&app, r, boundary), 0, "exactly 14 days after the signup: kept");
-    let plan = retention::plan(&app.db(), &Cutoffs::at(r, boundary + MS)).unwrap();
+    let plan = app.db().store(|store| retention::plan(store, &Cutoffs::at(r, boundary + MS)).unwrap());
     assert_eq!(plan.erased.get(&("newsletter".into(), Status::Unsubscribed)), Some(&1));
     assert_eq!(purge(&app, r, boundary + MS), 1, "a millisecond later: erased");
     assert!(!exists(&app, id));
@@ -134,21 +136,20 @@ async fn the_servers_purge_runs_through_the_writer_in_batches() {
     let f = fixture(&app).await;
     // More rows than one batch, all long pending.
     let db = app.db();
-    db.execute_batch(&format!(
+    db.batch(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
          INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
          SELECT 'newsletter', 'bulk' || i || '@example.org', 'bulk' || i || '@example.org', 'pending',
                 (SELECT consent_sha256 FROM subscriptions LIMIT 1), '2020-01-01T00:00:00.000Z', '192.0.2.1' FROM n",
         count = retention::BATCH * 2 + 7
-    ))
-    .unwrap();
-    let store = listgate::store::Store::open(&app.config.database).unwrap();
+    ));
+    let store = off_runtime(|| listgate::store::Store::open(&app.config.database).unwrap());
     let (_keep, running) = tokio::sync::watch::channel(false);
     let report =
         listgate::app::purge_once(&store, &app.config.retention, OffsetDateTime::now_utc(), &running).await.unwrap();
     assert_eq!(report.total(), retention::BATCH as u64 * 2 + 7 + 1, "the bulk rows and the fixture's pending one");
     assert!(exists(&app, f.confirmed) && exists(&app, f.unsubscribed));
-    store.close();
+    off_runtime(|| store.close());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use listgate::config::MailCeiling;
 use listgate::token::{self, Purpose};
 
 use crate::helpers::{TestApp, header, spawn_app, spawn_app_on_clock, spawn_app_with, spawn_app_without_smtp};
+use crate::store::{TestDb, TestStore, Value, off_runtime};
 
 fn form_token(html: &str) -> String {
     let start =
@@ -21,7 +22,7 @@ async fn quiet_for_a_moment() {
 }
 
 fn count(app: &TestApp, sql: &str) -> i64 {
-    app.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    app.db().value(sql, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,12 +166,10 @@ async fn i_did_not_sign_up_blocks_every_spelling_of_the_inbox() {
     // A decline stored before declines keyed on the inbox was hashed on the
     // exact address: it still blocks that address until it expires.
     let exact = hex::encode(ring::hmac::sign(&app.keys().current().address, b"old+tag@example.org"));
-    app.db()
-        .execute(
-            "INSERT INTO declined_addresses (address_hash, until) VALUES (?1, '2999-01-01T00:00:00.000Z')",
-            [&exact],
-        )
-        .unwrap();
+    app.db().execute(
+        "INSERT INTO declined_addresses (address_hash, until) VALUES (?1, '2999-01-01T00:00:00.000Z')",
+        &[Value::from(&exact)],
+    );
     assert_eq!(app.subscribe("Old+Tag@example.org").await.status(), 200);
     assert_eq!(app.row_counts()[0], 0, "the old block holds for its address");
     assert_eq!(app.subscribe("old@example.org").await.status(), 200);
@@ -392,8 +391,7 @@ async fn an_idn_address_is_delivered_in_ascii_and_kept_as_entered() {
     assert_eq!(crate::helpers::header(&mails[0], "To").as_deref(), Some("joerg@xn--bcher-kva.de"));
     let envelope = std::fs::read_to_string(app.smtp().folder.path().join("00001.json")).unwrap();
     assert!(envelope.contains("joerg@xn--bcher-kva.de"));
-    let (email, key): (String, String) =
-        app.db().query_row("SELECT email, email_key FROM subscriptions", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (email, key): (String, String) = app.db().value("SELECT email, email_key FROM subscriptions", &[]);
     assert_eq!((email.as_str(), key.as_str()), ("joerg@Bücher.de", "joerg@xn--bcher-kva.de"));
     // The ASCII spelling is the same person: no second subscription.
     assert_eq!(app.subscribe("JOERG@xn--bcher-kva.de").await.status(), 200);
@@ -489,15 +487,13 @@ async fn a_name_typed_into_the_form_never_reaches_the_confirmation_mail_in_eithe
         assert!(decoded.contains(greeting), "{decoded}");
 
         let id: i64 = db
-            .query_row("SELECT id FROM outbox WHERE message_sha256 = ?1", [crate::helpers::sha256_hex(mail)], |r| {
-                r.get(0)
-            })
+            .rows("SELECT id FROM outbox WHERE message_sha256 = ?1", &[crate::helpers::sha256_hex(mail).into()])
+            .pop()
             .expect("the recorded hash is the hash of the bytes received");
-        let rebuilt = listgate::mail::rebuild(&db, id).unwrap().unwrap();
+        let rebuilt = db.store(|store| listgate::mail::rebuild(store, id).unwrap().unwrap());
         assert_eq!(&rebuilt, mail, "the mail still rebuilds byte for byte");
     }
-    let names: i64 =
-        db.query_row("SELECT count(*) FROM subscriptions WHERE name = ?1", [advert], |r| r.get(0)).unwrap();
+    let names: i64 = db.value("SELECT count(*) FROM subscriptions WHERE name = ?1", &[advert.into()]);
     assert_eq!(names, 2, "the name is still stored: it is the subscriber's data");
 }
 
@@ -511,20 +507,15 @@ async fn mails_from_before_the_name_was_dropped_still_rebuild_and_queued_ones_go
     let old: serde_json::Value = serde_json::from_str(include_str!("../fixtures/mail-format1-with-name.json")).unwrap();
     let text = |key: &str| old[key].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("listgate.db");
-    listgate::store::SqliteStore::open(&path).unwrap().close();
-    let db = listgate::store::open_connection(&path).unwrap();
+    let store = TestStore::new(dir.path());
+    let mut database = listgate::config::DatabaseConfig::default();
+    store.configure(&mut database);
+    off_runtime(|| listgate::store::Store::open(&database).unwrap().close());
+    let db = TestDb::open(&database);
     let at = "2026-11-22T07:24:59.000Z";
-    db.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c0', 'Yes.', ?1)", [at]).unwrap();
-    db.execute(
-        "INSERT INTO mail_renderings (sha256, format, sender, from_header, reply_to, subject, text_body, html_body, first_seen)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        rusqlite::params![
-            text("rendering_sha256"), old["format"].as_i64(), text("sender"), text("from_header"),
-            old["reply_to"].as_str(), text("subject"), text("text_body"), text("html_body"), at
-        ],
-    )
-    .unwrap();
+    db.execute("INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c0', 'Yes.', ?1)", &[at.into()]);
+    db.execute("INSERT INTO mail_renderings (sha256, format, sender, from_header, reply_to, subject, text_body, html_body, first_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &[Value::from(text("rendering_sha256")), Value::from(old["format"].as_i64()), Value::from(text("sender")), Value::from(text("from_header")), Value::from(old["reply_to"].as_str()), Value::from(text("subject")), Value::from(text("text_body")), Value::from(text("html_body")), at.into()]);
     let name = text("to_name");
     for (email, state, sha) in [
         ("sent.before@example.org", "sent", Some(text("message_sha256"))),
@@ -533,35 +524,33 @@ async fn mails_from_before_the_name_was_dropped_still_rebuild_and_queued_ones_go
         db.execute(
             "INSERT INTO subscriptions (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
              VALUES ('newsletter', ?1, ?1, ?2, 'pending', 'c0', ?3, '192.0.2.1')",
-            rusqlite::params![email, name, at],
-        )
-        .unwrap();
+            &[email.into(), Value::from(&name), at.into()],
+        );
         let to_email = if state == "sent" { text("to_email") } else { email.to_string() };
         db.execute(
             "INSERT INTO outbox (subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header,
                                  state, created_at, next_attempt_at, message_sha256)
-             VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
-            rusqlite::params![
-                text("rendering_sha256"),
-                to_email,
-                name,
-                text("link"),
-                text("message_id"),
-                text("date_header"),
-                state,
-                at,
-                sha
+             VALUES ((SELECT max(id) FROM subscriptions), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+            &[
+                Value::from(text("rendering_sha256")),
+                to_email.into(),
+                Value::from(&name),
+                Value::from(text("link")),
+                Value::from(text("message_id")),
+                Value::from(text("date_header")),
+                state.into(),
+                at.into(),
+                sha.into(),
             ],
-        )
-        .unwrap();
+        );
     }
     drop(db);
 
-    let app = spawn_app_with("ok", |c| c.database.path = path.clone()).await;
+    let app = spawn_app_with("ok", |c| store.configure(&mut c.database)).await;
     let mails = app.smtp().wait_for_messages(1).await;
     app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'queued'", 0).await;
     let db = app.db();
-    let rebuilt = |id: i64| listgate::mail::rebuild(&db, id).unwrap().unwrap();
+    let rebuilt = |id: i64| db.store(|store| listgate::mail::rebuild(store, id).unwrap().unwrap());
     assert_eq!(crate::helpers::sha256_hex(&rebuilt(1)), text("message_sha256"), "the old proof still verifies");
     assert!(crate::helpers::decode_qp(&rebuilt(1)).contains("Hallo Anna Müller <script>,"), "as it was sent");
 
@@ -571,7 +560,7 @@ async fn mails_from_before_the_name_was_dropped_still_rebuild_and_queued_ones_go
     assert_eq!(header(&mails[0], "To").as_deref(), Some("queued.before@example.org"));
     assert!(decoded.contains("Hallo,"), "{decoded}");
     assert_eq!(rebuilt(2), mails[0], "the queued mail rebuilds as it went out");
-    let recorded: String = db.query_row("SELECT message_sha256 FROM outbox WHERE id = 2", [], |r| r.get(0)).unwrap();
+    let recorded: String = db.value("SELECT message_sha256 FROM outbox WHERE id = 2", &[]);
     assert_eq!(recorded, crate::helpers::sha256_hex(&mails[0]));
 }
 

@@ -269,8 +269,8 @@ async fn a_burst_of_concurrent_signups_is_all_committed_and_all_mailed_once() {
     recipients.sort();
     recipients.dedup();
     assert_eq!(recipients.len(), 100, "each address got exactly one mail");
-    let report = listgate::proof::verify_chain(&app.db(), &app.keys()).unwrap();
+    let report = app.db().store(|store| listgate::proof::verify_chain(store, &app.keys()).unwrap());
     assert_eq!((report.events, report.first_break), (200, None));
-    let signups: i64 = app.db().query_row("SELECT sum(signups) FROM daily_stats", [], |r| r.get(0)).unwrap();
+    let signups: i64 = app.db().value("SELECT sum(signups) FROM daily_stats", &[]);
     assert_eq!(signups, 100);
 }

@@ -32,7 +32,7 @@ async fn mailed_token(app: &TestApp, email: &str) -> (i64, String) {
     let before = app.smtp().messages().len();
     assert_eq!(app.subscribe(email).await.status(), 200);
     let token = confirm_token(&app.smtp().wait_for_messages(before + 1).await[before]);
-    let id = app.db().query_row("SELECT id FROM subscriptions WHERE email = ?1", [email], |r| r.get(0)).unwrap();
+    let id = app.db().value("SELECT id FROM subscriptions WHERE email = ?1", &[email.into()]);
     (id, token)
 }
 

@@ -14,11 +14,7 @@ async fn confirmed(app: &TestApp, email: &str) -> (i64, String) {
 }
 
 fn unsubscribed(app: &TestApp, id: i64) -> (String, Option<String>) {
-    app.db()
-        .query_row("SELECT status, unsubscribe_method FROM subscriptions WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap()
+    app.db().value("SELECT status, unsubscribe_method FROM subscriptions WHERE id = ?1", &[id.into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,8 +38,7 @@ async fn the_unsubscribe_page_changes_nothing_and_its_button_unsubscribes() {
     // Idempotent: again is fine and records nothing new.
     let again = app.client.post(app.url(&format!("/unsubscribe?token={token}"))).body("").send().await.unwrap();
     assert_eq!(again.status(), 200);
-    let events: i64 =
-        app.db().query_row("SELECT count(*) FROM proof_events WHERE kind = 'unsubscribe'", [], |r| r.get(0)).unwrap();
+    let events: i64 = app.db().value("SELECT count(*) FROM proof_events WHERE kind = 'unsubscribe'", &[]);
     assert_eq!(events, 1);
 }
 

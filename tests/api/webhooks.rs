@@ -93,7 +93,7 @@ async fn confirm_and_one_click_unsubscribe_reach_the_webhook_signed_within_secon
     let token = unsubscribe_url.split("token=").nth(1).unwrap();
     let now = time::OffsetDateTime::now_utc();
     let verified = listgate::token::verify(&app.keys(), token, listgate::token::Purpose::Unsubscribe, now).unwrap();
-    let id = app.db().query_row("SELECT id FROM subscriptions", [], |r| r.get(0)).unwrap();
+    let id = app.db().value("SELECT id FROM subscriptions", &[]);
     assert_eq!(verified.subject, app.subject(id), "a new-style link (layout 2)");
     assert_eq!(app.one_click_with(token).await.status(), 200);
     let call = next_call(&mut heard).await;
@@ -107,7 +107,7 @@ async fn confirm_and_one_click_unsubscribe_reach_the_webhook_signed_within_secon
     assert_eq!(app.one_click(id).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(heard.try_recv().is_err(), "no call for a repeat");
-    let stored: i64 = app.db().query_row("SELECT count(*) FROM webhook_calls", [], |r| r.get(0)).unwrap();
+    let stored: i64 = app.db().value("SELECT count(*) FROM webhook_calls", &[]);
     assert_eq!(stored, 2);
 }
 
@@ -166,15 +166,11 @@ async fn an_unreachable_receiver_loses_nothing_and_an_operator_unsubscribe_is_ca
     .unwrap();
     let config = config.to_str().unwrap();
     assert_eq!(app.cli(&["unsubscribe", "later@example.org", "--config", config]).status.code(), Some(0));
-    let queued: i64 = app
-        .db()
-        .query_row("SELECT count(*) FROM webhook_calls WHERE event = 'unsubscribed' AND state = 'queued'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let queued: i64 =
+        app.db().value("SELECT count(*) FROM webhook_calls WHERE event = 'unsubscribed' AND state = 'queued'", &[]);
     assert_eq!(queued, 1, "the operator's unsubscribe is queued for the webhook too");
     // Erasure takes the calls (and the address in them) with it.
     assert_eq!(app.cli(&["erase", "later@example.org", "--yes"]).status.code(), Some(0));
-    let left: i64 = app.db().query_row("SELECT count(*) FROM webhook_calls", [], |r| r.get(0)).unwrap();
+    let left: i64 = app.db().value("SELECT count(*) FROM webhook_calls", &[]);
     assert_eq!(left, 0);
 }

@@ -17,6 +17,10 @@
 //!   carry a cast, so a statement prepares the same on every server.
 //! - `sum(bigint)` is `numeric` in PostgreSQL: sums are cast back to `bigint`,
 //!   so callers read an `i64` as from SQLite.
+//! - Rows ordered by a text column that is not a time (`list_id`) say
+//!   `COLLATE "C"`: SQLite orders text by its bytes, a PostgreSQL database
+//!   by its collation, which under `en_US.UTF-8` or ICU puts `news_a`
+//!   before `news-a` and `news1`.
 //! - The outbox and webhook claims lock the rows they take with
 //!   `FOR UPDATE SKIP LOCKED`, so several nodes share one queue (see
 //!   [`CLAIM_DUE_MAILS`]).
@@ -318,7 +322,7 @@ statements! {
             UNION ALL
             SELECT list_id, status FROM subscriptions
                 WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < $1) AS past_retention
-        GROUP BY list_id, status ORDER BY list_id, status";
+        GROUP BY list_id, status ORDER BY list_id COLLATE \"C\", status";
 
     /// Params: now. Decline blocks whose time is over.
     pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE until <= $1";
@@ -328,11 +332,11 @@ statements! {
 
     /// No params. Subscriptions per list and state.
     pub const COUNT_BY_STATUS: &str =
-        "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id, status";
+        "SELECT list_id, status, count(*) FROM subscriptions GROUP BY list_id, status ORDER BY list_id COLLATE \"C\", status";
 
     /// Params: first_day. Daily counts since a day.
     pub const DAILY_STATS_SINCE: &str = "SELECT day, list_id, signups, confirmations, unsubscribes FROM daily_stats
-        WHERE day >= $1 ORDER BY day, list_id";
+        WHERE day >= $1 ORDER BY day, list_id COLLATE \"C\"";
 
     /// No params. How many proof events there are (for progress bars).
     pub const COUNT_PROOF_EVENTS: &str = "SELECT count(*) FROM proof_events";
