@@ -139,7 +139,7 @@ fn shared_cluster() -> &'static SharedCluster {
         let cluster = PgCluster::start();
         let url = cluster.url();
         let admin =
-            off_runtime(move || listgate::store::postgres::connect(&url, None).unwrap_or_else(|e| panic!("{e}")));
+            off_runtime(move || postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| panic!("{e}")));
         // Statics are never dropped: stop the cluster when the test process exits.
         // SAFETY: registers a plain function with no preconditions.
         unsafe { libc::atexit(stop_shared_cluster) };
@@ -315,7 +315,8 @@ impl TestDb {
         let conn = match &database.url {
             None => Conn::Sqlite(listgate::store::open_connection(&database.path).expect("open the SQLite file")),
             Some(url) => Conn::Postgres(Mutex::new(Some(off_runtime(|| {
-                listgate::store::postgres::connect(url, database.ca_file.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+                // The test clusters serve clear text on loopback only.
+                postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| panic!("{e}"))
             })))),
         };
         TestDb { database: database.clone(), conn }
