@@ -633,3 +633,57 @@ fn a_write_sent_without_waiting_that_fails_fails_its_own_job_and_never_commits_s
     let requests: i64 = setup.query_one("SELECT requests FROM daily_stats", &[]).unwrap().get(0);
     assert_eq!(requests, 2);
 }
+
+/// The statements that end one mail's or webhook call's delivery name it by
+/// id: they must find it through the primary key at any backlog. With
+/// `WHERE id = $1 AND state = 'queued'`, PostgreSQL also matched the partial
+/// index of queued rows (`outbox_due`) and, on a young table whose
+/// statistics lag, chose it: each delivered mail scanned the whole backlog
+/// (`auto_explain` under `benches/pg_profile.sh`: "Index Scan using
+/// outbox_due … Rows Removed by Filter: 129", 0.5-0.65 ms a mail under load).
+/// Checked for the generic plan a long-lived session settles on and for the
+/// custom plans before it, on a table of 300 queued rows never analysed.
+#[test]
+fn statements_that_finish_one_delivery_find_the_row_by_its_primary_key_at_any_backlog() {
+    let (_cluster, mut client) = migrated();
+    client.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
+    client
+        .execute(
+            pg::queries::INSERT_RENDERING,
+            &[&"r", &1_i64, &"l@example.org", &"L <l@example.org>", &None::<String>, &"Confirm", &"t", &"h", &T],
+        )
+        .unwrap();
+    let subscription = insert_subscription(&mut client, "news", "a@example.org").unwrap();
+    for n in 0..300 {
+        let link = format!("https://l/c{n}");
+        let message_id = format!("<{n}@l>");
+        client
+            .execute(pg::queries::INSERT_OUTBOX, &[&subscription, &"r", &"a@example.org", &link, &message_id, &"d", &T])
+            .unwrap();
+        client.execute(pg::queries::INSERT_WEBHOOK_CALL, &[&subscription, &"confirmed", &T]).unwrap();
+    }
+    let finishing = [
+        ("MARK_MAIL_SENT", pg::queries::MARK_MAIL_SENT, "outbox_pkey"),
+        ("MARK_MAIL_RETRY", pg::queries::MARK_MAIL_RETRY, "outbox_pkey"),
+        ("MARK_MAIL_FAILED", pg::queries::MARK_MAIL_FAILED, "outbox_pkey"),
+        ("MARK_WEBHOOK_SENT", pg::queries::MARK_WEBHOOK_SENT, "webhook_calls_pkey"),
+        ("MARK_WEBHOOK_RETRY", pg::queries::MARK_WEBHOOK_RETRY, "webhook_calls_pkey"),
+        ("MARK_WEBHOOK_FAILED", pg::queries::MARK_WEBHOOK_FAILED, "webhook_calls_pkey"),
+    ];
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        client.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
+        for (name, sql, key) in finishing {
+            let params = client.prepare(sql).unwrap().params().len();
+            client.batch_execute(&format!("DEALLOCATE ALL; PREPARE finishing AS {sql}")).unwrap();
+            let args = std::iter::once("150".to_owned()).chain((1..params).map(|_| "NULL".to_owned()));
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN EXECUTE finishing({})", args.collect::<Vec<_>>().join(", ")), &[])
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains(key) && !plan.contains("_due"), "{name} ({mode}) does not use {key}:\n{plan}");
+        }
+    }
+}

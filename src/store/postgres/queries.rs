@@ -21,6 +21,13 @@
 //!   `COLLATE "C"`: SQLite orders text by its bytes, a PostgreSQL database
 //!   by its collation, which under `en_US.UTF-8` or ICU puts `news_a`
 //!   before `news-a` and `news1`.
+//! - The statements that finish one delivery (`MARK_MAIL_*`,
+//!   `MARK_WEBHOOK_*`) check that the row is still queued as
+//!   `state NOT IN ('sent', 'failed')`, the same rows under the tables'
+//!   CHECK: `state = 'queued'` also matched the partial indexes of queued
+//!   rows, and on a table whose statistics lagged PostgreSQL scanned the
+//!   whole backlog for the one id
+//!   (`statements_that_finish_one_delivery_find_the_row_by_its_primary_key_at_any_backlog`).
 //! - The outbox and webhook claims lock the rows they take with
 //!   `FOR UPDATE SKIP LOCKED`, so several nodes share one queue (see
 //!   [`CLAIM_DUE_MAILS`]).
@@ -183,15 +190,15 @@ statements! {
 
     /// Params: id (i64), now, smtp_reply, message_sha256. The server took the mail.
     pub const MARK_MAIL_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = $2, smtp_reply = $3, message_sha256 = $4, last_error = NULL, leased = 0
-        WHERE id = $1 AND state = 'queued'";
+        WHERE id = $1 AND state NOT IN ('sent', 'failed')";
 
     /// Params: id (i64), next_attempt_at, error. A temporary failure: try again later.
     pub const MARK_MAIL_RETRY: &str =
-        "UPDATE outbox SET next_attempt_at = $2, last_error = $3, leased = 0 WHERE id = $1 AND state = 'queued'";
+        "UPDATE outbox SET next_attempt_at = $2, last_error = $3, leased = 0 WHERE id = $1 AND state NOT IN ('sent', 'failed')";
 
     /// Params: id (i64), error. A permanent failure (or a day of temporary ones): give up.
     pub const MARK_MAIL_FAILED: &str =
-        "UPDATE outbox SET state = 'failed', last_error = $2, leased = 0 WHERE id = $1 AND state = 'queued'";
+        "UPDATE outbox SET state = 'failed', last_error = $2, leased = 0 WHERE id = $1 AND state NOT IN ('sent', 'failed')";
 
     /// Params: now. Mails a previous run had claimed but not finished (it
     /// crashed or was killed) are due again now. On SQLite a start runs it;
@@ -400,15 +407,15 @@ statements! {
 
     /// Params: id (i64), now, http_status (i64). The receiver answered 2xx.
     pub const MARK_WEBHOOK_SENT: &str = "UPDATE webhook_calls
-        SET state = 'sent', sent_at = $2, http_status = $3, last_error = NULL WHERE id = $1 AND state = 'queued'";
+        SET state = 'sent', sent_at = $2, http_status = $3, last_error = NULL WHERE id = $1 AND state NOT IN ('sent', 'failed')";
 
     /// Params: id (i64), next_attempt_at, http_status (i64) or NULL, error. Try again later.
     pub const MARK_WEBHOOK_RETRY: &str = "UPDATE webhook_calls
-        SET next_attempt_at = $2, http_status = $3, last_error = $4 WHERE id = $1 AND state = 'queued'";
+        SET next_attempt_at = $2, http_status = $3, last_error = $4 WHERE id = $1 AND state NOT IN ('sent', 'failed')";
 
     /// Params: id (i64), http_status (i64) or NULL, error. Given up.
     pub const MARK_WEBHOOK_FAILED: &str = "UPDATE webhook_calls
-        SET state = 'failed', http_status = $2, last_error = $3 WHERE id = $1 AND state = 'queued'";
+        SET state = 'failed', http_status = $2, last_error = $3 WHERE id = $1 AND state NOT IN ('sent', 'failed')";
 
     /// No params. Liveness: the database answers.
     pub const PING: &str = "SELECT 1";
