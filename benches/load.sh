@@ -51,6 +51,7 @@ cargo build --release --quiet --bin listgate --example hello_warp
 bin=$PWD/target/release/listgate
 hello=$PWD/target/release/examples/hello_warp
 work=$(mktemp -d)
+chmod 755 "$work" # the cluster in it runs as `postgres` (benches/pg_cluster.sh)
 pids=()
 pg_stop=()
 cleanup() {
@@ -113,20 +114,10 @@ for run in $(seq "$runs"); do wrk_run hello "http://127.0.0.1:$hello_port/" >> "
 
 # 2. listgate on a fresh database.
 if [ "$store" = postgres ]; then
-  # A throwaway cluster as tests/api/pg.rs makes it: its own folder and
-  # port, run as `postgres` when this runs as root (initdb refuses root).
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-  pgdir=$(mktemp -d)
-  as_pg=()
-  # As `postgres`, from a folder it may enter (not the repository under root's home).
-  if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; as_pg=(runuser -u postgres -- env -C "$pgdir"); fi
-  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U listgate --auth=trust --locale=C -E UTF8 > /dev/null
-  pg_port=$(free_port)
-  printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = on\nsynchronous_commit = on\nmax_connections = 100\nshared_buffers = 128MB\n" \
-    "$pg_port" "$pgdir" | "${as_pg[@]}" tee -a "$pgdir/data/postgresql.auto.conf" > /dev/null
-  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w start > /dev/null
-  pg_stop=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop)
-  export LISTGATE_DATABASE__URL="postgres://listgate@127.0.0.1:$pg_port/postgres?sslmode=disable"
+  # benches/pg_cluster.sh: a throwaway cluster with production durability.
+  source benches/pg_cluster.sh
+  start_pg_cluster "$work/pg"
+  export LISTGATE_DATABASE__URL=$pg_url
   sql() { "$pgbin/psql" -X -q -At "$LISTGATE_DATABASE__URL" -c "$1"; }
   token_sql="SELECT substr(link, strpos(link, 'token=') + 6) FROM outbox ORDER BY id"
   pg_version=$("$pgbin/postgres" --version)

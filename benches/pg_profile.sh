@@ -38,25 +38,21 @@ work=$(mktemp -d)
 chmod 755 "$work"
 pgdir=$work/pg
 pids=()
+pg_stop=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
-  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop > /dev/null 2>&1 || true
+  if [ ${#pg_stop[@]} -gt 0 ]; then "${pg_stop[@]}" > /dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# The cluster, as benches/load.sh makes it, plus pg_stat_statements.
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-mkdir "$pgdir"
-as_pg=()
-if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; as_pg=(runuser -u postgres -- env -C "$pgdir"); fi
-"${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U listgate --auth=trust --locale=C -E UTF8 > /dev/null
-pg_port=$(free_port)
-printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n" \
-  "$pg_port" "$pgdir" | "${as_pg[@]}" tee -a "$pgdir/data/postgresql.auto.conf" > /dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w start > /dev/null
-direct="postgres://listgate@127.0.0.1:$pg_port/postgres?sslmode=disable"
+# The cluster benches/load.sh makes (benches/pg_cluster.sh), plus pg_stat_statements.
+source benches/pg_cluster.sh
+start_pg_cluster "$pgdir" "shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+"
+direct=$pg_url
 sql() { "$pgbin/psql" -X -q -At "$direct" -c "$1"; }
 sql "CREATE EXTENSION pg_stat_statements"
 export LISTGATE_DATABASE__URL=$direct

@@ -12,8 +12,8 @@
 //! A `&dyn Db` is one connection inside the transaction its caller opened
 //! (the writer's batch, a CLI command's `immediate` or `snapshot`); the
 //! methods never begin or end transactions themselves. Each method is one
-//! named statement of its backend's `queries` (two for `insert_*` on
-//! SQLite, which reads `last_insert_rowid`), so a method's doc is its
+//! named statement of its backend's `queries` (two for `insert_subscription`
+//! on SQLite, which reads `last_insert_rowid`), so a method's doc is its
 //! statement's doc.
 //!
 //! One operation behaves differently across backends, and says why in its

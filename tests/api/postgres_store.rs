@@ -449,6 +449,15 @@ fn insert_subscription(
     Ok(row.get(0))
 }
 
+/// The consent text `c` and the rendering `r` that subscriptions and queued
+/// mails refer to.
+fn insert_consent_and_rendering(client: &mut Client) {
+    client.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
+    let rendering: [&(dyn postgres::types::ToSql + Sync); 9] =
+        [&"r", &1_i64, &"list@example.org", &"List <list@example.org>", &None::<String>, &"Confirm", &"t", &"h", &T];
+    client.execute(pg::queries::INSERT_RENDERING, &rendering).unwrap();
+}
+
 #[test]
 fn a_postgres_subscription_insert_returns_its_id_and_refuses_a_second_live_one() {
     let (_cluster, mut client) = migrated();
@@ -473,23 +482,7 @@ fn a_postgres_subscription_insert_returns_its_id_and_refuses_a_second_live_one()
 #[test]
 fn two_postgres_connections_claiming_due_mails_at_once_get_disjoint_rows_without_waiting() {
     let (cluster, mut setup) = migrated();
-    setup.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
-    setup
-        .execute(
-            pg::queries::INSERT_RENDERING,
-            &[
-                &"r",
-                &1_i64,
-                &"list@example.org",
-                &"List <list@example.org>",
-                &None::<String>,
-                &"Confirm",
-                &"t",
-                &"h",
-                &T,
-            ],
-        )
-        .unwrap();
+    insert_consent_and_rendering(&mut setup);
     let mut queued = BTreeSet::new();
     for n in 0..4 {
         let subscription = insert_subscription(&mut setup, "news", &format!("{n}@example.org")).unwrap();
@@ -646,13 +639,7 @@ fn a_write_sent_without_waiting_that_fails_fails_its_own_job_and_never_commits_s
 #[test]
 fn statements_that_finish_one_delivery_find_the_row_by_its_primary_key_at_any_backlog() {
     let (_cluster, mut client) = migrated();
-    client.execute(pg::queries::INSERT_CONSENT_TEXT, &[&"c", &"Yes.", &T]).unwrap();
-    client
-        .execute(
-            pg::queries::INSERT_RENDERING,
-            &[&"r", &1_i64, &"l@example.org", &"L <l@example.org>", &None::<String>, &"Confirm", &"t", &"h", &T],
-        )
-        .unwrap();
+    insert_consent_and_rendering(&mut client);
     let subscription = insert_subscription(&mut client, "news", "a@example.org").unwrap();
     for n in 0..300 {
         let link = format!("https://l/c{n}");

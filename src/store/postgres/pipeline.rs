@@ -4,11 +4,12 @@
 //! Why we drive tokio-postgres ourselves instead of using the blocking
 //! `postgres::Client`: that client waits for each statement's answer before
 //! it sends the next, and a signup is a dozen statements on the writer's one
-//! connection. Measured with `pg_stat_statements` under
-//! `benches/load.sh --store postgres` (one node, 64 connections): 12 round
-//! trips per new signup, the writer thread mostly idle between them, and
-//! about 750 signups/s while listgate and PostgreSQL together used less
-//! than one of the two cores. The round trips, not the work, set the rate.
+//! connection, one after the other. `benches/pg_profile.sh` counted 12
+//! waited round trips per new signup. Sending what need not be waited for
+//! cut that to 5: +10 % signups/s with the database on the same machine,
+//! where a round trip (about 70 µs) costs less than the server's work per
+//! statement, and 2.2× with the database 2.45 ms away, where the round
+//! trips are nearly all of the time (BENCHMARKS.md, "Pipelining").
 //!
 //! Most of those statements return nothing the job needs: the day's
 //! counters, the proof event, the outbox row, `SAVEPOINT`. [`Pipeline::send`]
