@@ -83,6 +83,16 @@ CREATE INDEX IF NOT EXISTS subscriptions_status_signup ON subscriptions (status,
 CREATE INDEX IF NOT EXISTS subscriptions_status_unsubscribed ON subscriptions (status, unsubscribed_at)
     WHERE status = 'unsubscribed';
 
+-- Where an imported subscription's evidence came from (see schema.sql).
+CREATE TABLE IF NOT EXISTS imports (
+    subscription_id  BIGINT PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
+    imported_at      TEXT NOT NULL,
+    format           TEXT NOT NULL CHECK (format IN ('mailchimp', 'listmonk', 'listgate', 'csv')),
+    source_sha256    TEXT NOT NULL,      -- hex SHA-256 of the whole imported file
+    line             BIGINT NOT NULL,     -- the row's first line in that file (the header is line 1)
+    evidence         TEXT NOT NULL CHECK (evidence IN ('double-opt-in', 'confirmation-only', 'none'))
+);
+
 -- Mails waiting for, or done with, delivery (see schema.sql). The
 -- per-recipient values are fixed when the row is queued, so a retry (on any
 -- node) sends the same bytes under the same Message-ID.

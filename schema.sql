@@ -73,6 +73,20 @@ CREATE INDEX IF NOT EXISTS subscriptions_status_signup ON subscriptions (status,
 CREATE INDEX IF NOT EXISTS subscriptions_status_unsubscribed ON subscriptions (status, unsubscribed_at)
     WHERE status = 'unsubscribed';
 
+-- Where the evidence of a subscription taken in by `listgate import` came
+-- from: another system collected it, and listgate says so wherever it shows
+-- the subscription (show, the proof document, the export's `evidence`).
+-- Nothing personal: the row's original values are in its `imported` proof
+-- event, where erasure blanks them.
+CREATE TABLE IF NOT EXISTS imports (
+    subscription_id  INTEGER PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
+    imported_at      TEXT NOT NULL,
+    format           TEXT NOT NULL CHECK (format IN ('mailchimp', 'listmonk', 'listgate', 'csv')),
+    source_sha256    TEXT NOT NULL,      -- hex SHA-256 of the whole imported file
+    line             INTEGER NOT NULL,   -- the row's first line in that file (the header is line 1)
+    evidence         TEXT NOT NULL CHECK (evidence IN ('double-opt-in', 'confirmation-only', 'none'))
+);
+
 -- Mails waiting for, or done with, delivery. A signup is answered only after
 -- its row here is committed. The per-recipient values (`message_id`,
 -- `date_header`, `to_*`, `link`) are fixed when the row is queued, so a retry

@@ -86,6 +86,34 @@ pub enum WebhookEvent {
     Unsubscribed,
 }
 
+/// How strong the evidence of a subscription's consent is, as the export's
+/// `evidence` column says (text in `store::codes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Evidence {
+    /// Signup and confirmation, each with time and IP: every confirmation
+    /// listgate itself took.
+    DoubleOptIn,
+    /// A confirmation time, but not the whole double opt-in (an import of
+    /// a single opt-in, an API add, a row without IPs).
+    ConfirmationOnly,
+    /// No confirmation (a pending signup).
+    None,
+}
+
+/// The file formats `listgate import` reads (text in `store::codes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ImportFormat {
+    // No `///` here: clap would list them in `--help` (see `StatusFilter`).
+    // Mailchimp's audience export (subscribed, unsubscribed or cleaned CSV).
+    Mailchimp,
+    // listmonk's subscriber export CSV.
+    Listmonk,
+    // listgate's own `export` (CSV or JSON lines).
+    Listgate,
+    // A CSV with listgate's column names, or others mapped with `--column`.
+    Csv,
+}
+
 /// A syntactically valid address that the mail library can deliver to.
 /// Keeps the address as entered and a lowercase key for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use listgate::admin::commands::{self, Failure, Outcome, StatusFilter};
 use listgate::admin::export::Format;
 use listgate::clock::SystemClock;
+use listgate::domain::ImportFormat;
 use listgate::config::Config;
 use listgate::logging::{self, LogFormat};
 
@@ -23,6 +24,7 @@ Examples:
   listgate --config /etc/listgate.toml serve
   LISTGATE_MAIL__URL=smtp://127.0.0.1:25 listgate serve
   listgate export --output subscribers.csv
+  listgate import subscribed_members.csv --list newsletter --dry-run
   listgate show anna@example.org --proof
   listgate purge --dry-run
   listgate verify
@@ -84,6 +86,41 @@ Examples:
         /// Begin the CSV with a UTF-8 byte order mark, so Excel shows umlauts.
         #[arg(long)]
         bom: bool,
+    },
+    /// Take in an existing list with the proof it already has.
+    ///
+    /// Reads Mailchimp's audience exports, listmonk's subscriber export (with
+    /// the columns docs/import.md adds), listgate's own export (CSV or JSON
+    /// lines), or a CSV with listgate's column names (email, name, status,
+    /// signup_at, signup_ip, confirmed_at, confirmed_ip, unsubscribed_at,
+    /// consent_text; map others with --column). Without --format, the header
+    /// tells the format. Each row becomes a confirmed or unsubscribed
+    /// subscription with the times and IPs the file gives and a proof event
+    /// `imported`; rows never confirmed are skipped, and nobody is mailed.
+    /// An address already on the list, or twice in the file, is imported once
+    /// (the first row wins), so a second run adds nothing. Exits 1 when a row
+    /// was rejected (the report names its line); the other rows are imported.
+    #[command(after_help = "\
+Examples:
+  listgate import subscribed_members_export.csv --list newsletter --dry-run
+  listgate import unsubscribed_members_export.csv --list newsletter
+  listgate import other-instance.jsonl --list newsletter
+  listgate import cleverreach.csv --list newsletter --column email=E-Mail --column confirmed_at=activated")]
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// The list the subscribers go to.
+        #[arg(long)]
+        list: String,
+        /// The file's format; detected from its header when not given.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// Read listgate's FIELD from the column HEADER (csv format), e.g. email=E-Mail.
+        #[arg(long = "column", value_name = "FIELD=HEADER")]
+        columns: Vec<String>,
+        /// Check and report every row; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show everything stored about one address, on every list (GDPR Art. 15).
     #[command(after_help = "\
@@ -250,6 +287,9 @@ fn run(command: Command, config: Config, file: Option<&Path>, log_format: LogFor
         Command::Serve => commands::serve(config, Arc::new(clock)),
         Command::Export { list, status, since, format, output, bom } => {
             commands::export(&config, list, status, since, format, output.as_deref(), bom)
+        }
+        Command::Import { file, list, format, columns, dry_run } => {
+            commands::import(&config, &clock, &file, list, format, &columns, dry_run)
         }
         Command::Show { email, json, proof, dir } => commands::show(&config, &clock, &email, json, proof, &dir),
         Command::Erase { email, yes, dry_run } => commands::erase(&config, &email, yes, dry_run),

@@ -32,6 +32,10 @@ pub enum EventKind {
     Unsubscribe,
     /// The operator rectified the name; detail: SHA-256 of the old and new name.
     NameCorrected,
+    /// `listgate import` took the subscription in, with evidence another
+    /// system collected; detail: the subscription as stored, the format,
+    /// the file's SHA-256, the line and the row's original values.
+    Imported,
 }
 
 impl EventKind {
@@ -44,6 +48,7 @@ impl EventKind {
             EventKind::Confirm => "confirm",
             EventKind::Unsubscribe => "unsubscribe",
             EventKind::NameCorrected => "name_corrected",
+            EventKind::Imported => "imported",
         }
     }
 }

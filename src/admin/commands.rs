@@ -16,7 +16,7 @@ use crate::Application;
 use crate::admin::{self, export::Format};
 use crate::clock::{Clock, SharedClock};
 use crate::config::{Config, Language};
-use crate::domain::{Name, Status};
+use crate::domain::{ImportFormat, Name, Status};
 use crate::keys::{self, KeyRing};
 use crate::logging::LogFormat;
 use crate::retention::{self, Cutoffs};
@@ -186,6 +186,83 @@ pub fn export(
         eprintln!("listgate: exported {rows} rows to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate import FILE --list L`: takes the file's subscribers in (see
+/// `admin::import`), reporting on stdout the format and each row not taken,
+/// then the totals. Exits 1 when a row was rejected; the rest are in.
+pub fn import(
+    config: &Config,
+    clock: &dyn Clock,
+    file: &Path,
+    list: String,
+    format: Option<ImportFormat>,
+    columns: &[String],
+    dry_run: bool,
+) -> Outcome {
+    if config.list(&list).is_none() {
+        return Err(Failure::bad_usage(format!("--list: no list \"{list}\" in the configuration")));
+    }
+    let columns =
+        columns.iter().map(|c| admin::import::parse_column(c)).collect::<Result<Vec<_>, _>>().map_err(Failure::bad_usage)?;
+    let size = std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?.len();
+    // A new instance may take its list in before its first `serve`: the
+    // import creates the database and key as `serve` would. A dry run
+    // creates nothing; it checks against an empty database then, and
+    // signs nothing.
+    let (conn, keys) = if dry_run {
+        let conn = match Database::open(&config.database) {
+            Err(_) if config.database.url.is_none() && !config.database.path.exists() => Database::temporary()?,
+            opened => opened?,
+        };
+        let keys = match KeyRing::read(config.secrets.key.as_deref(), &config.secrets.key_file)? {
+            Some((keys, _)) => keys,
+            None => KeyRing::parse(&keys::new_entry(1)?)?,
+        };
+        (conn, keys)
+    } else {
+        let (conn, created) = Database::open_or_create(&config.database)?;
+        if created {
+            eprintln!("listgate: created the database {}", config.database.path.display());
+        }
+        (conn, crate::app::load_keys(config)?)
+    };
+    let options = admin::import::Options { list, format, columns, dry_run };
+    let bar = admin::progress_bar(size, "importing");
+    let stdout = std::io::stdout();
+    let mut report = BufWriter::new(stdout.lock());
+    let summary =
+        admin::import::run(&conn, config, &keys, file, &options, clock.now(), &mut report, |byte| bar.set_position(byte));
+    bar.finish_and_clear();
+    let summary = summary?;
+    let (verb, into) = if dry_run { ("would import", "(dry run: nothing written)") } else { ("imported", "") };
+    let say = |report: &mut BufWriter<_>, text: String| writeln!(report, "{text}").map_err(|e| e.to_string());
+    say(
+        &mut report,
+        format!(
+            "{verb} {} of {} rows into {}: {} confirmed, {} unsubscribed; {} skipped, {} rejected {into}",
+            summary.imported(),
+            summary.rows,
+            options.list,
+            summary.confirmed,
+            summary.unsubscribed,
+            summary.skipped,
+            summary.rejected
+        )
+        .trim_end()
+        .to_string(),
+    )?;
+    if summary.past_retention > 0 {
+        say(
+            &mut report,
+            format!(
+                "{} unsubscribed rows left longer ago than retention.after_unsubscribe ({}): the next purge erases them",
+                summary.past_retention, config.retention.after_unsubscribe
+            ),
+        )?;
+    }
+    report.flush().map_err(|e| e.to_string())?;
+    Ok(ExitCode::from(u8::from(summary.rejected > 0)))
 }
 
 /// `listgate show EMAIL`: everything stored about the address, as text, as

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::config::Config;
-use crate::domain::Status;
+use crate::domain::{Evidence, Status};
 use crate::keys::KeyRing;
 use crate::store::Database;
 use crate::store::db::{ExportFilter, ExportRecord};
@@ -27,7 +27,7 @@ pub enum Format {
 pub const LIST_UNSUBSCRIBE_POST: &str = "List-Unsubscribe=One-Click";
 
 /// The columns, in order; also the JSON keys.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 15] = [
     "email",
     "name",
     "list",
@@ -41,6 +41,8 @@ pub const COLUMNS: [&str; 13] = [
     "unsubscribe_url",
     "list_unsubscribe",
     "list_unsubscribe_post",
+    "evidence",
+    "imported_at",
 ];
 
 /// One exported row, borrowed from the database row and the caller's
@@ -60,6 +62,11 @@ pub struct ExportRow<'a> {
     pub unsubscribe_url: &'a str,
     pub list_unsubscribe: &'a str,
     pub list_unsubscribe_post: &'static str,
+    /// `double-opt-in`, `confirmation-only` or `none`: how much proof there is.
+    pub evidence: Evidence,
+    /// When `listgate import` took the row in: its evidence was collected by
+    /// another system. Empty (CSV) or `null` (JSON) for listgate's own.
+    pub imported_at: Option<&'a str>,
 }
 
 /// Builds the signed link columns of each row into buffers reused from row
@@ -107,6 +114,8 @@ impl<'k> Links<'k> {
             unsubscribe_url: &self.url,
             list_unsubscribe: &self.header,
             list_unsubscribe_post: LIST_UNSUBSCRIBE_POST,
+            evidence: record.evidence,
+            imported_at: record.imported_at,
         }
     }
 }
@@ -114,13 +123,13 @@ impl<'k> Links<'k> {
 impl ExportRow<'_> {
     /// The CSV cells: every value exactly as stored, except the free-text
     /// `name`, which gets the formula guard ([`neutralise_formula`]).
-    fn csv_cells(&self) -> [std::borrow::Cow<'_, str>; 13] {
+    fn csv_cells(&self) -> [std::borrow::Cow<'_, str>; 15] {
         let mut cells = self.cells().map(std::borrow::Cow::Borrowed);
         cells[1] = neutralise_formula(self.name.unwrap_or(""));
         cells
     }
 
-    fn cells(&self) -> [&str; 13] {
+    fn cells(&self) -> [&str; 15] {
         [
             self.email,
             self.name.unwrap_or(""),
@@ -135,6 +144,8 @@ impl ExportRow<'_> {
             self.unsubscribe_url,
             self.list_unsubscribe,
             self.list_unsubscribe_post,
+            self.evidence.as_str(),
+            self.imported_at.unwrap_or(""),
         ]
     }
 }

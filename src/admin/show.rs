@@ -16,7 +16,7 @@ use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
 use crate::store::Database;
-use crate::store::db::{Db, MailRow, ProofEventRow, SubscriptionRow};
+use crate::store::db::{Db, ImportRow, MailRow, ProofEventRow, SubscriptionRow};
 use crate::subscriptions;
 
 /// One subscription with everything hanging off it.
@@ -24,6 +24,8 @@ use crate::subscriptions;
 pub struct Record {
     pub subscription: SubscriptionRow,
     pub consent_text: Option<String>,
+    /// Where its evidence came from, when `listgate import` took it in.
+    pub import: Option<ImportRow>,
     pub mails: Vec<MailRow>,
     pub events: Vec<ProofEventRow>,
 }
@@ -48,6 +50,7 @@ pub fn collect(
         for subscription in conn.subscriptions_of_address(email_key)? {
             records.push(Record {
                 consent_text: conn.select_consent_text(&subscription.consent_sha256)?,
+                import: conn.select_import(subscription.id)?,
                 mails: conn.mails_of_subscription(subscription.id)?,
                 events: conn.select_proof_events_of(subscription.id)?,
                 subscription,
@@ -89,6 +92,17 @@ pub fn to_text(report: &AddressReport) -> String {
         let s = &r.subscription;
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         let _ = writeln!(t, "{} on list {} (subscription {}): {}", s.email, s.list_id, s.id, s.status);
+        if let Some(i) = &r.import {
+            let _ = writeln!(
+                t,
+                "  imported:      {} from a {} file (line {}, sha256 {}); evidence: {}",
+                i.imported_at, i.format, i.line, i.source_sha256, i.evidence
+            );
+            let _ = writeln!(
+                t,
+                "                 collected by another system: listgate cannot vouch for the times and IPs below"
+            );
+        }
         let _ = writeln!(t, "  name:          {}", dash(&s.name));
         let _ = writeln!(t, "  signed up:     {} from {}", s.signup_at, s.signup_ip);
         let _ = writeln!(
@@ -179,6 +193,7 @@ struct ProofDocument<'a> {
     mails: Vec<MailView>,
     chain_ok: bool,
     chain_summary: String,
+    import: Option<&'a ImportRow>,
 }
 
 /// Writes `proof-LIST-ID.html` per subscription into `dir`; returns the paths.
@@ -241,6 +256,7 @@ pub fn write_proof_documents(
             mails,
             chain_ok,
             chain_summary: chain_summary.clone(),
+            import: r.import.as_ref(),
         };
         let html = document.render().map_err(|e| format!("proof template: {e}"))?;
         let path = dir.join(format!("proof-{}-{}.html", r.subscription.list_id, r.subscription.id));

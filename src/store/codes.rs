@@ -14,7 +14,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 use crate::clock::Timestamp;
-use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
+use crate::domain::{EmailKey, Evidence, ImportFormat, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 
 /// One stored spelling per variant, both ways.
 macro_rules! stored_as_text {
@@ -77,6 +77,19 @@ stored_as_text!(UnsubscribeMethod {
 stored_as_text!(WebhookEvent {
     Confirmed => "confirmed",
     Unsubscribed => "unsubscribed",
+});
+
+stored_as_text!(Evidence {
+    DoubleOptIn => "double-opt-in",
+    ConfirmationOnly => "confirmation-only",
+    None => "none",
+});
+
+stored_as_text!(ImportFormat {
+    Mailchimp => "mailchimp",
+    Listmonk => "listmonk",
+    Listgate => "listgate",
+    Csv => "csv",
 });
 
 /// An inbox is looked up as the address key it is the spelling of.

@@ -24,7 +24,7 @@
 //! transaction takes when it begins (`PgSession::begin_write`).
 
 use crate::clock::Timestamp;
-use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
+use crate::domain::{EmailKey, Evidence, ImportFormat, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 
 use super::Result;
 
@@ -101,6 +101,33 @@ pub struct NewSubscription<'a> {
     pub ip: &'a str,
 }
 
+/// A subscription taken in by `listgate import`, in the state and with the
+/// evidence its file gave: confirmed or unsubscribed, never pending.
+pub struct ImportedSubscription<'a> {
+    pub list_id: &'a str,
+    pub email: &'a str,
+    pub email_key: &'a EmailKey,
+    pub name: Option<&'a str>,
+    pub status: Status,
+    pub consent_sha256: &'a str,
+    pub signup_at: Timestamp,
+    /// Empty when the file named none.
+    pub signup_ip: &'a str,
+    pub confirmed_at: Timestamp,
+    pub confirmed_ip: Option<&'a str>,
+    pub unsubscribed_at: Option<Timestamp>,
+}
+
+/// Where an imported subscription's evidence came from (`imports`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImportRow {
+    pub imported_at: Timestamp,
+    pub format: ImportFormat,
+    pub source_sha256: String,
+    pub line: i64,
+    pub evidence: Evidence,
+}
+
 /// Values of a queued confirmation mail.
 pub struct NewMail<'a> {
     pub subscription_id: i64,
@@ -173,6 +200,9 @@ pub struct ExportRecord<'a> {
     pub confirmed_at: Option<&'a str>,
     pub confirmed_ip: Option<&'a str>,
     pub unsubscribed_at: Option<&'a str>,
+    pub evidence: Evidence,
+    /// When `listgate import` took it in; `None` for listgate's own.
+    pub imported_at: Option<&'a str>,
 }
 
 /// A mail as listed for an operator.
@@ -218,6 +248,9 @@ pub trait Db {
     fn select_live_subscription(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<SubscriptionRow>>;
     fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>>;
     fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64>;
+    fn insert_imported_subscription(&self, s: &ImportedSubscription<'_>) -> Result<i64>;
+    fn insert_import(&self, subscription_id: i64, i: &ImportRow) -> Result<()>;
+    fn select_import(&self, subscription_id: i64) -> Result<Option<ImportRow>>;
     /// Returns whether a pending subscription was confirmed.
     fn confirm_subscription(&self, id: i64, now: Timestamp, ip: &str) -> Result<bool>;
     /// Returns whether a live subscription was ended.

@@ -52,7 +52,7 @@ use self::writer::{Completion, Job, MAX_BATCH, WriterHandle};
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock another one holds.
@@ -439,6 +439,27 @@ impl Database {
             ));
         }
         let conn = open_connection(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+        migrate(&conn).map_err(|e| e.to_string())?;
+        Ok(Database::Sqlite(conn))
+    }
+
+    /// As [`Database::open`], but creates the SQLite file when there is
+    /// none (`import` into a new instance, before its first `serve`); says
+    /// whether it did.
+    pub fn open_or_create(config: &DatabaseConfig) -> std::result::Result<(Database, bool), String> {
+        let create = config.url.is_none() && !config.path.exists();
+        if create {
+            let conn = open_connection(&config.path)
+                .map_err(|e| format!("cannot create database {}: {e}", config.path.display()))?;
+            migrate(&conn).map_err(|e| e.to_string())?;
+        }
+        Ok((Database::open(config)?, create))
+    }
+
+    /// An empty database in a private temporary file that SQLite deletes
+    /// when it closes: what a dry run checks against when there is none yet.
+    pub fn temporary() -> std::result::Result<Database, String> {
+        let conn = Connection::open("").map_err(|e| format!("cannot create a temporary database: {e}"))?;
         migrate(&conn).map_err(|e| e.to_string())?;
         Ok(Database::Sqlite(conn))
     }

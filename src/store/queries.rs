@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Result;
 use super::db::*;
 use crate::clock::Timestamp;
-use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
+use crate::domain::{EmailKey, Evidence, ImportFormat, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 
 /// Defines each statement as a `pub const` and lists every one of them in
 /// `ALL`, generated, so no statement can be left out of the test that
@@ -52,6 +52,23 @@ statements! {
     pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
         (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
+
+    /// Params: list_id, email, email_key, name, status, consent_sha256, signup_at,
+    /// signup_ip, confirmed_at, confirmed_ip, unsubscribed_at. A subscription
+    /// taken in by `listgate import`, in its state with the file's evidence.
+    pub const INSERT_IMPORTED_SUBSCRIPTION: &str = "INSERT INTO subscriptions
+        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip,
+         confirmed_at, confirmed_ip, unsubscribed_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+    /// Params: subscription_id, imported_at, format, source_sha256, line, evidence.
+    /// Where an imported subscription's evidence came from.
+    pub const INSERT_IMPORT: &str = "INSERT INTO imports
+        (subscription_id, imported_at, format, source_sha256, line, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+    /// Params: subscription_id. Where its evidence came from, if imported.
+    pub const SELECT_IMPORT: &str =
+        "SELECT imported_at, format, source_sha256, line, evidence FROM imports WHERE subscription_id = ?1";
 
     /// Params: id, now, ip. Pending becomes confirmed; no-op otherwise.
     pub const CONFIRM_SUBSCRIPTION: &str =
@@ -168,13 +185,15 @@ statements! {
 
     /// Params: list_id or NULL, status or NULL, since or NULL. Subscriptions to
     /// export, in id order; `since` matches rows whose latest event (signup,
-    /// confirmation or unsubscribe) is at or after it.
-    pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at
-        FROM subscriptions
+    /// confirmation or unsubscribe) is at or after it. `evidence` is the
+    /// import's, or for listgate's own: double opt-in once confirmed.
+    pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT s.id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+        confirmed_at, confirmed_ip, unsubscribed_at,
+        coalesce(i.evidence, CASE WHEN confirmed_at IS NULL THEN 'none' ELSE 'double-opt-in' END), i.imported_at
+        FROM subscriptions s LEFT JOIN imports i ON i.subscription_id = s.id
         WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
           AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
-        ORDER BY id";
+        ORDER BY s.id";
 
     /// Params as `EXPORT_SUBSCRIPTIONS`. How many rows it will give (for progress bars).
     pub const COUNT_EXPORT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions
@@ -398,6 +417,8 @@ impl<'a> ExportRecord<'a> {
             confirmed_at: optional(8)?,
             confirmed_ip: optional(9)?,
             unsubscribed_at: optional(10)?,
+            evidence: r.get(11)?,
+            imported_at: optional(12)?,
         })
     }
 }
@@ -454,6 +475,48 @@ impl Db for Connection {
 
     fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>> {
         Ok(self.prepare_cached(SELECT_SUBSCRIPTION)?.query_row([id], subscription_from_row).optional()?)
+    }
+
+    fn insert_imported_subscription(&self, s: &ImportedSubscription<'_>) -> Result<i64> {
+        self.prepare_cached(INSERT_IMPORTED_SUBSCRIPTION)?.execute(params![
+            s.list_id,
+            s.email,
+            s.email_key,
+            s.name,
+            s.status,
+            s.consent_sha256,
+            s.signup_at,
+            s.signup_ip,
+            s.confirmed_at,
+            s.confirmed_ip,
+            s.unsubscribed_at
+        ])?;
+        Ok(self.last_insert_rowid())
+    }
+
+    fn insert_import(&self, subscription_id: i64, i: &ImportRow) -> Result<()> {
+        self.prepare_cached(INSERT_IMPORT)?.execute(params![
+            subscription_id,
+            i.imported_at,
+            i.format,
+            i.source_sha256,
+            i.line,
+            i.evidence
+        ])?;
+        Ok(())
+    }
+
+    fn select_import(&self, subscription_id: i64) -> Result<Option<ImportRow>> {
+        let row = self.prepare_cached(SELECT_IMPORT)?.query_row([subscription_id], |r| {
+            Ok(ImportRow {
+                imported_at: r.get(0)?,
+                format: r.get::<_, ImportFormat>(1)?,
+                source_sha256: r.get(2)?,
+                line: r.get(3)?,
+                evidence: r.get::<_, Evidence>(4)?,
+            })
+        });
+        Ok(row.optional()?)
     }
 
     fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64> {

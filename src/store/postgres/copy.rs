@@ -30,6 +30,7 @@ const TABLES: &[(&str, bool)] = &[
     ("consent_texts", false),
     ("mail_renderings", false),
     ("subscriptions", true),
+    ("imports", false),
     ("outbox", true),
     ("webhook_calls", true),
     ("proof_events", true),

@@ -128,6 +128,23 @@ statements! {
         (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING id";
 
+    /// Params: list_id, email, email_key, name, status, consent_sha256, signup_at,
+    /// signup_ip, confirmed_at, confirmed_ip, unsubscribed_at. A subscription
+    /// taken in by `listgate import`, in its state with the file's evidence.
+    pub const INSERT_IMPORTED_SUBSCRIPTION: &str = "INSERT INTO subscriptions
+        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip,
+         confirmed_at, confirmed_ip, unsubscribed_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+
+    /// Params: subscription_id (i64), imported_at, format, source_sha256, line (i64), evidence.
+    /// Where an imported subscription's evidence came from.
+    pub const INSERT_IMPORT: &str = "INSERT INTO imports
+        (subscription_id, imported_at, format, source_sha256, line, evidence) VALUES ($1, $2, $3, $4, $5, $6)";
+
+    /// Params: subscription_id (i64). Where its evidence came from, if imported.
+    pub const SELECT_IMPORT: &str =
+        "SELECT imported_at, format, source_sha256, line, evidence FROM imports WHERE subscription_id = $1";
+
     /// Params: id (i64), now, ip. Pending becomes confirmed; no-op otherwise.
     pub const CONFIRM_SUBSCRIPTION: &str =
         "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $2, confirmed_ip = $3
@@ -272,13 +289,15 @@ statements! {
     /// Params: list_id or NULL, status or NULL, since or NULL. Subscriptions to
     /// export, in id order; `since` matches rows whose latest event (signup,
     /// confirmation or unsubscribe) is at or after it. The casts type the
-    /// parameters that `$1 IS NULL` alone leaves open.
-    pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at
-        FROM subscriptions
+    /// parameters that `$1 IS NULL` alone leaves open. `evidence` is the
+    /// import's, or for listgate's own: double opt-in once confirmed.
+    pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT s.id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
+        confirmed_at, confirmed_ip, unsubscribed_at,
+        coalesce(i.evidence, CASE WHEN confirmed_at IS NULL THEN 'none' ELSE 'double-opt-in' END), i.imported_at
+        FROM subscriptions s LEFT JOIN imports i ON i.subscription_id = s.id
         WHERE ($1::text IS NULL OR list_id = $1::text) AND ($2::text IS NULL OR status = $2::text)
           AND ($3::text IS NULL OR greatest(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= $3::text)
-        ORDER BY id";
+        ORDER BY s.id";
 
     /// Params as `EXPORT_SUBSCRIPTIONS`. How many rows it will give (for progress bars).
     pub const COUNT_EXPORT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions

@@ -11,7 +11,7 @@ use tokio_postgres::{Row, Statement};
 use super::pipeline::{OwnedParam, Pipeline};
 use super::queries;
 use crate::clock::Timestamp;
-use crate::domain::{EmailKey, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
+use crate::domain::{EmailKey, Evidence, ImportFormat, InboxKey, Status, UnsubscribeMethod, WebhookEvent};
 use crate::store::db::*;
 use crate::store::{Result, StoreError};
 
@@ -352,6 +352,8 @@ fn export_record(row: &Row) -> Result<ExportRecord<'_>> {
         confirmed_at: row.try_get(8)?,
         confirmed_ip: row.try_get(9)?,
         unsubscribed_at: row.try_get(10)?,
+        evidence: parsed(row, 11, "an evidence", Evidence::from_stored)?,
+        imported_at: row.try_get(12)?,
     })
 }
 
@@ -405,6 +407,52 @@ impl Db for PgSession {
 
     fn select_subscription(&self, id: i64) -> Result<Option<SubscriptionRow>> {
         self.query_opt(queries::SELECT_SUBSCRIPTION, &[&id])?.as_ref().map(subscription_from_row).transpose()
+    }
+
+    fn insert_imported_subscription(&self, s: &ImportedSubscription<'_>) -> Result<i64> {
+        let row = self.query_one(
+            queries::INSERT_IMPORTED_SUBSCRIPTION,
+            &[
+                &s.list_id,
+                &s.email,
+                &s.email_key.as_str(),
+                &s.name,
+                &s.status.as_str(),
+                &s.consent_sha256,
+                &stored(s.signup_at),
+                &s.signup_ip,
+                &stored(s.confirmed_at),
+                &s.confirmed_ip,
+                &s.unsubscribed_at.map(stored),
+            ],
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
+    fn insert_import(&self, subscription_id: i64, i: &ImportRow) -> Result<()> {
+        self.execute(
+            queries::INSERT_IMPORT,
+            &[
+                &subscription_id,
+                &stored(i.imported_at),
+                &i.format.as_str(),
+                &i.source_sha256,
+                &i.line,
+                &i.evidence.as_str(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn select_import(&self, subscription_id: i64) -> Result<Option<ImportRow>> {
+        let Some(row) = self.query_opt(queries::SELECT_IMPORT, &[&subscription_id])? else { return Ok(None) };
+        Ok(Some(ImportRow {
+            imported_at: time(&row, 0)?,
+            format: parsed(&row, 1, "an import format", ImportFormat::from_stored)?,
+            source_sha256: row.try_get(2)?,
+            line: row.try_get(3)?,
+            evidence: parsed(&row, 4, "an evidence", Evidence::from_stored)?,
+        }))
     }
 
     fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64> {
