@@ -205,6 +205,9 @@ pub fn import(
     }
     let columns =
         columns.iter().map(|c| admin::import::parse_column(c)).collect::<Result<Vec<_>, _>>().map_err(Failure::bad_usage)?;
+    if let Some(format) = format.filter(|f| *f != ImportFormat::Csv && !columns.is_empty()) {
+        return Err(Failure::bad_usage(format!("--column maps the columns of --format csv, not of {format}")));
+    }
     let size = std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?.len();
     // A new instance may take its list in before its first `serve`: the
     // import creates the database and key as `serve` would. A dry run

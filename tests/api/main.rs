@@ -14,6 +14,7 @@ mod faults;
 mod file_modes;
 mod helpers;
 mod html;
+mod import;
 mod journey;
 mod mail_delivery;
 mod metrics;

@@ -201,7 +201,13 @@ pub fn run(
     skip_bom(&mut reader).map_err(io)?;
     let json = reader.fill_buf().map_err(io)?.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
 
-    let mut csv = (!json).then(|| csv::ReaderBuilder::new().flexible(true).from_reader(reader.by_ref()));
+    // Rows end at `\n` only: with the default (CR, LF or CRLF), the csv
+    // crate places each row of a CRLF file (Mailchimp's) at the end of the
+    // line before, and the report would name the wrong line. The `\r` left
+    // at the end of the last cell is trimmed with all surrounding space.
+    let mut csv = (!json).then(|| {
+        csv::ReaderBuilder::new().flexible(true).terminator(csv::Terminator::Any(b'\n')).from_reader(reader.by_ref())
+    });
     let (layout, how) = match &mut csv {
         None => match options.format {
             None | Some(ImportFormat::Listgate) => (Layout::listgate_json(), "JSON lines"),
