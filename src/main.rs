@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 use listgate::admin::commands::{self, Failure, Outcome, StatusFilter};
 use listgate::admin::export::Format;
 use listgate::clock::SystemClock;
-use listgate::domain::ImportFormat;
 use listgate::config::Config;
+use listgate::domain::ImportFormat;
 use listgate::logging::{self, LogFormat};
 
 /// Double opt-in for newsletters, with proof of consent.
@@ -58,7 +58,8 @@ enum Command {
     /// Streams rows (constant memory) as CSV or JSON lines. Columns: email, name,
     /// list, status, signup_at, signup_ip, consent_sha256, confirmed_at,
     /// confirmed_ip, unsubscribed_at, unsubscribe_url, list_unsubscribe,
-    /// list_unsubscribe_post. In CSV a name starting with = + - @ gets a leading
+    /// list_unsubscribe_post, evidence (double-opt-in, confirmation-only or
+    /// none), imported_at (set on rows `listgate import` took in). In CSV a name starting with = + - @ gets a leading
     /// apostrophe so spreadsheets do not run it as a formula; addresses, links,
     /// times and IPs are always exact, as are all JSON lines values.
     #[command(after_help = "\

@@ -203,8 +203,11 @@ pub fn import(
     if config.list(&list).is_none() {
         return Err(Failure::bad_usage(format!("--list: no list \"{list}\" in the configuration")));
     }
-    let columns =
-        columns.iter().map(|c| admin::import::parse_column(c)).collect::<Result<Vec<_>, _>>().map_err(Failure::bad_usage)?;
+    let columns = columns
+        .iter()
+        .map(|c| admin::import::parse_column(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::bad_usage)?;
     if let Some(format) = format.filter(|f| *f != ImportFormat::Csv && !columns.is_empty()) {
         return Err(Failure::bad_usage(format!("--column maps the columns of --format csv, not of {format}")));
     }
@@ -230,12 +233,12 @@ pub fn import(
         }
         (conn, crate::app::load_keys(config)?)
     };
-    let options = admin::import::Options { list, format, columns, dry_run };
+    let options = admin::import::Options { file: file.to_path_buf(), list, format, columns, dry_run };
     let bar = admin::progress_bar(size, "importing");
     let stdout = std::io::stdout();
     let mut report = BufWriter::new(stdout.lock());
     let summary =
-        admin::import::run(&conn, config, &keys, file, &options, clock.now(), &mut report, |byte| bar.set_position(byte));
+        admin::import::run(&conn, config, &keys, &options, clock.now(), &mut report, |byte| bar.set_position(byte));
     bar.finish_and_clear();
     let summary = summary?;
     let (verb, into) = if dry_run { ("would import", "(dry run: nothing written)") } else { ("imported", "") };

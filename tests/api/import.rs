@@ -55,7 +55,10 @@ async fn mailchimp_files_come_in_with_their_evidence_and_nobody_is_mailed() {
     assert!(out.starts_with("format: mailchimp (detected from the header)\n"), "{out}");
     assert!(out.contains("line 4: skipped: the address is on line 2 already, which was imported"), "{out}");
     assert!(out.contains("line 5: rejected: Email Address: "), "{out}");
-    assert!(out.contains("imported 3 of 5 rows into newsletter: 3 confirmed, 0 unsubscribed; 1 skipped, 1 rejected"), "{out}");
+    assert!(
+        out.contains("imported 3 of 5 rows into newsletter: 3 confirmed, 0 unsubscribed; 1 skipped, 1 rejected"),
+        "{out}"
+    );
 
     let (code, out, _) = import_file(&app, &fixture("mailchimp_unsubscribed.csv"), &[]);
     assert_eq!(code, 0, "{out}");
@@ -147,7 +150,10 @@ async fn a_second_import_of_the_same_file_changes_nothing_and_a_dry_run_writes_n
 
     // A signup through the form meets the imported subscriber like any other.
     assert_eq!(app.subscribe("ANNA@example.com").await.status(), 200);
-    assert_eq!(app.db().value::<i64>("SELECT count(*) FROM subscriptions WHERE email_key = 'anna@example.com'", &[]), 1);
+    assert_eq!(
+        app.db().value::<i64>("SELECT count(*) FROM subscriptions WHERE email_key = 'anna@example.com'", &[]),
+        1
+    );
     verify_passes(&app);
 }
 
@@ -307,8 +313,18 @@ async fn an_exported_list_moves_to_another_instance_with_every_state_time_and_ip
             .iter()
             .filter(|r| r["status"] != "pending")
             .map(|r| {
-                serde_json::json!([r["email"], r["name"], r["list"], r["status"], r["signup_at"], r["signup_ip"],
-                    r["confirmed_at"], r["confirmed_ip"], r["unsubscribed_at"], r["evidence"]])
+                serde_json::json!([
+                    r["email"],
+                    r["name"],
+                    r["list"],
+                    r["status"],
+                    r["signup_at"],
+                    r["signup_ip"],
+                    r["confirmed_at"],
+                    r["confirmed_ip"],
+                    r["unsubscribed_at"],
+                    r["evidence"]
+                ])
             })
             .collect();
         kept.sort_by_key(|v| v[0].to_string());
@@ -391,7 +407,10 @@ async fn an_import_killed_half_way_runs_again_to_completion_without_duplicates()
     assert_eq!(app.db().value::<i64>("SELECT count(DISTINCT email_key) FROM subscriptions", &[]), rows);
     assert_eq!(app.db().value::<i64>("SELECT count(*) FROM proof_events", &[]), rows);
     assert_eq!(
-        app.db().value::<i64>("SELECT count(*) FROM subscriptions WHERE email = ?1", &[Value::from("user29999@example.com")]),
+        app.db().value::<i64>(
+            "SELECT count(*) FROM subscriptions WHERE email = ?1",
+            &[Value::from("user29999@example.com")]
+        ),
         1
     );
     verify_passes(&app);

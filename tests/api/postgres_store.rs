@@ -44,6 +44,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
         "consent_texts",
         "daily_stats",
         "declined_addresses",
+        "imports",
         "inbox_mails",
         "mail_renderings",
         "outbox",
@@ -55,7 +56,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
     assert_eq!(tables(&mut client), expected.iter().map(|t| t.to_string()).collect());
     let versions: Vec<i32> =
         client.query("SELECT version FROM schema_version", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    // The same number as SQLite's `PRAGMA user_version` (3 today): both
+    // The same number as SQLite's `PRAGMA user_version` (4 today): both
     // files describe the same tables.
     assert_eq!(pg::SCHEMA_VERSION, listgate::store::SCHEMA_VERSION);
     assert_eq!(versions, [pg::SCHEMA_VERSION]);

@@ -13,10 +13,12 @@ use std::fmt::{Debug, Display};
 use std::sync::{Arc, Barrier};
 
 use listgate::clock::Timestamp;
-use listgate::domain::{Email, EmailKey, Status, UnsubscribeMethod, WebhookEvent};
+use listgate::domain::{Email, EmailKey, Evidence, ImportFormat, Status, UnsubscribeMethod, WebhookEvent};
 use listgate::keys::{KeyRing, new_entry};
 use listgate::proof::{self, ChainReport, EventKind};
-use listgate::store::db::{DailyCount, Db, ExportFilter, NewMail, NewSubscription, RenderingRow};
+use listgate::store::db::{
+    DailyCount, Db, ExportFilter, ImportRow, ImportedSubscription, NewMail, NewSubscription, RenderingRow,
+};
 use listgate::store::postgres::{PgSession, open_session};
 use time::Duration;
 
@@ -205,6 +207,36 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     }
     twins.same("subscriptions_of_address", |db| db.subscriptions_of_address(carol.key()));
     twins.same("subscriptions_of_address of none", |db| db.subscriptions_of_address(&EmailKey::lenient("x@y.example")));
+
+    // An imported subscription: unsubscribed, no signup IP, an IPv6
+    // confirmation, a Unicode domain; where it came from, and how strong.
+    let frank = Email::parse("Frank@Straße.example").unwrap();
+    let f = twins.same("insert_imported_subscription", |db| {
+        db.insert_imported_subscription(&ImportedSubscription {
+            list_id: "news",
+            email: frank.as_str(),
+            email_key: frank.key(),
+            name: Some("Frank \"F\" O'Neil, Jr."),
+            status: Status::Unsubscribed,
+            consent_sha256: "c1",
+            signup_at: at(-20_000),
+            signup_ip: "",
+            confirmed_at: at(-19_000),
+            confirmed_ip: Some("2001:db8::f"),
+            unsubscribed_at: Some(at(-10_000)),
+        })
+    });
+    let origin = ImportRow {
+        imported_at: at(10),
+        format: ImportFormat::Mailchimp,
+        source_sha256: "9f".repeat(32),
+        line: 1_048_577,
+        evidence: Evidence::ConfirmationOnly,
+    };
+    twins.same("insert_import", |db| db.insert_import(f, &origin));
+    assert_eq!(twins.same("select_import", |db| db.select_import(f)), Some(origin));
+    twins.same("select_import of listgate's own", |db| db.select_import(a));
+    twins.same("subscriptions_of_address of the imported", |db| db.subscriptions_of_address(frank.key()));
 
     // The outbox: queue, count, claim, send, retry, fail.
     twins.same("insert_outbox", |db| db.insert_outbox(&mail(a, &anna, "<1@news.example>", 0)));

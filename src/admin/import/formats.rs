@@ -321,7 +321,10 @@ mod tests {
         let file = |h: &str| layout(ImportFormat::Mailchimp, &headers(h), &[]).unwrap().mailchimp;
         assert_eq!(file(MAILCHIMP), Some(MailchimpFile::Subscribed));
         assert_eq!(
-            file(&MAILCHIMP.replace("LAST_CHANGED", "UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_CAMPAIGN_ID,UNSUB_REASON,UNSUB_REASON_OTHER")),
+            file(&MAILCHIMP.replace(
+                "LAST_CHANGED",
+                "UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_CAMPAIGN_ID,UNSUB_REASON,UNSUB_REASON_OTHER"
+            )),
             Some(MailchimpFile::Unsubscribed)
         );
         assert_eq!(
@@ -347,17 +350,15 @@ mod tests {
     #[test]
     fn columns_map_other_headers_and_a_missing_one_is_named() {
         let h = headers("E-Mail,Vorname,Anmeldung,Bestätigt");
-        let mapped = layout(
-            ImportFormat::Csv,
-            &h,
-            &[(Field::Email, "E-Mail".into()), (Field::ConfirmedAt, "Bestätigt".into())],
-        )
-        .unwrap();
+        let mapped =
+            layout(ImportFormat::Csv, &h, &[(Field::Email, "E-Mail".into()), (Field::ConfirmedAt, "Bestätigt".into())])
+                .unwrap();
         assert!(mapped.has(Field::ConfirmedAt));
         let missing = layout(ImportFormat::Csv, &h, &[(Field::Email, "Mail".into())]).unwrap_err();
         assert!(missing.contains("no column \"Mail\""), "{missing}");
-        let plain = layout(ImportFormat::Listmonk, &headers("uuid,email,name,attributes,status,created_at,updated_at"), &[])
-            .unwrap_err();
+        let plain =
+            layout(ImportFormat::Listmonk, &headers("uuid,email,name,attributes,status,created_at,updated_at"), &[])
+                .unwrap_err();
         assert!(plain.contains("docs/import.md"), "{plain}");
     }
 }

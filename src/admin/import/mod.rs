@@ -63,6 +63,8 @@ pub const CONSENT_NOT_IMPORTED: &str = "(Not part of the import: this consent wa
 /// What the operator asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The file to import.
+    pub file: std::path::PathBuf,
     /// The list the rows go to (configured).
     pub list: String,
     /// `None`: detected from the header.
@@ -179,7 +181,7 @@ struct Run<'a> {
     seen: Option<rusqlite::Connection>,
 }
 
-/// Imports `path` into `conn`; writes the report (the detected format and
+/// Imports `options.file` into `conn`; writes the report (the detected format and
 /// a line per row not taken) to `report` and tells `progress` how many
 /// bytes of the file are read. Fails (nothing more written) on a file it cannot read
 /// as the format, or a database error; rows already committed stay, and a
@@ -188,12 +190,12 @@ pub fn run(
     conn: &Database,
     config: &Config,
     keys: &KeyRing,
-    path: &Path,
     options: &Options,
     now: OffsetDateTime,
     report: &mut dyn Write,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, String> {
+    let path = options.file.as_path();
     let io = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let out = |e: std::io::Error| format!("cannot write the report: {e}");
     let source_sha256 = file_sha256(path).map_err(io)?;
@@ -238,7 +240,8 @@ pub fn run(
     };
     writeln!(report, "format: {} ({how})", layout.format).map_err(out)?;
     if layout.mailchimp == Some(MailchimpFile::Cleaned) {
-        writeln!(report, "this is Mailchimp's cleaned file: its addresses bounced, and none is imported").map_err(out)?;
+        writeln!(report, "this is Mailchimp's cleaned file: its addresses bounced, and none is imported")
+            .map_err(out)?;
     }
 
     let seen = if options.dry_run { Some(seen_set().map_err(|e| format!("dry run: {e}"))?) } else { None };
@@ -499,12 +502,20 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
                     Status::Unsubscribed
                 }
                 Some("unconfirmed") => Status::Pending,
-                other => return Err(reject(format!("subscription_status \"{}\" is not a listmonk status", other.unwrap_or("")))),
+                other => {
+                    return Err(reject(format!(
+                        "subscription_status \"{}\" is not a listmonk status",
+                        other.unwrap_or("")
+                    )));
+                }
             }
         }
         _ => match stated.as_deref() {
             Some(text) => Status::from_stored(text).ok_or_else(|| {
-                reject(format!("{} \"{text}\" is not confirmed, unsubscribed or pending", row.header_of(layout, Field::Status)))
+                reject(format!(
+                    "{} \"{text}\" is not confirmed, unsubscribed or pending",
+                    row.header_of(layout, Field::Status)
+                ))
             })?,
             None if unsubscribed_at.is_some() => Status::Unsubscribed,
             None if confirmed_at.is_some() => Status::Confirmed,
@@ -540,7 +551,8 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
     let complete = signup_at.is_some() && signup_ip.is_some() && confirmed_ip.is_some();
     let mut evidence = if complete { Evidence::DoubleOptIn } else { Evidence::ConfirmationOnly };
     if let Some(text) = row.get(Field::Evidence) {
-        let stated = Evidence::from_stored(text).ok_or_else(|| reject(format!("evidence \"{text}\" is not one listgate knows")))?;
+        let stated = Evidence::from_stored(text)
+            .ok_or_else(|| reject(format!("evidence \"{text}\" is not one listgate knows")))?;
         // Never stronger than the source says (an import of an import).
         if stated != Evidence::DoubleOptIn {
             evidence = stated;
@@ -605,7 +617,8 @@ fn store_batch(
         })
     }
     .map_err(|e| format!("nothing more was imported: {e}"))?;
-    let cutoff = crate::retention::Cutoffs::at(&run.config.retention, run.now.to_offset_date_time()).unsubscribed_before;
+    let cutoff =
+        crate::retention::Cutoffs::at(&run.config.retention, run.now.to_offset_date_time()).unsubscribed_before;
     let mut outcomes = outcomes.into_iter();
     for (line, row) in batch.iter() {
         let candidate = match row {
@@ -643,13 +656,15 @@ fn decide(c: &dyn Db, run: &mut Run, candidate: &Candidate) -> Result<Option<Str
         }));
     }
     if let Some(seen) = &run.seen {
-        let earlier: Option<i64> = seen
-            .query_row("SELECT line FROM seen WHERE email_key = ?1", [key.as_str()], |r| r.get(0))
-            .optional()?;
+        let earlier: Option<i64> =
+            seen.query_row("SELECT line FROM seen WHERE email_key = ?1", [key.as_str()], |r| r.get(0)).optional()?;
         if let Some(line) = earlier {
             return Ok(Some(format!("the address is on line {line} already, which would be imported")));
         }
-        seen.execute("INSERT INTO seen (email_key, line) VALUES (?1, ?2)", rusqlite::params![key.as_str(), candidate.line as i64])?;
+        seen.execute(
+            "INSERT INTO seen (email_key, line) VALUES (?1, ?2)",
+            rusqlite::params![key.as_str(), candidate.line as i64],
+        )?;
     }
     Ok(None)
 }
@@ -749,7 +764,8 @@ mod tests {
         assert_eq!(utc("2024-03-01T11:15:42.123+02:00"), at);
         assert_eq!(utc("2024-03-01 09:15:42"), Some("2024-03-01T09:15:42.000Z".into()));
         assert_eq!(utc("2024-03-01"), Some("2024-03-01T00:00:00.000Z".into()));
-        for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-03-01 09:15", "2024-03-01 09:15:42 +1", "01.03.2024"] {
+        for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-03-01 09:15", "2024-03-01 09:15:42 +1", "01.03.2024"]
+        {
             assert_eq!(utc(bad), None, "{bad:?}");
         }
     }
