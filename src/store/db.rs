@@ -251,6 +251,7 @@ pub trait Db {
     fn insert_imported_subscription(&self, s: &ImportedSubscription<'_>) -> Result<i64>;
     fn insert_import(&self, subscription_id: i64, i: &ImportRow) -> Result<()>;
     fn select_import(&self, subscription_id: i64) -> Result<Option<ImportRow>>;
+    fn first_subscription_on_list(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<(i64, Status)>>;
     /// Returns whether a pending subscription was confirmed.
     fn confirm_subscription(&self, id: i64, now: Timestamp, ip: &str) -> Result<bool>;
     /// Returns whether a live subscription was ended.

@@ -160,6 +160,14 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     // holds 16, fewer than a signup alone uses, and re-preparing costs more
     // than running).
     conn.set_prepared_statement_cache_capacity(queries::ALL.len() + 8);
+    // One plan per statement, whatever values are bound (the query planner
+    // stability guarantee). Without it SQLite marks a statement whose WHERE
+    // it compared with a partial index's, or priced with STAT4, to be
+    // compiled again when a value is rebound; rusqlite clears the bindings
+    // of each statement its cache takes back, so such a statement was
+    // compiled again on every use. An import spent 18-27 % of its time
+    // re-preparing one lookup by address (perf; BENCHMARKS.md, "Import").
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "SQLite refused WAL mode; running with a rollback journal");

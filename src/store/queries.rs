@@ -66,6 +66,11 @@ statements! {
     pub const INSERT_IMPORT: &str = "INSERT INTO imports
         (subscription_id, imported_at, format, source_sha256, line, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+    /// Params: list_id, email_key. The address's first subscription on the
+    /// list, in any state, by id and status: what `import` checks per row.
+    pub const FIRST_SUBSCRIPTION_ON_LIST: &str =
+        "SELECT id, status FROM subscriptions WHERE email_key = ?2 AND list_id = ?1 ORDER BY id LIMIT 1";
+
     /// Params: subscription_id. Where its evidence came from, if imported.
     pub const SELECT_IMPORT: &str =
         "SELECT imported_at, format, source_sha256, line, evidence FROM imports WHERE subscription_id = ?1";
@@ -504,6 +509,11 @@ impl Db for Connection {
             i.evidence
         ])?;
         Ok(())
+    }
+
+    fn first_subscription_on_list(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<(i64, Status)>> {
+        let mut stmt = self.prepare_cached(FIRST_SUBSCRIPTION_ON_LIST)?;
+        Ok(stmt.query_row(params![list_id, email_key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
     fn select_import(&self, subscription_id: i64) -> Result<Option<ImportRow>> {

@@ -237,6 +237,9 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     assert_eq!(twins.same("select_import", |db| db.select_import(f)), Some(origin));
     twins.same("select_import of listgate's own", |db| db.select_import(a));
     twins.same("subscriptions_of_address of the imported", |db| db.subscriptions_of_address(frank.key()));
+    twins.same("first_subscription_on_list (unsubscribed)", |db| db.first_subscription_on_list("news", frank.key()));
+    twins.same("first_subscription_on_list (typed)", |db| db.first_subscription_on_list("news", &anna_typed));
+    twins.same("first_subscription_on_list of none", |db| db.first_subscription_on_list("Other-List", frank.key()));
 
     // The outbox: queue, count, claim, send, retry, fail.
     twins.same("insert_outbox", |db| db.insert_outbox(&mail(a, &anna, "<1@news.example>", 0)));

@@ -647,12 +647,12 @@ fn store_batch(
 fn decide(c: &dyn Db, run: &mut Run, candidate: &Candidate) -> Result<Option<String>, StoreError> {
     let key: &EmailKey = candidate.email.key();
     let list = run.options.list.as_str();
-    if let Some(existing) = c.subscriptions_of_address(key)?.into_iter().find(|s| s.list_id == list) {
-        let from_this_file = c.select_import(existing.id)?.filter(|i| i.source_sha256 == run.source_sha256);
+    if let Some((id, status)) = c.first_subscription_on_list(list, key)? {
+        let from_this_file = c.select_import(id)?.filter(|i| i.source_sha256 == run.source_sha256);
         return Ok(Some(match from_this_file {
             Some(import) if import.line as u64 == candidate.line => "imported from this file before".to_string(),
             Some(import) => format!("the address is on line {} already, which was imported", import.line),
-            None => format!("already on the list ({})", existing.status),
+            None => format!("already on the list ({status})"),
         }));
     }
     if let Some(seen) = &run.seen {

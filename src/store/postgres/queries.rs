@@ -141,6 +141,11 @@ statements! {
     pub const INSERT_IMPORT: &str = "INSERT INTO imports
         (subscription_id, imported_at, format, source_sha256, line, evidence) VALUES ($1, $2, $3, $4, $5, $6)";
 
+    /// Params: list_id, email_key. The address's first subscription on the
+    /// list, in any state, by id and status: what `import` checks per row.
+    pub const FIRST_SUBSCRIPTION_ON_LIST: &str =
+        "SELECT id, status FROM subscriptions WHERE email_key = $2 AND list_id = $1 ORDER BY id LIMIT 1";
+
     /// Params: subscription_id (i64). Where its evidence came from, if imported.
     pub const SELECT_IMPORT: &str =
         "SELECT imported_at, format, source_sha256, line, evidence FROM imports WHERE subscription_id = $1";

@@ -444,6 +444,11 @@ impl Db for PgSession {
         Ok(())
     }
 
+    fn first_subscription_on_list(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<(i64, Status)>> {
+        let row = self.query_opt(queries::FIRST_SUBSCRIPTION_ON_LIST, &[&list_id, &email_key.as_str()])?;
+        row.map(|row| Ok((row.try_get(0)?, status(&row, 1)?))).transpose()
+    }
+
     fn select_import(&self, subscription_id: i64) -> Result<Option<ImportRow>> {
         let Some(row) = self.query_opt(queries::SELECT_IMPORT, &[&subscription_id])? else { return Ok(None) };
         Ok(Some(ImportRow {
