@@ -234,7 +234,7 @@ pub fn import(
         (conn, crate::app::load_keys(config)?)
     };
     let options = admin::import::Options { file: file.to_path_buf(), list, format, columns, dry_run };
-    let bar = admin::progress_bar(size, "importing");
+    let bar = admin::progress_bar_bytes(size, "importing");
     let stdout = std::io::stdout();
     let mut report = BufWriter::new(stdout.lock());
     let summary =

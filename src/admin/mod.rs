@@ -30,13 +30,21 @@ use crate::domain::EmailKey;
 /// A progress bar on stderr when it is a terminal, and silence otherwise
 /// (logs and pipes stay clean).
 pub fn progress_bar(length: u64, what: &str) -> ProgressBar {
+    styled_bar(length, &format!("{what} {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, {{eta}} left)"))
+}
+
+/// As [`progress_bar`], counting bytes of a file (`import`, whose rows are
+/// not known before they are read).
+pub fn progress_bar_bytes(length: u64, what: &str) -> ProgressBar {
+    styled_bar(length, &format!("{what} {{bar:40}} {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)"))
+}
+
+fn styled_bar(length: u64, template: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, {{eta}} left)"))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar
 }
 

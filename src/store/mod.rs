@@ -154,8 +154,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Opens a connection with listgate's durability settings.
 pub fn open_connection(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mut conn = Connection::open_with_flags(path, flags)?;
+    wait_for_locks(&mut conn)?;
     // Every statement in `queries` stays prepared (rusqlite's default cache
     // holds 16, fewer than a signup alone uses, and re-preparing costs more
     // than running).
@@ -182,6 +182,21 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     // file opened and deleted per statement.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
+}
+
+/// Makes `conn` wait up to [`BUSY_TIMEOUT`] for a lock another connection
+/// holds, trying again every millisecond. SQLite's own busy timeout backs
+/// off to sleeps of 100 ms, and a server writer asleep that long loses
+/// every race for the lock to a process that takes it again right after
+/// each commit: beside `listgate import`, signups waited 670-780 ms at p99
+/// (`benches/import.sh --beside-server`, BENCHMARKS.md "Import").
+fn wait_for_locks(conn: &mut Connection) -> Result<()> {
+    fn every_millisecond(retries: i32) -> bool {
+        std::thread::sleep(Duration::from_millis(1));
+        u128::try_from(retries).unwrap_or(0) < BUSY_TIMEOUT.as_millis()
+    }
+    conn.busy_handler(Some(every_millisecond))?;
+    Ok(())
 }
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer database.
@@ -558,7 +573,7 @@ fn clone_error(e: &StoreError) -> rusqlite::Error {
 /// in one transaction, commit, then tell each job's caller. After a batch
 /// with an erasure, and while that erasure is still in the WAL, it also
 /// truncates the WAL between batches.
-fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job<Connection>>, erased: Arc<AtomicBool>) {
+fn run_writer(mut conn: Connection, mut queue: mpsc::Receiver<Job<Connection>>, erased: Arc<AtomicBool>) {
     let mut batch: Vec<Job<Connection>> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut scrub = WalScrub::default();
@@ -573,7 +588,7 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job<Connection>>, eras
                 match timer.block_on(wait) {
                     Ok(job) => job,
                     Err(_) => {
-                        scrub.attempt(&conn, SCRUB_PATIENCE);
+                        scrub.attempt(&mut conn, SCRUB_PATIENCE);
                         continue;
                     }
                 }
@@ -610,13 +625,13 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job<Connection>>, eras
             scrub.request();
         }
         if scrub.is_due() {
-            scrub.attempt(&conn, SCRUB_PATIENCE);
+            scrub.attempt(&mut conn, SCRUB_PATIENCE);
         }
     }
     if scrub.next_attempt().is_some() {
         // Shutting down: no write to hold up any more, so wait the full
         // busy timeout for readers.
-        scrub.attempt(&conn, BUSY_TIMEOUT);
+        scrub.attempt(&mut conn, BUSY_TIMEOUT);
     }
 }
 
@@ -649,12 +664,12 @@ impl WalScrub {
 
     /// One `wal_checkpoint(TRUNCATE)` on the writer's connection, waiting
     /// at most `patience` for readers.
-    fn attempt(&mut self, conn: &Connection, patience: Duration) {
+    fn attempt(&mut self, conn: &mut Connection, patience: Duration) {
         let Some(since) = self.pending_since else { return };
         let started = Instant::now();
         self.last_attempt = Some(started);
         let done = conn.busy_timeout(patience).map_err(StoreError::from).and_then(|()| queries::truncate_wal(conn));
-        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        let _ = wait_for_locks(conn);
         match done {
             Ok(true) => {
                 tracing::debug!(

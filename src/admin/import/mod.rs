@@ -22,7 +22,8 @@
 //! How. The file is read twice: once for its SHA-256 (every event names
 //! it, so it must be known before the first one), then row by row, in
 //! constant memory. Rows are committed in batches of [`BATCH_ROWS`], each in
-//! a short write transaction beside a running server. `--dry-run` runs every
+//! a short write transaction with a pause after it, so a running server's
+//! writer gets the lock between two batches. `--dry-run` runs every
 //! check and reports the same, and writes nothing: it remembers the
 //! addresses it has seen in a private temporary SQLite file, not in memory.
 
@@ -50,9 +51,14 @@ use crate::proof::{self, EventKind};
 use crate::store::db::{Db, ImportRow, ImportedSubscription};
 use crate::store::{Database, StoreError};
 
-/// Rows per write transaction: short enough that a running server's writer
-/// waits for one batch no longer than for a burst of its own.
-pub const BATCH_ROWS: usize = 1_000;
+/// Rows per write transaction: short enough (about 15 ms) that a running
+/// server's writer, waiting for the lock, answers its signups within tens of
+/// milliseconds (BENCHMARKS.md, "Import").
+pub const BATCH_ROWS: usize = 500;
+
+/// The pause after each committed batch, in which a server's writer waiting
+/// for the lock (it tries every millisecond) takes it before the next batch.
+const BETWEEN_BATCHES: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The consent text of an imported subscription whose file carried none
 /// (every format but `csv` with a `consent_text` column, or a `listgate`
@@ -607,14 +613,16 @@ fn store_batch(
     } else if run.options.dry_run {
         conn.snapshot(|c| candidates().map(|candidate| decide(c, run, candidate)).collect::<Result<Vec<_>, _>>())
     } else {
-        conn.immediate(|c| {
+        let stored = conn.immediate(|c| {
             candidates()
                 .map(|candidate| match decide(c, run, candidate)? {
                     None => store(c, run, candidate).map(|()| None),
                     skipped => Ok(skipped),
                 })
                 .collect::<Result<Vec<_>, _>>()
-        })
+        });
+        std::thread::sleep(BETWEEN_BATCHES);
+        stored
     }
     .map_err(|e| format!("nothing more was imported: {e}"))?;
     let cutoff =
