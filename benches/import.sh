@@ -9,14 +9,18 @@
 # Each row is a double opt-in as Mailchimp writes it (PHP-style quoting,
 # CRLF, merge fields, a name that needs quoting). Prints, per size, the wall
 # time and peak RSS (GNU time) of the import and of the export, the ratio,
-# and checks that every row came in and `verify` passes.
+# and checks that every row came in and `verify` passes. Then the floor:
+# the sqlite3 shell writes the same N subscriptions and their proof events
+# into listgate's schema, set-based in one transaction (INSERT ... SELECT),
+# with nothing parsed, checked or signed: no import that stores those rows
+# can be faster here.
 #
 # --beside-server runs `listgate serve` on the same database and keeps
 # signups coming (wrk, 4 connections, benches/post.lua) for as long as the
 # import runs: it prints wrk's rate and latency, which the issue wants
 # under 50 ms at p99 while a million rows come in.
 #
-# Needs GNU time (/usr/bin/time) and python3; --beside-server also wrk.
+# Needs GNU time (/usr/bin/time), python3 and sqlite3; --beside-server also wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 beside_server=""
@@ -85,4 +89,30 @@ TOML
     printf "RESULT rows=%d import_s=%.2f import_rss_mb=%.0f rows_per_s=%.0f export_s=%.2f export_rss_mb=%.0f ratio=%.2f\n",
       n, is, ik / 1024, n / is, es, ek / 1024, is / es }'
   rm -f "$file" "$work"/bench-$rows.* "$work/out.csv"
+
+  # The floor: the same rows, written by SQLite alone.
+  floor=$work/floor-$rows.db
+  sqlite3 "$floor" < schema.sql
+  cat > "$work/floor.sql" <<SQL
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA foreign_keys = ON;
+INSERT INTO consent_texts VALUES ('c0ffee', 'Yes, send me the newsletter.', '2026-01-01T00:00:00.000Z');
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
+INSERT INTO subscriptions (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip, confirmed_at, confirmed_ip)
+SELECT 'newsletter', 'user' || i || '@example.org', 'user' || i || '@example.org', 'Jürgen Müller, "Nr. ' || i || '"', 'confirmed',
+       'c0ffee', '2021-03-04T08:12:55.000Z', '192.0.2.' || (i % 250), '2021-03-04T08:14:02.000Z', '198.51.100.' || (i % 250) FROM n;
+INSERT INTO proof_events (subscription_id, at, kind, ip, detail, key_id, digest, link)
+SELECT id, '2026-12-01T06:00:00.000Z', 'imported', NULL,
+  '{"list":"newsletter","email":"' || email || '","status":"confirmed","signup_at":"2021-03-04T08:12:55.000Z","signup_ip":"'
+  || signup_ip || '","confirmed_at":"2021-03-04T08:14:02.000Z","confirmed_ip":"' || confirmed_ip
+  || '","format":"mailchimp","line":' || (id + 1) || ',"values":{"Email Address":"' || email || '"}}',
+  1, hex(randomblob(32)), hex(randomblob(32)) FROM subscriptions;
+COMMIT;
+SQL
+  /usr/bin/time -f "%e" -o "$work/floor.time" sqlite3 "$floor" < "$work/floor.sql" > /dev/null
+  awk -v n="$rows" -v fs="$(cat "$work/floor.time")" -v es="$export_s" 'BEGIN {
+    printf "RESULT rows=%d floor_sqlite3_s=%.2f floor_ratio_to_export=%.2f\n", n, fs, fs / es }'
+  rm -f "$floor"*
 done
