@@ -75,7 +75,8 @@ pub struct Options {
     pub list: String,
     /// `None`: detected from the header.
     pub format: Option<ImportFormat>,
-    /// `--column FIELD=HEADER` mappings (`csv` only).
+    /// `--column FIELD=HEADER` mappings: with `format` `csv` or `None`
+    /// only (the CLI refuses them beside another format as bad usage).
     pub columns: Vec<(Field, String)>,
     pub dry_run: bool,
 }
@@ -224,24 +225,7 @@ pub fn run(
         Some(csv) => {
             let headers: Vec<String> =
                 csv.headers().map_err(|e| csv_error(path, e))?.iter().map(|h| h.trim().to_string()).collect();
-            let (format, how) = match options.format {
-                Some(format) => (format, "as --format says"),
-                None if !options.columns.is_empty() => (ImportFormat::Csv, "as --column implies"),
-                None => (
-                    formats::detect(&headers).ok_or_else(|| {
-                        format!(
-                            "cannot tell the format of {} from its header ({}); name it with --format",
-                            path.display(),
-                            headers.join(", ")
-                        )
-                    })?,
-                    "detected from the header",
-                ),
-            };
-            if !options.columns.is_empty() && format != ImportFormat::Csv {
-                return Err(format!("--column maps the columns of --format csv, not of {format}"));
-            }
-            (formats::layout(format, &headers, &options.columns)?, how)
+            csv_layout(&headers, options)?
         }
     };
     writeln!(report, "format: {} ({how})", layout.format).map_err(out)?;
@@ -327,6 +311,26 @@ pub fn run(
     }
     store_batch(conn, &mut run, &mut batch, &mut summary, report)?;
     Ok(summary)
+}
+
+/// The layout of a CSV file with `headers`, in the format `--format`
+/// names, `--column` implies or the header shows; and which of the three.
+fn csv_layout(headers: &[String], options: &Options) -> Result<(Layout, &'static str), String> {
+    let (format, how) = match options.format {
+        Some(format) => (format, "as --format says"),
+        None if !options.columns.is_empty() => (ImportFormat::Csv, "as --column implies"),
+        None => (
+            formats::detect(headers).ok_or_else(|| {
+                format!(
+                    "cannot tell the format of {} from its header ({}); name it with --format",
+                    options.file.display(),
+                    headers.join(", ")
+                )
+            })?,
+            "detected from the header",
+        ),
+    };
+    Ok((formats::layout(format, headers, &options.columns)?, how))
 }
 
 /// Reports one row not taken.
@@ -467,18 +471,12 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
             })
             .transpose()
     };
-    let name = match layout.mailchimp {
-        Some(_) => {
-            let parts = [row.get(Field::FirstName), row.get(Field::LastName)];
-            Some(parts.into_iter().flatten().collect::<Vec<_>>().join(" ")).filter(|n| !n.is_empty())
-        }
-        None => row.get(Field::Name).map(|n| unguard(n, layout.format == ImportFormat::Listgate && !run.json)).or_else(
-            || {
-                let parts = [row.get(Field::FirstName), row.get(Field::LastName)];
-                Some(parts.into_iter().flatten().collect::<Vec<_>>().join(" ")).filter(|n| !n.is_empty())
-            },
-        ),
+    let first_and_last = || {
+        let parts: Vec<&str> = [row.get(Field::FirstName), row.get(Field::LastName)].into_iter().flatten().collect();
+        Some(parts.join(" ")).filter(|n| !n.is_empty())
     };
+    let exported_csv = layout.format == ImportFormat::Listgate && !run.json;
+    let name = row.get(Field::Name).map(|n| unguard(n, exported_csv)).or_else(first_and_last);
     let name = Name::parse(name.as_deref()).map_err(|e| reject(format!("name: {}", e.message(Language::En))))?;
 
     let signup_at = time(Field::SignupAt)?;
