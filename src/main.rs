@@ -213,9 +213,19 @@ Examples:
     },
     /// Walk the proof log's HMAC chain and report the first broken link.
     ///
-    /// Exits 0 when every event verifies, 1 when one was edited, inserted or deleted.
-    #[command(after_help = "Example:\n  listgate verify && echo proof log intact")]
-    Verify,
+    /// Ends with the chain's head: the number of events and the last link, in
+    /// hex. Keep it outside the database (a log archive, a printout); with
+    /// --head, verify also checks that the chain still extends it, so events
+    /// cut off its end or a rewritten chain are found. Exits 0 when every event
+    /// verifies (and the chain extends --head), 1 otherwise.
+    #[command(
+        after_help = "Examples:\n  listgate verify && echo proof log intact\n  listgate verify --head \"1024 5f3a…\"   # a head printed earlier"
+    )]
+    Verify {
+        /// A head printed by an earlier verify, "N HEX": the chain must still extend it.
+        #[arg(long, value_name = "N HEX")]
+        head: Option<String>,
+    },
     /// Subscriptions per list and state, and daily signups, confirmations, unsubscribes.
     ///
     /// The daily counts are anonymous and survive purges.
@@ -299,7 +309,7 @@ fn run(command: Command, config: Config, file: Option<&Path>, log_format: LogFor
         Command::Unsubscribe { email, list } => commands::unsubscribe(&config, &clock, &email, list.as_deref()),
         Command::Backup { file } => commands::backup(&config, &file),
         Command::MigrateStore { to } => commands::migrate_store(&config, &to),
-        Command::Verify => commands::verify(&config),
+        Command::Verify { head } => commands::verify(&config, head.as_deref()),
         Command::Stats { days, json } => commands::stats(&config, &clock, days, json),
         Command::Keygen { write } => commands::keygen(&config, write),
         Command::CheckConfig => commands::check_config(&config, file, log_format),

@@ -111,6 +111,56 @@ pub struct ChainReport {
     pub events: u64,
     pub erased: u64,
     pub first_break: Option<Break>,
+    /// The link of the last event verified (empty for an empty chain):
+    /// with `events`, the chain's [`Head`].
+    pub last_link: String,
+    /// The link of the event at the position a walk was asked to pin
+    /// (`verify --head`); `None` when the chain, as far as it verifies, is
+    /// shorter.
+    pub pinned_link: Option<String>,
+}
+
+impl ChainReport {
+    /// The head of the chain as far as it verified.
+    pub fn head(&self) -> Head {
+        Head { events: self.events, link: self.last_link.clone() }
+    }
+}
+
+/// A chain head: the number of events and the last one's link, in hex,
+/// written `N HEX`. `verify` prints it; an operator who keeps it outside
+/// the database (a log archive, a timestamp authority) can later show that
+/// the chain still extends it, so no event was cut off its end or rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub events: u64,
+    pub link: String,
+}
+
+impl Head {
+    /// `N HEX`, as [`Head`]'s `Display` writes it.
+    pub fn parse(text: &str) -> Result<Head, String> {
+        let mut parts = text.split_whitespace();
+        let (Some(events), Some(link), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("\"{text}\" is not a head: write it as verify prints it, \"N HEX\""));
+        };
+        let events = events
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("\"{events}\" is not a number of events (1 or more), in the head \"{text}\""))?;
+        let link = link.to_ascii_lowercase();
+        if link.len() != 64 || !link.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("\"{link}\" is not a link (64 hex digits), in the head \"{text}\""));
+        }
+        Ok(Head { events, link })
+    }
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.events, self.link)
+    }
 }
 
 /// Checks one event against the link before it; returns why it fails.
@@ -136,26 +186,41 @@ pub fn check_event(keys: &KeyRing, previous_link: &str, event: &ProofEventRow) -
 
 /// Walks the whole chain in pages (constant memory) and reports the first break.
 pub fn verify_chain(conn: &dyn Db, keys: &KeyRing) -> Result<ChainReport> {
-    verify_chain_with_progress(conn, keys, |_| {})
+    verify_chain_with_progress(conn, keys, None, |_| {})
 }
 
-/// As [`verify_chain`], telling `progress` how many events each page held.
-pub fn verify_chain_with_progress(conn: &dyn Db, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<ChainReport> {
-    let mut report = ChainReport { events: 0, erased: 0, first_break: None };
+/// As [`verify_chain`], also keeping the link of the event at position
+/// `pin` (counted from 1), and telling `progress` how many events each
+/// page held.
+pub fn verify_chain_with_progress(
+    conn: &dyn Db,
+    keys: &KeyRing,
+    pin: Option<u64>,
+    mut progress: impl FnMut(u64),
+) -> Result<ChainReport> {
+    let mut report =
+        ChainReport { events: 0, erased: 0, first_break: None, last_link: String::new(), pinned_link: None };
     let mut previous = String::new();
     let mut after = 0;
     loop {
         let page = conn.select_proof_events(after, 1000)?;
-        let Some(last) = page.last() else { return Ok(report) };
+        let Some(last) = page.last() else {
+            report.last_link = previous;
+            return Ok(report);
+        };
         after = last.id;
         progress(page.len() as u64);
         for event in &page {
             if let Err(reason) = check_event(keys, &previous, event) {
                 report.first_break = Some(Break { event_id: event.id, reason });
+                report.last_link = previous;
                 return Ok(report);
             }
             report.events += 1;
             report.erased += u64::from(event.erased);
+            if pin == Some(report.events) {
+                report.pinned_link = Some(event.link.clone());
+            }
             previous.clone_from(&event.link);
         }
     }
@@ -192,9 +257,13 @@ mod tests {
     fn an_untouched_chain_verifies_also_after_erasure() {
         let (_dir, conn, keys) = setup();
         add_three(&conn, &keys);
-        assert_eq!(verify_chain(&conn, &keys).unwrap(), ChainReport { events: 3, erased: 0, first_break: None });
+        let before = verify_chain(&conn, &keys).unwrap();
+        assert_eq!((before.events, before.erased, &before.first_break), (3, 0, &None));
         conn.erase_proof_events(1).unwrap();
-        assert_eq!(verify_chain(&conn, &keys).unwrap(), ChainReport { events: 3, erased: 3, first_break: None });
+        let after = verify_chain(&conn, &keys).unwrap();
+        assert_eq!((after.events, after.erased, &after.first_break), (3, 3, &None));
+        assert_eq!(after.head(), before.head(), "erasure keeps the links, so the head stays");
+        assert_eq!(after.last_link.len(), 64);
     }
 
     #[test]
@@ -211,6 +280,26 @@ mod tests {
 
         conn.execute("DELETE FROM proof_events WHERE id = 2", []).unwrap();
         assert_eq!(verify_chain(&conn, &keys).unwrap().first_break.unwrap().event_id, 3);
+    }
+
+    #[test]
+    fn a_walk_pins_the_link_at_a_position_and_heads_read_back_as_printed() {
+        let (_dir, conn, keys) = setup();
+        add_three(&conn, &keys);
+        let two = verify_chain_with_progress(&conn, &keys, Some(2), |_| {}).unwrap();
+        let link_two = conn.select_proof_events(0, 10).unwrap()[1].link.clone();
+        assert_eq!(two.pinned_link.as_deref(), Some(link_two.as_str()));
+        assert_eq!(verify_chain_with_progress(&conn, &keys, Some(4), |_| {}).unwrap().pinned_link, None);
+
+        let head = two.head();
+        assert_eq!(Head::parse(&head.to_string()).unwrap(), head);
+        assert_eq!(Head::parse(&format!("  3   {}  ", head.link.to_uppercase())).unwrap(), head);
+        for bad in ["", "3", "x abc", "0 ab", &format!("3 {}", &head.link[1..]), &format!("3 {} 4", head.link), "3 zz"]
+        {
+            assert!(Head::parse(bad).is_err(), "{bad:?}");
+        }
+        let empty = setup();
+        assert_eq!(verify_chain(&empty.1, &empty.2).unwrap().last_link, "");
     }
 
     #[test]

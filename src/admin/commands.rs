@@ -423,15 +423,28 @@ pub fn backup(config: &Config, file: &Path) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `listgate verify`: walks the proof chain; exits 0 when every event
-/// verifies and 1 at the first broken link, so `verify && …` works in scripts.
-pub fn verify(config: &Config) -> Outcome {
+/// `listgate verify [--head "N HEX"]`: walks the proof chain and prints its
+/// head; exits 0 when every event verifies (and the chain extends `head`,
+/// if given) and 1 otherwise, so `verify && …` works in scripts.
+pub fn verify(config: &Config, head: Option<&str>) -> Outcome {
+    let head =
+        head.map(crate::proof::Head::parse).transpose().map_err(|e| Failure::bad_usage(format!("--head: {e}")))?;
     let conn = crate::store::Database::open(&config.database)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
-    let report = admin::verify::verify(&conn, &keys)?;
+    let report = admin::verify::verify(&conn, &keys, head.as_ref())?;
+    let extends = head.as_ref().map(|head| admin::verify::extends(&report, head));
     match report.first_break {
         None => {
             println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
+            println!("head: {}", report.head());
+            match (head, extends) {
+                (Some(head), Some(Ok(()))) => println!("ok: the chain extends the head {head}"),
+                (_, Some(Err(why))) => {
+                    println!("broken: {why}");
+                    return Ok(ExitCode::from(1));
+                }
+                _ => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(b) => {
@@ -460,7 +473,7 @@ pub fn migrate_store(config: &Config, to: &str) -> Outcome {
     let target_name = postgres::summarize_url(to).map_err(|e| Failure { message: e.to_string(), usage: true })?.target;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let source = Database::open(&config.database)?;
-    let before = admin::verify::verify(&source, &keys)?;
+    let before = admin::verify::verify(&source, &keys, None)?;
     if let Some(broken) = before.first_break {
         return Err(format!(
             "the proof chain in {} does not verify (event {}: {}); nothing was moved",
@@ -476,7 +489,7 @@ pub fn migrate_store(config: &Config, to: &str) -> Outcome {
     let copied =
         postgres::copy::copy_sqlite_into(conn, &target, |table, rows| eprintln!("copied {table}: {rows} rows"))
             .map_err(|e| format!("nothing was moved: {e}"))?;
-    let after = admin::verify::verify(&Database::Postgres(Box::new(target)), &keys)?;
+    let after = admin::verify::verify(&Database::Postgres(Box::new(target)), &keys, None)?;
     if after.first_break.is_some() || after.events != before.events {
         return Err(format!(
             "the copy in PostgreSQL at {target_name} does not verify as the original did; run `listgate verify` on both"

@@ -303,6 +303,62 @@ async fn verify_finds_an_edited_a_deleted_and_an_inserted_event() {
     );
 }
 
+/// The head `verify` printed (`head: N HEX`).
+fn printed_head(verify: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&verify.stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix("head: ")).unwrap_or_else(|| panic!("no head in {text}")).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_head_shows_events_cut_off_the_end_and_a_rewritten_chain() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("head@example.org", None).await;
+    let first = app.cli(&["verify"]);
+    assert_eq!(first.status.code(), Some(0));
+    let head = printed_head(&first);
+    let (count, link) = head.split_once(' ').unwrap();
+    assert_eq!(count, "3", "signup, mail sent, confirm: {head}");
+    assert_eq!(link.len(), 64);
+
+    // The chain grows and still extends the kept head.
+    app.confirmed_subscriber("later@example.org", None).await;
+    let later = app.cli(&["verify", "--head", &head]);
+    assert_eq!(later.status.code(), Some(0), "{}", String::from_utf8_lossy(&later.stdout));
+    assert!(String::from_utf8_lossy(&later.stdout).contains(&format!("ok: the chain extends the head {head}")));
+    let newer = printed_head(&later);
+    assert!(newer.starts_with("6 "), "{newer}");
+    assert_eq!(app.cli(&["verify", "--head", &newer.to_uppercase()]).status.code(), Some(0), "hex in either case");
+
+    // A head the chain never had, and malformed ones.
+    let forged = format!("3 {}", "0".repeat(64));
+    let rewritten = app.cli(&["verify", "--head", &forged]);
+    assert_eq!(rewritten.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&rewritten.stdout).contains("the chain was rewritten"));
+    for bad in ["", "3", "three abc", &format!("0 {link}"), &format!("3 {}", &link[2..]), &format!("3 {link} x")] {
+        let out = app.cli(&["verify", "--head", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Cutting the last three events off leaves a chain that verifies by
+    // itself, but no longer reaches the newer head.
+    let db = app.db();
+    db.batch(if app.on_postgres() {
+        "DROP TRIGGER proof_events_no_delete ON proof_events"
+    } else {
+        "DROP TRIGGER proof_events_no_delete"
+    });
+    db.execute("DELETE FROM proof_events WHERE id > 3", &[]);
+    assert_eq!(app.cli(&["verify"]).status.code(), Some(0), "a cut chain verifies without a head");
+    let cut = app.cli(&["verify", "--head", &newer]);
+    assert_eq!(cut.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&cut.stdout).contains("fewer than the 6 of the head"),
+        "{}",
+        String::from_utf8_lossy(&cut.stdout)
+    );
+    assert_eq!(app.cli(&["verify", "--head", &head]).status.code(), Some(0), "the older head is still extended");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_on_a_unicode_domain_is_found_in_every_spelling_and_erased_from_every_file() {
     let app = spawn_app().await;
