@@ -214,7 +214,37 @@ async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             ),
             Err(e) => tracing::error!(error = %e, "daily purge failed; retrying tomorrow"),
         }
+        log_chain_head(&state).await;
     }
+}
+
+/// Walks the proof chain and logs its head, once a day after the purge, so
+/// the operator's log archive keeps copies of it outside the database:
+/// `listgate verify --head "N HEX"` shows later that the chain still
+/// extends each one. Walking (not reading the count and the last link apart)
+/// keeps the two consistent while the server appends, and checks the chain.
+async fn log_chain_head(state: &AppState) {
+    match walk_chain(&state.store, state.ctx.keys.clone()).await {
+        Ok(report) => match report.first_break {
+            None => {
+                tracing::info!(head = %report.head(), "proof chain verified; its head, for `listgate verify --head`")
+            }
+            Some(b) => tracing::error!(
+                event = b.event_id,
+                reason = b.reason,
+                "proof chain BROKEN: an event does not verify; run `listgate verify`"
+            ),
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot read the proof chain's head; trying again tomorrow"),
+    }
+}
+
+/// The whole chain walked on a reader, as the daily log line reports it.
+pub async fn walk_chain(
+    store: &Store,
+    keys: Arc<crate::keys::KeyRing>,
+) -> Result<crate::proof::ChainReport, crate::store::StoreError> {
+    store.read(move |c| crate::proof::verify_chain(c, &keys)).await
 }
 
 /// One purge through the writer, batch by batch; stops early on shutdown.

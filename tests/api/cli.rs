@@ -360,6 +360,28 @@ async fn a_kept_head_shows_events_cut_off_the_end_and_a_rewritten_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_the_server_logs_daily_is_the_one_verify_prints_and_stays_consistent_under_signups() {
+    let app = spawn_app().await;
+    app.confirmed_subscriber("daily@example.org", None).await;
+    let store = crate::store::off_runtime(|| listgate::store::Store::open(&app.config.database).unwrap());
+    let keys = std::sync::Arc::new(app.keys());
+    let walked = listgate::app::walk_chain(&store, keys.clone()).await.unwrap();
+    assert_eq!(walked.head().to_string(), printed_head(&app.cli(&["verify"])));
+
+    // Walked while signups append: whatever it reports, verify --head accepts.
+    let during = tokio::spawn({
+        let store = store.clone();
+        async move { listgate::app::walk_chain(&store, keys).await.unwrap() }
+    });
+    for i in 0..5 {
+        assert_eq!(app.subscribe(&format!("during{i}@example.org")).await.status(), 200);
+    }
+    let head = during.await.unwrap().head().to_string();
+    let check = app.cli(&["verify", "--head", &head]);
+    assert_eq!(check.status.code(), Some(0), "{head}: {}", String::from_utf8_lossy(&check.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_on_a_unicode_domain_is_found_in_every_spelling_and_erased_from_every_file() {
     let app = spawn_app().await;
     app.confirmed_subscriber("Anna@Bücher.de", Some("Anna")).await;
