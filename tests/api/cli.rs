@@ -379,6 +379,7 @@ async fn the_head_the_server_logs_daily_is_the_one_verify_prints_and_stays_consi
     let head = during.await.unwrap().head().to_string();
     let check = app.cli(&["verify", "--head", &head]);
     assert_eq!(check.status.code(), Some(0), "{head}: {}", String::from_utf8_lossy(&check.stdout));
+    crate::store::off_runtime(|| store.close());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
