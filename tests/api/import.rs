@@ -261,6 +261,8 @@ async fn malformed_files_and_rows_are_refused_with_their_line() {
     );
     let mut bytes = rows.into_bytes();
     bytes.extend_from_slice(b"latin1@example.com,J\xf6rg,2024-01-01 10:00:00,,\n");
+    // A terminal escape sequence in a value reaches the report escaped.
+    bytes.extend_from_slice(b"esc@example.com,E,\x1b[2J,,\n");
     let (code, out, _) = import_file(&app, &write("rows.csv", &bytes), &[]);
     assert_eq!(code, 1);
     for expected in [
@@ -272,11 +274,13 @@ async fn malformed_files_and_rows_are_refused_with_their_line() {
         "line 8: rejected: name: ",
         "line 9: rejected: email: ",
         "line 10: rejected: is not UTF-8 text",
-        "imported 1 of 9 rows",
+        "line 11: rejected: confirmed_at \"\\u{1b}[2J\" is not a time",
+        "imported 1 of 10 rows",
     ] {
         assert!(out.contains(expected), "{expected:?} in {out}");
     }
     assert!(out.contains("is in the future"), "{out}");
+    assert!(!out.contains('\u{1b}'), "no raw escape reaches the terminal");
     assert_eq!(app.stored_emails(), ["ok@example.com"]);
 
     // JSON lines: a broken line is one rejected row.

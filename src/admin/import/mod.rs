@@ -223,8 +223,14 @@ pub fn run(
             Some(other) => return Err(format!("{} holds JSON lines, not a {other} CSV", path.display())),
         },
         Some(csv) => {
-            let headers: Vec<String> =
-                csv.headers().map_err(|e| csv_error(path, e))?.iter().map(|h| h.trim().to_string()).collect();
+            // Headers appear in the report: no control character (a
+            // terminal's escape sequence) gets there from a file.
+            let headers: Vec<String> = csv
+                .headers()
+                .map_err(|e| csv_error(path, e))?
+                .iter()
+                .map(|h| h.trim().chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect())
+                .collect();
             csv_layout(&headers, options)?
         }
     };
@@ -444,7 +450,9 @@ fn parse_ip(text: &str) -> Option<String> {
     Some(crate::http::client_ip::canonical(ip).to_string())
 }
 
-/// The checks every row passes, whatever its format.
+/// The checks every row passes, whatever its format. Values quoted in a
+/// reason are written as Rust writes strings (`{:?}`), so a control
+/// character in the file reaches the operator's terminal escaped.
 fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
     let layout = &run.layout;
     let reject = |why: String| Verdict::Rejected(why);
@@ -453,13 +461,13 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
     if let Some(list) = row.get(Field::List)
         && list != run.options.list
     {
-        return Err(Verdict::Skipped(format!("on list \"{list}\" in the file; import it with --list {list}")));
+        return Err(Verdict::Skipped(format!("on list {list:?} in the file; import it with --list {list:?}")));
     }
     let time = |field: Field| -> Result<Option<Timestamp>, Verdict> {
         row.get(field)
             .map(|text| {
                 parse_time(text)
-                    .ok_or_else(|| reject(format!("{} \"{text}\" is not a time", row.header_of(layout, field))))
+                    .ok_or_else(|| reject(format!("{} {text:?} is not a time", row.header_of(layout, field))))
             })
             .transpose()
     };
@@ -467,7 +475,7 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
         row.get(field)
             .map(|text| {
                 parse_ip(text)
-                    .ok_or_else(|| reject(format!("{} \"{text}\" is not an IP address", row.header_of(layout, field))))
+                    .ok_or_else(|| reject(format!("{} {text:?} is not an IP address", row.header_of(layout, field))))
             })
             .transpose()
     };
@@ -508,7 +516,7 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
                 Some("unconfirmed") => Status::Pending,
                 other => {
                     return Err(reject(format!(
-                        "subscription_status \"{}\" is not a listmonk status",
+                        "subscription_status {:?} is not a listmonk status",
                         other.unwrap_or("")
                     )));
                 }
@@ -517,7 +525,7 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
         _ => match stated.as_deref() {
             Some(text) => Status::from_stored(text).ok_or_else(|| {
                 reject(format!(
-                    "{} \"{text}\" is not confirmed, unsubscribed or pending",
+                    "{} {text:?} is not confirmed, unsubscribed or pending",
                     row.header_of(layout, Field::Status)
                 ))
             })?,
@@ -556,7 +564,7 @@ fn candidate(run: &Run, row: &Row, line: u64) -> Result<Candidate, Verdict> {
     let mut evidence = if complete { Evidence::DoubleOptIn } else { Evidence::ConfirmationOnly };
     if let Some(text) = row.get(Field::Evidence) {
         let stated = Evidence::from_stored(text)
-            .ok_or_else(|| reject(format!("evidence \"{text}\" is not one listgate knows")))?;
+            .ok_or_else(|| reject(format!("evidence {text:?} is not one listgate knows")))?;
         // Never stronger than the source says (an import of an import).
         if stated != Evidence::DoubleOptIn {
             evidence = stated;
