@@ -34,6 +34,7 @@ pub mod codes;
 pub mod db;
 pub mod postgres;
 pub mod queries;
+pub mod seen;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

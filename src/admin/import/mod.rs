@@ -36,7 +36,6 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use ring::digest;
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -49,6 +48,7 @@ use crate::keys::KeyRing;
 use crate::mail::sha256_hex;
 use crate::proof::{self, EventKind};
 use crate::store::db::{Db, ImportRow, ImportedSubscription};
+use crate::store::seen::SeenAddresses;
 use crate::store::{Database, StoreError};
 
 /// Rows per write transaction: short enough (about 15 ms) that a running
@@ -185,7 +185,7 @@ struct Run<'a> {
     /// Consent texts this run has stored or looked up, by SHA-256.
     consent_known: HashMap<String, bool>,
     /// Dry run only: the addresses seen so far, in a temporary file.
-    seen: Option<rusqlite::Connection>,
+    seen: Option<SeenAddresses>,
 }
 
 /// Imports `options.file` into `conn`; writes the report (the detected format and
@@ -240,7 +240,7 @@ pub fn run(
             .map_err(out)?;
     }
 
-    let seen = if options.dry_run { Some(seen_set().map_err(|e| format!("dry run: {e}"))?) } else { None };
+    let seen = if options.dry_run { Some(SeenAddresses::new().map_err(|e| format!("dry run: {e}"))?) } else { None };
     let mut run = Run {
         config,
         keys,
@@ -377,14 +377,6 @@ fn skip_bom(reader: &mut impl BufRead) -> std::io::Result<()> {
         reader.consume(3);
     }
     Ok(())
-}
-
-/// A private, temporary SQLite file (SQLite deletes it on close) that
-/// remembers the addresses a dry run has seen, and on which line.
-fn seen_set() -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open("")?;
-    conn.execute_batch("CREATE TABLE seen (email_key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")?;
-    Ok(conn)
 }
 
 /// One line of `listgate export --format jsonl` as a row.
@@ -669,16 +661,10 @@ fn decide(c: &dyn Db, run: &mut Run, candidate: &Candidate) -> Result<Option<Str
             None => format!("already on the list ({status})"),
         }));
     }
-    if let Some(seen) = &run.seen {
-        let earlier: Option<i64> =
-            seen.query_row("SELECT line FROM seen WHERE email_key = ?1", [key.as_str()], |r| r.get(0)).optional()?;
-        if let Some(line) = earlier {
-            return Ok(Some(format!("the address is on line {line} already, which would be imported")));
-        }
-        seen.execute(
-            "INSERT INTO seen (email_key, line) VALUES (?1, ?2)",
-            rusqlite::params![key.as_str(), candidate.line as i64],
-        )?;
+    if let Some(line) =
+        run.seen.as_ref().map(|seen| seen.first_line_or_remember(key, candidate.line)).transpose()?.flatten()
+    {
+        return Ok(Some(format!("the address is on line {line} already, which would be imported")));
     }
     Ok(None)
 }
