@@ -76,6 +76,50 @@ impl Timestamp {
     pub fn day(self) -> String {
         self.0.format(format_description!("[year]-[month]-[day]")).expect("UTC days always format")
     }
+
+    /// A time as people and other tools write it, in UTC unless it says
+    /// otherwise (`listgate import`, `export --since`):
+    /// listgate's own (`2026-11-22T07:24:59.123Z`), RFC 3339, Mailchimp's
+    /// `2016-04-18 13:51:14` (UTC: see docs/import.md), PostgreSQL's
+    /// `2024-03-01 09:15:42.12+00`, Go's `2024-03-01 09:15:42.12 +0000 UTC`
+    /// (the zone's name after the offset is ignored), or a date alone (midnight).
+    pub fn parse_written(text: &str) -> Option<Timestamp> {
+        let text = text.trim();
+        if let Some(t) = Timestamp::from_stored(text) {
+            return Some(t);
+        }
+        let mut tokens = text.split_whitespace();
+        let first = tokens.next()?;
+        let (date, time) = match first.split_once(['T', 't']) {
+            Some((date, time)) => (date, Some(time)),
+            None => (first, tokens.next()),
+        };
+        let mut time = time.unwrap_or("00:00:00").to_string();
+        let mut zone = tokens.next().map(str::to_string);
+        if let Some(i) = time.find(['+', '-', 'Z', 'z']) {
+            if zone.is_none() {
+                zone = Some(time[i..].to_string());
+            }
+            time.truncate(i);
+        }
+        let offset = match zone.as_deref() {
+            None | Some("Z" | "z" | "UTC" | "GMT") => "Z".to_string(),
+            Some(zone) => {
+                let (sign, digits) = zone.split_at(zone.find(['+', '-']).filter(|&i| i == 0).map(|_| 1)?);
+                let digits = digits.replace(':', "");
+                match digits.len() {
+                    2 if digits.bytes().all(|b| b.is_ascii_digit()) => format!("{sign}{digits}:00"),
+                    4 if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                        format!("{sign}{}:{}", &digits[..2], &digits[2..])
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        OffsetDateTime::parse(&format!("{date}T{time}{offset}"), &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(Timestamp::from)
+    }
 }
 
 impl From<OffsetDateTime> for Timestamp {
@@ -121,6 +165,23 @@ pub fn wait_until(due: Option<Timestamp>, now: Timestamp, cap: std::time::Durati
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn times_are_read_in_every_format_s_spelling() {
+        let utc = |t: &str| Timestamp::parse_written(t).map(|t| t.to_string());
+        let at = Some("2024-03-01T09:15:42.123Z".to_string());
+        assert_eq!(utc("2024-03-01T09:15:42.123Z"), at);
+        assert_eq!(utc("2024-03-01 09:15:42.123456 +0000 UTC"), at);
+        assert_eq!(utc("2024-03-01 10:15:42.123456 +0100 CET"), at);
+        assert_eq!(utc("2024-03-01 09:15:42.123456+00"), at);
+        assert_eq!(utc("2024-03-01T11:15:42.123+02:00"), at);
+        assert_eq!(utc("2024-03-01 09:15:42"), Some("2024-03-01T09:15:42.000Z".into()));
+        assert_eq!(utc("2024-03-01"), Some("2024-03-01T00:00:00.000Z".into()));
+        for bad in ["", "yesterday", "2024-13-01 00:00:00", "2024-03-01 09:15", "2024-03-01 09:15:42 +1", "01.03.2024"]
+        {
+            assert_eq!(utc(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_timestamp_keeps_milliseconds_only_and_knows_its_day() {

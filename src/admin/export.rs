@@ -159,15 +159,12 @@ pub struct Options {
     pub bom: bool,
 }
 
-/// `--since`: `2026-11-01` (UTC midnight) or any RFC 3339 time (an
-/// operator's input, looser than the stored format), as a [`Timestamp`].
+/// `--since`: `2026-11-01` (UTC midnight), an RFC 3339 time, or any time
+/// `import` reads ([`Timestamp::parse_written`]).
 pub fn parse_since(text: &str) -> Result<Timestamp, String> {
-    let text = text.trim();
-    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
-    time::OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(Timestamp::from)
-        .ok_or_else(|| format!("--since: \"{text}\" is not a date (2026-11-01) or time (2026-11-01T12:00:00Z)"))
+    Timestamp::parse_written(text).ok_or_else(|| {
+        format!("--since: \"{}\" is not a date (2026-11-01) or time (2026-11-01T12:00:00Z)", text.trim())
+    })
 }
 
 /// A spreadsheet treats a cell starting with `=`, `+`, `-`, `@` (or a tab or

@@ -166,8 +166,9 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     // it compared with a partial index's, or priced with STAT4, to be
     // compiled again when a value is rebound; rusqlite clears the bindings
     // of each statement its cache takes back, so such a statement was
-    // compiled again on every use. An import spent 18-27 % of its time
-    // re-preparing one lookup by address (perf; BENCHMARKS.md, "Import").
+    // compiled again on every use: the lookups by address alone, and the
+    // daily cap's count on every signup. An import spent 18-27 % of its
+    // time re-preparing one (perf; BENCHMARKS.md, "Import").
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

@@ -304,10 +304,14 @@ async fn an_exported_list_moves_to_another_instance_with_every_state_time_and_ip
     let exported = export_all(&source);
     let dir = tempfile::tempdir().unwrap();
     let csv_path = dir.path().join("all.csv");
+    let bom_path = dir.path().join("for-excel.csv");
     let jsonl_path = dir.path().join("all.jsonl");
-    for (path, format) in [(&csv_path, "csv"), (&jsonl_path, "jsonl")] {
-        let out = source.cli(&["export", "--status", "all", "--format", format, "--output", path.to_str().unwrap()]);
-        assert!(out.status.success());
+    for (path, format, bom) in [(&csv_path, "csv", false), (&bom_path, "csv", true), (&jsonl_path, "jsonl", false)] {
+        let mut args = vec!["export", "--status", "all", "--format", format, "--output", path.to_str().unwrap()];
+        if bom {
+            args.push("--bom");
+        }
+        assert!(source.cli(&args).status.success());
     }
 
     // What must survive the move: everything but the links, the consent
@@ -334,7 +338,7 @@ async fn an_exported_list_moves_to_another_instance_with_every_state_time_and_ip
         kept.sort_by_key(|v| v[0].to_string());
         kept
     };
-    for path in [&csv_path, &jsonl_path] {
+    for path in [&csv_path, &bom_path, &jsonl_path] {
         let target = spawn_app_without_smtp(|_| {}).await;
         let (code, out, _) = import_file(&target, path, &[]);
         assert_eq!(code, 0, "{out}");
@@ -403,6 +407,7 @@ async fn an_import_killed_half_way_runs_again_to_completion_without_duplicates()
     child.wait().unwrap();
     let partial: i64 = app.db().value("SELECT count(*) FROM subscriptions", &[]);
     assert!(partial % listgate::admin::import::BATCH_ROWS as i64 == 0, "whole batches only: {partial}");
+    assert!(partial < rows, "killed before the end");
 
     let (code, out, _) = import_file(&app, &path, &[]);
     assert_eq!(code, 0, "{}", &out[..out.len().min(2000)]);

@@ -168,6 +168,35 @@ pub(super) const LISTGATE_COLUMNS: [(&str, Field); 11] = [
     ("evidence", Field::Evidence),
 ];
 
+/// The columns of Mailchimp's audience exports that listgate reads.
+const MAILCHIMP_COLUMNS: [(&str, Field); 8] = [
+    ("Email Address", Field::Email),
+    ("First Name", Field::FirstName),
+    ("Last Name", Field::LastName),
+    ("OPTIN_TIME", Field::SignupAt),
+    ("OPTIN_IP", Field::SignupIp),
+    ("CONFIRM_TIME", Field::ConfirmedAt),
+    ("CONFIRM_IP", Field::ConfirmedIp),
+    ("UNSUB_TIME", Field::UnsubscribedAt),
+];
+
+/// The columns of listmonk's export, with those of the query in
+/// docs/import.md, that listgate reads.
+const LISTMONK_COLUMNS: [(&str, Field); 7] = [
+    ("email", Field::Email),
+    ("name", Field::Name),
+    ("status", Field::SubscriberStatus),
+    ("subscription_status", Field::Status),
+    ("subscription_created_at", Field::SignupAt),
+    ("subscription_updated_at", Field::ConfirmedAt),
+    ("optin_ip", Field::ConfirmedIp),
+];
+
+/// Which of `columns` the header has, found by `find`, and where.
+fn named_columns(columns: &[(&str, Field)], find: impl Fn(&str) -> Option<usize>) -> HashMap<Field, usize> {
+    columns.iter().filter_map(|(header, field)| find(header).map(|i| (*field, i))).collect()
+}
+
 /// The format a header shows, if any: what `import` uses without `--format`.
 pub fn detect(headers: &[String]) -> Option<ImportFormat> {
     let has = |name: &str| headers.iter().any(|h| h == name);
@@ -195,20 +224,7 @@ pub fn layout(format: ImportFormat, headers: &[String], columns: &[(Field, Strin
     let mut mailchimp = None;
     match format {
         ImportFormat::Mailchimp => {
-            for (header, field) in [
-                ("Email Address", Field::Email),
-                ("First Name", Field::FirstName),
-                ("Last Name", Field::LastName),
-                ("OPTIN_TIME", Field::SignupAt),
-                ("OPTIN_IP", Field::SignupIp),
-                ("CONFIRM_TIME", Field::ConfirmedAt),
-                ("CONFIRM_IP", Field::ConfirmedIp),
-                ("UNSUB_TIME", Field::UnsubscribedAt),
-            ] {
-                if let Some(i) = find(header) {
-                    map.insert(field, i);
-                }
-            }
+            map = named_columns(&MAILCHIMP_COLUMNS, find);
             mailchimp = Some(if find("CLEAN_TIME").is_some() {
                 MailchimpFile::Cleaned
             } else if find("UNSUB_TIME").is_some() {
@@ -219,19 +235,7 @@ pub fn layout(format: ImportFormat, headers: &[String], columns: &[(Field, Strin
             require(&map, headers, &[(Field::Email, "Email Address"), (Field::ConfirmedAt, "CONFIRM_TIME")], format)?;
         }
         ImportFormat::Listmonk => {
-            for (header, field) in [
-                ("email", Field::Email),
-                ("name", Field::Name),
-                ("status", Field::SubscriberStatus),
-                ("subscription_status", Field::Status),
-                ("subscription_created_at", Field::SignupAt),
-                ("subscription_updated_at", Field::ConfirmedAt),
-                ("optin_ip", Field::ConfirmedIp),
-            ] {
-                if let Some(i) = find(header) {
-                    map.insert(field, i);
-                }
-            }
+            map = named_columns(&LISTMONK_COLUMNS, find);
             require(&map, headers, &[(Field::Email, "email")], format)?;
             if !map.contains_key(&Field::Status) || !map.contains_key(&Field::ConfirmedAt) {
                 return Err("this listmonk export has no subscription status and no confirmation time \
@@ -242,11 +246,7 @@ pub fn layout(format: ImportFormat, headers: &[String], columns: &[(Field, Strin
             }
         }
         ImportFormat::Listgate => {
-            for (header, field) in LISTGATE_COLUMNS {
-                if let Some(i) = find(header) {
-                    map.insert(field, i);
-                }
-            }
+            map = named_columns(&LISTGATE_COLUMNS, find);
             require(
                 &map,
                 headers,
