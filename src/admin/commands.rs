@@ -212,6 +212,8 @@ pub fn import(
         return Err(Failure::bad_usage(format!("--column maps the columns of --format csv, not of {format}")));
     }
     let size = std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?.len();
+    let options = admin::import::Options { file: file.to_path_buf(), list, format, columns, dry_run };
+    let source = admin::import::open(&options)?;
     // A new instance may take its list in before its first `serve`: the
     // import creates the database and key as `serve` would. A dry run
     // creates nothing; it checks against an empty database then, and
@@ -233,12 +235,11 @@ pub fn import(
         }
         (conn, crate::app::load_keys(config)?)
     };
-    let options = admin::import::Options { file: file.to_path_buf(), list, format, columns, dry_run };
     let bar = admin::progress_bar_bytes(size, "importing");
     let stdout = std::io::stdout();
     let mut report = BufWriter::new(stdout.lock());
     let summary =
-        admin::import::run(&conn, config, &keys, &options, clock.now(), &mut report, |byte| bar.set_position(byte));
+        admin::import::run(&conn, config, &keys, source, clock.now(), &mut report, |byte| bar.set_position(byte));
     bar.finish_and_clear();
     let summary = summary?;
     let (verb, into) = if dry_run { ("would import", "(dry run: nothing written)") } else { ("imported", "") };
@@ -436,7 +437,11 @@ pub fn verify(config: &Config, head: Option<&str>) -> Outcome {
     match report.first_break {
         None => {
             println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
-            println!("head: {}", report.head());
+            if report.events == 0 {
+                println!("head: none yet (the chain has no events)");
+            } else {
+                println!("head: {}", report.head());
+            }
             match (head, extends) {
                 (Some(head), Some(Ok(()))) => println!("ok: the chain extends the head {head}"),
                 (_, Some(Err(why))) => {

@@ -187,52 +187,83 @@ struct Run<'a> {
     seen: Option<SeenAddresses>,
 }
 
-/// Imports `options.file` into `conn`; writes the report (the detected format and
-/// a line per row not taken) to `report` and tells `progress` how many
-/// bytes of the file are read. Fails (nothing more written) on a file it cannot read
-/// as the format, or a database error; rows already committed stay, and a
-/// second run takes up the rest.
+/// The file opened for an import: its SHA-256, its format and layout, and
+/// its rows still to read. Opening reads the header and checks the format,
+/// so a file that cannot be imported fails before anything is created.
+pub struct Source {
+    options: Options,
+    sha256: String,
+    layout: Layout,
+    /// How the format was chosen, for the report.
+    how: &'static str,
+    rows: Rows,
+}
+
+enum Rows {
+    Csv(csv::Reader<BufReader<File>>),
+    /// `listgate export --format jsonl`: values are exact, with no CSV
+    /// formula guard to undo.
+    JsonLines(BufReader<File>),
+}
+
+/// Opens `options.file` for [`run`]: hashes it, reads its header and
+/// settles the format; fails with one line when it cannot be imported.
+pub fn open(options: &Options) -> Result<Source, String> {
+    let path = options.file.as_path();
+    let io = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let sha256 = file_sha256(path).map_err(io)?;
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(path).map_err(io)?);
+    skip_bom(&mut reader).map_err(io)?;
+    let Some(first) = reader.fill_buf().map_err(io)?.iter().find(|b| !b.is_ascii_whitespace()).copied() else {
+        return Err(format!("{} is empty: nothing to import", path.display()));
+    };
+    let (layout, how, rows) = if first == b'{' {
+        match options.format {
+            None | Some(ImportFormat::Listgate) => (Layout::listgate_json(), "JSON lines", Rows::JsonLines(reader)),
+            Some(other) => return Err(format!("{} holds JSON lines, not a {other} CSV", path.display())),
+        }
+    } else {
+        // Rows end at `\n` only: with the default (CR, LF or CRLF), the csv
+        // crate places each row of a CRLF file (Mailchimp's) at the end of
+        // the line before, and the report would name the wrong line. The
+        // `\r` left at the end of the last cell is trimmed with all
+        // surrounding space.
+        let mut csv =
+            csv::ReaderBuilder::new().flexible(true).terminator(csv::Terminator::Any(b'\n')).from_reader(reader);
+        // Headers appear in the report: no control character (a
+        // terminal's escape sequence) gets there from a file.
+        let headers: Vec<String> = csv
+            .headers()
+            .map_err(|e| csv_error(path, e))?
+            .iter()
+            .map(|h| h.trim().chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect())
+            .collect();
+        let (layout, how) = csv_layout(&headers, options)?;
+        (layout, how, Rows::Csv(csv))
+    };
+    Ok(Source { options: options.clone(), sha256, layout, how, rows })
+}
+
+/// Imports the rows of `source` into `conn`; writes the report (the format
+/// and a line per row not taken) to `report` and tells `progress` how many
+/// bytes of the file are read. Fails (nothing more written) on a file that
+/// turns out unreadable, or a database error; rows already committed stay,
+/// and a second run takes up the rest.
 pub fn run(
     conn: &Database,
     config: &Config,
     keys: &KeyRing,
-    options: &Options,
+    source: Source,
     now: OffsetDateTime,
     report: &mut dyn Write,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, String> {
+    let Source { options, sha256: source_sha256, layout, how, rows } = source;
+    let options = &options;
     let path = options.file.as_path();
     let io = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let out = |e: std::io::Error| format!("cannot write the report: {e}");
-    let source_sha256 = file_sha256(path).map_err(io)?;
-    let mut reader = BufReader::with_capacity(1 << 16, File::open(path).map_err(io)?);
-    skip_bom(&mut reader).map_err(io)?;
-    let json = reader.fill_buf().map_err(io)?.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-
-    // Rows end at `\n` only: with the default (CR, LF or CRLF), the csv
-    // crate places each row of a CRLF file (Mailchimp's) at the end of the
-    // line before, and the report would name the wrong line. The `\r` left
-    // at the end of the last cell is trimmed with all surrounding space.
-    let mut csv = (!json).then(|| {
-        csv::ReaderBuilder::new().flexible(true).terminator(csv::Terminator::Any(b'\n')).from_reader(reader.by_ref())
-    });
-    let (layout, how) = match &mut csv {
-        None => match options.format {
-            None | Some(ImportFormat::Listgate) => (Layout::listgate_json(), "JSON lines"),
-            Some(other) => return Err(format!("{} holds JSON lines, not a {other} CSV", path.display())),
-        },
-        Some(csv) => {
-            // Headers appear in the report: no control character (a
-            // terminal's escape sequence) gets there from a file.
-            let headers: Vec<String> = csv
-                .headers()
-                .map_err(|e| csv_error(path, e))?
-                .iter()
-                .map(|h| h.trim().chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect())
-                .collect();
-            csv_layout(&headers, options)?
-        }
-    };
+    let json = matches!(rows, Rows::JsonLines(_));
     writeln!(report, "format: {} ({how})", layout.format).map_err(out)?;
     if layout.mailchimp == Some(MailchimpFile::Cleaned) {
         writeln!(report, "this is Mailchimp's cleaned file: its addresses bounced, and none is imported")
@@ -268,8 +299,8 @@ pub fn run(
         }
         Ok(())
     };
-    match csv {
-        Some(mut csv) => {
+    match rows {
+        Rows::Csv(mut csv) => {
             let width = run.layout.width();
             let mut record = csv::StringRecord::new();
             loop {
@@ -294,7 +325,7 @@ pub fn run(
                 }
             }
         }
-        None => {
+        Rows::JsonLines(mut reader) => {
             let mut bytes = Vec::new();
             let (mut line, mut byte) = (0, 0);
             loop {
@@ -681,7 +712,9 @@ fn store(c: &dyn Db, run: &mut Run, candidate: &Candidate) -> Result<(), StoreEr
     proof::append(c, run.keys, id, run.now, EventKind::Imported, None, &detail)
 }
 
-/// The consent text a candidate's subscription refers to, stored once.
+/// The consent text a candidate's subscription refers to, stored once:
+/// the file's own, or the one a listgate export's hash names when this
+/// database or this list's configuration has that text.
 fn consent_sha256(c: &dyn Db, run: &mut Run, consent: &Consent) -> Result<String, StoreError> {
     // Few distinct texts per file; a file of a million would only cost lookups.
     if run.consent_known.len() > 1_000 {
@@ -700,7 +733,12 @@ fn consent_sha256(c: &dyn Db, run: &mut Run, consent: &Consent) -> Result<String
             if known {
                 return Ok(sha.clone());
             }
-            CONSENT_NOT_IMPORTED
+            // A new instance configured with the text the old one showed
+            // (the usual move) has not stored it yet: the hash proves it.
+            match run.config.list(&run.options.list) {
+                Some(list) if sha256_hex(list.consent_text.as_bytes()) == *sha => list.consent_text.as_str(),
+                _ => CONSENT_NOT_IMPORTED,
+            }
         }
         Consent::Text(text) => text.as_str(),
         Consent::Unknown => CONSENT_NOT_IMPORTED,
