@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS consent_texts (
     first_seen  TEXT NOT NULL
 );
 
+-- The page a signup form was on, stored once per distinct page (see schema.sql).
+CREATE TABLE IF NOT EXISTS form_pages (
+    sha256      TEXT PRIMARY KEY,          -- hex SHA-256 of `page`
+    page        TEXT NOT NULL,
+    first_seen  TEXT NOT NULL
+);
+
 -- A distinct rendering of a confirmation mail, stored once (see schema.sql).
 CREATE TABLE IF NOT EXISTS mail_renderings (
     sha256      TEXT PRIMARY KEY,          -- hex SHA-256 of the canonical JSON of the fields below
@@ -68,8 +75,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     confirmed_ip        TEXT,
     unsubscribed_at     TEXT,
     unsubscribed_ip     TEXT,
-    unsubscribe_method  TEXT CHECK (unsubscribe_method IN ('one-click', 'page', 'admin'))
+    unsubscribe_method  TEXT CHECK (unsubscribe_method IN ('one-click', 'page', 'admin')),
+    form_page_sha256    TEXT REFERENCES form_pages (sha256)
 );
+-- Upgrade from version 4 (form page; when and where in the mail).
+ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS form_page_sha256 TEXT REFERENCES form_pages (sha256);
 -- Lookups by address (signup, daily mail cap, show, erase).
 CREATE INDEX IF NOT EXISTS subscriptions_address ON subscriptions (email_key, list_id);
 -- At most one live (pending or confirmed) subscription per address and list;
@@ -113,8 +123,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error        TEXT,
     sent_at           TEXT,
     smtp_reply        TEXT,
-    message_sha256    TEXT
+    message_sha256    TEXT,
+    consent_when      TEXT,
+    consent_where     TEXT
 );
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS consent_when TEXT;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS consent_where TEXT;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_subscription ON outbox (subscription_id, created_at);
 

@@ -13,6 +13,15 @@ CREATE TABLE IF NOT EXISTS consent_texts (
     first_seen  TEXT NOT NULL
 ) WITHOUT ROWID;
 
+-- The page a signup form was on, as the browser named it (`Origin` or
+-- `Referer`): origin and path, never a query or fragment. Stored once per
+-- distinct page, as consent texts are.
+CREATE TABLE IF NOT EXISTS form_pages (
+    sha256      TEXT PRIMARY KEY,          -- hex SHA-256 of `page`
+    page        TEXT NOT NULL,             -- e.g. https://www.example.com/newsletter
+    first_seen  TEXT NOT NULL
+) WITHOUT ROWID;
+
 -- A distinct rendering of a confirmation mail (subject and both bodies with
 -- per-recipient placeholders), stored once. Together with the per-recipient
 -- values in `outbox` it rebuilds the exact message.
@@ -44,7 +53,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     confirmed_ip        TEXT,
     unsubscribed_at     TEXT,
     unsubscribed_ip     TEXT,
-    unsubscribe_method  TEXT CHECK (unsubscribe_method IN ('one-click', 'page', 'admin'))
+    unsubscribe_method  TEXT CHECK (unsubscribe_method IN ('one-click', 'page', 'admin')),
+    form_page_sha256    TEXT REFERENCES form_pages (sha256)  -- NULL when the browser named no page (version 5 on)
 );
 -- Lookups by address (signup, daily mail cap, show, erase). The only index
 -- keyed by address: its pages are scattered, so each one costs a signup and
@@ -108,7 +118,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error        TEXT,
     sent_at           TEXT,
     smtp_reply        TEXT,
-    message_sha256    TEXT
+    message_sha256    TEXT,
+    consent_when      TEXT,                -- when and where the signup was made, as the mail states it
+    consent_where     TEXT                 -- (mail format 3 on; NULL on rows queued before version 5)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_subscription ON outbox (subscription_id, created_at);
@@ -203,3 +215,6 @@ CREATE TABLE IF NOT EXISTS daily_stats (
 DROP INDEX IF EXISTS subscriptions_live;
 DROP INDEX IF EXISTS subscriptions_email_key;
 DROP INDEX IF EXISTS proof_events_subscription;
+-- Upgrade from version 4: the columns version 5 added (form page, when and
+-- where in the mail) are added by `store::migrate`, which checks for each
+-- first: SQLite's ALTER TABLE has no IF NOT EXISTS.

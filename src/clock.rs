@@ -154,6 +154,83 @@ impl Sub for Timestamp {
     }
 }
 
+/// A list's `time_zone`: an IANA zone name (`Europe/Berlin`) or `UTC`, in
+/// which the confirmation mail states when the signup was made. Parsed once,
+/// when the configuration loads, so an unknown name is a config error and
+/// never a failed mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    name: String,
+    rules: jiff::tz::TimeZone,
+}
+
+/// A moment as a clock on the wall in some [`Zone`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallTime {
+    pub year: i16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// The zone's offset from UTC at that moment, in seconds.
+    pub offset_seconds: i32,
+}
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone { name: "UTC".into(), rules: jiff::tz::TimeZone::UTC }
+    }
+
+    pub fn parse(name: &str) -> Result<Zone, String> {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("UTC") {
+            return Ok(Zone::utc());
+        }
+        jiff::tz::TimeZone::get(name)
+            .map(|rules| Zone { name: name.to_string(), rules })
+            .map_err(|_| format!("\"{name}\" is not a time zone name like Europe/Berlin or UTC"))
+    }
+
+    /// The name as configured (`UTC` for UTC).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_utc(&self) -> bool {
+        self.name == "UTC"
+    }
+
+    /// The wall-clock time of `t` in this zone.
+    pub fn wall_time(&self, t: Timestamp) -> WallTime {
+        let utc = t.to_offset_date_time();
+        let instant = jiff::Timestamp::from_second(utc.unix_timestamp()).expect("stored times are in jiff's range");
+        let local = self.rules.to_datetime(instant);
+        WallTime {
+            year: local.year(),
+            month: local.month() as u8,
+            day: local.day() as u8,
+            hour: local.hour() as u8,
+            minute: local.minute() as u8,
+            second: local.second() as u8,
+            offset_seconds: self.rules.to_offset(instant).seconds(),
+        }
+    }
+}
+
+impl Default for Zone {
+    fn default() -> Zone {
+        Zone::utc()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+        let name = String::deserialize(d)?;
+        Zone::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// How long a worker sleeps before its next due item: zero when it is due
 /// already, at most `cap`, and `cap` when nothing is due.
 pub fn wait_until(due: Option<Timestamp>, now: Timestamp, cap: std::time::Duration) -> std::time::Duration {
@@ -165,6 +242,24 @@ pub fn wait_until(due: Option<Timestamp>, now: Timestamp, cap: std::time::Durati
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_zone_shows_the_wall_clock_of_its_season_and_unknown_names_are_refused() {
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        let winter = berlin.wall_time(Timestamp::from(datetime!(2026-12-01 10:40:07.999 UTC)));
+        assert_eq!(
+            (winter.day, winter.hour, winter.minute, winter.second, winter.offset_seconds),
+            (1, 11, 40, 7, 3600)
+        );
+        let summer = berlin.wall_time(Timestamp::from(datetime!(2026-07-31 22:30:00 UTC)));
+        assert_eq!((summer.month, summer.day, summer.hour, summer.offset_seconds), (8, 1, 0, 7200));
+        let utc = Zone::parse("utc").unwrap();
+        assert!(utc.is_utc());
+        assert_eq!(utc.wall_time(Timestamp::from(datetime!(2026-12-01 10:40:07 UTC))).hour, 10);
+        for bad in ["", "Europe/Atlantis", "CET+1", "../etc/passwd"] {
+            assert!(Zone::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn times_are_read_in_every_format_s_spelling() {

@@ -11,6 +11,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::clock::Zone;
 use ipnet::IpNet;
 use lettre::message::Mailbox;
 use serde::Deserialize;
@@ -302,6 +303,17 @@ pub struct ListConfig {
     /// form page (for sites that link to or frame `/form`).
     #[serde(default)]
     pub require_form_token: bool,
+    /// Who sends the list's mail (the German Impressum): name, address,
+    /// register entry. Several lines; shown in every confirmation mail and
+    /// at the foot of every page of the list.
+    pub imprint: Option<String>,
+    /// The privacy notice (GDPR Art. 13), linked from the form, the
+    /// confirm and unsubscribe pages and the confirmation mail.
+    pub privacy_url: Option<Url>,
+    /// The zone in which the confirmation mail states when the signup was
+    /// made; UTC unless set.
+    #[serde(default)]
+    pub time_zone: Zone,
 }
 
 /// Languages listgate speaks on pages and in mails.
@@ -417,6 +429,9 @@ impl Default for Config {
                 webhook_url: None,
                 webhook_secret: None,
                 require_form_token: false,
+                imprint: None,
+                privacy_url: None,
+                time_zone: Zone::utc(),
             }],
         }
     }
@@ -544,7 +559,11 @@ impl Config {
             if let Some(reply_to) = &list.reply_to {
                 parse_mailbox(reply_to).map_err(|e| problem(key("reply_to"), e))?;
             }
+            if let Some(imprint) = &list.imprint {
+                check_imprint(imprint).map_err(|e| problem(key("imprint"), e))?;
+            }
             for (name, url) in [
+                ("privacy_url", &list.privacy_url),
                 ("thanks_url", &list.thanks_url),
                 ("confirmed_url", &list.confirmed_url),
                 ("webhook_url", &list.webhook_url),
@@ -641,6 +660,29 @@ impl Config {
         warnings
     }
 
+    /// Lists that lack what German and EU law ask of every mail and form:
+    /// an `imprint` (who sends it) and a `privacy_url` (GDPR Art. 13).
+    /// Valid, so not errors (a first run has neither), but `serve` and
+    /// `check-config` say so.
+    pub fn legal_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (i, list) in self.lists.iter().enumerate() {
+            if list.imprint.is_none() {
+                warnings.push(format!(
+                    "lists[{i}].imprint: list \"{}\" has no imprint; its mails and pages do not say who sends them",
+                    list.id
+                ));
+            }
+            if list.privacy_url.is_none() {
+                warnings.push(format!(
+                    "lists[{i}].privacy_url: list \"{}\" links no privacy notice from its form, pages and mail",
+                    list.id
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The configured list with this id.
     pub fn list(&self, id: &str) -> Option<&ListConfig> {
         self.lists.iter().find(|l| l.id == id)
@@ -675,6 +717,21 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// An imprint is the operator's text, shown on pages and in mails: a few
+/// lines of printable characters.
+fn check_imprint(imprint: &str) -> Result<(), String> {
+    if imprint.trim().is_empty() {
+        return Err("must not be empty (leave the key out instead)".into());
+    }
+    if imprint.chars().count() > 2000 {
+        return Err("must be at most 2000 characters".into());
+    }
+    if imprint.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        return Err("must not contain control characters other than line breaks".into());
+    }
+    Ok(())
 }
 
 fn is_list_id(id: &str) -> bool {
@@ -1005,6 +1062,35 @@ mod tests {
         let expected =
             "config: server.trusted_proxy_header: \"x-client-ip\" is not one of x-forwarded-for, forwarded, x-real-ip";
         assert!(e.to_string().starts_with(expected), "{e}");
+    }
+
+    #[test]
+    fn a_list_without_imprint_or_privacy_notice_is_warned_of_and_a_broken_one_refused() {
+        let list = "[[lists]]\nid = \"a\"\nname = \"A\"\nconsent_text = \"ok\"\n";
+        let warnings = load(list, &[]).unwrap().legal_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("lists[0].imprint: list \"a\" has no imprint"), "{warnings:?}");
+        assert!(warnings[1].starts_with("lists[0].privacy_url: list \"a\" links no privacy notice"), "{warnings:?}");
+        let complete = format!(
+            "{list}imprint = \"\"\"\nExample GmbH\nStreet 1\n\"\"\"\nprivacy_url = \"https://example.com/privacy\"\ntime_zone = \"Europe/Berlin\"\n"
+        );
+        let c = load(&complete, &[]).unwrap();
+        assert!(c.legal_warnings().is_empty());
+        assert_eq!(c.lists[0].time_zone.name(), "Europe/Berlin");
+        for (bad, expected) in [
+            ("imprint = \"  \"", "config: lists[0].imprint: must not be empty"),
+            ("imprint = \"Example\\u0007GmbH\"", "config: lists[0].imprint: must not contain control characters"),
+            (
+                "privacy_url = \"javascript:alert(1)\"",
+                "config: lists[0].privacy_url: must be an http:// or https:// URL",
+            ),
+            ("time_zone = \"Europe/Atlantis\"", "config: lists[0].time_zone: \"Europe/Atlantis\" is not a time zone"),
+        ] {
+            let e = load(&format!("{list}{bad}\n"), &[]).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{bad}: {e}");
+        }
+        let long = format!("{list}imprint = \"{}\"\n", "x".repeat(2001));
+        assert!(load(&long, &[]).unwrap_err().to_string().contains("at most 2000 characters"));
     }
 
     #[test]

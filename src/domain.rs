@@ -347,9 +347,86 @@ impl Name {
     }
 }
 
+/// The page a signup form was on, as the browser named it: the origin and
+/// path from `Referer`, or the origin alone from `Origin`; never a query, a
+/// fragment or credentials, which can carry personal data. What the browser
+/// said, recorded as evidence: a script can send any header, as it can send
+/// any IP but its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormPage(String);
+
+impl FormPage {
+    /// Longer pages are cut back to their origin: a path this long is not a
+    /// form's page anyone would recognise, and the column stays small.
+    const MAX_CHARS: usize = 500;
+
+    /// The page from a request's `Origin` and `Referer` headers. A `Referer`
+    /// from another origin than `Origin` names a page that did not post the
+    /// form, so only the origin is kept. `None` when neither names a web
+    /// origin (`Origin: null` is what a page with `no-referrer` sends).
+    pub fn from_headers(origin: Option<&str>, referer: Option<&str>) -> Option<FormPage> {
+        let web = |text: &str| {
+            url::Url::parse(text.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        };
+        let origin = origin.and_then(web).map(|u| u.origin().ascii_serialization());
+        match (origin, referer.and_then(web)) {
+            (Some(origin), Some(referer)) if referer.origin().ascii_serialization() != origin => Some(FormPage(origin)),
+            (_, Some(referer)) => Some(FormPage::of_url(&referer)),
+            (Some(origin), None) => Some(FormPage(origin)),
+            (None, None) => None,
+        }
+    }
+
+    /// Origin and path of a URL (listgate's own form page, when the signup
+    /// carried that form's token and the browser named no page).
+    pub fn of_url(url: &url::Url) -> FormPage {
+        let origin = url.origin().ascii_serialization();
+        let page = format!("{origin}{}", url.path());
+        if page.chars().count() > FormPage::MAX_CHARS { FormPage(origin) } else { FormPage(page) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key it is stored under, as consent texts are: hex SHA-256.
+    pub fn sha256(&self) -> String {
+        crate::mail::sha256_hex(self.0.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_page_is_origin_and_path_only_and_a_mismatched_referer_gives_the_origin() {
+        let page = |o: Option<&str>, r: Option<&str>| FormPage::from_headers(o, r).map(|p| p.as_str().to_string());
+        let blog = Some("https://www.example.org/blog/newsletter".to_string());
+        assert_eq!(page(None, Some("https://www.example.org/blog/newsletter?utm=x&email=a@b.c#top")), blog);
+        assert_eq!(
+            page(Some("https://www.example.org"), Some("https://user:pw@www.example.org/blog/newsletter")),
+            blog
+        );
+        assert_eq!(page(Some("https://www.example.org"), None), Some("https://www.example.org".into()));
+        assert_eq!(
+            page(Some("https://www.example.org"), Some("https://evil.example/x")),
+            Some("https://www.example.org".into())
+        );
+        // Unicode hosts and paths have one spelling: punycode, percent-encoded.
+        assert_eq!(
+            page(None, Some("https://BÜCHER.example/Anmeldung/ö")),
+            Some("https://xn--bcher-kva.example/Anmeldung/%C3%B6".into())
+        );
+        assert_eq!(page(Some("http://[::1]:8080"), None), Some("http://[::1]:8080".into()));
+        for nothing in
+            [(Some("null"), None), (None, Some("about:blank")), (Some("file:///x"), Some("javascript:1")), (None, None)]
+        {
+            assert_eq!(page(nothing.0, nothing.1), None, "{nothing:?}");
+        }
+        let long = format!("https://www.example.org/{}", "a".repeat(600));
+        assert_eq!(page(None, Some(&long)), Some("https://www.example.org".into()));
+    }
 
     #[test]
     fn every_address_in_a_server_reply_is_masked_and_everything_else_is_kept() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use listgate::admin::commands::{self, Failure, Outcome, StatusFilter};
+use listgate::admin::commands::{self, Failure, Outcome, ShowForm, StatusFilter};
 use listgate::admin::export::Format;
 use listgate::clock::SystemClock;
 use listgate::config::Config;
@@ -128,12 +128,17 @@ Examples:
 Examples:
   listgate show anna@example.org
   listgate show anna@example.org --json
-  listgate show anna@example.org --proof --dir /tmp   # one printable HTML document per subscription")]
+  listgate show anna@example.org --proof --dir /tmp   # one printable HTML document per subscription
+  listgate show anna@example.org --receipt            # consent records (ISO/IEC TS 27560, Kantara CR 1.1)")]
     Show {
         email: String,
         /// Machine-readable JSON.
-        #[arg(long, conflicts_with = "proof")]
+        #[arg(long, conflicts_with_all = ["proof", "receipt"])]
         json: bool,
+        /// One consent record per subscription, as JSON: the fields of
+        /// ISO/IEC TS 27560 and the Kantara Consent Receipt 1.1.
+        #[arg(long, conflicts_with = "proof")]
+        receipt: bool,
         /// Write one self-contained HTML proof document per subscription.
         #[arg(long)]
         proof: bool,
@@ -302,7 +307,18 @@ fn run(command: Command, config: Config, file: Option<&Path>, log_format: LogFor
         Command::Import { file, list, format, columns, dry_run } => {
             commands::import(&config, &clock, &file, list, format, &columns, dry_run)
         }
-        Command::Show { email, json, proof, dir } => commands::show(&config, &clock, &email, json, proof, &dir),
+        Command::Show { email, json, receipt, proof, dir } => {
+            let form = if proof {
+                ShowForm::Proof(&dir)
+            } else if receipt {
+                ShowForm::Receipt
+            } else if json {
+                ShowForm::Json
+            } else {
+                ShowForm::Text
+            };
+            commands::show(&config, &clock, &email, form)
+        }
         Command::Erase { email, yes, dry_run } => commands::erase(&config, &email, yes, dry_run),
         Command::Purge { dry_run } => commands::purge(&config, &clock, dry_run),
         Command::Correct { email, name, list } => commands::correct(&config, &clock, &email, &name, list.as_deref()),

@@ -173,6 +173,7 @@ mod tests {
                     consent_sha256: "c",
                     now: Timestamp::from(time::macros::datetime!(2020-01-01 00:00 UTC)),
                     ip: "192.0.2.1",
+                    form_page_sha256: None,
                 };
                 conn.insert_subscription(&new).unwrap();
             }

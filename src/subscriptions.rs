@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::clock::Timestamp;
 use crate::config::{Config, ListConfig};
 pub use crate::domain::UnsubscribeMethod;
-use crate::domain::{Email, EmailKey, InboxKey, Name, Status, WebhookEvent};
+use crate::domain::{Email, EmailKey, FormPage, InboxKey, Name, Status, WebhookEvent};
 use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof::{self, EventKind};
@@ -77,6 +77,8 @@ pub struct Signup {
     pub email: Email,
     pub name: Option<Name>,
     pub ip: IpAddr,
+    /// The page the form was on, when the browser named it.
+    pub page: Option<FormPage>,
 }
 
 /// What a signup did. The HTTP answer is the same for all of them, so no
@@ -104,16 +106,22 @@ pub fn signup(conn: &dyn Db, ctx: &Context, s: &Signup, now: OffsetDateTime) -> 
         return Ok(SignupOutcome::Declined);
     }
     let ip = s.ip.to_string();
+    let page_sha256 = s.page.as_ref().map(FormPage::sha256);
+    if let (Some(page), Some(sha256)) = (&s.page, &page_sha256) {
+        conn.insert_form_page(sha256, page.as_str(), at)?;
+    }
+    let request = Request { at: now, page: s.page.as_ref() };
     match conn.select_live_subscription(&s.list_id, s.email.key())? {
         Some(existing) if existing.status == Status::Confirmed => Ok(SignupOutcome::AlreadyConfirmed),
         Some(existing) => {
             if !may_resend(conn, ctx, existing.id, s.email.key(), at)? {
                 return Ok(SignupOutcome::ResendLimited);
             }
-            proof::append(conn, &ctx.keys, existing.id, at, EventKind::SignupRepeated, Some(&ip), &json!({}))?;
+            let detail = json!({"form_page": page_sha256});
+            proof::append(conn, &ctx.keys, existing.id, at, EventKind::SignupRepeated, Some(&ip), &detail)?;
             // Deliver to the address as first stored, in its ASCII form.
             let to = Email::parse(&existing.email).map_or(existing.email.clone(), |e| e.ascii().to_string());
-            queue_confirmation(conn, ctx, list, existing.id, s.email.key(), &to, now)?;
+            queue_confirmation(conn, ctx, list, existing.id, s.email.key(), &to, request)?;
             Ok(SignupOutcome::Resent { subscription_id: existing.id })
         }
         None => {
@@ -126,12 +134,19 @@ pub fn signup(conn: &dyn Db, ctx: &Context, s: &Signup, now: OffsetDateTime) -> 
                 consent_sha256: &list.consent_sha256,
                 now: at,
                 ip: &ip,
+                form_page_sha256: page_sha256.as_deref(),
             })?;
-            let detail = json!({"list": s.list_id, "email": s.email.as_str(), "name": name, "consent_sha256": list.consent_sha256});
+            let detail = json!({
+                "list": s.list_id,
+                "email": s.email.as_str(),
+                "name": name,
+                "consent_sha256": list.consent_sha256,
+                "form_page": page_sha256,
+            });
             proof::append(conn, &ctx.keys, id, at, EventKind::Signup, Some(&ip), &detail)?;
             conn.count_daily(DailyCount::Signup, &at.day(), &s.list_id)?;
             if under_daily_cap(conn, ctx, s.email.key(), at)? {
-                queue_confirmation(conn, ctx, list, id, s.email.key(), s.email.ascii(), now)?;
+                queue_confirmation(conn, ctx, list, id, s.email.key(), s.email.ascii(), request)?;
             }
             Ok(SignupOutcome::Created { subscription_id: id })
         }
@@ -189,6 +204,14 @@ pub fn count_bot(conn: &dyn Db, list_id: &str, now: OffsetDateTime) -> Result<()
     conn.count_daily(DailyCount::Bot, &Timestamp::from(now).day(), list_id)
 }
 
+/// The signup request a confirmation mail answers: the mail states when and
+/// where it was made.
+#[derive(Debug, Clone, Copy)]
+struct Request<'a> {
+    at: OffsetDateTime,
+    page: Option<&'a FormPage>,
+}
+
 /// Queues the confirmation mail to `email` (the ASCII form of the address
 /// whose key is `email_key`) and counts it against its inbox's daily cap.
 fn queue_confirmation(
@@ -198,8 +221,10 @@ fn queue_confirmation(
     subscription_id: i64,
     email_key: &EmailKey,
     email: &str,
-    now: OffsetDateTime,
+    request: Request<'_>,
 ) -> Result<()> {
+    let now = request.at;
+    let language = list.config.language;
     let expires = ctx.config.tokens.confirm_ttl.after(now);
     let token =
         token::sign(&ctx.keys, Purpose::Confirm, Subject::Public(subscription_id), &list.config.id, Some(expires));
@@ -212,6 +237,8 @@ fn queue_confirmation(
         message_id: &mail::new_message_id(&list.sender),
         date_header: &mail::date_header(now),
         now: Timestamp::from(now),
+        consent_when: &mail::consent_when(Timestamp::from(now), &list.config.time_zone, language),
+        consent_where: &mail::consent_where(request.page, language),
     })?;
     let inbox = email_key.inbox();
     if inbox.as_str() == email_key.as_str() {

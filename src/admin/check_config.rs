@@ -65,7 +65,7 @@ pub fn report(config: &Config, sources: &Sources<'_>) -> Result<String, String> 
         describe_list(&mut out, config, list)?;
     }
     line(&mut out, 0, "log format", &format!("{} (LISTGATE_LOG_FORMAT)", sources.log_format.name()));
-    for warning in config.cleartext_warnings() {
+    for warning in config.cleartext_warnings().into_iter().chain(config.legal_warnings()) {
         line(&mut out, 0, "warning", &warning);
     }
     out.push_str("ok: the configuration is valid\n");
@@ -190,6 +190,10 @@ fn describe_list(out: &mut String, config: &Config, list: &ListConfig) -> Result
         None => format!("{} (mail.from)", config.mail.from),
     };
     line(out, 2, "from", &from);
+    line(out, 2, "imprint", list.imprint.as_deref().map_or("none", str::trim).lines().next().unwrap_or_default());
+    let privacy = list.privacy_url.as_ref().map_or("none".to_string(), ToString::to_string);
+    line(out, 2, "privacy_url", &privacy);
+    line(out, 2, "time_zone", list.time_zone.name());
     let optional = [
         ("reply_to", list.reply_to.clone()),
         ("thanks_url", list.thanks_url.as_ref().map(ToString::to_string)),

@@ -87,7 +87,7 @@ impl StatusFilter {
 /// `listgate serve`: builds the application on a runtime of its own and runs
 /// it until SIGINT or SIGTERM. `clock` is the one the whole server runs on.
 pub fn serve(config: Config, clock: SharedClock) -> Outcome {
-    for warning in config.cleartext_warnings() {
+    for warning in config.cleartext_warnings().into_iter().chain(config.legal_warnings()) {
         tracing::warn!("{warning}");
     }
     // Each open connection costs a descriptor; a soft limit of 1,024 under a
@@ -274,22 +274,36 @@ pub fn import(
 
 /// `listgate show EMAIL`: everything stored about the address, as text, as
 /// JSON, or (`proof`) as one HTML document per subscription written to `dir`.
-pub fn show(config: &Config, clock: &dyn Clock, email: &str, json: bool, proof: bool, dir: &Path) -> Outcome {
+/// What `listgate show` prints.
+pub enum ShowForm<'a> {
+    Text,
+    Json,
+    /// One consent record per subscription (`--receipt`).
+    Receipt,
+    /// One HTML proof document per subscription, written into the folder.
+    Proof(&'a Path),
+}
+
+pub fn show(config: &Config, clock: &dyn Clock, email: &str, form: ShowForm<'_>) -> Outcome {
     let key = admin::address_key(email).map_err(Failure::bad_usage)?;
     let conn = crate::store::Database::open(&config.database)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let report = admin::show::collect(&conn, &keys, &key, clock.now())?;
-    if proof {
-        if report.records.is_empty() {
-            return Err(format!("nothing stored for {email}").into());
+    if report.records.is_empty() && matches!(form, ShowForm::Proof(_) | ShowForm::Receipt) {
+        return Err(format!("nothing stored for {email}").into());
+    }
+    match form {
+        ShowForm::Proof(dir) => {
+            for path in admin::show::write_proof_documents(&*conn, &keys, &report, dir, clock.now())? {
+                println!("{}", path.display());
+            }
         }
-        for path in admin::show::write_proof_documents(&*conn, &keys, &report, dir, clock.now())? {
-            println!("{}", path.display());
+        ShowForm::Receipt => {
+            let records = admin::show::receipts(config, &conn, &report)?;
+            println!("{}", serde_json::to_string_pretty(&records).expect("json"));
         }
-    } else if json {
-        println!("{}", serde_json::to_string_pretty(&admin::show::to_json(&report)).expect("json"));
-    } else {
-        print!("{}", admin::show::to_text(&report));
+        ShowForm::Json => println!("{}", serde_json::to_string_pretty(&admin::show::to_json(&report)).expect("json")),
+        ShowForm::Text => print!("{}", admin::show::to_text(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -618,6 +632,7 @@ mod tests {
             consent_sha256: "c",
             now: crate::clock::Timestamp::now(&clock),
             ip: "192.0.2.1",
+            form_page_sha256: None,
         };
         conn.insert_subscription(&signup).unwrap();
         let stored = || admin::stored_subscriptions(&conn, &key, None).unwrap();

@@ -27,7 +27,7 @@ pub enum Format {
 pub const LIST_UNSUBSCRIBE_POST: &str = "List-Unsubscribe=One-Click";
 
 /// The columns, in order; also the JSON keys.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "email",
     "name",
     "list",
@@ -43,6 +43,7 @@ pub const COLUMNS: [&str; 15] = [
     "list_unsubscribe_post",
     "evidence",
     "imported_at",
+    "form_page",
 ];
 
 /// One exported row, borrowed from the database row and the caller's
@@ -67,6 +68,9 @@ pub struct ExportRow<'a> {
     /// When `listgate import` took the row in: its evidence was collected by
     /// another system. Empty (CSV) or `null` (JSON) for listgate's own.
     pub imported_at: Option<&'a str>,
+    /// The page the signup form was on, as the browser named it (origin
+    /// and path); empty or `null` when it named none.
+    pub form_page: Option<&'a str>,
 }
 
 /// Builds the signed link columns of each row into buffers reused from row
@@ -116,6 +120,7 @@ impl<'k> Links<'k> {
             list_unsubscribe_post: LIST_UNSUBSCRIBE_POST,
             evidence: record.evidence,
             imported_at: record.imported_at,
+            form_page: record.form_page,
         }
     }
 }
@@ -123,13 +128,13 @@ impl<'k> Links<'k> {
 impl ExportRow<'_> {
     /// The CSV cells: every value exactly as stored, except the free-text
     /// `name`, which gets the formula guard ([`neutralise_formula`]).
-    fn csv_cells(&self) -> [std::borrow::Cow<'_, str>; 15] {
+    fn csv_cells(&self) -> [std::borrow::Cow<'_, str>; 16] {
         let mut cells = self.cells().map(std::borrow::Cow::Borrowed);
         cells[1] = neutralise_formula(self.name.unwrap_or(""));
         cells
     }
 
-    fn cells(&self) -> [&str; 15] {
+    fn cells(&self) -> [&str; 16] {
         [
             self.email,
             self.name.unwrap_or(""),
@@ -146,6 +151,7 @@ impl ExportRow<'_> {
             self.list_unsubscribe_post,
             self.evidence.as_str(),
             self.imported_at.unwrap_or(""),
+            self.form_page.unwrap_or(""),
         ]
     }
 }

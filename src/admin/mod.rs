@@ -16,6 +16,7 @@ pub mod correct;
 pub mod erase;
 pub mod export;
 pub mod import;
+pub mod receipt;
 pub mod show;
 pub mod stats;
 pub mod unsubscribe;

@@ -11,6 +11,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::clock::Timestamp;
+use crate::config::Config;
 use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
@@ -24,6 +25,8 @@ use crate::subscriptions;
 pub struct Record {
     pub subscription: SubscriptionRow,
     pub consent_text: Option<String>,
+    /// The page the form was on, when the browser named it.
+    pub form_page: Option<String>,
     /// Where its evidence came from, when `listgate import` took it in.
     pub import: Option<ImportRow>,
     pub mails: Vec<MailRow>,
@@ -50,6 +53,10 @@ pub fn collect(
         for subscription in conn.subscriptions_of_address(email_key)? {
             records.push(Record {
                 consent_text: conn.select_consent_text(&subscription.consent_sha256)?,
+                form_page: match &subscription.form_page_sha256 {
+                    Some(sha256) => conn.select_form_page(sha256)?,
+                    None => None,
+                },
                 import: conn.select_import(subscription.id)?,
                 mails: conn.mails_of_subscription(subscription.id)?,
                 events: conn.select_proof_events_of(subscription.id)?,
@@ -105,6 +112,13 @@ pub fn to_text(report: &AddressReport) -> String {
         }
         let _ = writeln!(t, "  name:          {}", dash(&s.name));
         let _ = writeln!(t, "  signed up:     {} from {}", s.signup_at, s.signup_ip);
+        let _ = writeln!(
+            t,
+            "  form page:     {}",
+            r.form_page
+                .as_deref()
+                .map_or("- (the browser named none)".into(), |p| format!("{p} (as the browser named it)"))
+        );
         let _ = writeln!(
             t,
             "  consent:       {} (sha256 {})",
@@ -189,6 +203,7 @@ struct ProofDocument<'a> {
     s: &'a SubscriptionRow,
     name: String,
     consent_text: String,
+    form_page: Option<&'a str>,
     events: Vec<EventView>,
     mails: Vec<MailView>,
     chain_ok: bool,
@@ -252,6 +267,7 @@ pub fn write_proof_documents(
             s: &r.subscription,
             name: r.subscription.name.clone().unwrap_or_else(|| "-".into()),
             consent_text: r.consent_text.clone().unwrap_or_default(),
+            form_page: r.form_page.as_deref(),
             events,
             mails,
             chain_ok,
@@ -265,6 +281,17 @@ pub fn write_proof_documents(
         written.push(path);
     }
     Ok(written)
+}
+
+/// One consent record per subscription (`show --receipt`), each naming
+/// the chain's head as it is now.
+pub fn receipts(config: &Config, conn: &Database, report: &AddressReport) -> Result<Vec<serde_json::Value>, String> {
+    let head = conn
+        .snapshot(|conn| {
+            Ok(proof::Head { events: conn.count_proof_events()?, link: conn.last_proof_link()?.unwrap_or_default() })
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(report.records.iter().map(|r| super::receipt::consent_record(config, r, &head, None)).collect())
 }
 
 /// `{"email": …, "records": [], "declined": false}` for an address with nothing stored.

@@ -14,7 +14,7 @@ use super::AppState;
 use super::forms::{self, FormError, SignupFields};
 use super::pages::{self, AppError};
 use crate::config::Language;
-use crate::domain::{Email, InputError, Name, Status};
+use crate::domain::{Email, FormPage, InputError, Name, Status};
 use crate::metrics::{self, Limit};
 use crate::subscriptions::{
     self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod, UnsubscribeOutcome,
@@ -104,16 +104,21 @@ pub async fn subscribe(
         Err(e) => return e.respond(fallback_language, as_json),
     };
     let language = list.config.language;
-    let mut response = match subscribe_to(&state, list, ip, fields).await {
+    let page = FormPage::from_headers(header_text(&headers, header::ORIGIN), header_text(&headers, header::REFERER));
+    let mut response = match subscribe_to(&state, list, ip, page, fields).await {
         Ok(()) if as_json => pages::json(StatusCode::ACCEPTED, &json!({"status": Status::Pending})),
         Ok(()) => match &list.config.thanks_url {
             Some(url) => pages::see_other(url),
             None => pages::html(
                 StatusCode::OK,
-                &pages::PendingPage { de: language == Language::De, list_name: &list.config.name },
+                &pages::PendingPage {
+                    de: language == Language::De,
+                    footer: pages::Footer::of(&list.config),
+                    list_name: &list.config.name,
+                },
             ),
         },
-        Err(e) => e.respond(language, as_json),
+        Err(e) => e.respond_on(&list.config, as_json),
     };
     add_cors(&mut response, &headers, list);
     response
@@ -128,7 +133,17 @@ fn resolve_list<'a>(state: &'a AppState, id: Option<&str>) -> Result<&'a Prepare
     }
 }
 
-async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields: SignupFields) -> Result<(), AppError> {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn subscribe_to(
+    state: &AppState,
+    list: &PreparedList,
+    ip: IpAddr,
+    page: Option<FormPage>,
+    fields: SignupFields,
+) -> Result<(), AppError> {
     let email = Email::parse(fields.email.as_deref().unwrap_or("")).map_err(AppError::Input)?;
     let name = Name::parse(fields.name.as_deref()).map_err(AppError::Input)?;
     if let Err(wait) = state.limits.check_address(email.key()) {
@@ -146,7 +161,13 @@ async fn subscribe_to(state: &AppState, list: &PreparedList, ip: IpAddr, fields:
         state.metrics.bot_dropped();
         return Ok(());
     }
-    let signup = Signup { list_id: list.config.id.clone(), email, name, ip };
+    // listgate's own form page sends no Referer (its policy is no-referrer);
+    // a valid form token (bot_reason checked it) says the form was that page.
+    let page = page.or_else(|| {
+        fields.form_token.as_ref()?;
+        url::Url::parse(&state.form_url(&list.config.id)).ok().map(|url| FormPage::of_url(&url))
+    });
+    let signup = Signup { list_id: list.config.id.clone(), email, name, ip, page };
     let masked = signup.email.masked();
     let outcome = state.store.write(move |conn| subscriptions::signup(conn, &ctx, &signup, now)).await?;
     tracing::info!(list = %list.config.id, email = %masked, "signup received");
@@ -220,6 +241,7 @@ pub async fn confirm_page(state: Arc<AppState>, query: Option<String>) -> Respon
             StatusCode::OK,
             &pages::ConfirmPage {
                 de: list.config.language == Language::De,
+                footer: pages::Footer::of(&list.config),
                 list_name: &list.config.name,
                 consent_text: &list.config.consent_text,
                 token: token.as_deref().unwrap_or(""),
@@ -249,13 +271,14 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
                 tracing::info!(list = %list.config.id, ?outcome, "signup declined");
                 let page = pages::DeclinedPage {
                     de,
+                    footer: pages::Footer::of(&list.config),
                     list_name: &list.config.name,
                     already_confirmed: outcome == DeclineOutcome::AlreadyConfirmed,
                     already_unsubscribed: outcome == DeclineOutcome::AlreadyUnsubscribed,
                 };
                 pages::html(StatusCode::OK, &page)
             }
-            Err(e) => AppError::from(e).respond(list.config.language, false),
+            Err(e) => AppError::from(e).respond_on(&list.config, false),
         };
     }
     let result = state.store.write(move |conn| subscriptions::confirm(conn, &ctx, &verified, ip, now)).await;
@@ -268,13 +291,16 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
             tracing::info!(list = %list.config.id, "subscription confirmed");
             match &list.config.confirmed_url {
                 Some(url) => pages::see_other(url),
-                None => pages::html(StatusCode::OK, &pages::ConfirmedPage { de, list_name: &list.config.name }),
+                None => pages::html(
+                    StatusCode::OK,
+                    &pages::ConfirmedPage { de, footer: pages::Footer::of(&list.config), list_name: &list.config.name },
+                ),
             }
         }
         Ok(ConfirmOutcome::Gone) => {
-            AppError::Gone { retry_url: Some(state.form_url(&list.config.id)) }.respond(list.config.language, false)
+            AppError::Gone { retry_url: Some(state.form_url(&list.config.id)) }.respond_on(&list.config, false)
         }
-        Err(e) => AppError::from(e).respond(list.config.language, false),
+        Err(e) => AppError::from(e).respond_on(&list.config, false),
     }
 }
 
@@ -286,6 +312,7 @@ pub async fn unsubscribe_page(state: Arc<AppState>, query: Option<String>) -> Re
             StatusCode::OK,
             &pages::UnsubscribePage {
                 de: list.config.language == Language::De,
+                footer: pages::Footer::of(&list.config),
                 list_name: &list.config.name,
                 token: token.as_deref().unwrap_or(""),
             },
@@ -310,7 +337,7 @@ pub async fn unsubscribe(
     };
     let body = match body {
         Ok(body) => body,
-        Err(e) => return e.respond(list.config.language, false),
+        Err(e) => return e.respond_on(&list.config, false),
     };
     let method = if forms::is_one_click(content_type(&headers), &body) {
         UnsubscribeMethod::OneClick
@@ -329,10 +356,14 @@ pub async fn unsubscribe(
             }
             pages::html(
                 StatusCode::OK,
-                &pages::UnsubscribedPage { de: list.config.language == Language::De, list_name: &list.config.name },
+                &pages::UnsubscribedPage {
+                    de: list.config.language == Language::De,
+                    footer: pages::Footer::of(&list.config),
+                    list_name: &list.config.name,
+                },
             )
         }
-        Err(e) => AppError::from(e).respond(list.config.language, false),
+        Err(e) => AppError::from(e).respond_on(&list.config, false),
     }
 }
 
@@ -353,6 +384,7 @@ pub async fn form_page(state: Arc<AppState>, query: Option<String>) -> Response 
         StatusCode::OK,
         &pages::FormPage {
             de: list.config.language == Language::De,
+            footer: pages::Footer::of(&list.config),
             list_id: &list.config.id,
             list_name: &list.config.name,
             consent_text: &list.config.consent_text,

@@ -5,13 +5,38 @@ use askama::Template;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use crate::config::Language;
+use crate::config::{Language, ListConfig};
 use crate::domain::InputError;
+
+/// What the foot of every page of a list shows: who runs it (the
+/// imprint) and a link to its privacy notice.
+#[derive(Debug, Default, Clone)]
+pub struct Footer<'a> {
+    pub imprint_lines: Vec<&'a str>,
+    pub privacy_url: Option<&'a str>,
+}
+
+impl<'a> Footer<'a> {
+    pub fn of(list: &'a ListConfig) -> Footer<'a> {
+        Footer {
+            imprint_lines: list
+                .imprint
+                .as_deref()
+                .map_or_else(Vec::new, |i| i.lines().map(str::trim).filter(|l| !l.is_empty()).collect()),
+            privacy_url: list.privacy_url.as_ref().map(url::Url::as_str),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.imprint_lines.is_empty() && self.privacy_url.is_none()
+    }
+}
 
 #[derive(Template)]
 #[template(path = "pages/form.html")]
 pub struct FormPage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_id: &'a str,
     pub list_name: &'a str,
     pub consent_text: &'a str,
@@ -24,6 +49,7 @@ pub struct FormPage<'a> {
 #[template(path = "pages/pending.html")]
 pub struct PendingPage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_name: &'a str,
 }
 
@@ -31,6 +57,7 @@ pub struct PendingPage<'a> {
 #[template(path = "pages/confirm.html")]
 pub struct ConfirmPage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_name: &'a str,
     pub consent_text: &'a str,
     pub token: &'a str,
@@ -40,6 +67,7 @@ pub struct ConfirmPage<'a> {
 #[template(path = "pages/confirmed.html")]
 pub struct ConfirmedPage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_name: &'a str,
 }
 
@@ -47,6 +75,7 @@ pub struct ConfirmedPage<'a> {
 #[template(path = "pages/declined.html")]
 pub struct DeclinedPage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_name: &'a str,
     pub already_confirmed: bool,
     pub already_unsubscribed: bool,
@@ -56,6 +85,7 @@ pub struct DeclinedPage<'a> {
 #[template(path = "pages/unsubscribe.html")]
 pub struct UnsubscribePage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_name: &'a str,
     pub token: &'a str,
 }
@@ -64,6 +94,7 @@ pub struct UnsubscribePage<'a> {
 #[template(path = "pages/unsubscribed.html")]
 pub struct UnsubscribedPage<'a> {
     pub de: bool,
+    pub footer: Footer<'a>,
     pub list_name: &'a str,
 }
 
@@ -71,6 +102,7 @@ pub struct UnsubscribedPage<'a> {
 #[template(path = "pages/error.html")]
 struct ErrorPage<'a> {
     de: bool,
+    footer: Footer<'a>,
     title: &'a str,
     message: &'a str,
     retry_url: Option<&'a str>,
@@ -295,8 +327,17 @@ impl AppError {
         }
     }
 
-    /// The error as a page in `language`, or as JSON.
+    /// The error as a page of `list` (in its language, with its footer), or as JSON.
+    pub fn respond_on(&self, list: &ListConfig, as_json: bool) -> Response {
+        self.respond_with(list.language, Footer::of(list), as_json)
+    }
+
+    /// The error as a page in `language`, before any list is known, or as JSON.
     pub fn respond(&self, language: Language, as_json: bool) -> Response {
+        self.respond_with(language, Footer::default(), as_json)
+    }
+
+    fn respond_with(&self, language: Language, footer: Footer<'_>, as_json: bool) -> Response {
         let (title, message) = self.texts(language);
         let mut response = if as_json {
             let mut body = serde_json::json!({"status": "error", "error": self.code(), "message": message});
@@ -309,7 +350,7 @@ impl AppError {
                 AppError::TokenExpired { retry_url } | AppError::Gone { retry_url } => retry_url.as_deref(),
                 _ => None,
             };
-            html(self.status(), &ErrorPage { de: language == Language::De, title, message, retry_url })
+            html(self.status(), &ErrorPage { de: language == Language::De, footer, title, message, retry_url })
         };
         let retry_after = match self {
             AppError::Unavailable => Some(60),

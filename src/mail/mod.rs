@@ -30,11 +30,14 @@ use ring::digest;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
+use crate::clock::{Timestamp, Zone};
 use crate::config::{Config, Language, ListConfig, parse_mailbox};
+use crate::domain::FormPage;
 use crate::store::db::RenderingRow;
 
 /// Version of [`compose`]'s output format. 2: no name anywhere in the mail.
-pub const FORMAT: i64 = 2;
+/// 3: when and where the signup was made, the imprint and the privacy notice.
+pub const FORMAT: i64 = 3;
 /// The last format that put the recipient's name into `To:` and the
 /// greeting; kept so mails sent in it can still be rebuilt.
 const LAST_FORMAT_WITH_NAME: i64 = 1;
@@ -44,6 +47,10 @@ const LAST_FORMAT_WITH_NAME: i64 = 1;
 const NAME: &str = "%%LISTGATE_NAME%%";
 const EMAIL: &str = "%%LISTGATE_EMAIL%%";
 const LINK: &str = "%%LISTGATE_LINK%%";
+/// When the signup was made, in the list's language and zone (format 3 on).
+const WHEN: &str = "%%LISTGATE_WHEN%%";
+/// Where the signup was made: the form's page, or that none was named.
+const WHERE: &str = "%%LISTGATE_WHERE%%";
 
 #[derive(Template)]
 #[template(path = "mail/confirm.txt")]
@@ -53,8 +60,12 @@ struct ConfirmText<'a> {
     consent_text: &'a str,
     email: &'a str,
     link: &'a str,
+    when: &'a str,
+    source: &'a str,
     confirm_days: u64,
     purge_days: u64,
+    imprint_lines: Vec<&'a str>,
+    privacy_url: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -65,8 +76,12 @@ struct ConfirmHtml<'a> {
     consent_text: &'a str,
     email: &'a str,
     link: &'a str,
+    when: &'a str,
+    source: &'a str,
     confirm_days: u64,
     purge_days: u64,
+    imprint_lines: Vec<&'a str>,
+    privacy_url: Option<&'a str>,
 }
 
 /// Hex SHA-256.
@@ -87,8 +102,12 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
         consent_text: &list.consent_text,
         email: EMAIL,
         link: LINK,
+        when: WHEN,
+        source: WHERE,
         confirm_days,
         purge_days,
+        imprint_lines: imprint_lines(list),
+        privacy_url: list.privacy_url.as_ref().map(url::Url::as_str),
     };
     let html = ConfirmHtml {
         de,
@@ -96,8 +115,12 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
         consent_text: &list.consent_text,
         email: EMAIL,
         link: LINK,
+        when: WHEN,
+        source: WHERE,
         confirm_days,
         purge_days,
+        imprint_lines: imprint_lines(list),
+        privacy_url: list.privacy_url.as_ref().map(url::Url::as_str),
     };
     let subject = if de {
         format!("Bitte bestätigen Sie Ihr Abonnement: {}", list.name)
@@ -126,6 +149,70 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
     Ok((sha256_hex(&canonical), row))
 }
 
+/// The imprint's lines, trimmed, without blank ones.
+fn imprint_lines(list: &ListConfig) -> Vec<&str> {
+    list.imprint.as_deref().map_or_else(Vec::new, |i| i.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
+}
+
+/// When a signup was made, as its confirmation mail states it: the
+/// wall-clock time in the list's zone, in the list's language, naming the
+/// zone and its offset so nobody has to guess.
+pub fn consent_when(at: Timestamp, zone: &Zone, language: Language) -> String {
+    const MONTHS_EN: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const MONTHS_DE: [&str; 12] = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ];
+    let t = zone.wall_time(at);
+    let clock = format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
+    let label = if zone.is_utc() {
+        "UTC".to_string()
+    } else {
+        let (sign, offset) = if t.offset_seconds < 0 { ('-', -t.offset_seconds) } else { ('+', t.offset_seconds) };
+        format!("{}, UTC{sign}{:02}:{:02}", zone.name(), offset / 3600, offset % 3600 / 60)
+    };
+    let month = usize::from(t.month - 1);
+    match language {
+        Language::De => format!("{}. {} {} um {clock} Uhr ({label})", t.day, MONTHS_DE[month], t.year),
+        Language::En => format!("{} {} {} at {clock} ({label})", t.day, MONTHS_EN[month], t.year),
+    }
+}
+
+/// Where a signup was made, as its confirmation mail states it: on the
+/// form's page as the browser named it, or through a form whose page the
+/// browser did not name.
+pub fn consent_where(page: Option<&FormPage>, language: Language) -> String {
+    match (page, language) {
+        (Some(page), Language::De) => format!("auf der Seite {}", page.as_str()),
+        (Some(page), Language::En) => format!("on the page {}", page.as_str()),
+        (None, Language::De) => "über ein Anmeldeformular, dessen Seite der Browser nicht genannt hat".into(),
+        (None, Language::En) => "through a signup form whose page the browser did not name".into(),
+    }
+}
+
 /// The per-recipient values of one mail, as kept on its outbox row.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
@@ -136,6 +223,10 @@ pub struct Recipient<'a> {
     pub link: &'a str,
     pub message_id: &'a str,
     pub date_header: &'a str,
+    /// When and where the signup was made (format 3 on; empty for older mails,
+    /// whose renderings have no place for them).
+    pub consent_when: &'a str,
+    pub consent_where: &'a str,
 }
 
 /// Builds the exact message bytes (CRLF line ends) from a rendering and one
@@ -145,7 +236,13 @@ pub fn compose(r: &RenderingRow, to: &Recipient<'_>) -> Vec<u8> {
     // of every mail whose rendering is not format 1.
     let name = to.name.filter(|_| r.format <= LAST_FORMAT_WITH_NAME);
     let name_part = name.map(|n| format!(" {n}")).unwrap_or_default();
-    let values = [(NAME, name_part.as_str()), (EMAIL, to.email), (LINK, to.link)];
+    let values = [
+        (NAME, name_part.as_str()),
+        (EMAIL, to.email),
+        (LINK, to.link),
+        (WHEN, to.consent_when),
+        (WHERE, to.consent_where),
+    ];
     let text = fill_placeholders(&r.text_body, &values, |s| s.to_string());
     let html = fill_placeholders(&r.html_body, &values, html_escape);
     let boundary = format!("=_lg_{}", &sha256_hex(to.message_id.as_bytes())[..24]);
@@ -218,6 +315,8 @@ pub fn rebuild(conn: &dyn crate::store::db::Db, outbox_id: i64) -> crate::store:
             link: &mail.link,
             message_id: &mail.message_id,
             date_header: &mail.date_header,
+            consent_when: mail.consent_when.as_deref().unwrap_or_default(),
+            consent_where: mail.consent_where.as_deref().unwrap_or_default(),
         },
     )))
 }
@@ -347,6 +446,8 @@ mod tests {
             link: "http://127.0.0.1:8080/confirm?token=abc.def&x=1",
             message_id: "<0011@localhost>",
             date_header: "Sun, 22 Nov 2026 07:24:59 +0000",
+            consent_when: "22 November 2026 at 07:24:59 (UTC)",
+            consent_where: "on the page https://www.example.org/news",
         }
     }
 
@@ -420,6 +521,8 @@ mod tests {
             link: &link,
             message_id: &message_id,
             date_header: &date_header,
+            consent_when: "",
+            consent_where: "",
         };
         let bytes = compose(&r, &to);
         assert_eq!(sha256_hex(&bytes), text("message_sha256"));

@@ -261,6 +261,8 @@ impl Outbox {
                 link: &row.link,
                 message_id: &row.message_id,
                 date_header: &row.date_header,
+                consent_when: row.consent_when.as_deref().unwrap_or_default(),
+                consent_where: row.consent_where.as_deref().unwrap_or_default(),
             },
         );
         let sha256 = sha256_hex(&message);

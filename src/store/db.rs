@@ -44,6 +44,8 @@ pub struct SubscriptionRow {
     pub unsubscribed_at: Option<Timestamp>,
     pub unsubscribed_ip: Option<String>,
     pub unsubscribe_method: Option<UnsubscribeMethod>,
+    /// The page the form was on (`form_pages`), when the browser named it.
+    pub form_page_sha256: Option<String>,
 }
 
 /// An outbox row claimed for delivery.
@@ -59,6 +61,10 @@ pub struct OutboxRow {
     pub date_header: String,
     pub created_at: Timestamp,
     pub attempts: i64,
+    /// When and where the signup was made, as the mail states it (format 3
+    /// on; `None` on rows queued before).
+    pub consent_when: Option<String>,
+    pub consent_where: Option<String>,
 }
 
 /// A stored mail rendering (see `mail::Rendering`).
@@ -99,6 +105,7 @@ pub struct NewSubscription<'a> {
     pub consent_sha256: &'a str,
     pub now: Timestamp,
     pub ip: &'a str,
+    pub form_page_sha256: Option<&'a str>,
 }
 
 /// A subscription taken in by `listgate import`, in the state and with the
@@ -137,6 +144,9 @@ pub struct NewMail<'a> {
     pub message_id: &'a str,
     pub date_header: &'a str,
     pub now: Timestamp,
+    /// When and where the signup was made, as the mail states it.
+    pub consent_when: &'a str,
+    pub consent_where: &'a str,
 }
 
 /// What is stored of one mail: enough to rebuild its bytes.
@@ -150,6 +160,8 @@ pub struct StoredMail {
     pub date_header: String,
     /// Recorded when the mail was handed over; `None` before that.
     pub message_sha256: Option<String>,
+    pub consent_when: Option<String>,
+    pub consent_where: Option<String>,
 }
 
 /// A proof event to append; `digest` and `link` are computed by `proof`,
@@ -203,6 +215,8 @@ pub struct ExportRecord<'a> {
     pub evidence: Evidence,
     /// When `listgate import` took it in; `None` for listgate's own.
     pub imported_at: Option<&'a str>,
+    /// The page the form was on, when the browser named it.
+    pub form_page: Option<&'a str>,
 }
 
 /// A mail as listed for an operator.
@@ -243,6 +257,9 @@ pub struct WebhookCall {
 /// its caller's transaction. See the module comment.
 pub trait Db {
     fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()>;
+    /// Stores a form page (origin and path) once per distinct value.
+    fn insert_form_page(&self, sha256: &str, page: &str, now: Timestamp) -> Result<()>;
+    fn select_form_page(&self, sha256: &str) -> Result<Option<String>>;
     fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()>;
     fn select_rendering(&self, sha256: &str) -> Result<Option<RenderingRow>>;
     fn select_live_subscription(&self, list_id: &str, email_key: &EmailKey) -> Result<Option<SubscriptionRow>>;

@@ -53,7 +53,7 @@ use self::writer::{Completion, Job, MAX_BATCH, WriterHandle};
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock another one holds.
@@ -209,7 +209,10 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = conn.execute_batch(SCHEMA).and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
+        let applied = conn
+            .execute_batch(SCHEMA)
+            .and_then(|_| queries::add_missing_columns(conn))
+            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {
@@ -721,6 +724,7 @@ mod tests {
             consent_sha256: "c",
             now,
             ip: "192.0.2.1",
+            form_page_sha256: None,
         })
     }
 

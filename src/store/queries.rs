@@ -40,18 +40,26 @@ statements! {
     /// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
     pub const SELECT_LIVE_SUBSCRIPTION: &str =
         "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
         FROM subscriptions WHERE list_id = ?1 AND email_key = ?2 AND status IN ('pending', 'confirmed')";
 
     /// Params: id. One subscription by id.
     pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
         FROM subscriptions WHERE id = ?1";
 
-    /// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new pending signup.
+    /// Params: list_id, email, email_key, name, consent_sha256, now, ip, form_page_sha256.
+    /// A new pending signup.
     pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
-        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
-        VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)";
+        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip, form_page_sha256)
+        VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)";
+
+    /// Params: sha256, page, now. Stores a form page (origin and path) once.
+    pub const INSERT_FORM_PAGE: &str =
+        "INSERT OR IGNORE INTO form_pages (sha256, page, first_seen) VALUES (?1, ?2, ?3)";
+
+    /// Params: sha256. One form page.
+    pub const SELECT_FORM_PAGE: &str = "SELECT page FROM form_pages WHERE sha256 = ?1";
 
     /// Params: list_id, email, email_key, name, status, consent_sha256, signup_at,
     /// signup_ip, confirmed_at, confirmed_ip, unsubscribed_at. A subscription
@@ -88,12 +96,13 @@ statements! {
     /// Params: id. Deletes a subscription (its outbox rows go with it).
     pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
 
-    /// Params: subscription_id, rendering_sha256, to_email, link, message_id, date_header, now.
-    /// Queues a confirmation mail. `to_name` stays NULL: no name goes into a
-    /// mail (the column holds the names of mails sent before, to rebuild them).
+    /// Params: subscription_id, rendering_sha256, to_email, link, message_id, date_header, now,
+    /// consent_when, consent_where. Queues a confirmation mail. `to_name` stays NULL: no name
+    /// goes into a mail (the column holds the names of mails sent before, to rebuild them).
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
-        (subscription_id, rendering_sha256, to_email, link, message_id, date_header, state, created_at, next_attempt_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7)";
+        (subscription_id, rendering_sha256, to_email, link, message_id, date_header, state, created_at, next_attempt_at,
+         consent_when, consent_where)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?8, ?9)";
 
     /// Params: subscription_id, since. Mails queued for a subscription since a time: count and latest.
     pub const RECENT_MAILS: &str =
@@ -104,11 +113,12 @@ statements! {
     pub const CLAIM_DUE_MAILS: &str = "UPDATE outbox SET next_attempt_at = ?2, attempts = attempts + 1, leased = 1
         WHERE id IN (SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1
                      ORDER BY next_attempt_at LIMIT ?3)
-        RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts";
+        RETURNING id, subscription_id, rendering_sha256, to_email, to_name, link, message_id, date_header, created_at, attempts,
+                  consent_when, consent_where";
 
     /// Params: id. The stored values of one mail, for rebuilding it.
     pub const SELECT_OUTBOX_MAIL: &str =
-        "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
+        "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256, consent_when, consent_where
         FROM outbox WHERE id = ?1";
 
     /// Params: since. When each mail the server took after `since` was taken,
@@ -194,8 +204,10 @@ statements! {
     /// import's, or for listgate's own: double opt-in once confirmed.
     pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT s.id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
         confirmed_at, confirmed_ip, unsubscribed_at,
-        coalesce(i.evidence, CASE WHEN confirmed_at IS NULL THEN 'none' ELSE 'double-opt-in' END), i.imported_at
+        coalesce(i.evidence, CASE WHEN confirmed_at IS NULL THEN 'none' ELSE 'double-opt-in' END), i.imported_at,
+        p.page
         FROM subscriptions s LEFT JOIN imports i ON i.subscription_id = s.id
+        LEFT JOIN form_pages p ON p.sha256 = s.form_page_sha256
         WHERE (?1 IS NULL OR list_id = ?1) AND (?2 IS NULL OR status = ?2)
           AND (?3 IS NULL OR max(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= ?3)
         ORDER BY s.id";
@@ -208,7 +220,7 @@ statements! {
     /// Params: email_key. Every subscription of an address, on every list.
     pub const SUBSCRIPTIONS_OF_ADDRESS: &str =
         "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
         FROM subscriptions WHERE email_key = ?1 ORDER BY id";
 
     /// Params: subscription_id. The mails of a subscription.
@@ -387,6 +399,7 @@ fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription
         unsubscribed_at: r.get(10)?,
         unsubscribed_ip: r.get(11)?,
         unsubscribe_method: r.get(12)?,
+        form_page_sha256: r.get(13)?,
     })
 }
 
@@ -424,8 +437,37 @@ impl<'a> ExportRecord<'a> {
             unsubscribed_at: optional(10)?,
             evidence: r.get(11)?,
             imported_at: optional(12)?,
+            form_page: optional(13)?,
         })
     }
+}
+
+/// Columns added to tables that existed before (version 5: the form page,
+/// when and where in the mail): table, column, and its declaration. On a
+/// new database `schema.sql` created them; on an older one `migrate` adds
+/// what is missing, since SQLite's ALTER TABLE has no IF NOT EXISTS.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("subscriptions", "form_page_sha256", "TEXT REFERENCES form_pages (sha256)"),
+    ("outbox", "consent_when", "TEXT"),
+    ("outbox", "consent_where", "TEXT"),
+];
+
+/// Params: table, column. Whether the table has the column. Only
+/// `migrate` runs it, on SQLite alone (PostgreSQL's schema file says
+/// `ADD COLUMN IF NOT EXISTS`), so it is not among the named statements
+/// that both stores share.
+const HAS_COLUMN: &str = "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2";
+
+/// Adds each of [`ADDED_COLUMNS`] its table lacks, inside `migrate`'s
+/// transaction. The names are constants, never input.
+pub fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(HAS_COLUMN, params![table, column], |r| r.get(0))?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn backup_into(conn: &Connection, file: &str) -> Result<()> {
@@ -437,6 +479,15 @@ impl Db for Connection {
     fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()> {
         self.prepare_cached(INSERT_CONSENT_TEXT)?.execute(params![sha256, text, now])?;
         Ok(())
+    }
+
+    fn insert_form_page(&self, sha256: &str, page: &str, now: Timestamp) -> Result<()> {
+        self.prepare_cached(INSERT_FORM_PAGE)?.execute(params![sha256, page, now])?;
+        Ok(())
+    }
+
+    fn select_form_page(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(self.prepare_cached(SELECT_FORM_PAGE)?.query_row([sha256], |r| r.get(0)).optional()?)
     }
 
     fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()> {
@@ -537,7 +588,8 @@ impl Db for Connection {
             s.name,
             s.consent_sha256,
             s.now,
-            s.ip
+            s.ip,
+            s.form_page_sha256
         ])?;
         Ok(self.last_insert_rowid())
     }
@@ -565,7 +617,9 @@ impl Db for Connection {
             m.link,
             m.message_id,
             m.date_header,
-            m.now
+            m.now,
+            m.consent_when,
+            m.consent_where
         ])?;
         Ok(())
     }
@@ -614,6 +668,8 @@ impl Db for Connection {
                 date_header: r.get(7)?,
                 created_at: r.get(8)?,
                 attempts: r.get(9)?,
+                consent_when: r.get(10)?,
+                consent_where: r.get(11)?,
             })
         })
     }
@@ -630,6 +686,8 @@ impl Db for Connection {
                     message_id: r.get(4)?,
                     date_header: r.get(5)?,
                     message_sha256: r.get(6)?,
+                    consent_when: r.get(7)?,
+                    consent_where: r.get(8)?,
                 })
             })
             .optional()?)
@@ -948,6 +1006,7 @@ mod tests {
             consent_sha256: "c",
             now: t(),
             ip: "192.0.2.1",
+            form_page_sha256: None,
         }
     }
 
@@ -1008,6 +1067,25 @@ mod tests {
         );
         let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, crate::store::SCHEMA_VERSION);
+        // Columns added since have the declarations a new database gets.
+        let fresh = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&fresh).unwrap();
+        let columns = |c: &Connection, table: &str| -> Vec<(String, String)> {
+            all(c, "SELECT name, type FROM pragma_table_info(?1) ORDER BY cid", [table], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        for table in ["subscriptions", "outbox", "form_pages"] {
+            assert_eq!(columns(&conn, table), columns(&fresh, table), "{table}");
+        }
+        let page_key: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_foreign_key_list('subscriptions') WHERE \"table\" = 'form_pages'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(page_key, 1);
+        crate::store::migrate(&conn).unwrap();
         // The triggers and the webhook table arrived, and the rows stayed.
         let second_live = conn.execute(
             "INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)

@@ -363,6 +363,8 @@ name = "Newsletter"
 consent_text = "Yes, send me the newsletter."
 webhook_url = "http://crm.example.invalid/hook"
 webhook_secret = "the webhook's own secret"
+imprint = "Example GmbH, Street 1, 12345 Berlin"
+privacy_url = "https://www.example.invalid/privacy"
 "#;
 
 #[test]
@@ -406,4 +408,13 @@ fn cleartext_smtp_passwords_and_webhooks_are_warned_of_by_check_config_and_at_se
     std::fs::write(dir.path().join("listgate.toml"), quiet).unwrap();
     let text = String::from_utf8(run(&["check-config"]).stdout).unwrap();
     assert!(!text.contains("warning:"), "{text}");
+
+    // A list without an imprint is valid, but warned of.
+    let unsigned = CLEARTEXT_CONFIG.replace("imprint = \"Example GmbH, Street 1, 12345 Berlin\"\n", "");
+    std::fs::write(dir.path().join("listgate.toml"), unsigned).unwrap();
+    let text = String::from_utf8(run(&["check-config"]).stdout).unwrap();
+    let warned =
+        "warning: lists[0].imprint: list \"newsletter\" has no imprint; its mails and pages do not say who sends them";
+    assert!(text.lines().any(|l| l == warned), "{text}");
+    assert!(!text.contains("privacy_url: list"), "{text}");
 }

@@ -699,7 +699,12 @@ fn check_config_says_what_serve_would_do_and_creates_nothing() {
         "    confirmed_url: https://www.example.com/bestaetigt",
         "    allowed_origins: https://www.example.com, https://example.com",
         "    require_form_token: yes",
+        "    imprint: none",
+        "    privacy_url: none",
+        "    time_zone: UTC",
         "log format: text (LISTGATE_LOG_FORMAT)",
+        "warning: lists[0].imprint: list \"newsletter\" has no imprint; its mails and pages do not say who sends them",
+        "warning: lists[1].privacy_url: list \"rundbrief\" links no privacy notice from its form, pages and mail",
         "ok: the configuration is valid",
     ] {
         assert!(text.lines().any(|l| l == expected), "no line {expected:?} in:\n{text}");

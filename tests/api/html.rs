@@ -24,7 +24,14 @@ async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german(
     let dir = tempfile::tempdir().unwrap();
     let mut written = 0;
     for language in [Language::En, Language::De] {
-        let app = spawn_app_with("ok", |c| c.lists[0].language = language).await;
+        let app = spawn_app_with("ok", |c| {
+            let list = &mut c.lists[0];
+            list.language = language;
+            // Every page's foot: the imprint's lines and the privacy link.
+            list.imprint = Some("Example GmbH\nStreet 1 & Co., 12345 Berlin\n<HRB 99999>".into());
+            list.privacy_url = Some("https://www.example.com/privacy?lang=de&x=1".parse().unwrap());
+        })
+        .await;
         let mut pages: Vec<(&str, String)> = Vec::new();
         let mut page = async |name, status: u16, response: reqwest::Response| {
             assert_eq!(response.status().as_u16(), status, "{name}");

@@ -15,6 +15,7 @@ mod file_modes;
 mod helpers;
 mod html;
 mod import;
+mod imprint;
 mod journey;
 mod mail_delivery;
 mod metrics;

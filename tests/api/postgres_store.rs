@@ -44,6 +44,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
         "consent_texts",
         "daily_stats",
         "declined_addresses",
+        "form_pages",
         "imports",
         "inbox_mails",
         "mail_renderings",
@@ -56,7 +57,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
     assert_eq!(tables(&mut client), expected.iter().map(|t| t.to_string()).collect());
     let versions: Vec<i32> =
         client.query("SELECT version FROM schema_version", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    // The same number as SQLite's `PRAGMA user_version` (4 today): both
+    // The same number as SQLite's `PRAGMA user_version` (5 today): both
     // files describe the same tables.
     assert_eq!(pg::SCHEMA_VERSION, listgate::store::SCHEMA_VERSION);
     assert_eq!(versions, [pg::SCHEMA_VERSION]);
@@ -445,7 +446,7 @@ fn insert_subscription(
 ) -> Result<i64, postgres::Error> {
     let row = client.query_one(
         pg::queries::INSERT_SUBSCRIPTION,
-        &[&list, &email, &email, &None::<String>, &"c", &T, &"192.0.2.1"],
+        &[&list, &email, &email, &None::<String>, &"c", &T, &"192.0.2.1", &None::<String>],
     )?;
     Ok(row.get(0))
 }
@@ -490,7 +491,17 @@ fn two_postgres_connections_claiming_due_mails_at_once_get_disjoint_rows_without
         setup
             .execute(
                 pg::queries::INSERT_OUTBOX,
-                &[&subscription, &"r", &format!("{n}@example.org"), &"https://l/c", &format!("<{n}@l>"), &"date", &T],
+                &[
+                    &subscription,
+                    &"r",
+                    &format!("{n}@example.org"),
+                    &"https://l/c",
+                    &format!("<{n}@l>"),
+                    &"date",
+                    &T,
+                    &"when",
+                    &"where",
+                ],
             )
             .unwrap();
         let id: i64 = setup.query_one("SELECT max(id) FROM outbox", &[]).unwrap().get(0);
@@ -587,6 +598,8 @@ fn a_write_sent_without_waiting_that_fails_fails_its_own_job_and_never_commits_s
         message_id: "<1@l>",
         date_header: "date",
         now,
+        consent_when: "when",
+        consent_where: "where",
     };
     let session = pg::open_session(&cluster.url(), None).unwrap();
     let queued = |c: &mut Client| -> i64 { c.query_one("SELECT count(*) FROM outbox", &[]).unwrap().get(0) };
@@ -646,7 +659,10 @@ fn statements_that_finish_one_delivery_find_the_row_by_its_primary_key_at_any_ba
         let link = format!("https://l/c{n}");
         let message_id = format!("<{n}@l>");
         client
-            .execute(pg::queries::INSERT_OUTBOX, &[&subscription, &"r", &"a@example.org", &link, &message_id, &"d", &T])
+            .execute(
+                pg::queries::INSERT_OUTBOX,
+                &[&subscription, &"r", &"a@example.org", &link, &message_id, &"d", &T, &"w", &"w"],
+            )
             .unwrap();
         client.execute(pg::queries::INSERT_WEBHOOK_CALL, &[&subscription, &"confirmed", &T]).unwrap();
     }

@@ -110,6 +110,7 @@ fn signup<'a>(
         consent_sha256: "c1",
         now: at(minutes),
         ip,
+        form_page_sha256: None,
     }
 }
 
@@ -122,6 +123,8 @@ fn mail<'a>(subscription_id: i64, to: &'a Email, message_id: &'a str, minutes: i
         message_id,
         date_header: "Sun, 01 Mar 2026 09:00:00 +0000",
         now: at(minutes),
+        consent_when: "1 March 2026 at 09:00:00 (UTC)",
+        consent_where: "on the page https://www.news.example/signup",
     }
 }
 
@@ -151,6 +154,11 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     twins.same("insert_consent_text again", |db| db.insert_consent_text("c1", "other", at(1)));
     twins.same("select_consent_text", |db| db.select_consent_text("c1"));
     twins.same("select_consent_text of none", |db| db.select_consent_text("nope"));
+    let page = "https://xn--bcher-kva.example/anmeldung/%C3%B6";
+    twins.same("insert_form_page", |db| db.insert_form_page("p1", page, at(0)));
+    twins.same("insert_form_page again", |db| db.insert_form_page("p1", "https://other.example", at(1)));
+    twins.same("select_form_page", |db| db.select_form_page("p1"));
+    twins.same("select_form_page of none", |db| db.select_form_page("nope"));
     twins.same("insert_rendering", |db| db.insert_rendering("r1", &rendering(None), at(0)));
     twins.same("insert_rendering again", |db| db.insert_rendering("r1", &rendering(Some("x@example.org")), at(1)));
     twins.same("insert_rendering with reply-to", |db| {
@@ -181,7 +189,12 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     });
     let d =
         twins.same("insert_subscription", |db| db.insert_subscription(&signup("news", &dave, None, 4, "192.0.2.4")));
-    let e = twins.same("insert_subscription", |db| db.insert_subscription(&signup("news", &erin, None, -9000, "::1")));
+    let e = twins.same("insert_subscription (with a form page)", |db| {
+        db.insert_subscription(&NewSubscription {
+            form_page_sha256: Some("p1"),
+            ..signup("news", &erin, None, -9000, "::1")
+        })
+    });
     assert_eq!([a, b, c_news, c_other, d, e], [1, 2, 3, 4, 5, 6]);
 
     let anna_typed = EmailKey::lenient(" anna.example+NEWS@BÜCHER.example ");

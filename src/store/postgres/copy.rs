@@ -29,6 +29,7 @@ use crate::store::{Result, StoreError};
 const TABLES: &[(&str, bool)] = &[
     ("consent_texts", false),
     ("mail_renderings", false),
+    ("form_pages", false),
     ("subscriptions", true),
     ("imports", false),
     ("outbox", true),

@@ -111,22 +111,29 @@ statements! {
     /// Params: list_id, email_key. The live (pending or confirmed) subscription of an address.
     pub const SELECT_LIVE_SUBSCRIPTION: &str =
         "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
         FROM subscriptions WHERE list_id = $1 AND email_key = $2 AND status IN ('pending', 'confirmed')";
 
     /// Params: id (i64). One subscription by id.
     pub const SELECT_SUBSCRIPTION: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
         FROM subscriptions WHERE id = $1";
 
-    /// Params: list_id, email, email_key, name, consent_sha256, now, ip. A new
-    /// pending signup; returns its id (SQLite's `last_insert_rowid`). A second
+    /// Params: list_id, email, email_key, name, consent_sha256, now, ip, form_page_sha256.
+    /// A new pending signup; returns its id (SQLite's `last_insert_rowid`). A second
     /// live subscription of the address on the list fails with a unique
     /// violation of `subscriptions_one_live`, even when two nodes insert at
     /// once (SQLite's triggers say "one live subscription" instead).
     pub const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
-        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip)
-        VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING id";
+        (list_id, email, email_key, name, status, consent_sha256, signup_at, signup_ip, form_page_sha256)
+        VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) RETURNING id";
+
+    /// Params: sha256, page, now. Stores a form page (origin and path) once.
+    pub const INSERT_FORM_PAGE: &str =
+        "INSERT INTO form_pages (sha256, page, first_seen) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING";
+
+    /// Params: sha256. One form page.
+    pub const SELECT_FORM_PAGE: &str = "SELECT page FROM form_pages WHERE sha256 = $1";
 
     /// Params: list_id, email, email_key, name, status, consent_sha256, signup_at,
     /// signup_ip, confirmed_at, confirmed_ip, unsubscribed_at. A subscription
@@ -163,13 +170,14 @@ statements! {
     /// Params: id (i64). Deletes a subscription (its outbox and webhook rows go with it).
     pub const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1";
 
-    /// Params: subscription_id (i64), rendering_sha256, to_email, link, message_id, date_header, now.
-    /// Queues a confirmation mail, due now. `to_name` stays
+    /// Params: subscription_id (i64), rendering_sha256, to_email, link, message_id, date_header, now,
+    /// consent_when, consent_where. Queues a confirmation mail, due now. `to_name` stays
     /// NULL: no name goes into a mail (the column holds the names of mails
     /// sent before, to rebuild them).
     pub const INSERT_OUTBOX: &str = "INSERT INTO outbox
-        (subscription_id, rendering_sha256, to_email, link, message_id, date_header, state, created_at, next_attempt_at)
-        VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7)";
+        (subscription_id, rendering_sha256, to_email, link, message_id, date_header, state, created_at, next_attempt_at,
+         consent_when, consent_where)
+        VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9)";
 
     /// Params: subscription_id (i64), since. Mails queued for a subscription since a time: count and latest.
     pub const RECENT_MAILS: &str =
@@ -195,11 +203,13 @@ statements! {
         UPDATE outbox SET next_attempt_at = $2, attempts = outbox.attempts + 1, leased = 1
         FROM due WHERE outbox.id = due.id
         RETURNING outbox.id, outbox.subscription_id, outbox.rendering_sha256, outbox.to_email, outbox.to_name,
-            outbox.link, outbox.message_id, outbox.date_header, outbox.created_at, outbox.attempts";
+            outbox.link, outbox.message_id, outbox.date_header, outbox.created_at, outbox.attempts,
+            outbox.consent_when, outbox.consent_where";
 
     /// Params: id (i64). The stored values of one mail, for rebuilding it.
     pub const SELECT_OUTBOX_MAIL: &str =
-        "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256
+        "SELECT rendering_sha256, to_email, to_name, link, message_id, date_header, message_sha256,
+        consent_when, consent_where
         FROM outbox WHERE id = $1";
 
     /// Params: since. When each mail the server took after `since` was taken,
@@ -298,8 +308,10 @@ statements! {
     /// import's, or for listgate's own: double opt-in once confirmed.
     pub const EXPORT_SUBSCRIPTIONS: &str = "SELECT s.id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
         confirmed_at, confirmed_ip, unsubscribed_at,
-        coalesce(i.evidence, CASE WHEN confirmed_at IS NULL THEN 'none' ELSE 'double-opt-in' END), i.imported_at
+        coalesce(i.evidence, CASE WHEN confirmed_at IS NULL THEN 'none' ELSE 'double-opt-in' END), i.imported_at,
+        p.page
         FROM subscriptions s LEFT JOIN imports i ON i.subscription_id = s.id
+        LEFT JOIN form_pages p ON p.sha256 = s.form_page_sha256
         WHERE ($1::text IS NULL OR list_id = $1::text) AND ($2::text IS NULL OR status = $2::text)
           AND ($3::text IS NULL OR greatest(signup_at, coalesce(confirmed_at, ''), coalesce(unsubscribed_at, '')) >= $3::text)
         ORDER BY s.id";
@@ -312,7 +324,7 @@ statements! {
     /// Params: email_key. Every subscription of an address, on every list.
     pub const SUBSCRIPTIONS_OF_ADDRESS: &str =
         "SELECT id, list_id, email, name, status, consent_sha256, signup_at, signup_ip,
-        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method
+        confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
         FROM subscriptions WHERE email_key = $1 ORDER BY id";
 
     /// Params: subscription_id (i64). The mails of a subscription.

@@ -275,6 +275,7 @@ fn subscription_from_row(row: &Row) -> Result<SubscriptionRow> {
         unsubscribed_at: optional_time(row, 10)?,
         unsubscribed_ip: row.try_get(11)?,
         unsubscribe_method: parsed_opt(row, 12, "an unsubscribe method", UnsubscribeMethod::from_stored)?,
+        form_page_sha256: row.try_get(13)?,
     })
 }
 
@@ -305,6 +306,8 @@ fn outbox_from_row(row: &Row) -> Result<OutboxRow> {
         date_header: row.try_get(7)?,
         created_at: time(row, 8)?,
         attempts: row.try_get(9)?,
+        consent_when: row.try_get(10)?,
+        consent_where: row.try_get(11)?,
     })
 }
 
@@ -354,6 +357,7 @@ fn export_record(row: &Row) -> Result<ExportRecord<'_>> {
         unsubscribed_at: row.try_get(10)?,
         evidence: parsed(row, 11, "an evidence", Evidence::from_stored)?,
         imported_at: row.try_get(12)?,
+        form_page: row.try_get(13)?,
     })
 }
 
@@ -367,6 +371,15 @@ impl Db for PgSession {
     fn insert_consent_text(&self, sha256: &str, text: &str, now: Timestamp) -> Result<()> {
         self.execute(queries::INSERT_CONSENT_TEXT, &[&sha256, &text, &stored(now)])?;
         Ok(())
+    }
+
+    fn insert_form_page(&self, sha256: &str, page: &str, now: Timestamp) -> Result<()> {
+        self.execute(queries::INSERT_FORM_PAGE, &[&sha256, &page, &stored(now)])?;
+        Ok(())
+    }
+
+    fn select_form_page(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(self.query_opt(queries::SELECT_FORM_PAGE, &[&sha256])?.map(|row| row.try_get(0)).transpose()?)
     }
 
     fn insert_rendering(&self, sha256: &str, r: &RenderingRow, now: Timestamp) -> Result<()> {
@@ -463,7 +476,16 @@ impl Db for PgSession {
     fn insert_subscription(&self, s: &NewSubscription<'_>) -> Result<i64> {
         let row = self.query_one(
             queries::INSERT_SUBSCRIPTION,
-            &[&s.list_id, &s.email, &s.email_key.as_str(), &s.name, &s.consent_sha256, &stored(s.now), &s.ip],
+            &[
+                &s.list_id,
+                &s.email,
+                &s.email_key.as_str(),
+                &s.name,
+                &s.consent_sha256,
+                &stored(s.now),
+                &s.ip,
+                &s.form_page_sha256,
+            ],
         )?;
         Ok(row.try_get(0)?)
     }
@@ -492,6 +514,8 @@ impl Db for PgSession {
                 m.message_id.to_owned(),
                 m.date_header.to_owned(),
                 stored(m.now),
+                m.consent_when.to_owned(),
+                m.consent_where.to_owned(),
             ],
         )
     }
@@ -533,6 +557,8 @@ impl Db for PgSession {
             message_id: row.try_get(4)?,
             date_header: row.try_get(5)?,
             message_sha256: row.try_get(6)?,
+            consent_when: row.try_get(7)?,
+            consent_where: row.try_get(8)?,
         }))
     }
 
