@@ -359,6 +359,8 @@ fn list(id: &str, name: &str, language: Language, consent_text: &str, site: &str
     list.allowed_origins = vec![site.into()];
     list.webhook_url = Some(webhook.parse().unwrap());
     list.webhook_secret = Some(WEBHOOK_SECRET.into());
+    list.imprint = Some("Example GmbH\nStreet 1, 12345 Berlin\nHRB 99999 B".into());
+    list.privacy_url = Some(format!("{site}/privacy.html").parse().unwrap());
     list
 }
 
@@ -421,6 +423,14 @@ async fn journey(browser: &Browser, app: &TestApp, site: &Site, receiver: &Webho
     assert_eq!(browser.submit_fetch_form("not an address").await, words.invalid_email);
     assert_eq!(browser.submit_fetch_form(&stranger).await, "Almost done: please check your inbox.");
     assert_eq!(browser.url().await, signup_page, "the fetch() form stays on the site");
+    // Both name the site's page as the browser sent it (the page allows its path).
+    for email in [&person, &stranger] {
+        let page: String = app.db().value(
+            "SELECT p.page FROM subscriptions s JOIN form_pages p ON p.sha256 = s.form_page_sha256 WHERE s.email = ?1",
+            &[crate::store::Value::from(email.as_str())],
+        );
+        assert_eq!(page, signup_page, "{email}");
+    }
 
     // 3. The link from the mail the SMTP server received; the button confirms.
     browser.goto(&confirmation_link(app, &person).await).await;
