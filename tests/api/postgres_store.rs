@@ -61,6 +61,17 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
     // files describe the same tables.
     assert_eq!(pg::SCHEMA_VERSION, listgate::store::SCHEMA_VERSION);
     assert_eq!(versions, [pg::SCHEMA_VERSION]);
+    // The upgrade steps' `ADD COLUMN IF NOT EXISTS … REFERENCES` add no
+    // second foreign key to a column the table already had.
+    let page_keys: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'subscriptions'::regclass AND contype = 'f'
+             AND confrelid = 'form_pages'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(page_keys, 1);
 }
 
 #[test]
