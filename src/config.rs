@@ -700,6 +700,12 @@ impl Config {
 }
 
 impl ListConfig {
+    /// The imprint's lines as mails and pages show them: trimmed, without
+    /// blank ones; none when the list has no imprint.
+    pub fn imprint_lines(&self) -> Vec<&str> {
+        self.imprint.as_deref().map_or_else(Vec::new, |i| i.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
+    }
+
     /// The list's sender, falling back to `mail.from`.
     pub fn from_mailbox<'a>(&'a self, config: &'a Config) -> &'a str {
         self.from.as_deref().unwrap_or(&config.mail.from)

@@ -96,10 +96,7 @@ pub fn consent_record(config: &Config, record: &Record, head: &Head, anchor: Opt
 /// for a one-line imprint, the text before the first comma) names the
 /// controller, the rest is the address; the imprint as written beside.
 fn controller(list: &ListConfig) -> Value {
-    let imprint = list.imprint.as_deref().map(str::trim);
-    let lines: Vec<&str> =
-        imprint.map(|i| i.lines().map(str::trim).filter(|l| !l.is_empty()).collect()).unwrap_or_default();
-    let (name, address) = match lines.as_slice() {
+    let (name, address) = match list.imprint_lines().as_slice() {
         [] => (None, None),
         [one] => match one.split_once(',') {
             Some((name, rest)) => (Some(name.trim().to_string()), Some(rest.trim().to_string())),
@@ -107,5 +104,5 @@ fn controller(list: &ListConfig) -> Value {
         },
         [first, rest @ ..] => (Some(first.to_string()), Some(rest.join(", "))),
     };
-    json!({"piiController": name, "address": address, "imprint": imprint})
+    json!({"piiController": name, "address": address, "imprint": list.imprint.as_deref().map(str::trim)})
 }

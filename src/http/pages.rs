@@ -18,13 +18,7 @@ pub struct Footer<'a> {
 
 impl<'a> Footer<'a> {
     pub fn of(list: &'a ListConfig) -> Footer<'a> {
-        Footer {
-            imprint_lines: list
-                .imprint
-                .as_deref()
-                .map_or_else(Vec::new, |i| i.lines().map(str::trim).filter(|l| !l.is_empty()).collect()),
-            privacy_url: list.privacy_url.as_ref().map(url::Url::as_str),
-        }
+        Footer { imprint_lines: list.imprint_lines(), privacy_url: list.privacy_url.as_ref().map(url::Url::as_str) }
     }
 
     pub fn is_empty(&self) -> bool {

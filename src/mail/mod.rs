@@ -106,7 +106,7 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
         source: WHERE,
         confirm_days,
         purge_days,
-        imprint_lines: imprint_lines(list),
+        imprint_lines: list.imprint_lines(),
         privacy_url: list.privacy_url.as_ref().map(url::Url::as_str),
     };
     let html = ConfirmHtml {
@@ -119,7 +119,7 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
         source: WHERE,
         confirm_days,
         purge_days,
-        imprint_lines: imprint_lines(list),
+        imprint_lines: list.imprint_lines(),
         privacy_url: list.privacy_url.as_ref().map(url::Url::as_str),
     };
     let subject = if de {
@@ -147,11 +147,6 @@ pub fn render(config: &Config, list: &ListConfig) -> Result<(String, RenderingRo
     ))
     .expect("strings serialize");
     Ok((sha256_hex(&canonical), row))
-}
-
-/// The imprint's lines, trimmed, without blank ones.
-fn imprint_lines(list: &ListConfig) -> Vec<&str> {
-    list.imprint.as_deref().map_or_else(Vec::new, |i| i.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
 }
 
 /// When a signup was made, as its confirmation mail states it: the
