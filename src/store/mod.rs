@@ -53,7 +53,7 @@ use self::writer::{Completion, Job, MAX_BATCH, WriterHandle};
 /// `schema.sql`, compiled in so the binary is self-contained.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// The `user_version` that `SCHEMA` produces.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock another one holds.
