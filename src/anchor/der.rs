@@ -61,8 +61,8 @@ impl<'a> Reader<'a> {
         self.bytes.first().copied()
     }
 
-    /// The next element.
-    pub fn next(&mut self) -> Result<Tlv<'a>, String> {
+    /// The next element (not an `Iterator`: each read can fail, and a failure ends the reply).
+    pub fn read(&mut self) -> Result<Tlv<'a>, String> {
         let (&tag, rest) = self.bytes.split_first().ok_or("ends where an element was expected")?;
         if tag & 0x1f == 0x1f {
             return Err(format!("tag {tag:#04x} uses the high-tag form, which no RFC 3161 field does"));
@@ -97,7 +97,7 @@ impl<'a> Reader<'a> {
 
     /// The next element, which must have `tag`; `what` names it in the error.
     pub fn expect(&mut self, tag: u8, what: &str) -> Result<Tlv<'a>, String> {
-        let tlv = self.next().map_err(|e| format!("{what}: {e}"))?;
+        let tlv = self.read().map_err(|e| format!("{what}: {e}"))?;
         if tlv.tag != tag {
             return Err(format!("{what}: expected tag {tag:#04x}, found {:#04x}", tlv.tag));
         }
@@ -181,7 +181,7 @@ mod tests {
         for length in [0, 1, 127, 128, 255, 256, 65_535, 65_536] {
             let element = tlv(OCTET_STRING, &vec![7; length]);
             let mut reader = Reader::new(&element);
-            let read = reader.next().unwrap();
+            let read = reader.read().unwrap();
             assert_eq!((read.tag, read.content.len(), read.whole.len()), (OCTET_STRING, length, element.len()));
             assert!(reader.is_empty());
         }
@@ -201,7 +201,7 @@ mod tests {
             (&[0x04, 0x85, 1, 1, 1, 1, 1][..], "longer than"),
             (&[0x1f, 0x81, 0x00, 0x00][..], "high-tag"),
         ] {
-            let e = Reader::new(bytes).next().unwrap_err();
+            let e = Reader::new(bytes).read().unwrap_err();
             assert!(e.contains(why), "{bytes:02x?}: {e}");
         }
     }

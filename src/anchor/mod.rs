@@ -97,7 +97,7 @@ impl Tsa {
             Err(_) => return Err(format!("TSA {host}: no answer within {TIMEOUT:?}")),
         };
         if !(200..300).contains(&answer.status) {
-            return Err(format!("TSA {host} answered HTTP {}", answer.status));
+            return Err(format!("TSA {host}: HTTP {} instead of a timestamp reply", answer.status));
         }
         tsa::read_reply(&answer.body, &imprint, &nonce).map_err(|e| format!("TSA {host}: {e}"))
     }

@@ -2,6 +2,7 @@
 //! file or PostgreSQL database (`LISTGATE_TEST_STORE`, `store.rs`), and a
 //! real SMTP server (aiosmtpd) that listgate's outbox delivers to.
 
+mod anchors;
 mod binary;
 mod browser;
 mod cli;
@@ -30,5 +31,6 @@ mod store_parity;
 mod subscribe;
 mod tokens;
 mod tools;
+mod tsa;
 mod unsubscribe;
 mod webhooks;
