@@ -312,7 +312,11 @@ async fn run_daily_anchor(
         }
         let started = tokio::time::Instant::now();
         for attempt in 0..=schedule.retries.len() {
-            let result = anchor_on_one_node(&state, &tsa).await;
+            // Shutdown does not wait for a slow TSA (up to its 30 s timeout).
+            let result = tokio::select! {
+                result = anchor_on_one_node(&state, &tsa) => result,
+                _ = shutdown.changed() => return,
+            };
             if !matches!(result, Err(AnchorFailure { retry: true })) {
                 break;
             }

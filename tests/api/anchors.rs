@@ -360,3 +360,56 @@ async fn migrate_store_moves_the_anchors_and_verify_checks_them_on_postgres() {
     });
     assert_eq!(moved_token, token, "the token moves byte for byte");
 }
+
+/// `listgate ARGS` in `dir` with only `env`, as a fresh shell would run it.
+fn listgate_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_listgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_names_the_tsa_and_refuses_one_that_is_not_http_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = listgate_in(dir.path(), &["check-config"], &[]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    assert!(text(&off.stdout).contains("proof:\n  tsa_url: off (set proof.tsa_url"), "{}", text(&off.stdout));
+
+    std::fs::write(dir.path().join("listgate.toml"), "[proof]\ntsa_url = \"https://freetsa.org/tsr\"\n").unwrap();
+    let on = listgate_in(dir.path(), &["--config", "listgate.toml", "check-config"], &[]);
+    assert!(on.status.success(), "{}", text(&on.stderr));
+    assert!(
+        text(&on.stdout).contains("  tsa_url: https://freetsa.org/tsr (the server stamps the chain's head daily"),
+        "{}",
+        text(&on.stdout)
+    );
+
+    for bad in ["ftp://tsa.example.org/", "file:///tmp/tsa"] {
+        let refused = listgate_in(dir.path(), &["check-config"], &[("LISTGATE_PROOF__TSA_URL", bad)]);
+        assert_eq!(refused.status.code(), Some(1), "{bad}");
+        assert_eq!(text(&refused.stderr), "listgate: config: proof.tsa_url: must be an http:// or https:// URL\n");
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "check-config creates nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_hanging_tsa() {
+    let tsa = TestTsa::start().await;
+    tsa.set_mode(Mode::Slow { seconds: 30 });
+    let schedule = AnchorSchedule { first: Duration::from_secs(1), every: Duration::from_secs(3600), retries: &[] };
+    let url = tsa.url.clone();
+    let app = spawn_app_anchoring(schedule, |c| c.proof.tsa_url = Some(url.parse().unwrap())).await;
+    assert_eq!(app.subscribe("gina@example.org").await.status(), 200);
+    let start = Instant::now();
+    while tsa.requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < PATIENCE, "the server never asked the TSA");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopping = Instant::now();
+    app.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(10), "shutdown waited {:?} for the TSA", stopping.elapsed());
+}
