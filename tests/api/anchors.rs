@@ -162,6 +162,50 @@ async fn an_anchor_stores_a_token_that_verify_checks_and_openssl_verifies_with_t
     let decoded = base64::engine::general_purpose::STANDARD.decode(shown["token"].as_str().unwrap()).unwrap();
     assert_eq!(decoded, token);
     assert!(text(&app.cli(&["show", "anna@example.org"]).stdout).contains("anchored:      "));
+
+    // A later signup is covered by no anchor until the next one; the earlier
+    // subscription keeps its first covering anchor.
+    signed_up(&app, "later@example.org").await;
+    let later = text(&app.cli(&["show", "later@example.org"]).stdout);
+    assert!(later.contains("anchored:      not yet"), "{later}");
+    assert!(anchor(&app, &tsa.url).status.success());
+    let later = text(&app.cli(&["show", "later@example.org"]).stdout);
+    assert!(later.contains("(anchor 2; show --proof has the token)"), "{later}");
+    let anna = text(&app.cli(&["show", "anna@example.org"]).stdout);
+    assert!(anna.contains("(anchor 1; show --proof has the token)"), "{anna}");
+    assert!(text(&app.cli(&["verify"]).stdout).contains("anchors: 2 of 2 checked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_anchoring_asks_the_tsa_only_when_the_head_changed() {
+    use listgate::anchor::{Anchoring, Tsa, anchor_if_changed};
+    let tsa = TestTsa::start().await;
+    let app = spawn_app_without_smtp(|_| {}).await;
+    let store = off_runtime(|| listgate::store::Store::open(&app.config.database).unwrap());
+    let keys = std::sync::Arc::new(app.keys());
+    let clock: listgate::clock::SharedClock = std::sync::Arc::new(listgate::clock::SystemClock);
+    let client = Tsa::new(tsa.url.parse().unwrap());
+    let asked = || tsa.requests.load(std::sync::atomic::Ordering::SeqCst);
+
+    let empty = anchor_if_changed(&store, keys.clone(), &client, &clock).await.unwrap();
+    assert_eq!((empty, asked()), (Anchoring::EmptyChain, 0));
+    signed_up(&app, "hugo@example.org").await;
+    let first = anchor_if_changed(&store, keys.clone(), &client, &clock).await.unwrap();
+    let Anchoring::Anchored { head, serial, .. } = first else { panic!("{first:?}") };
+    assert_eq!((head.to_string(), serial, asked()), (self::head(&app), "02".to_string(), 1));
+    let again = anchor_if_changed(&store, keys.clone(), &client, &clock).await.unwrap();
+    assert_eq!((again, asked()), (Anchoring::Unchanged(head), 1), "the same head is not stamped twice");
+    signed_up(&app, "ida@example.org").await;
+    let changed = anchor_if_changed(&store, keys.clone(), &client, &clock).await.unwrap();
+    assert!(matches!(changed, Anchoring::Anchored { .. }), "{changed:?}");
+    assert_eq!((anchors(&app), asked()), (2, 2));
+
+    tsa.set_mode(Mode::WrongNonce);
+    signed_up(&app, "jan@example.org").await;
+    let refused = anchor_if_changed(&store, keys, &client, &clock).await.unwrap_err();
+    assert!(refused.to_string().contains("a replayed or foreign reply"), "{refused}");
+    assert_eq!(anchors(&app), 2);
+    off_runtime(|| store.close());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
