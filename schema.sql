@@ -179,6 +179,32 @@ BEGIN
     SELECT RAISE(ABORT, 'proof events are append-only');
 END;
 
+-- RFC 3161 timestamp tokens over chain heads (`listgate anchor`, and the
+-- server once a day when `proof.tsa_url` is set). Each row says: a
+-- Time-Stamp Authority outside the operator's control signed, at `gen_time`,
+-- the SHA-256 of the head's text `"EVENTS LINK"` (as `verify` prints it), so
+-- the chain with that head existed then (src/anchor/mod.rs). `verify` checks
+-- each token's imprint against the chain at `events`. Nothing personal.
+CREATE TABLE IF NOT EXISTS anchors (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    events        INTEGER NOT NULL,      -- the head's N: events in the chain when anchored
+    link          TEXT NOT NULL,         -- the head's last link, hex
+    tsa_url       TEXT NOT NULL,         -- whom listgate asked
+    requested_at  TEXT NOT NULL,         -- when listgate asked
+    gen_time      TEXT NOT NULL,         -- the TSA's genTime, to the millisecond
+    serial        TEXT NOT NULL,         -- the TSA's serialNumber, hex
+    token         BLOB NOT NULL          -- the DER TimeStampToken (a CMS ContentInfo)
+);
+-- Anchors are kept as the TSA signed them: no update, no delete.
+CREATE TRIGGER IF NOT EXISTS anchors_no_delete BEFORE DELETE ON anchors
+BEGIN
+    SELECT RAISE(ABORT, 'anchors are append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS anchors_no_update BEFORE UPDATE ON anchors
+BEGIN
+    SELECT RAISE(ABORT, 'anchors are append-only');
+END;
+
 -- "I did not sign up": no confirmation mail to this address until `until`.
 -- Only a keyed hash of the address's key (domain::EmailKey) is kept.
 CREATE TABLE IF NOT EXISTS declined_addresses (

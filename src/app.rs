@@ -32,6 +32,8 @@ pub struct Application {
     state: Arc<AppState>,
     outbox: Arc<Outbox>,
     webhooks: Arc<Webhooks>,
+    /// When the daily anchor runs (`proof.tsa_url`); tests shorten it.
+    anchor_schedule: AnchorSchedule,
 }
 
 /// Loads the key ring as configured and tells the operator where it came from.
@@ -107,7 +109,13 @@ impl Application {
             Arc::new(Webhooks::new(store.clone(), config.clone(), keys, clock.clone(), webhook_wake.clone()));
         let limits = crate::limits::SignupLimits::new(&config.limits);
         let state = Arc::new(AppState { ctx, store, clock, outbox_wake: wake, webhook_wake, limits, metrics });
-        Ok(Application { listener, metrics_listener, state, outbox, webhooks })
+        Ok(Application { listener, metrics_listener, state, outbox, webhooks, anchor_schedule: AnchorSchedule::DAILY })
+    }
+
+    /// Runs the daily anchor on `schedule` instead (tests: seconds, not days).
+    pub fn with_anchor_schedule(mut self, schedule: AnchorSchedule) -> Application {
+        self.anchor_schedule = schedule;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -126,6 +134,10 @@ impl Application {
         let worker = tokio::spawn(self.outbox.clone().run(workers_stopped.clone()));
         let caller = tokio::spawn(self.webhooks.clone().run(workers_stopped.clone()));
         let purger = tokio::spawn(run_daily_purge(self.state.clone(), workers_stopped.clone()));
+        let anchorer = self.state.ctx.config.proof.tsa_url.clone().map(|url| {
+            let tsa = crate::anchor::Tsa::new(url);
+            tokio::spawn(run_daily_anchor(self.state.clone(), tsa, self.anchor_schedule, workers_stopped.clone()))
+        });
         let forgetter = tokio::spawn(forget_idle_limits(self.state.clone(), workers_stopped));
         let routes = http::routes(self.state.clone());
         tracing::info!(
@@ -165,6 +177,9 @@ impl Application {
         let _ = caller.await;
         let _ = purger.await;
         let _ = forgetter.await;
+        if let Some(anchorer) = anchorer {
+            let _ = anchorer.await;
+        }
         let store = self.state.store.clone();
         drop(self.state);
         drop(self.outbox);
@@ -236,6 +251,129 @@ async fn log_chain_head(state: &AppState) {
             ),
         },
         Err(e) => tracing::warn!(error = %e, "cannot read the proof chain's head; trying again tomorrow"),
+    }
+}
+
+/// When the server anchors the chain's head at `proof.tsa_url`: first
+/// `first` after start, then every `every`; a failed run is tried again
+/// after each of `retries` in turn, then left to the next day.
+#[derive(Debug, Clone, Copy)]
+pub struct AnchorSchedule {
+    pub first: Duration,
+    pub every: Duration,
+    pub retries: &'static [Duration],
+}
+
+impl AnchorSchedule {
+    /// Two minutes after start (after the first purge and head log), then
+    /// daily; retries after 1, 5, 15 and 40 minutes: a TSA down for an hour
+    /// costs that day's anchor, not the next one's.
+    pub const DAILY: AnchorSchedule = AnchorSchedule {
+        first: Duration::from_secs(120),
+        every: PURGE_EVERY,
+        retries: &[
+            Duration::from_secs(60),
+            Duration::from_secs(5 * 60),
+            Duration::from_secs(15 * 60),
+            Duration::from_secs(40 * 60),
+        ],
+    };
+}
+
+/// Waits `delay`; false when shutdown came first.
+async fn wait_or_stop(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// The server's daily anchor, on its own task: the chain's head, if it
+/// changed since the newest anchor, is stamped by the TSA
+/// (`anchor::anchor_if_changed`). Reads on a reader, one small write
+/// through the writer, and the TSA's answer awaited with no transaction
+/// open: signups never wait for it. A failure is logged at warn, counted in
+/// `/metrics` (`listgate_anchor_failures_total`) and retried on
+/// `schedule.retries`. On PostgreSQL one node at a time anchors.
+async fn run_daily_anchor(
+    state: Arc<AppState>,
+    tsa: crate::anchor::Tsa,
+    schedule: AnchorSchedule,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // The gauge survives a restart: it starts at the newest stored anchor.
+    if let Ok(Some(newest)) = state.store.read(|db| db.latest_anchor()).await {
+        state.metrics.anchor_succeeded(newest.requested_at.to_offset_date_time().unix_timestamp());
+    }
+    let mut delay = schedule.first;
+    loop {
+        if !wait_or_stop(delay, &mut shutdown).await {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        for attempt in 0..=schedule.retries.len() {
+            // Shutdown does not wait for a slow TSA (up to its 30 s timeout).
+            let result = tokio::select! {
+                result = anchor_on_one_node(&state, &tsa) => result,
+                _ = shutdown.changed() => return,
+            };
+            if !matches!(result, Err(AnchorFailure { retry: true })) {
+                break;
+            }
+            let Some(wait) = schedule.retries.get(attempt) else {
+                tracing::warn!(attempts = attempt + 1, "anchoring failed every time; trying again at the next run");
+                break;
+            };
+            tracing::warn!(attempt = attempt + 1, retry_in = ?wait, "anchoring failed; trying again");
+            if !wait_or_stop(*wait, &mut shutdown).await {
+                return;
+            }
+        }
+        delay = schedule.every.saturating_sub(started.elapsed());
+    }
+}
+
+/// A failed anchoring run; `retry` when trying again may help.
+struct AnchorFailure {
+    retry: bool,
+}
+
+/// One anchoring run, logged and counted.
+async fn anchor_on_one_node(state: &AppState, tsa: &crate::anchor::Tsa) -> Result<(), AnchorFailure> {
+    use crate::anchor::{AnchorError, Anchoring};
+    let (store, keys, clock) = (&state.store, state.ctx.keys.clone(), &state.clock);
+    let run = || async { Ok(crate::anchor::anchor_if_changed(store, keys, tsa, clock).await) };
+    let outcome = match store.on_one_node_with(crate::store::postgres::ANCHOR_LOCK, run).await {
+        Ok(None) => {
+            tracing::info!("daily anchor skipped: another node is running it");
+            return Ok(());
+        }
+        Ok(Some(outcome)) => outcome,
+        Err(e) => Err(AnchorError::Store(e)),
+    };
+    let now = state.clock.now().unix_timestamp();
+    match outcome {
+        Ok(Anchoring::Anchored { head, gen_time, serial }) => {
+            state.metrics.anchor_succeeded(now);
+            tracing::info!(%head, tsa = %tsa.url(), %gen_time, serial, "proof chain head anchored");
+            Ok(())
+        }
+        Ok(Anchoring::Unchanged(head)) => {
+            state.metrics.anchor_succeeded(now);
+            tracing::info!(%head, "proof chain head unchanged since its last anchor");
+            Ok(())
+        }
+        Ok(Anchoring::EmptyChain) => Ok(()),
+        Err(e @ AnchorError::Broken(_)) => {
+            state.metrics.anchor_failed();
+            tracing::error!(error = %e, "not anchoring: run `listgate verify`");
+            Err(AnchorFailure { retry: false })
+        }
+        Err(e) => {
+            state.metrics.anchor_failed();
+            tracing::warn!(tsa = %tsa.url(), error = %e, "cannot anchor the proof chain's head");
+            Err(AnchorFailure { retry: true })
+        }
     }
 }
 

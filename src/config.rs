@@ -30,6 +30,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub limits: LimitsConfig,
     pub lists: Vec<ListConfig>,
+    pub proof: ProofConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +128,16 @@ pub struct TokensConfig {
 pub struct RetentionConfig {
     pub unconfirmed: Span,
     pub after_unsubscribe: Span,
+}
+
+/// `[proof]`: what keeps the proof chain honest outside the database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProofConfig {
+    /// An RFC 3161 Time-Stamp Authority (`https://…`): the server anchors
+    /// the chain's head there once a day, and `listgate anchor` on demand
+    /// (src/anchor). None (the default): no anchors.
+    pub tsa_url: Option<Url>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -416,6 +427,7 @@ impl Default for Config {
             tokens: TokensConfig::default(),
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
+            proof: ProofConfig::default(),
             lists: vec![ListConfig {
                 id: "newsletter".into(),
                 name: "Newsletter".into(),
@@ -535,6 +547,11 @@ impl Config {
         }
         if self.limits.form_min_age.approx() >= self.limits.form_max_age.approx() {
             return Err(problem("limits.form_max_age", "must be longer than limits.form_min_age"));
+        }
+        if let Some(url) = &self.proof.tsa_url
+            && (!matches!(url.scheme(), "http" | "https") || url.host().is_none())
+        {
+            return Err(problem("proof.tsa_url", "must be an http:// or https:// URL"));
         }
         if self.lists.is_empty() {
             return Err(problem("lists", "at least one [[lists]] entry is needed"));
@@ -1055,6 +1072,23 @@ mod tests {
         assert!(load(&format!("{list}webhook_secret = \"0123456789abcdef\"\n"), &[]).is_ok());
         let e = load("", &[("LISTGATE_LIMITS__MAILS_PER_ADDRESS_PER_DAY", "0")]).unwrap_err();
         assert_eq!(e.to_string(), "config: limits.mails_per_address_per_day: must be at least 1");
+    }
+
+    #[test]
+    fn the_tsa_url_is_off_by_default_and_taken_from_the_file_or_the_environment_if_http_or_https() {
+        assert!(Config::default().proof.tsa_url.is_none());
+        let c = load("[proof]\ntsa_url = \"https://freetsa.org/tsr\"\n", &[]).unwrap();
+        assert_eq!(c.proof.tsa_url.unwrap().as_str(), "https://freetsa.org/tsr");
+        let c = load("", &[("LISTGATE_PROOF__TSA_URL", "http://127.0.0.1:3180/")]).unwrap();
+        assert_eq!(c.proof.tsa_url.unwrap().as_str(), "http://127.0.0.1:3180/");
+        for bad in ["ftp://tsa.example.org/", "file:///tmp/tsa", "mailto:tsa@example.org"] {
+            let e = load("", &[("LISTGATE_PROOF__TSA_URL", bad)]).unwrap_err();
+            assert_eq!(e.to_string(), "config: proof.tsa_url: must be an http:// or https:// URL", "{bad}");
+        }
+        let e = load("[proof]\ntsa_url = \"not a url\"\n", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("config: proof.tsa_url:"), "{e}");
+        let e = load("[proof]\ntsa = \"https://freetsa.org/tsr\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("tsa"), "{e}");
     }
 
     #[test]

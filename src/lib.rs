@@ -15,12 +15,14 @@
 //! - [`limits`]: signup rate limits per IP and per address (in memory).
 //! - [`store`]: SQLite: connections, schema, the group-committing writer, every query.
 //! - [`proof`]: proof events and their HMAC chain; verification.
+//! - [`anchor`]: RFC 3161 timestamps over the chain's head, from a TSA outside the operator's control.
 //! - [`subscriptions`]: signup, confirm, decline, unsubscribe: the domain operations.
 //! - [`mail`]: rendering and composing confirmation mails; the outbox worker.
 //! - [`http`]: routes, handlers, client IP, pages and security headers; [`http::serve`]
 //!   serves them on hyper with header, body and idle timeouts and a connection cap.
 //! - [`metrics`]: counters and latency for `GET /metrics` (Prometheus text).
 //! - [`logging`]: the log subscriber, as text or JSON lines.
+//! - [`outbound`]: one HTTP request out (webhooks, the TSA), over rustls.
 //! - [`webhooks`]: signed calls to a list's `webhook_url` on confirm and unsubscribe.
 //! - [`retention`]: the retention rules and the purge.
 //! - [`worker`]: the claim-deliver-sleep loop the outbox and the webhook caller share.
@@ -29,6 +31,7 @@
 //! - [`app`]: wiring it all into a running server.
 
 pub mod admin;
+pub mod anchor;
 pub mod app;
 pub mod clock;
 pub mod config;
@@ -40,6 +43,7 @@ pub mod limits;
 pub mod logging;
 pub mod mail;
 pub mod metrics;
+pub mod outbound;
 pub mod proof;
 pub mod retention;
 pub mod store;

@@ -28,6 +28,7 @@ Examples:
   listgate show anna@example.org --proof
   listgate purge --dry-run
   listgate verify
+  listgate anchor
   listgate --config /etc/listgate.toml check-config
 
 Environment:
@@ -231,6 +232,20 @@ Examples:
         #[arg(long, value_name = "N HEX")]
         head: Option<String>,
     },
+    /// Timestamp the proof chain's head now at proof.tsa_url (RFC 3161).
+    ///
+    /// Asks the Time-Stamp Authority for a token over the SHA-256 of the head
+    /// as verify prints it ("N HEX"), checks the reply (status, nonce,
+    /// imprint) and stores the token; verify checks it against the chain from
+    /// then on, and `show --proof` carries it with the openssl command that
+    /// checks the TSA's signature. The server does this daily by itself when
+    /// tsa_url is set. Exits 0 when stored (or when the chain has no events
+    /// yet), 1 when the TSA is unreachable or answers wrongly (nothing is
+    /// stored), 2 without a tsa_url.
+    #[command(
+        after_help = "Examples:\n  LISTGATE_PROOF__TSA_URL=https://freetsa.org/tsr listgate anchor\n  listgate anchor && listgate verify"
+    )]
+    Anchor,
     /// Subscriptions per list and state, and daily signups, confirmations, unsubscribes.
     ///
     /// The daily counts are anonymous and survive purges.
@@ -326,6 +341,7 @@ fn run(command: Command, config: Config, file: Option<&Path>, log_format: LogFor
         Command::Backup { file } => commands::backup(&config, &file),
         Command::MigrateStore { to } => commands::migrate_store(&config, &to),
         Command::Verify { head } => commands::verify(&config, head.as_deref()),
+        Command::Anchor => commands::anchor(&config, &clock),
         Command::Stats { days, json } => commands::stats(&config, &clock, days, json),
         Command::Keygen { write } => commands::keygen(&config, write),
         Command::CheckConfig => commands::check_config(&config, file, log_format),

@@ -134,6 +134,9 @@ pub struct Metrics {
     mails_failed: AtomicU64,
     mails_retried: AtomicU64,
     mail_ceiling_reached: AtomicU64,
+    anchor_failures: AtomicU64,
+    /// Unix seconds of the last anchoring that left the head stamped; 0: never.
+    anchor_success_unix: AtomicU64,
     routes: [RouteStats; Route::ALL.len()],
 }
 
@@ -191,6 +194,18 @@ impl Metrics {
     /// Confirmation mails began to wait for `limits.mails_per_hour`.
     pub fn mail_ceiling_reached(&self) {
         inc(&self.mail_ceiling_reached);
+    }
+
+    /// An anchoring attempt failed (TSA unreachable or answering wrongly,
+    /// a broken chain, the database).
+    pub fn anchor_failed(&self) {
+        inc(&self.anchor_failures);
+    }
+
+    /// The chain's head is stamped by an anchor (just now, or already) as
+    /// of `unix_seconds`.
+    pub fn anchor_succeeded(&self, unix_seconds: i64) {
+        self.anchor_success_unix.fetch_max(u64::try_from(unix_seconds).unwrap_or(0), Ordering::Relaxed);
     }
 
     /// One answered request: its route (from the path), status and latency.
@@ -267,6 +282,23 @@ impl Metrics {
             "Times confirmation mails began to wait in the outbox because limits.mails_per_hour was reached.",
             &[("", get(&self.mail_ceiling_reached))],
         );
+        counter(
+            &mut out,
+            "listgate_anchor_failures_total",
+            "Attempts to timestamp the proof chain's head at proof.tsa_url that failed (retried with backoff).",
+            &[("", get(&self.anchor_failures))],
+        );
+        let anchored = get(&self.anchor_success_unix);
+        if anchored > 0 {
+            let name = "listgate_anchor_last_success_timestamp_seconds";
+            family(
+                &mut out,
+                name,
+                "gauge",
+                "When the daily anchoring last left the chain's head stamped, Unix seconds.",
+            );
+            sample(&mut out, name, "", anchored);
+        }
         if let Some(queued) = queued {
             family(&mut out, "listgate_mails_queued", "gauge", "Mails in the outbox waiting for delivery.");
             sample(&mut out, "listgate_mails_queued", "", queued);
@@ -326,6 +358,14 @@ mod tests {
         assert!(!text.contains("SECRET"), "{text}");
         assert!(text.contains("listgate_http_requests_total{route=\"other\",status=\"4xx\"} 1"), "{text}");
         assert!(!text.contains("listgate_mails_queued"), "no gauge without a count");
+        assert!(text.contains("listgate_anchor_failures_total 0"), "{text}");
+        assert!(!text.contains("listgate_anchor_last_success"), "no gauge before an anchor");
+        m.anchor_failed();
+        m.anchor_succeeded(1_764_583_489);
+        m.anchor_succeeded(1_764_500_000);
+        let text = m.render(None);
+        assert!(text.contains("listgate_anchor_failures_total 1"), "{text}");
+        assert!(text.contains("listgate_anchor_last_success_timestamp_seconds 1764583489"), "the newest stays: {text}");
     }
 
     #[test]

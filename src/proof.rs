@@ -7,6 +7,8 @@
 //! the content but keeps `digest` and `link`, so the chain still verifies and
 //! nothing personal remains. The first event chains to the empty string.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use ring::hmac;
 use serde::Serialize;
 
@@ -114,16 +116,21 @@ pub struct ChainReport {
     /// The link of the last event verified (empty for an empty chain):
     /// with `events`, the chain's [`Head`].
     pub last_link: String,
-    /// The link of the event at the position a walk was asked to pin
-    /// (`verify --head`); `None` when the chain, as far as it verifies, is
-    /// shorter.
-    pub pinned_link: Option<String>,
+    /// The links of the events at the positions a walk was asked to pin
+    /// (`verify --head`, each anchor's head), by position; a position the
+    /// chain, as far as it verifies, does not reach is missing.
+    pub pinned: BTreeMap<u64, String>,
 }
 
 impl ChainReport {
     /// The head of the chain as far as it verified.
     pub fn head(&self) -> Head {
         Head { events: self.events, link: self.last_link.clone() }
+    }
+
+    /// The link the walk pinned at position `events`, if it got there.
+    pub fn link_at(&self, events: u64) -> Option<&str> {
+        self.pinned.get(&events).map(String::as_str)
     }
 }
 
@@ -186,20 +193,21 @@ pub fn check_event(keys: &KeyRing, previous_link: &str, event: &ProofEventRow) -
 
 /// Walks the whole chain in pages (constant memory) and reports the first break.
 pub fn verify_chain(conn: &dyn Db, keys: &KeyRing) -> Result<ChainReport> {
-    verify_chain_with_progress(conn, keys, None, |_| {})
+    verify_chain_with_progress(conn, keys, &[], |_| {})
 }
 
-/// As [`verify_chain`], also keeping the link of the event at position
-/// `pin` (counted from 1), and telling `progress` how many events each
-/// page held.
+/// As [`verify_chain`], also keeping the links of the events at the
+/// positions `pins` (counted from 1: a head's N), in the same one walk,
+/// and telling `progress` how many events each page held.
 pub fn verify_chain_with_progress(
     conn: &dyn Db,
     keys: &KeyRing,
-    pin: Option<u64>,
+    pins: &[u64],
     mut progress: impl FnMut(u64),
 ) -> Result<ChainReport> {
+    let pins: BTreeSet<u64> = pins.iter().copied().collect();
     let mut report =
-        ChainReport { events: 0, erased: 0, first_break: None, last_link: String::new(), pinned_link: None };
+        ChainReport { events: 0, erased: 0, first_break: None, last_link: String::new(), pinned: BTreeMap::new() };
     let mut previous = String::new();
     let mut after = 0;
     loop {
@@ -218,8 +226,8 @@ pub fn verify_chain_with_progress(
             }
             report.events += 1;
             report.erased += u64::from(event.erased);
-            if pin == Some(report.events) {
-                report.pinned_link = Some(event.link.clone());
+            if pins.contains(&report.events) {
+                report.pinned.insert(report.events, event.link.clone());
             }
             previous.clone_from(&event.link);
         }
@@ -286,10 +294,12 @@ mod tests {
     fn a_walk_pins_the_link_at_a_position_and_heads_read_back_as_printed() {
         let (_dir, conn, keys) = setup();
         add_three(&conn, &keys);
-        let two = verify_chain_with_progress(&conn, &keys, Some(2), |_| {}).unwrap();
-        let link_two = conn.select_proof_events(0, 10).unwrap()[1].link.clone();
-        assert_eq!(two.pinned_link.as_deref(), Some(link_two.as_str()));
-        assert_eq!(verify_chain_with_progress(&conn, &keys, Some(4), |_| {}).unwrap().pinned_link, None);
+        let two = verify_chain_with_progress(&conn, &keys, &[2, 1, 4], |_| {}).unwrap();
+        let links: Vec<String> = conn.select_proof_events(0, 10).unwrap().into_iter().map(|e| e.link).collect();
+        assert_eq!(two.link_at(2), Some(links[1].as_str()));
+        assert_eq!(two.link_at(1), Some(links[0].as_str()), "several positions in one walk");
+        assert_eq!(two.link_at(3), None, "not asked for");
+        assert_eq!(two.link_at(4), None, "beyond the chain");
 
         let head = two.head();
         assert_eq!(Head::parse(&head.to_string()).unwrap(), head);

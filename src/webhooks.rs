@@ -20,11 +20,8 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use ring::hmac;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
@@ -33,6 +30,7 @@ use crate::config::Config;
 use crate::domain::{Status, WebhookEvent};
 use crate::keys::KeyRing;
 use crate::mail::outbox::RetryPolicy;
+use crate::outbound::{self, HttpClient};
 use crate::store::db::WebhookCall;
 use crate::store::{Store, StoreError};
 use crate::subscriptions;
@@ -70,7 +68,7 @@ pub struct Webhooks {
     clock: SharedClock,
     retry: RetryPolicy,
     wake: Arc<Notify>,
-    tls: tokio_rustls::TlsConnector,
+    http: HttpClient,
 }
 
 impl Webhooks {
@@ -82,7 +80,7 @@ impl Webhooks {
         wake: Arc<Notify>,
     ) -> Webhooks {
         let retry = RetryPolicy::from_config(&config);
-        Webhooks { store, config, keys, clock, retry, wake, tls: tls_connector() }
+        Webhooks { store, config, keys, clock, retry, wake, http: HttpClient::new() }
     }
 
     /// Makes due calls until `shutdown` turns true.
@@ -137,8 +135,8 @@ impl Webhooks {
     async fn post(&self, url: &Url, secret: &str, call: &WebhookCall, body: Vec<u8>) -> Outcome {
         let signed = signature(secret, self.clock.now().unix_timestamp(), &body);
         // Origin form (`/path?query`), with the host in `Host`, as browsers send it.
-        let request = Request::post(&url[url::Position::BeforePath..])
-            .header(hyper::header::HOST, host_header(url))
+        let request = Request::post(outbound::origin_form(url))
+            .header(hyper::header::HOST, outbound::host_header(url))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::USER_AGENT, concat!("listgate/", env!("CARGO_PKG_VERSION")))
             .header("X-Listgate-Event", call.event.as_str())
@@ -156,22 +154,11 @@ impl Webhooks {
         }
     }
 
-    /// One HTTP/1.1 request on a fresh connection (calls are rare: one per
-    /// confirmation or unsubscribe), over TLS for `https://`.
+    /// One request on a fresh connection (calls are rare: one per
+    /// confirmation or unsubscribe). Only the status counts; the body is
+    /// never read, so a receiver cannot make listgate hold a large answer.
     async fn send(&self, url: &Url, request: Request<Full<Bytes>>) -> Result<u16, String> {
-        let host = url.host_str().ok_or("the URL names no host")?.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port_or_known_default().ok_or("the URL names no port")?;
-        let tcp =
-            TcpStream::connect((host, port)).await.map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        if url.scheme() == "https" {
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
-            let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?;
-            exchange(tls, request).await
-        } else {
-            exchange(tcp, request).await
-        }
+        self.http.send(url, request, 0).await.map(|answer| answer.status)
     }
 
     /// Stores the outcome: 2xx is done; a dropped call failed for good;
@@ -230,48 +217,6 @@ impl worker::BatchWorker for Webhooks {
         let due = self.store.read(|c| c.next_due_webhook_call()).await.ok().flatten();
         clock::wait_until(due, Timestamp::now(self.clock.as_ref()), Duration::from_secs(30))
     }
-}
-
-/// `Host`: the host, with the port when it is not the scheme's default.
-fn host_header(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    }
-}
-
-/// Sends `request` over `io` and returns the answer's status. The answer's
-/// body is not read (see below); the connection is closed after the call.
-async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Result<u16, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("HTTP: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"));
-    let status = match response {
-        // Only the status counts; the body is never read, so a receiver
-        // cannot make listgate hold a large answer in memory.
-        Ok(response) => Ok(response.status().as_u16()),
-        Err(e) => Err(e),
-    };
-    drop(sender);
-    driver.abort();
-    status
-}
-
-/// TLS for `https://` receivers: the public roots built into listgate
-/// (webpki-roots), as for the mail server; never the system store.
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 #[cfg(test)]

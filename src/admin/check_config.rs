@@ -60,6 +60,12 @@ pub fn report(config: &Config, sources: &Sources<'_>) -> Result<String, String> 
     section(&mut out, "tokens");
     line(&mut out, 1, "confirm_ttl", &format!("{} (confirmation links expire)", config.tokens.confirm_ttl));
     retention_and_limits(&mut out, config);
+    section(&mut out, "proof");
+    let tsa = config.proof.tsa_url.as_ref().map_or(
+        "off (set proof.tsa_url to have an RFC 3161 Time-Stamp Authority stamp the chain's head)".to_string(),
+        |url| format!("{url} (the server stamps the chain's head daily; listgate anchor at once)"),
+    );
+    line(&mut out, 1, "tsa_url", &tsa);
     line(&mut out, 0, "lists", &config.lists.len().to_string());
     for list in &config.lists {
         describe_list(&mut out, config, list)?;

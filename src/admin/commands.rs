@@ -438,17 +438,20 @@ pub fn backup(config: &Config, file: &Path) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `listgate verify [--head "N HEX"]`: walks the proof chain and prints its
-/// head; exits 0 when every event verifies (and the chain extends `head`,
-/// if given) and 1 otherwise, so `verify && …` works in scripts.
+/// `listgate verify [--head "N HEX"]`: walks the proof chain, prints its
+/// head and checks every stored anchor; exits 0 when every event verifies
+/// (and the chain extends `head`, if given, and every anchor stamps it)
+/// and 1 otherwise, so `verify && …` works in scripts.
 pub fn verify(config: &Config, head: Option<&str>) -> Outcome {
     let head =
         head.map(crate::proof::Head::parse).transpose().map_err(|e| Failure::bad_usage(format!("--head: {e}")))?;
     let conn = crate::store::Database::open(&config.database)?;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
-    let report = admin::verify::verify(&conn, &keys, head.as_ref())?;
-    let extends = head.as_ref().map(|head| admin::verify::extends(&report, head));
-    match report.first_break {
+    let verified = admin::verify::verify(&conn, &keys, head.as_ref())?;
+    let report = &verified.chain;
+    let extends = head.as_ref().map(|head| admin::verify::extends(report, head));
+    let mut failed = false;
+    match &report.first_break {
         None => {
             println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
             if report.events == 0 {
@@ -460,20 +463,67 @@ pub fn verify(config: &Config, head: Option<&str>) -> Outcome {
                 (Some(head), Some(Ok(()))) => println!("ok: the chain extends the head {head}"),
                 (_, Some(Err(why))) => {
                     println!("broken: {why}");
-                    return Ok(ExitCode::from(1));
+                    failed = true;
                 }
                 _ => {}
             }
-            Ok(ExitCode::SUCCESS)
         }
         Some(b) => {
             println!(
                 "broken: event {} does not verify: {} ({} events before it verified)",
                 b.event_id, b.reason, report.events
             );
-            Ok(ExitCode::from(1))
+            failed = true;
         }
     }
+    for why in verified.anchor_failures() {
+        println!("broken: {why}");
+        failed = true;
+    }
+    let checked = verified.anchors.len();
+    let good = checked - verified.anchor_failures().count();
+    match verified.anchors.last() {
+        None => println!("anchors: none (set proof.tsa_url to have the head timestamped daily)"),
+        Some((newest, _)) => println!(
+            "anchors: {good} of {checked} checked against the chain (the newest: {} events, stamped {} by {})",
+            newest.events, newest.gen_time, newest.tsa_url
+        ),
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `listgate anchor`: asks `proof.tsa_url` for a timestamp token over the
+/// chain's head now, checks it (status, nonce, imprint) and stores it.
+/// Exit 2 without a tsa_url (a configuration to fix); 1 when the chain does
+/// not verify or the TSA is unreachable or answers wrongly (nothing is
+/// stored then); 0 when stored, and on an empty chain, which has nothing to
+/// stamp yet (a cron job on a new instance is not failing).
+pub fn anchor(config: &Config, clock: &dyn Clock) -> Outcome {
+    let Some(url) = config.proof.tsa_url.clone() else {
+        return Err(Failure::bad_usage("no proof.tsa_url is configured: set it to an RFC 3161 Time-Stamp Authority"));
+    };
+    let conn = crate::store::Database::open(&config.database)?;
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let report = conn.snapshot(|db| crate::proof::verify_chain(db, &keys)).map_err(|e| e.to_string())?;
+    if let Some(b) = report.first_break {
+        return Err(crate::anchor::AnchorError::Broken(b).to_string().into());
+    }
+    let head = report.head();
+    if head.events == 0 {
+        println!("nothing to anchor: the proof chain has no events yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tsa = crate::anchor::Tsa::new(url.clone());
+    let requested_at = crate::clock::Timestamp::now(clock);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let granted = runtime.block_on(tsa.stamp(&head))?;
+    conn.immediate(|db| crate::anchor::store(db, &head, &url, requested_at, &granted)).map_err(|e| e.to_string())?;
+    println!("anchored: head {head}");
+    println!("tsa: {url} stamped it at {} (serial {})", granted.info.gen_time, granted.info.serial_hex());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `listgate migrate-store --to postgres://…`: moves this configuration's
@@ -492,7 +542,11 @@ pub fn migrate_store(config: &Config, to: &str) -> Outcome {
     let target_name = postgres::summarize_url(to).map_err(|e| Failure { message: e.to_string(), usage: true })?.target;
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let source = Database::open(&config.database)?;
-    let before = admin::verify::verify(&source, &keys, None)?;
+    let checked = admin::verify::verify(&source, &keys, None)?;
+    // Anchors are compared, not required to pass: a chain whose anchors no
+    // longer match moves as it is, and verify on PostgreSQL says the same.
+    let anchors_before = (checked.anchors.len(), checked.anchor_failures().count());
+    let before = checked.chain;
     if let Some(broken) = before.first_break {
         return Err(format!(
             "the proof chain in {} does not verify (event {}: {}); nothing was moved",
@@ -508,8 +562,10 @@ pub fn migrate_store(config: &Config, to: &str) -> Outcome {
     let copied =
         postgres::copy::copy_sqlite_into(conn, &target, |table, rows| eprintln!("copied {table}: {rows} rows"))
             .map_err(|e| format!("nothing was moved: {e}"))?;
-    let after = admin::verify::verify(&Database::Postgres(Box::new(target)), &keys, None)?;
-    if after.first_break.is_some() || after.events != before.events {
+    let checked = admin::verify::verify(&Database::Postgres(Box::new(target)), &keys, None)?;
+    let anchors_differ = (checked.anchors.len(), checked.anchor_failures().count()) != anchors_before;
+    let after = checked.chain;
+    if after.first_break.is_some() || after.events != before.events || anchors_differ {
         return Err(format!(
             "the copy in PostgreSQL at {target_name} does not verify as the original did; run `listgate verify` on both"
         )

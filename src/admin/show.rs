@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::anchor;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::domain::EmailKey;
@@ -17,7 +18,7 @@ use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
 use crate::store::Database;
-use crate::store::db::{Db, ImportRow, MailRow, ProofEventRow, SubscriptionRow};
+use crate::store::db::{AnchorRow, Db, ImportRow, MailRow, ProofEventRow, SubscriptionRow};
 use crate::subscriptions;
 
 /// One subscription with everything hanging off it.
@@ -31,6 +32,9 @@ pub struct Record {
     pub import: Option<ImportRow>,
     pub mails: Vec<MailRow>,
     pub events: Vec<ProofEventRow>,
+    /// The first RFC 3161 anchor whose head covers the subscription's last
+    /// event (`anchor::covering_event`), if any; its token is base64 in JSON.
+    pub anchor: Option<AnchorRow>,
 }
 
 /// All that is stored about an address.
@@ -51,6 +55,11 @@ pub fn collect(
     conn.snapshot(|conn| {
         let mut records = Vec::new();
         for subscription in conn.subscriptions_of_address(email_key)? {
+            let events = conn.select_proof_events_of(subscription.id)?;
+            let anchor = match events.last() {
+                Some(last) => anchor::covering_event(conn, last.id)?,
+                None => None,
+            };
             records.push(Record {
                 consent_text: conn.select_consent_text(&subscription.consent_sha256)?,
                 form_page: match &subscription.form_page_sha256 {
@@ -59,7 +68,8 @@ pub fn collect(
                 },
                 import: conn.select_import(subscription.id)?,
                 mails: conn.mails_of_subscription(subscription.id)?,
-                events: conn.select_proof_events_of(subscription.id)?,
+                events,
+                anchor,
                 subscription,
             });
         }
@@ -151,6 +161,18 @@ pub fn to_text(report: &AddressReport) -> String {
                 m.message_sha256.as_deref().unwrap_or("-")
             );
         }
+        match &r.anchor {
+            Some(a) => {
+                let _ = writeln!(
+                    t,
+                    "  anchored:      {} by {} (serial {}), head of {} events (anchor {}; show --proof has the token)",
+                    a.gen_time, a.tsa_url, a.serial, a.events, a.id
+                );
+            }
+            None => {
+                let _ = writeln!(t, "  anchored:      not yet (no timestamp covers the last event)");
+            }
+        }
         let _ = writeln!(t, "  proof events:");
         for e in &r.events {
             let _ = writeln!(
@@ -196,6 +218,21 @@ struct MailView {
     source: String,
 }
 
+/// An anchor as the proof document shows it.
+struct AnchorView {
+    id: i64,
+    tsa_url: String,
+    gen_time: String,
+    serial: String,
+    head: String,
+    events: u64,
+    last_event: i64,
+    token_base64: String,
+    commands: String,
+    verified: bool,
+    problem: String,
+}
+
 #[derive(Template)]
 #[template(path = "proof.html")]
 struct ProofDocument<'a> {
@@ -209,6 +246,7 @@ struct ProofDocument<'a> {
     chain_ok: bool,
     chain_summary: String,
     import: Option<&'a ImportRow>,
+    anchor: Option<AnchorView>,
 }
 
 /// Writes `proof-LIST-ID.html` per subscription into `dir`; returns the paths.
@@ -220,7 +258,9 @@ pub fn write_proof_documents(
     now: OffsetDateTime,
 ) -> Result<Vec<PathBuf>, String> {
     let err = |e: crate::store::StoreError| e.to_string();
-    let chain = proof::verify_chain(conn, keys).map_err(err)?;
+    // One walk, pinning every shown anchor's head to check it.
+    let pins: Vec<u64> = report.records.iter().filter_map(|r| r.anchor.as_ref().map(|a| a.events)).collect();
+    let chain = proof::verify_chain_with_progress(conn, keys, &pins, |_| {}).map_err(err)?;
     let chain_ok = chain.first_break.is_none();
     let chain_summary = match &chain.first_break {
         None => format!(
@@ -273,6 +313,22 @@ pub fn write_proof_documents(
             chain_ok,
             chain_summary: chain_summary.clone(),
             import: r.import.as_ref(),
+            anchor: r.anchor.as_ref().map(|a| {
+                let check = anchor::check(a, chain.link_at(a.events), chain.events);
+                AnchorView {
+                    id: a.id,
+                    tsa_url: a.tsa_url.clone(),
+                    gen_time: a.gen_time.to_string(),
+                    serial: a.serial.clone(),
+                    head: anchor::message(&proof::Head { events: a.events, link: a.link.clone() }),
+                    events: a.events,
+                    last_event: r.events.last().map_or(0, |e| e.id),
+                    token_base64: anchor::token_base64(a),
+                    commands: anchor::openssl_commands(a),
+                    verified: check.is_ok(),
+                    problem: check.err().unwrap_or_default(),
+                }
+            }),
         };
         let html = document.render().map_err(|e| format!("proof template: {e}"))?;
         let path = dir.join(format!("proof-{}-{}.html", r.subscription.list_id, r.subscription.id));

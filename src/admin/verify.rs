@@ -1,21 +1,38 @@
 //! `listgate verify`: walks the proof chain and reports the first broken
 //! link and the chain's head; with a head kept from before, also whether
-//! the chain still extends it.
+//! the chain still extends it; and whether every stored RFC 3161 anchor
+//! still stamps the chain (all in one walk).
 
 use crate::store::Database;
 
+use crate::anchor;
 use crate::keys::KeyRing;
 use crate::proof::{self, ChainReport, Head};
+use crate::store::db::AnchorRow;
+
+/// What a walk found: the chain, and each stored anchor with its check
+/// (`anchor::check`), oldest first.
+pub struct Verified {
+    pub chain: ChainReport,
+    pub anchors: Vec<(AnchorRow, Result<(), String>)>,
+}
+
+impl Verified {
+    /// The anchors that failed their check, as one line each.
+    pub fn anchor_failures(&self) -> impl Iterator<Item = &str> {
+        self.anchors.iter().filter_map(|(_, check)| check.as_ref().err().map(String::as_str))
+    }
+}
 
 /// Whether the chain still extends `head`, or why not (one line).
 pub fn extends(report: &ChainReport, head: &Head) -> Result<(), String> {
-    match &report.pinned_link {
+    match report.link_at(head.events) {
         None if report.first_break.is_none() => Err(format!(
             "the chain has {} events, fewer than the {} of the head {head}: events were cut off its end",
             report.events, head.events
         )),
         None => Err(format!("the chain breaks before event {} of the head {head}", head.events)),
-        Some(link) if *link == head.link => Ok(()),
+        Some(link) if link == head.link => Ok(()),
         Some(link) => Err(format!(
             "the chain's event {} has the link {link}, not the head's: the chain was rewritten since {head}",
             head.events
@@ -23,13 +40,26 @@ pub fn extends(report: &ChainReport, head: &Head) -> Result<(), String> {
     }
 }
 
-/// Walks the chain; keeps the link at `pinned.events` when given.
-pub fn verify(conn: &Database, keys: &KeyRing, pinned: Option<&Head>) -> Result<ChainReport, String> {
+/// Walks the chain once, keeping the links at `pinned.events` when given
+/// and at every anchor's head, and checks each anchor against them.
+pub fn verify(conn: &Database, keys: &KeyRing, pinned: Option<&Head>) -> Result<Verified, String> {
     let total = conn.count_proof_events().map_err(|e| e.to_string())?;
     let bar = super::progress_bar(total, "verifying");
     // One read transaction: a consistent snapshot while the server appends.
-    let pin = pinned.map(|head| head.events);
-    let report = conn.snapshot(|conn| proof::verify_chain_with_progress(conn, keys, pin, |n| bar.inc(n)));
+    let walked = conn.snapshot(|conn| {
+        let anchors = conn.select_anchors()?;
+        let pins: Vec<u64> = anchors.iter().map(|a| a.events).chain(pinned.map(|head| head.events)).collect();
+        let chain = proof::verify_chain_with_progress(conn, keys, &pins, |n| bar.inc(n))?;
+        Ok((chain, anchors))
+    });
     bar.finish_and_clear();
-    report.map_err(|e| e.to_string())
+    let (chain, anchors) = walked.map_err(|e| e.to_string())?;
+    let anchors = anchors
+        .into_iter()
+        .map(|a| {
+            let check = anchor::check(&a, chain.link_at(a.events), chain.events);
+            (a, check)
+        })
+        .collect();
+    Ok(Verified { chain, anchors })
 }

@@ -253,6 +253,42 @@ pub struct WebhookCall {
     pub attempts: i64,
 }
 
+/// A stored RFC 3161 anchor of a chain head (`anchor`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AnchorRow {
+    pub id: i64,
+    /// The head's N: how many events the chain had.
+    pub events: u64,
+    /// The head's last link, hex.
+    pub link: String,
+    pub tsa_url: String,
+    /// When listgate asked the TSA.
+    pub requested_at: Timestamp,
+    /// The TSA's `genTime`, to the millisecond.
+    pub gen_time: Timestamp,
+    /// The TSA's `serialNumber`, hex.
+    pub serial: String,
+    /// The DER `TimeStampToken` (a CMS `ContentInfo`), base64 in JSON.
+    #[serde(serialize_with = "base64_bytes")]
+    pub token: Vec<u8>,
+}
+
+fn base64_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine as _;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// An anchor to store: a head and the TSA's checked token over it.
+pub struct NewAnchor<'a> {
+    pub events: u64,
+    pub link: &'a str,
+    pub tsa_url: &'a str,
+    pub requested_at: Timestamp,
+    pub gen_time: Timestamp,
+    pub serial: &'a str,
+    pub token: &'a [u8],
+}
+
 /// Every operation the domain runs on a database, on one connection inside
 /// its caller's transaction. See the module comment.
 pub trait Db {
@@ -360,4 +396,16 @@ pub trait Db {
     ) -> Result<()>;
     fn mark_webhook_failed(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()>;
     fn ping(&self) -> Result<()>;
+    /// Returns nothing, as [`Db::insert_outbox`].
+    fn insert_anchor(&self, a: &NewAnchor<'_>) -> Result<()>;
+    /// Every anchor, oldest first.
+    fn select_anchors(&self) -> Result<Vec<AnchorRow>>;
+    /// The newest anchor, if any.
+    fn latest_anchor(&self) -> Result<Option<AnchorRow>>;
+    /// The oldest anchor whose head has at least `events` events: the first
+    /// that covers the event at that position.
+    fn first_anchor_covering(&self, events: u64) -> Result<Option<AnchorRow>>;
+    /// Event `id`'s position in the chain, counted from 1 (as a head's N):
+    /// how many events have an id up to it.
+    fn proof_event_position(&self, id: i64) -> Result<u64>;
 }

@@ -420,10 +420,19 @@ impl Store {
     where
         Fut: std::future::Future<Output = Result<T>>,
     {
+        self.on_one_node_with(postgres::PURGE_LOCK, job).await
+    }
+
+    /// As [`Store::on_one_node`], under the advisory lock `lock` (the daily
+    /// anchor's is `postgres::ANCHOR_LOCK`).
+    pub async fn on_one_node_with<T, Fut>(&self, lock: i64, job: impl FnOnce() -> Fut) -> Result<Option<T>>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         match self {
             Store::Sqlite(_) => Ok(Some(job().await?)),
             Store::Postgres(store) => {
-                let Some(lock) = store.try_lock(postgres::PURGE_LOCK).await? else { return Ok(None) };
+                let Some(lock) = store.try_lock(lock).await? else { return Ok(None) };
                 let result = job().await;
                 tokio::task::spawn_blocking(move || drop(lock)).await.map_err(|_| StoreError::WriterGone)?;
                 result.map(Some)

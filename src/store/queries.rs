@@ -354,6 +354,26 @@ statements! {
     /// reader or writer kept it from finishing.
     pub const TRUNCATE_WAL: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
 
+    /// Params: events, link, tsa_url, requested_at, gen_time, serial, token.
+    /// Stores an anchor of a chain head.
+    pub const INSERT_ANCHOR: &str = "INSERT INTO anchors
+        (events, link, tsa_url, requested_at, gen_time, serial, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+    /// No params. Every anchor, oldest first.
+    pub const SELECT_ANCHORS: &str =
+        "SELECT id, events, link, tsa_url, requested_at, gen_time, serial, token FROM anchors ORDER BY id";
+
+    /// No params. The newest anchor.
+    pub const LATEST_ANCHOR: &str =
+        "SELECT id, events, link, tsa_url, requested_at, gen_time, serial, token FROM anchors ORDER BY id DESC LIMIT 1";
+
+    /// Params: events. The oldest anchor of a head with at least that many events.
+    pub const FIRST_ANCHOR_COVERING: &str = "SELECT id, events, link, tsa_url, requested_at, gen_time, serial, token
+        FROM anchors WHERE events >= ?1 ORDER BY id LIMIT 1";
+
+    /// Params: id. How many events have an id up to this one: its position in the chain.
+    pub const PROOF_EVENT_POSITION: &str = "SELECT count(*) FROM proof_events WHERE id <= ?1";
+
     /// No params. SQLite's own check of the whole file: one row `ok`, or
     /// rows naming each problem. `backup` runs it on its copy.
     pub const INTEGRITY_CHECK: &str = "PRAGMA integrity_check";
@@ -400,6 +420,19 @@ fn subscription_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription
         unsubscribed_ip: r.get(11)?,
         unsubscribe_method: r.get(12)?,
         form_page_sha256: r.get(13)?,
+    })
+}
+
+fn anchor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnchorRow> {
+    Ok(AnchorRow {
+        id: r.get(0)?,
+        events: r.get::<_, i64>(1)?.unsigned_abs(),
+        link: r.get(2)?,
+        tsa_url: r.get(3)?,
+        requested_at: r.get(4)?,
+        gen_time: r.get(5)?,
+        serial: r.get(6)?,
+        token: r.get(7)?,
     })
 }
 
@@ -939,6 +972,37 @@ impl Db for Connection {
     fn ping(&self) -> Result<()> {
         self.prepare_cached(PING)?.query_row([], |_| Ok(()))?;
         Ok(())
+    }
+
+    fn insert_anchor(&self, a: &NewAnchor<'_>) -> Result<()> {
+        self.prepare_cached(INSERT_ANCHOR)?.execute(params![
+            i64::try_from(a.events).unwrap_or(i64::MAX),
+            a.link,
+            a.tsa_url,
+            a.requested_at,
+            a.gen_time,
+            a.serial,
+            a.token
+        ])?;
+        Ok(())
+    }
+
+    fn select_anchors(&self) -> Result<Vec<AnchorRow>> {
+        all(self, SELECT_ANCHORS, [], anchor_from_row)
+    }
+
+    fn latest_anchor(&self) -> Result<Option<AnchorRow>> {
+        Ok(self.prepare_cached(LATEST_ANCHOR)?.query_row([], anchor_from_row).optional()?)
+    }
+
+    fn first_anchor_covering(&self, events: u64) -> Result<Option<AnchorRow>> {
+        let events = i64::try_from(events).unwrap_or(i64::MAX);
+        Ok(self.prepare_cached(FIRST_ANCHOR_COVERING)?.query_row([events], anchor_from_row).optional()?)
+    }
+
+    fn proof_event_position(&self, id: i64) -> Result<u64> {
+        let n: i64 = self.prepare_cached(PROOF_EVENT_POSITION)?.query_row([id], |r| r.get(0))?;
+        Ok(n.unsigned_abs())
     }
 }
 

@@ -178,9 +178,24 @@ async fn start_app(smtp: Option<SmtpServer>, tweak: impl FnOnce(&mut Config)) ->
     start_app_on(smtp, Arc::new(SystemClock), tweak).await
 }
 
+/// Like `spawn_app_without_smtp`, with the daily anchor (`proof.tsa_url`)
+/// on `schedule`: seconds instead of days.
+pub async fn spawn_app_anchoring(schedule: listgate::app::AnchorSchedule, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start_app_scheduled(None, Arc::new(SystemClock), Some(schedule), tweak).await
+}
+
 async fn start_app_on(
     smtp: Option<SmtpServer>,
     clock: listgate::clock::SharedClock,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    start_app_scheduled(smtp, clock, None, tweak).await
+}
+
+async fn start_app_scheduled(
+    smtp: Option<SmtpServer>,
+    clock: listgate::clock::SharedClock,
+    anchor_schedule: Option<listgate::app::AnchorSchedule>,
     tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -204,7 +219,10 @@ async fn start_app_on(
     config.server.metrics_bind = Some("127.0.0.1:0".parse().expect("address"));
     tweak(&mut config);
 
-    let app = Application::build_with_listener(config.clone(), clock, listener).await.expect("app builds");
+    let mut app = Application::build_with_listener(config.clone(), clock, listener).await.expect("app builds");
+    if let Some(schedule) = anchor_schedule {
+        app = app.with_anchor_schedule(schedule);
+    }
     let metrics_base = app.metrics_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let (shutdown, signal) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run_until_stopped(async {

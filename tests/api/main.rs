@@ -2,6 +2,7 @@
 //! file or PostgreSQL database (`LISTGATE_TEST_STORE`, `store.rs`), and a
 //! real SMTP server (aiosmtpd) that listgate's outbox delivers to.
 
+mod anchors;
 mod binary;
 mod browser;
 mod cli;
@@ -31,5 +32,6 @@ mod store_parity;
 mod subscribe;
 mod tokens;
 mod tools;
+mod tsa;
 mod unsubscribe;
 mod webhooks;

@@ -17,7 +17,7 @@ use listgate::domain::{Email, EmailKey, Evidence, ImportFormat, Status, Unsubscr
 use listgate::keys::{KeyRing, new_entry};
 use listgate::proof::{self, EventKind};
 use listgate::store::db::{
-    DailyCount, Db, ExportFilter, ImportRow, ImportedSubscription, NewMail, NewSubscription, RenderingRow,
+    DailyCount, Db, ExportFilter, ImportRow, ImportedSubscription, NewAnchor, NewMail, NewSubscription, RenderingRow,
 };
 use listgate::store::postgres::{PgSession, open_session};
 use time::Duration;
@@ -347,6 +347,33 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     twins.same("count_proof_events", |db| db.count_proof_events());
     let report = twins.same("verify_chain", |db| proof::verify_chain(db, &keys));
     assert_eq!(report.first_break.map(|b| b.event_id), Some(ids[5] + 1), "the hand-made event does not verify");
+
+    // Anchors of chain heads: stored (a token with bytes SQL text would
+    // mangle), listed, the newest, the first covering a position.
+    twins.same("latest_anchor of none", |db| db.latest_anchor());
+    twins.same("first_anchor_covering of none", |db| db.first_anchor_covering(1));
+    for (events, minutes) in [(2_u64, 20), (5, 21)] {
+        twins.same("insert_anchor", |db| {
+            db.insert_anchor(&NewAnchor {
+                events,
+                link: &format!("{events:02x}").repeat(32),
+                tsa_url: "https://tsa.example/tsr?ü=1",
+                requested_at: at(minutes),
+                gen_time: at(minutes) + Duration::milliseconds(1234),
+                serial: "00ff01",
+                token: &[0x30, 0x82, 0x00, 0xff, 0x00, 0x80, 0x27, 0x5c],
+            })
+        });
+    }
+    let anchors = twins.same("select_anchors", |db| db.select_anchors());
+    assert_eq!(anchors.iter().map(|a| a.events).collect::<Vec<_>>(), [2, 5]);
+    twins.same("latest_anchor", |db| db.latest_anchor());
+    for position in [1, 2, 3, 5, 6] {
+        twins.same("first_anchor_covering", |db| db.first_anchor_covering(position));
+    }
+    for id in [0, ids[0], ids[3], 99] {
+        twins.same("proof_event_position", |db| db.proof_event_position(id));
+    }
 
     // An erased subscription: its mails go with it, its events are blanked.
     twins.same("insert_webhook_call (erased later)", |db| db.insert_webhook_call(d, WebhookEvent::Confirmed, at(20)));

@@ -38,6 +38,7 @@ const TABLES: &[(&str, bool)] = &[
     ("declined_addresses", false),
     ("inbox_mails", false),
     ("daily_stats", false),
+    ("anchors", true),
 ];
 
 /// Rows sent to the server before waiting for their answers.

@@ -63,6 +63,9 @@ pub const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"listgate");
 pub const CHAIN_LOCK: i64 = i64::from_be_bytes(*b"lg-chain");
 /// The advisory lock the node running the daily purge holds meanwhile.
 pub const PURGE_LOCK: i64 = i64::from_be_bytes(*b"lg-purge");
+/// The advisory lock the node anchoring the chain's head holds meanwhile,
+/// so several nodes do not each ask the TSA for the same head.
+pub const ANCHOR_LOCK: i64 = i64::from_be_bytes(*b"lg-ancho");
 /// How long connecting may take when the URL sets no `connect_timeout`: a
 /// database that does not answer fails the start with a clear error instead
 /// of hanging it.

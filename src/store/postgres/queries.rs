@@ -455,4 +455,24 @@ statements! {
 
     /// No params. Liveness: the database answers.
     pub const PING: &str = "SELECT 1";
+
+    /// Params: events, link, tsa_url, requested_at, gen_time, serial, token.
+    /// Stores an anchor of a chain head.
+    pub const INSERT_ANCHOR: &str = "INSERT INTO anchors
+        (events, link, tsa_url, requested_at, gen_time, serial, token) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+    /// No params. Every anchor, oldest first.
+    pub const SELECT_ANCHORS: &str =
+        "SELECT id, events, link, tsa_url, requested_at, gen_time, serial, token FROM anchors ORDER BY id";
+
+    /// No params. The newest anchor.
+    pub const LATEST_ANCHOR: &str =
+        "SELECT id, events, link, tsa_url, requested_at, gen_time, serial, token FROM anchors ORDER BY id DESC LIMIT 1";
+
+    /// Params: events. The oldest anchor of a head with at least that many events.
+    pub const FIRST_ANCHOR_COVERING: &str = "SELECT id, events, link, tsa_url, requested_at, gen_time, serial, token
+        FROM anchors WHERE events >= $1 ORDER BY id LIMIT 1";
+
+    /// Params: id. How many events have an id up to this one: its position in the chain.
+    pub const PROOF_EVENT_POSITION: &str = "SELECT count(*) FROM proof_events WHERE id <= $1";
 }

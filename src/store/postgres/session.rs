@@ -294,6 +294,19 @@ fn proof_event_from_row(row: &Row) -> Result<ProofEventRow> {
     })
 }
 
+fn anchor_from_row(row: &Row) -> Result<AnchorRow> {
+    Ok(AnchorRow {
+        id: row.try_get(0)?,
+        events: count(row, 1)?,
+        link: row.try_get(2)?,
+        tsa_url: row.try_get(3)?,
+        requested_at: time(row, 4)?,
+        gen_time: time(row, 5)?,
+        serial: row.try_get(6)?,
+        token: row.try_get(7)?,
+    })
+}
+
 fn outbox_from_row(row: &Row) -> Result<OutboxRow> {
     Ok(OutboxRow {
         id: row.try_get(0)?,
@@ -807,5 +820,31 @@ impl Db for PgSession {
     fn ping(&self) -> Result<()> {
         self.query_one(queries::PING, &[])?;
         Ok(())
+    }
+
+    fn insert_anchor(&self, a: &NewAnchor<'_>) -> Result<()> {
+        let events = i64::try_from(a.events).unwrap_or(i64::MAX);
+        self.execute(
+            queries::INSERT_ANCHOR,
+            &[&events, &a.link, &a.tsa_url, &stored(a.requested_at), &stored(a.gen_time), &a.serial, &a.token],
+        )?;
+        Ok(())
+    }
+
+    fn select_anchors(&self) -> Result<Vec<AnchorRow>> {
+        self.all(queries::SELECT_ANCHORS, &[], anchor_from_row)
+    }
+
+    fn latest_anchor(&self) -> Result<Option<AnchorRow>> {
+        self.query_opt(queries::LATEST_ANCHOR, &[])?.as_ref().map(anchor_from_row).transpose()
+    }
+
+    fn first_anchor_covering(&self, events: u64) -> Result<Option<AnchorRow>> {
+        let events = i64::try_from(events).unwrap_or(i64::MAX);
+        self.query_opt(queries::FIRST_ANCHOR_COVERING, &[&events])?.as_ref().map(anchor_from_row).transpose()
+    }
+
+    fn proof_event_position(&self, id: i64) -> Result<u64> {
+        count(&self.query_one(queries::PROOF_EVENT_POSITION, &[&id])?, 0)
     }
 }
