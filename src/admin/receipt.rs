@@ -23,9 +23,10 @@ use super::show::Record;
 const KANTARA_VERSION: &str = "KI-CR-v1.1.0";
 
 /// The record of one subscription. `head` is the chain's head when the
-/// receipt was made; `anchor` the first timestamp anchor covering the
-/// subscription's events, if any (as `show --json` gives it).
-pub fn consent_record(config: &Config, record: &Record, head: &Head, anchor: Option<Value>) -> Value {
+/// receipt was made; the record's anchor, the first RFC 3161 timestamp
+/// covering the subscription's events, if any, travels with its token and
+/// the `openssl` commands that check it without listgate.
+pub fn consent_record(config: &Config, record: &Record, head: &Head) -> Value {
     let s = &record.subscription;
     let list = config.list(&s.list_id);
     let imported = record.import.is_some();
@@ -87,7 +88,14 @@ pub fn consent_record(config: &Config, record: &Record, head: &Head, anchor: Opt
         "proof": {
             "events": record.events.iter().map(|e| e.id).collect::<Vec<_>>(),
             "chain_head": {"events": head.events, "link": head.link},
-            "anchor": anchor,
+            "anchor": record.anchor.as_ref().map(|a| json!({
+                "head": {"events": a.events, "link": a.link},
+                "tsa_url": a.tsa_url,
+                "gen_time": a.gen_time,
+                "serial": a.serial,
+                "token": crate::anchor::token_base64(a),
+                "check": crate::anchor::openssl_commands(a),
+            })),
         },
     })
 }

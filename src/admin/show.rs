@@ -347,7 +347,7 @@ pub fn receipts(config: &Config, conn: &Database, report: &AddressReport) -> Res
             Ok(proof::Head { events: conn.count_proof_events()?, link: conn.last_proof_link()?.unwrap_or_default() })
         })
         .map_err(|e| e.to_string())?;
-    Ok(report.records.iter().map(|r| super::receipt::consent_record(config, r, &head, None)).collect())
+    Ok(report.records.iter().map(|r| super::receipt::consent_record(config, r, &head)).collect())
 }
 
 /// `{"email": …, "records": [], "declined": false}` for an address with nothing stored.

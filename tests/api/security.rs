@@ -569,15 +569,19 @@ async fn mails_from_before_the_name_was_dropped_still_rebuild_and_queued_ones_go
 fn security_md_names_only_tests_that_exist() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let doc = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
-    let mut sources = String::new();
-    for dir in ["src", "src/http", "src/mail", "src/store", "src/admin", "tests/api"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+    fn read_rust_files(dir: &std::path::Path, into: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rs") {
-                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            if path.is_dir() {
+                read_rust_files(&path, into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                into.push_str(&std::fs::read_to_string(path).unwrap());
             }
         }
     }
+    let mut sources = String::new();
+    read_rust_files(&root.join("src"), &mut sources);
+    read_rust_files(&root.join("tests/api"), &mut sources);
     let named: Vec<&str> = doc
         .split('`')
         .skip(1)
