@@ -217,13 +217,16 @@ Examples:
         #[arg(long, value_name = "URL")]
         to: String,
     },
-    /// Walk the proof log's HMAC chain and report the first broken link.
+    /// Walk the proof log's HMAC chain and report the first broken link, then
+    /// check every subscription row against its events.
     ///
-    /// Ends with the chain's head: the number of events and the last link, in
+    /// A row whose status, times, IPs, address, name, consent or form page do
+    /// not follow from its chained events was edited outside listgate, and is
+    /// named (its values are not printed). Ends with the chain's head: the number of events and the last link, in
     /// hex. Keep it outside the database (a log archive, a printout); with
     /// --head, verify also checks that the chain still extends it, so events
     /// cut off its end or a rewritten chain are found. Exits 0 when every event
-    /// verifies (and the chain extends --head), 1 otherwise.
+    /// and row verifies (and the chain extends --head), 1 otherwise.
     #[command(
         after_help = "Examples:\n  listgate verify && echo proof log intact\n  listgate verify --head \"1024 5f3a…\"   # a head printed earlier"
     )]

@@ -454,11 +454,6 @@ pub fn verify(config: &Config, head: Option<&str>) -> Outcome {
     match &report.first_break {
         None => {
             println!("ok: {} proof events verified ({} erased, links kept)", report.events, report.erased);
-            if report.events == 0 {
-                println!("head: none yet (the chain has no events)");
-            } else {
-                println!("head: {}", report.head());
-            }
             match (head, extends) {
                 (Some(head), Some(Ok(()))) => println!("ok: the chain extends the head {head}"),
                 (_, Some(Err(why))) => {
@@ -488,6 +483,29 @@ pub fn verify(config: &Config, head: Option<&str>) -> Outcome {
             "anchors: {good} of {checked} checked against the chain (the newest: {} events, stamped {} by {})",
             newest.events, newest.gen_time, newest.tsa_url
         ),
+    }
+    let rows = &verified.rows;
+    for why in &rows.mismatches {
+        println!("broken: {why}");
+    }
+    if rows.failed > rows.mismatches.len() as u64 {
+        println!("broken: {} more subscriptions differ from their events", rows.failed - rows.mismatches.len() as u64);
+    }
+    if rows.failed == 0 {
+        println!("ok: {} subscription rows match their proof events", rows.subscriptions);
+    } else {
+        println!(
+            "rows: {} found wrong checking {} subscription rows against their proof events",
+            rows.failed, rows.subscriptions
+        );
+        failed = true;
+    }
+    // Last, so a log or a cron mail keeps it: the head to pass to --head later
+    // (none for a broken chain, whose head is nothing to keep).
+    match (&report.first_break, report.events) {
+        (Some(_), _) => {}
+        (None, 0) => println!("head: none yet (the chain has no events)"),
+        (None, _) => println!("head: {}", report.head()),
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

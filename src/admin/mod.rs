@@ -17,6 +17,7 @@ pub mod erase;
 pub mod export;
 pub mod import;
 pub mod receipt;
+pub mod row_check;
 pub mod show;
 pub mod stats;
 pub mod unsubscribe;

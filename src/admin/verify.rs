@@ -1,7 +1,8 @@
 //! `listgate verify`: walks the proof chain and reports the first broken
 //! link and the chain's head; with a head kept from before, also whether
 //! the chain still extends it; and whether every stored RFC 3161 anchor
-//! still stamps the chain (all in one walk).
+//! still stamps the chain (all in one walk); then every subscription row
+//! against its events (`row_check`), in the same read transaction.
 
 use crate::store::Database;
 
@@ -10,11 +11,14 @@ use crate::keys::KeyRing;
 use crate::proof::{self, ChainReport, Head};
 use crate::store::db::AnchorRow;
 
+use super::row_check::{self, RowReport};
+
 /// What a walk found: the chain, and each stored anchor with its check
 /// (`anchor::check`), oldest first.
 pub struct Verified {
     pub chain: ChainReport,
     pub anchors: Vec<(AnchorRow, Result<(), String>)>,
+    pub rows: RowReport,
 }
 
 impl Verified {
@@ -44,16 +48,20 @@ pub fn extends(report: &ChainReport, head: &Head) -> Result<(), String> {
 /// and at every anchor's head, and checks each anchor against them.
 pub fn verify(conn: &Database, keys: &KeyRing, pinned: Option<&Head>) -> Result<Verified, String> {
     let total = conn.count_proof_events().map_err(|e| e.to_string())?;
-    let bar = super::progress_bar(total, "verifying");
     // One read transaction: a consistent snapshot while the server appends.
     let walked = conn.snapshot(|conn| {
         let anchors = conn.select_anchors()?;
         let pins: Vec<u64> = anchors.iter().map(|a| a.events).chain(pinned.map(|head| head.events)).collect();
-        let chain = proof::verify_chain_with_progress(conn, keys, &pins, |n| bar.inc(n))?;
-        Ok((chain, anchors))
+        let bar = super::progress_bar(total, "verifying the chain");
+        let chain = proof::verify_chain_with_progress(conn, keys, &pins, |n| bar.inc(n));
+        bar.finish_and_clear();
+        let bar =
+            super::progress_bar(conn.count_by_status()?.iter().map(|(_, _, n)| n).sum(), "checking subscription rows");
+        let rows = row_check::check_rows(conn, ROWS_PER_PAGE, |n| bar.inc(n));
+        bar.finish_and_clear();
+        Ok((chain?, anchors, rows?))
     });
-    bar.finish_and_clear();
-    let (chain, anchors) = walked.map_err(|e| e.to_string())?;
+    let (chain, anchors, rows) = walked.map_err(|e| e.to_string())?;
     let anchors = anchors
         .into_iter()
         .map(|a| {
@@ -61,5 +69,8 @@ pub fn verify(conn: &Database, keys: &KeyRing, pinned: Option<&Head>) -> Result<
             (a, check)
         })
         .collect();
-    Ok(Verified { chain, anchors })
+    Ok(Verified { chain, anchors, rows })
 }
+
+/// Subscriptions per page of the row check (and their events in one query).
+const ROWS_PER_PAGE: i64 = 1000;

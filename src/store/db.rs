@@ -348,6 +348,11 @@ pub trait Db {
     /// Up to `limit` events with an id above `after_id`, in chain order.
     fn select_proof_events(&self, after_id: i64, limit: i64) -> Result<Vec<ProofEventRow>>;
     fn select_proof_events_of(&self, subscription_id: i64) -> Result<Vec<ProofEventRow>>;
+    /// Up to `limit` subscriptions with ids above `after_id`, by id.
+    fn select_subscriptions_page(&self, after_id: i64, limit: i64) -> Result<Vec<SubscriptionRow>>;
+    /// The events not yet erased of subscriptions `after_id < id <= up_to_id`,
+    /// by subscription, then in chain order.
+    fn select_proof_events_of_range(&self, after_id: i64, up_to_id: i64) -> Result<Vec<ProofEventRow>>;
     fn erase_proof_events(&self, subscription_id: i64) -> Result<()>;
     fn upsert_declined(&self, address_hash: &str, until: Timestamp) -> Result<()>;
     fn is_declined(&self, address_hash: &str, now: Timestamp) -> Result<bool>;

@@ -168,6 +168,19 @@ statements! {
     pub const SELECT_PROOF_EVENTS: &str = "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
         FROM proof_events WHERE id > ?1 ORDER BY id LIMIT ?2";
 
+    /// Params: after_id, limit. A page of subscriptions by id, for `verify`
+    /// to check each row against its events.
+    pub const SELECT_SUBSCRIPTIONS_PAGE: &str = "SELECT id, list_id, email, name, status, consent_sha256, signup_at,
+        signup_ip, confirmed_at, confirmed_ip, unsubscribed_at, unsubscribed_ip, unsubscribe_method, form_page_sha256
+        FROM subscriptions WHERE id > ?1 ORDER BY id LIMIT ?2";
+
+    /// Params: after_subscription_id, up_to_subscription_id. The events not
+    /// yet erased of the subscriptions in that id range, by subscription and
+    /// then in chain order.
+    pub const SELECT_PROOF_EVENTS_OF_RANGE: &str =
+        "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
+        FROM proof_events WHERE subscription_id > ?1 AND subscription_id <= ?2 ORDER BY subscription_id, id";
+
     /// Params: subscription_id. One subscription's events.
     pub const SELECT_PROOF_EVENTS_OF: &str =
         "SELECT id, subscription_id, at, kind, ip, detail, key_id, digest, link, erased
@@ -790,6 +803,14 @@ impl Db for Connection {
 
     fn select_proof_events_of(&self, subscription_id: i64) -> Result<Vec<ProofEventRow>> {
         all(self, SELECT_PROOF_EVENTS_OF, [subscription_id], proof_event_from_row)
+    }
+
+    fn select_subscriptions_page(&self, after_id: i64, limit: i64) -> Result<Vec<SubscriptionRow>> {
+        all(self, SELECT_SUBSCRIPTIONS_PAGE, params![after_id, limit], subscription_from_row)
+    }
+
+    fn select_proof_events_of_range(&self, after_id: i64, up_to_id: i64) -> Result<Vec<ProofEventRow>> {
+        all(self, SELECT_PROOF_EVENTS_OF_RANGE, params![after_id, up_to_id], proof_event_from_row)
     }
 
     fn erase_proof_events(&self, subscription_id: i64) -> Result<()> {

@@ -10,7 +10,6 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use listgate::app::AnchorSchedule;
 use listgate::clock::Timestamp;
 use listgate::proof::{self, EventKind};

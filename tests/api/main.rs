@@ -25,6 +25,7 @@ mod pg;
 mod postgres_nodes;
 mod postgres_store;
 mod retention;
+mod rows;
 mod security;
 mod spam;
 mod store;

@@ -344,6 +344,10 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     twins.same("select_proof_events", |db| db.select_proof_events(0, 100));
     twins.same("select_proof_events, a page", |db| db.select_proof_events(ids[1], 2));
     twins.same("select_proof_events_of", |db| db.select_proof_events_of(d));
+    twins.same("select_subscriptions_page", |db| db.select_subscriptions_page(0, 100));
+    twins.same("select_subscriptions_page, a page", |db| db.select_subscriptions_page(1, 2));
+    twins.same("select_proof_events_of_range", |db| db.select_proof_events_of_range(0, i64::MAX));
+    twins.same("select_proof_events_of_range, a range", |db| db.select_proof_events_of_range(1, d));
     twins.same("count_proof_events", |db| db.count_proof_events());
     let report = twins.same("verify_chain", |db| proof::verify_chain(db, &keys));
     assert_eq!(report.first_break.map(|b| b.event_id), Some(ids[5] + 1), "the hand-made event does not verify");

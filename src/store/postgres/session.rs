@@ -662,6 +662,14 @@ impl Db for PgSession {
         self.all(queries::SELECT_PROOF_EVENTS_OF, &[&subscription_id], proof_event_from_row)
     }
 
+    fn select_subscriptions_page(&self, after_id: i64, limit: i64) -> Result<Vec<SubscriptionRow>> {
+        self.all(queries::SELECT_SUBSCRIPTIONS_PAGE, &[&after_id, &limit], subscription_from_row)
+    }
+
+    fn select_proof_events_of_range(&self, after_id: i64, up_to_id: i64) -> Result<Vec<ProofEventRow>> {
+        self.all(queries::SELECT_PROOF_EVENTS_OF_RANGE, &[&after_id, &up_to_id], proof_event_from_row)
+    }
+
     fn erase_proof_events(&self, subscription_id: i64) -> Result<()> {
         self.execute(queries::ERASE_PROOF_EVENTS, &[&subscription_id])?;
         Ok(())
