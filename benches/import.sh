@@ -9,7 +9,8 @@
 # Each row is a double opt-in as Mailchimp writes it (PHP-style quoting,
 # CRLF, merge fields, a name that needs quoting). Prints, per size, the wall
 # time and peak RSS (GNU time) of the import and of the export, the ratio,
-# and checks that every row came in and `verify` passes. Then the floor:
+# and checks that every row came in and `verify` passes (its time and peak
+# RSS too: the chain walk and the check of every row). Then the floor:
 # the sqlite3 shell writes the same N subscriptions and their proof events
 # into listgate's schema, set-based in one transaction (INSERT ... SELECT),
 # with nothing parsed, checked or signed: no import that stores those rows
@@ -82,12 +83,14 @@ TOML
   # (Beside the server its signups are pending: `export`, confirmed only, has the imported rows.)
   exported=$(($(wc -l < "$work/out.csv") - 1))
   [ "$exported" = "$rows" ] || { echo "exported $exported rows, expected $rows" >&2; exit 1; }
-  "$bin" --config "$work/list.toml" verify > /dev/null
+  # verify walks the chain and checks every row against its events.
+  /usr/bin/time -f "%e %M" -o "$work/verify.time" "$bin" --config "$work/list.toml" verify > /dev/null
   read -r import_s import_kb < "$work/import.time"
   read -r export_s export_kb < "$work/export.time"
-  awk -v n="$rows" -v is="$import_s" -v ik="$import_kb" -v es="$export_s" -v ek="$export_kb" 'BEGIN {
-    printf "RESULT rows=%d import_s=%.2f import_rss_mb=%.0f rows_per_s=%.0f export_s=%.2f export_rss_mb=%.0f ratio=%.2f\n",
-      n, is, ik / 1024, n / is, es, ek / 1024, is / es }'
+  read -r verify_s verify_kb < "$work/verify.time"
+  awk -v n="$rows" -v is="$import_s" -v ik="$import_kb" -v es="$export_s" -v ek="$export_kb" -v vs="$verify_s" -v vk="$verify_kb" 'BEGIN {
+    printf "RESULT rows=%d import_s=%.2f import_rss_mb=%.0f rows_per_s=%.0f export_s=%.2f export_rss_mb=%.0f ratio=%.2f verify_s=%.2f verify_rss_mb=%.0f\n",
+      n, is, ik / 1024, n / is, es, ek / 1024, is / es, vs, vk / 1024 }'
   rm -f "$file" "$work"/bench-$rows.* "$work/out.csv"
 
   # The floor: the same rows, written by SQLite alone.

@@ -294,7 +294,7 @@ pub fn show(config: &Config, clock: &dyn Clock, email: &str, form: ShowForm<'_>)
     }
     match form {
         ShowForm::Proof(dir) => {
-            for path in admin::show::write_proof_documents(&*conn, &keys, &report, dir, clock.now())? {
+            for path in admin::show::write_proof_documents(config, &*conn, &keys, &report, dir, clock.now())? {
                 println!("{}", path.display());
             }
         }

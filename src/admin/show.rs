@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::anchor;
 use crate::clock::Timestamp;
-use crate::config::Config;
+use crate::config::{Config, Language};
 use crate::domain::EmailKey;
 use crate::keys::KeyRing;
 use crate::mail;
@@ -236,6 +236,9 @@ struct AnchorView {
 #[derive(Template)]
 #[template(path = "proof.html")]
 struct ProofDocument<'a> {
+    /// In the list's language (German or English; English for a list no
+    /// longer configured).
+    de: bool,
     generated_at: Timestamp,
     s: &'a SubscriptionRow,
     name: String,
@@ -251,6 +254,7 @@ struct ProofDocument<'a> {
 
 /// Writes `proof-LIST-ID.html` per subscription into `dir`; returns the paths.
 pub fn write_proof_documents(
+    config: &Config,
     conn: &dyn Db,
     keys: &KeyRing,
     report: &AddressReport,
@@ -262,15 +266,21 @@ pub fn write_proof_documents(
     let pins: Vec<u64> = report.records.iter().filter_map(|r| r.anchor.as_ref().map(|a| a.events)).collect();
     let chain = proof::verify_chain_with_progress(conn, keys, &pins, |_| {}).map_err(err)?;
     let chain_ok = chain.first_break.is_none();
-    let chain_summary = match &chain.first_break {
-        None => format!(
+    let chain_summary = |de: bool| match (&chain.first_break, de) {
+        (None, false) => format!(
             "The whole proof log verifies: {} events, each chained to the one before by HMAC-SHA256.",
             chain.events
         ),
-        Some(b) => format!("The proof log is BROKEN at event {}: {}.", b.event_id, b.reason),
+        (None, true) => format!(
+            "Das ganze Nachweisprotokoll ist geprüft: {} Ereignisse, jedes mit HMAC-SHA256 an das vorige gekettet.",
+            chain.events
+        ),
+        (Some(b), false) => format!("The proof log is BROKEN at event {}: {}.", b.event_id, b.reason),
+        (Some(b), true) => format!("Das Nachweisprotokoll ist bei Ereignis {} GEBROCHEN: {}.", b.event_id, b.reason),
     };
     let mut written = Vec::new();
     for r in &report.records {
+        let de = config.list(&r.subscription.list_id).is_some_and(|l| l.language == Language::De);
         let mut events = Vec::new();
         for e in &r.events {
             let previous = conn.previous_proof_link(e.id).map_err(err)?;
@@ -303,6 +313,7 @@ pub fn write_proof_documents(
             });
         }
         let document = ProofDocument {
+            de,
             generated_at: Timestamp::from(now),
             s: &r.subscription,
             name: r.subscription.name.clone().unwrap_or_else(|| "-".into()),
@@ -311,7 +322,7 @@ pub fn write_proof_documents(
             events,
             mails,
             chain_ok,
-            chain_summary: chain_summary.clone(),
+            chain_summary: chain_summary(de),
             import: r.import.as_ref(),
             anchor: r.anchor.as_ref().map(|a| {
                 let check = anchor::check(a, chain.link_at(a.events), chain.events);

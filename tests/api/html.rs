@@ -58,13 +58,42 @@ async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german(
             std::fs::write(dir.path().join(format!("{language:?}-{name}.html")), html).unwrap();
             written += 1;
         }
-        let proof = app.cli(&["show", "confirm@example.org", "--proof", "--dir", dir.path().to_str().unwrap()]);
+        // The CLI reads the list (and so its language) from the server's configuration file.
+        let config = dir.path().join("listgate.toml");
+        let code = if language == Language::De { "de" } else { "en" };
+        let list = &app.config.lists[0];
+        std::fs::write(
+            &config,
+            format!(
+                "[[lists]]\nid = \"newsletter\"\nname = \"News\"\nlanguage = \"{code}\"\nconsent_text = \"{}\"\n",
+                list.consent_text
+            ),
+        )
+        .unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let proof = app.cli(&[
+            "--config",
+            config.to_str().unwrap(),
+            "show",
+            "confirm@example.org",
+            "--proof",
+            "--dir",
+            dir_arg,
+        ]);
         assert!(proof.status.success(), "{}", String::from_utf8_lossy(&proof.stderr));
+        std::fs::remove_file(&config).unwrap();
         let proof_file = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("proof-"))
             .expect("a proof document");
+        let document = std::fs::read_to_string(&proof_file).unwrap();
+        let (lang, title) = if language == Language::De {
+            ("<html lang=\"de\">", "<h1>Einwilligungsnachweis</h1>")
+        } else {
+            ("<html lang=\"en\">", "<h1>Proof of consent</h1>")
+        };
+        assert!(document.contains(lang) && document.contains(title), "in the list's language:\n{document}");
         std::fs::rename(&proof_file, dir.path().join(format!("{language:?}-proof.html"))).unwrap();
         written += 1;
     }
