@@ -56,7 +56,7 @@ pub fn verify(conn: &Database, keys: &KeyRing, pinned: Option<&Head>) -> Result<
         let chain = proof::verify_chain_with_progress(conn, keys, &pins, |n| bar.inc(n));
         bar.finish_and_clear();
         let bar =
-            super::progress_bar(conn.count_by_status()?.iter().map(|(_, _, n)| n).sum(), "checking subscription rows");
+            super::progress_bar(conn.count_subscriptions()?, "checking subscription rows");
         let rows = row_check::check_rows(conn, ROWS_PER_PAGE, |n| bar.inc(n));
         bar.finish_and_clear();
         Ok((chain?, anchors, rows?))

@@ -387,6 +387,7 @@ pub trait Db {
     fn count_by_status(&self) -> Result<Vec<(String, Status, u64)>>;
     fn daily_stats_since(&self, first_day: &str) -> Result<Vec<DailyStats>>;
     fn count_proof_events(&self) -> Result<u64>;
+    fn count_subscriptions(&self) -> Result<u64>;
     fn count_queued_mails(&self) -> Result<u64>;
     fn insert_webhook_call(&self, subscription_id: i64, event: WebhookEvent, occurred_at: Timestamp) -> Result<()>;
     fn claim_due_webhook_calls(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> Result<Vec<WebhookCall>>;

@@ -349,6 +349,7 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     twins.same("select_proof_events_of_range", |db| db.select_proof_events_of_range(0, i64::MAX));
     twins.same("select_proof_events_of_range, a range", |db| db.select_proof_events_of_range(1, d));
     twins.same("count_proof_events", |db| db.count_proof_events());
+    twins.same("count_subscriptions", |db| db.count_subscriptions());
     let report = twins.same("verify_chain", |db| proof::verify_chain(db, &keys));
     assert_eq!(report.first_break.map(|b| b.event_id), Some(ids[5] + 1), "the hand-made event does not verify");
 

@@ -397,6 +397,9 @@ statements! {
     /// No params. How many proof events there are (for progress bars).
     pub const COUNT_PROOF_EVENTS: &str = "SELECT count(*) FROM proof_events";
 
+    /// All subscriptions.
+    pub const COUNT_SUBSCRIPTIONS: &str = "SELECT count(*) FROM subscriptions";
+
     /// Params: day, list_id. Counts a signup request (every path writes, so every
     /// answer waits for the same commit: no timing difference between a new and
     /// a known address).

@@ -790,6 +790,10 @@ impl Db for PgSession {
         count(&self.query_one(queries::COUNT_PROOF_EVENTS, &[])?, 0)
     }
 
+    fn count_subscriptions(&self) -> Result<u64> {
+        count(&self.query_one(queries::COUNT_SUBSCRIPTIONS, &[])?, 0)
+    }
+
     fn count_queued_mails(&self) -> Result<u64> {
         count(&self.query_one(queries::COUNT_QUEUED_MAILS, &[])?, 0)
     }
