@@ -48,6 +48,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
         "form_pages",
         "imports",
         "inbox_mails",
+        "legal_holds",
         "mail_renderings",
         "outbox",
         "proof_events",
