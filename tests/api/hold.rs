@@ -217,3 +217,31 @@ async fn a_hold_with_list_covers_that_list_only() {
     let help = stdout(&app.cli(&["hold", "--help"]));
     assert!(help.contains("--reason") && help.contains("Examples:"), "{help}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_did_not_sign_up_blocks_a_held_signup_but_keeps_its_record_until_released() {
+    for (language, stopped, deleted) in [
+        (Language::En, "Thank you, the signup will not go ahead", "Thank you, the signup is deleted"),
+        (Language::De, "Danke, die Anmeldung wird nicht fortgesetzt", "Danke, die Anmeldung ist gelöscht"),
+    ] {
+        let (app, _clock, _dir, config) = app_in(language).await;
+        assert_eq!(app.subscribe("eve@example.org").await.status(), 200);
+        let id: i64 = app.db().value("SELECT id FROM subscriptions WHERE email = 'eve@example.org'", &[]);
+        let token =
+            listgate::token::sign(&app.keys(), listgate::token::Purpose::Confirm, app.subject(id), "newsletter", None);
+        let form = [("token", token.as_str()), ("action", "decline")];
+        let decline = || app.post_form("/confirm", &form);
+        stdout(&cli(&app, &config, &["hold", "eve@example.org", "--reason", REASON]));
+
+        let page = decline().await;
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        assert!(page.contains(stopped), "{page}");
+        assert_eq!(subscriptions_of(&app, "eve@example.org"), 1, "the hold keeps the record");
+
+        stdout(&cli(&app, &config, &["release", "eve@example.org"]));
+        let page = decline().await.text().await.unwrap();
+        assert!(page.contains(deleted), "{page}");
+        assert_eq!(subscriptions_of(&app, "eve@example.org"), 0);
+    }
+}
