@@ -1211,6 +1211,9 @@ mod tests {
         assert!(second_live.unwrap_err().to_string().contains("one live subscription"));
         conn.execute("INSERT INTO webhook_calls (subscription_id, event, occurred_at, state, next_attempt_at) VALUES (1, 'confirmed', 't', 'queued', 't')", [])
             .unwrap();
+        // Version 5's legal holds arrived with the file's other tables.
+        assert!(conn.insert_legal_hold(1, "Abmahnung", t()).unwrap());
+        assert_eq!(conn.select_legal_hold(1).unwrap().map(|h| h.reason), Some("Abmahnung".to_string()));
         let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(problems, "ok");
     }
