@@ -448,14 +448,12 @@ pub fn hold(config: &Config, clock: &dyn Clock, email: &str, reason: &str, list:
     }
     let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
     let placed = admin::hold::hold(&conn, &keys, &key, list, &reason, clock.now())?;
-    for (s, h) in &placed.already {
-        eprintln!(
-            "listgate: {email} on {} is held already since {} (reason: {}); left as it is",
-            s.list_id, h.held_at, h.reason
-        );
-    }
     if placed.held.is_empty() {
-        return Err(format!("{email} is under a legal hold already; nothing changed").into());
+        let holds = admin::hold::describe(&placed.already);
+        return Err(format!("{email} is under a legal hold already, {holds}; nothing changed").into());
+    }
+    if !placed.already.is_empty() {
+        eprintln!("listgate: held already, left as they are: {}", admin::hold::describe(&placed.already));
     }
     let lists: Vec<&str> = placed.held.iter().map(|(list, _)| list.as_str()).collect();
     println!(

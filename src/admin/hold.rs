@@ -45,7 +45,7 @@ pub fn hold(
     list: Option<&str>,
     reason: &HoldReason,
     now: OffsetDateTime,
-) -> std::result::Result<Placed, String> {
+) -> Result<Placed, String> {
     conn.immediate(|c| {
         let at = Timestamp::from(now);
         let mut placed = Placed::default();
@@ -74,7 +74,7 @@ pub fn release(
     email_key: &EmailKey,
     list: Option<&str>,
     now: OffsetDateTime,
-) -> std::result::Result<Released, String> {
+) -> Result<Released, String> {
     conn.immediate(|c| {
         let at = Timestamp::from(now);
         let mut released = Released::default();
@@ -104,13 +104,17 @@ pub fn holds_of(conn: &dyn Db, email_key: &EmailKey) -> Result<Vec<(Subscription
     Ok(holds)
 }
 
-/// The one line that says why an address cannot be erased: each hold with
-/// its list, time and reason.
-pub fn refusal(email: &str, holds: &[(SubscriptionRow, LegalHoldRow)]) -> String {
+/// Each hold with its list, time and reason: "on L since T (reason: R), …".
+pub fn describe(holds: &[(SubscriptionRow, LegalHoldRow)]) -> String {
     let each: Vec<String> =
         holds.iter().map(|(s, h)| format!("on {} since {} (reason: {})", s.list_id, h.held_at, h.reason)).collect();
+    each.join(", ")
+}
+
+/// The one line that says why an address cannot be erased.
+pub fn refusal(email: &str, holds: &[(SubscriptionRow, LegalHoldRow)]) -> String {
     format!(
         "{email} is under a legal hold {}; nothing erased (release it with `listgate release {email}` once the dispute is over)",
-        each.join(", ")
+        describe(holds)
     )
 }

@@ -120,8 +120,9 @@ async fn a_hold_blocks_purge_and_erase_until_released(language: Language) {
     // Twice: an error that names the standing hold, and no second event.
     let twice = cli(&app, &config, &["hold", "anna@example.org", "--reason", "another dispute"]);
     assert_eq!(twice.status.code(), Some(1));
-    assert!(stderr(&twice).contains("held already since") && stderr(&twice).contains(REASON));
-    assert!(stderr(&twice).contains("under a legal hold already; nothing changed"), "{}", stderr(&twice));
+    let why = stderr(&twice);
+    assert!(why.starts_with("listgate: anna@example.org is under a legal hold already, on newsletter since "), "{why}");
+    assert!(why.ends_with(&format!("(reason: {REASON}); nothing changed\n")) && why.lines().count() == 1, "{why}");
     assert_eq!((holds(&app), events(&app, "legal_hold")), (2, 2));
 
     // show lists the hold: text, JSON, the receipt and the proof document.
@@ -206,14 +207,42 @@ async fn a_hold_on_a_german_list_blocks_purge_and_erase_until_released() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_with_list_covers_that_list_only() {
-    let (app, _clock, _dir, config) = app_in(Language::En).await;
-    assert_eq!(app.post_form("/subscribe", &[("email", "dora@example.org")]).await.status(), 200);
-    let held = cli(&app, &config, &["hold", "dora@example.org", "--reason", REASON, "--list", "other"]);
-    assert_eq!(held.status.code(), Some(1));
-    assert!(stderr(&held).contains("nothing stored for dora@example.org on other"), "{}", stderr(&held));
-    stdout(&cli(&app, &config, &["hold", "dora@example.org", "--reason", REASON, "--list", "newsletter"]));
-    assert_eq!(holds(&app), 1);
+async fn a_hold_with_list_covers_that_list_only_and_a_later_hold_adds_the_others() {
+    let clock = Arc::new(ManualClock::new(datetime!(2024-03-01 09:00 UTC)));
+    let app = spawn_app_without_smtp_on_clock(clock, |c| {
+        let mut second = c.lists[0].clone();
+        second.id = "second".into();
+        c.lists.push(second);
+    })
+    .await;
+    for list in ["newsletter", "second"] {
+        let form = [("email", "dora@example.org"), ("list", list)];
+        assert_eq!(app.post_form("/subscribe", &form).await.status(), 200);
+    }
+    let none = app.cli(&["hold", "dora@example.org", "--reason", REASON, "--list", "other"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("nothing stored for dora@example.org on other"), "{}", stderr(&none));
+    stdout(&app.cli(&["hold", "dora@example.org", "--reason", REASON, "--list", "newsletter"]));
+    assert_eq!((holds(&app), events(&app, "legal_hold")), (1, 1));
+
+    // Purge skips the held one; the other list's goes.
+    let purged = stdout(&app.cli(&["purge"]));
+    assert!(purged.contains("second\tpending\t1\n") && purged.contains("held by a legal hold\t\t1\n"), "{purged}");
+    assert!(!purged.contains("newsletter\tpending"), "{purged}");
+    assert_eq!(subscriptions_of(&app, "dora@example.org"), 1);
+
+    // A hold on every list later adds what is new and leaves the first as it is.
+    assert_eq!(app.post_form("/subscribe", &[("email", "dora@example.org"), ("list", "second")]).await.status(), 200);
+    let all = app.cli(&["hold", "dora@example.org", "--reason", "a second dispute"]);
+    assert!(stdout(&all).starts_with("held 1 subscription(s) of dora@example.org (second)"));
+    assert!(stderr(&all).contains("held already, left as they are: on newsletter since"), "{}", stderr(&all));
+    assert_eq!((holds(&app), events(&app, "legal_hold")), (2, 2));
+    let refused = stderr(&app.cli(&["erase", "dora@example.org", "--yes"]));
+    assert!(refused.contains(&format!("(reason: {REASON}), on second since ")), "{refused}");
+    assert!(refused.contains("(reason: a second dispute); nothing erased"), "{refused}");
+
+    stdout(&app.cli(&["release", "dora@example.org", "--list", "second"]));
+    assert_eq!((holds(&app), events(&app, "legal_hold_released")), (1, 1));
     let help = stdout(&app.cli(&["hold", "--help"]));
     assert!(help.contains("--reason") && help.contains("Examples:"), "{help}");
 }
