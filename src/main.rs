@@ -151,7 +151,8 @@ Examples:
     /// Erase an address's personal data on every list (GDPR Art. 17).
     ///
     /// Keeps only the proof chain's hash links. Asks for confirmation on a
-    /// terminal; elsewhere --yes is required.
+    /// terminal; elsewhere --yes is required. Refuses (exit 1, nothing
+    /// erased) while the address is under a legal hold (`listgate hold`).
     #[command(after_help = "Example:\n  listgate erase anna@example.org --yes")]
     Erase {
         email: String,
@@ -166,7 +167,8 @@ Examples:
     ///
     /// Pending signups older than retention.unconfirmed, unsubscribed records
     /// older than retention.after_unsubscribe; confirmed ones are never touched.
-    /// Prints counts per list and state. The server runs this daily by itself.
+    /// Prints counts per list and state, and how many records past retention
+    /// a legal hold kept (`listgate hold`). The server runs this daily by itself.
     #[command(after_help = "Examples:\n  listgate purge --dry-run\n  listgate purge")]
     Purge {
         /// Only count what would be erased.
