@@ -103,6 +103,13 @@ CREATE TABLE IF NOT EXISTS imports (
     evidence         TEXT NOT NULL CHECK (evidence IN ('double-opt-in', 'confirmation-only', 'none'))
 );
 
+-- Legal holds: purge skips and erase refuses a held subscription (see schema.sql).
+CREATE TABLE IF NOT EXISTS legal_holds (
+    subscription_id  BIGINT PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
+    reason           TEXT NOT NULL,      -- why, as the operator gave it (domain::HoldReason)
+    held_at          TEXT NOT NULL
+);
+
 -- Mails waiting for, or done with, delivery (see schema.sql). The
 -- per-recipient values are fixed when the row is queued, so a retry (on any
 -- node) sends the same bytes under the same Message-ID.

@@ -97,6 +97,17 @@ CREATE TABLE IF NOT EXISTS imports (
     evidence         TEXT NOT NULL CHECK (evidence IN ('double-opt-in', 'confirmation-only', 'none'))
 );
 
+-- Legal holds (`listgate hold EMAIL --reason`; GDPR Art. 17(3)(e)): once a
+-- dispute starts, its record must stay. While a subscription has a row here,
+-- purge skips it and `listgate erase` refuses it. Placing and releasing a hold
+-- are proof events (`legal_hold`, `legal_hold_released`); release deletes the
+-- row. Added in version 5 (an upgrade creates it with the file's other tables).
+CREATE TABLE IF NOT EXISTS legal_holds (
+    subscription_id  INTEGER PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
+    reason           TEXT NOT NULL,      -- why, as the operator gave it (domain::HoldReason)
+    held_at          TEXT NOT NULL
+);
+
 -- Mails waiting for, or done with, delivery. A signup is answered only after
 -- its row here is committed. The per-recipient values (`message_id`,
 -- `date_header`, `to_*`, `link`) are fixed when the row is queued, so a retry

@@ -224,6 +224,7 @@ async fn run_daily_purge(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             Ok(Some(report)) => tracing::info!(
                 erased = report.total(),
                 declines_removed = report.declines_removed,
+                held = report.held,
                 seconds = started.elapsed().as_secs_f64(),
                 "daily purge done"
             ),
@@ -405,6 +406,8 @@ pub async fn purge_once(
     }
     // The last write of the purge truncates the WAL after it, so what the
     // batches erased leaves the files too (`Store::write_erasing`).
-    report.declines_removed = store.write_erasing(move |c| retention::forget_expired_blocks(c, &cutoffs)).await?;
+    (report.declines_removed, report.held) = store
+        .write_erasing(move |c| Ok((retention::forget_expired_blocks(c, &cutoffs)?, retention::held(c, &cutoffs)?)))
+        .await?;
     Ok(report)
 }

@@ -332,14 +332,49 @@ impl Name {
         if text.chars().count() > MAX_NAME_CHARS {
             return Err(InputError::NameTooLong);
         }
-        let forbidden = |c: char| {
-            c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-        };
-        if text.chars().any(forbidden) {
+        if text.chars().any(forbidden_in_text) {
             return Err(InputError::NameInvalid);
         }
         Ok(Some(Name(text.to_string())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Characters no stored line of text may hold: control characters, line
+/// separators and the bidirectional overrides that make a terminal or a
+/// page show other text than is stored.
+fn forbidden_in_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Why a legal hold is placed (`listgate hold EMAIL --reason`): the dispute
+/// it keeps the record for, e.g. "Abmahnung Kanzlei X, Az. 12/26". Trimmed,
+/// not empty, at most [`HoldReason::MAX_CHARS`] characters on one line, so
+/// it prints as one line in `show` and cannot hide text on a terminal. It
+/// is stored in the hold and in its proof event, which erasure blanks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldReason(String);
+
+impl HoldReason {
+    pub const MAX_CHARS: usize = 500;
+
+    pub fn parse(input: &str) -> Result<HoldReason, String> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err("the reason is empty: say which dispute the hold is for".into());
+        }
+        let chars = text.chars().count();
+        if chars > Self::MAX_CHARS {
+            return Err(format!("the reason is too long ({chars} characters, at most {})", Self::MAX_CHARS));
+        }
+        if text.chars().any(forbidden_in_text) {
+            return Err("the reason contains control or line-break characters: write it on one line".into());
+        }
+        Ok(HoldReason(text.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -398,6 +433,15 @@ impl FormPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_reason_is_one_trimmed_line_of_at_most_500_characters() {
+        assert_eq!(HoldReason::parse("  Abmahnung, Az. 12/26 ").unwrap().as_str(), "Abmahnung, Az. 12/26");
+        assert!(HoldReason::parse(&"ä".repeat(500)).is_ok());
+        for bad in ["", "   ", "two\nlines", "tab\there", "hidden \u{202E}txet", &"x".repeat(501)] {
+            assert!(HoldReason::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_form_page_is_origin_and_path_only_and_a_mismatched_referer_gives_the_origin() {

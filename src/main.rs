@@ -27,6 +27,7 @@ Examples:
   listgate import subscribed_members.csv --list newsletter --dry-run
   listgate show anna@example.org --proof
   listgate purge --dry-run
+  listgate hold anna@example.org --reason \"Abmahnung, Az. 12/26\"
   listgate verify
   listgate anchor
   listgate --config /etc/listgate.toml check-config
@@ -150,7 +151,8 @@ Examples:
     /// Erase an address's personal data on every list (GDPR Art. 17).
     ///
     /// Keeps only the proof chain's hash links. Asks for confirmation on a
-    /// terminal; elsewhere --yes is required.
+    /// terminal; elsewhere --yes is required. Refuses (exit 1, nothing
+    /// erased) while the address is under a legal hold (`listgate hold`).
     #[command(after_help = "Example:\n  listgate erase anna@example.org --yes")]
     Erase {
         email: String,
@@ -165,7 +167,8 @@ Examples:
     ///
     /// Pending signups older than retention.unconfirmed, unsubscribed records
     /// older than retention.after_unsubscribe; confirmed ones are never touched.
-    /// Prints counts per list and state. The server runs this daily by itself.
+    /// Prints counts per list and state, and how many records past retention
+    /// a legal hold kept (`listgate hold`). The server runs this daily by itself.
     #[command(after_help = "Examples:\n  listgate purge --dry-run\n  listgate purge")]
     Purge {
         /// Only count what would be erased.
@@ -194,6 +197,39 @@ Examples:
         after_help = "Examples:\n  listgate unsubscribe anna@example.org\n  listgate unsubscribe anna@example.org --list newsletter"
     )]
     Unsubscribe {
+        email: String,
+        /// Only on this list.
+        #[arg(long)]
+        list: Option<String>,
+    },
+    /// Place a legal hold on an address: purge and erase skip it until released.
+    ///
+    /// For a dispute (a warning letter, a complaint, a court case): the record
+    /// that proves consent must stay while it lasts (GDPR Art. 17(3)(e)). The
+    /// hold covers the address's subscriptions on every list (or --list only);
+    /// it is a proof event `legal_hold` with the reason. While it stands, purge
+    /// skips those subscriptions and says how many, and erase refuses. Exits 1
+    /// when nothing is stored or the address is held already.
+    #[command(
+        after_help = "Examples:\n  listgate hold anna@example.org --reason \"Abmahnung Kanzlei Muster, Az. 12/26\"\n  listgate hold anna@example.org --reason \"complaint to the DPA\" --list newsletter"
+    )]
+    Hold {
+        email: String,
+        /// Why: the dispute the record is kept for (one line, at most 500 characters).
+        #[arg(long)]
+        reason: String,
+        /// Only on this list.
+        #[arg(long)]
+        list: Option<String>,
+    },
+    /// End a legal hold: retention and erasure apply again.
+    ///
+    /// A proof event `legal_hold_released` records when. Exits 1 when the
+    /// address is under no hold.
+    #[command(
+        after_help = "Examples:\n  listgate release anna@example.org\n  listgate release anna@example.org && listgate erase anna@example.org --yes"
+    )]
+    Release {
         email: String,
         /// Only on this list.
         #[arg(long)]
@@ -341,6 +377,8 @@ fn run(command: Command, config: Config, file: Option<&Path>, log_format: LogFor
         Command::Purge { dry_run } => commands::purge(&config, &clock, dry_run),
         Command::Correct { email, name, list } => commands::correct(&config, &clock, &email, &name, list.as_deref()),
         Command::Unsubscribe { email, list } => commands::unsubscribe(&config, &clock, &email, list.as_deref()),
+        Command::Hold { email, reason, list } => commands::hold(&config, &clock, &email, &reason, list.as_deref()),
+        Command::Release { email, list } => commands::release(&config, &clock, &email, list.as_deref()),
         Command::Backup { file } => commands::backup(&config, &file),
         Command::MigrateStore { to } => commands::migrate_store(&config, &to),
         Command::Verify { head } => commands::verify(&config, head.as_deref()),

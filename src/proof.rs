@@ -38,6 +38,12 @@ pub enum EventKind {
     /// system collected; detail: the subscription as stored, the format,
     /// the file's SHA-256, the line and the row's original values.
     Imported,
+    /// The operator placed a legal hold (`listgate hold`): purge and erasure
+    /// stop for the subscription; detail: the reason.
+    Hold,
+    /// The operator released the legal hold (`listgate release`); detail:
+    /// when the hold was placed.
+    Release,
 }
 
 impl EventKind {
@@ -51,6 +57,8 @@ impl EventKind {
             EventKind::Unsubscribe => "unsubscribe",
             EventKind::NameCorrected => "name_corrected",
             EventKind::Imported => "imported",
+            EventKind::Hold => "legal_hold",
+            EventKind::Release => "legal_hold_released",
         }
     }
 }

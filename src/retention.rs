@@ -9,7 +9,8 @@
 //! A purge works in small batches, each its own short write transaction, so
 //! signups never wait long behind it, and a purge of millions of rows makes
 //! steady progress. Expired "I did not sign up" blocks go too. Daily counts
-//! in `daily_stats` are anonymous and stay.
+//! in `daily_stats` are anonymous and stay. A subscription under a legal
+//! hold (`admin::hold`) is never purged: the report counts it as `held`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ pub struct PurgeReport {
     pub erased: BTreeMap<(String, Status), u64>,
     /// Expired "I did not sign up" blocks removed.
     pub declines_removed: u64,
+    /// Subscriptions past retention that a legal hold kept (skipped).
+    pub held: u64,
 }
 
 impl PurgeReport {
@@ -84,6 +87,7 @@ impl PurgeReport {
             self.erased.iter().map(|((list, status), n)| format!("{list}\t{status}\t{n}")).collect();
         lines.push(format!("total\t\t{}", self.total()));
         lines.push(format!("expired decline blocks\t\t{}", self.declines_removed));
+        lines.push(format!("skipped, held by a legal hold\t\t{}", self.held));
         lines
     }
 }
@@ -95,6 +99,7 @@ pub fn plan(conn: &dyn Db, cutoffs: &Cutoffs) -> Result<PurgeReport> {
         report.add(list, status, n);
     }
     report.declines_removed = conn.count_expired_declines(cutoffs.now)?;
+    report.held = held(conn, cutoffs)?;
     Ok(report)
 }
 
@@ -138,8 +143,15 @@ pub fn purge_all(conn: &Database, cutoffs: &Cutoffs, mut progress: impl FnMut(u6
             break;
         }
     }
-    report.declines_removed = conn.immediate(|c| forget_expired_blocks(c, cutoffs))?;
+    (report.declines_removed, report.held) =
+        conn.immediate(|c| Ok((forget_expired_blocks(c, cutoffs)?, held(c, cutoffs)?)))?;
     Ok(report)
+}
+
+/// How many subscriptions past retention a legal hold keeps: what a purge
+/// at these cutoffs skips.
+pub fn held(conn: &dyn Db, cutoffs: &Cutoffs) -> Result<u64> {
+    conn.count_held_past_retention(cutoffs.pending_before, cutoffs.unsubscribed_before)
 }
 
 /// Removes "I did not sign up" blocks that are over, and the daily cap's

@@ -304,10 +304,16 @@ pub enum DeclineOutcome {
     /// Already unsubscribed: its record stays as proof, nothing is erased,
     /// and the page says the subscription has ended.
     AlreadyUnsubscribed,
+    /// Pending, but under a legal hold (`admin::hold`): the address is
+    /// blocked as for `Erased`, and the record stays until the hold is
+    /// released (the next purge after that erases it).
+    Held,
 }
 
 /// "I did not sign up": erase the pending signup at once and block further
 /// confirmation mails for `decline_block`, remembering only a keyed hash.
+/// A signup under a legal hold is blocked but not erased: the hold stops
+/// every erasure of its record.
 pub fn decline(conn: &dyn Db, ctx: &Context, t: &VerifiedToken, now: OffsetDateTime) -> Result<DeclineOutcome> {
     let Some(sub) = subscription_of(conn, t)? else {
         return Ok(DeclineOutcome::Erased);
@@ -322,6 +328,9 @@ pub fn decline(conn: &dyn Db, ctx: &Context, t: &VerifiedToken, now: OffsetDateT
             // dots folded) is what `is_declined` looks up for every spelling.
             let inbox = EmailKey::lenient(&sub.email).inbox();
             conn.upsert_declined(&address_hash(&ctx.keys.current().address, inbox.as_str()), until)?;
+            if conn.select_legal_hold(sub.id)?.is_some() {
+                return Ok(DeclineOutcome::Held);
+            }
             erase_subscription(conn, sub.id)?;
             Ok(DeclineOutcome::Erased)
         }

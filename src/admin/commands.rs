@@ -16,7 +16,7 @@ use crate::Application;
 use crate::admin::{self, export::Format};
 use crate::clock::{Clock, SharedClock};
 use crate::config::{Config, Language};
-use crate::domain::{ImportFormat, Name, Status};
+use crate::domain::{HoldReason, ImportFormat, Name, Status};
 use crate::keys::{self, KeyRing};
 use crate::logging::LogFormat;
 use crate::retention::{self, Cutoffs};
@@ -318,6 +318,12 @@ pub fn erase(config: &Config, email: &str, yes: bool, dry_run: bool) -> Outcome 
     if count == 0 {
         return Err(nothing_stored(email, None));
     }
+    // Refused before asking: a hold is not something to type "yes" over.
+    // `admin::erase::erase` checks again inside its transaction.
+    let holds = conn.snapshot(|c| admin::hold::holds_of(c, &key)).map_err(|e| e.to_string())?;
+    if !holds.is_empty() {
+        return Err(admin::hold::refusal(email, &holds).into());
+    }
     if dry_run {
         println!("would erase {count} subscription(s) of {email}");
         return Ok(ExitCode::SUCCESS);
@@ -376,6 +382,12 @@ pub fn purge(config: &Config, clock: &dyn Clock, dry_run: bool) -> Outcome {
     for line in report.lines() {
         println!("{line}");
     }
+    if report.held > 0 {
+        eprintln!(
+            "listgate: skipped {} subscription(s) past retention held by a legal hold; `listgate show EMAIL` lists a hold, `listgate release EMAIL` ends it",
+            report.held
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -419,6 +431,62 @@ pub fn unsubscribe(config: &Config, clock: &dyn Clock, email: &str, list: Option
     }
     // The target the binary logged this under before it moved here (see `erase`).
     tracing::info!(target: "listgate", email = %key.masked(), lists = left.len(), "unsubscribed by the operator");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate hold EMAIL --reason TEXT`: places a legal hold on the address's
+/// subscriptions (on `list` only, if given), one proof event each. Exit 1
+/// when nothing is stored, or when every subscription is held already (no
+/// second hold, no second event); bad usage for a reason that is empty, too
+/// long or not one line.
+pub fn hold(config: &Config, clock: &dyn Clock, email: &str, reason: &str, list: Option<&str>) -> Outcome {
+    let key = admin::address_key(email).map_err(Failure::bad_usage)?;
+    let reason = HoldReason::parse(reason).map_err(|e| Failure::bad_usage(format!("--reason: {e}")))?;
+    let conn = crate::store::Database::open(&config.database)?;
+    if admin::stored_subscriptions(&*conn, &key, list)? == 0 {
+        return Err(nothing_stored(email, list));
+    }
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let placed = admin::hold::hold(&conn, &keys, &key, list, &reason, clock.now())?;
+    if placed.held.is_empty() {
+        let holds = admin::hold::describe(&placed.already);
+        return Err(format!("{email} is under a legal hold already, {holds}; nothing changed").into());
+    }
+    if !placed.already.is_empty() {
+        eprintln!("listgate: held already, left as they are: {}", admin::hold::describe(&placed.already));
+    }
+    let lists: Vec<&str> = placed.held.iter().map(|(list, _)| list.as_str()).collect();
+    println!(
+        "held {} subscription(s) of {email} ({}): purge and erase skip them until `listgate release {email}`",
+        placed.held.len(),
+        lists.join(", ")
+    );
+    tracing::info!(target: "listgate", email = %key.masked(), subscriptions = placed.held.len(), "legal hold placed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listgate release EMAIL`: ends the legal hold on the address's
+/// subscriptions (on `list` only, if given), one proof event each. Exit 1
+/// when nothing is stored or nothing is held.
+pub fn release(config: &Config, clock: &dyn Clock, email: &str, list: Option<&str>) -> Outcome {
+    let key = admin::address_key(email).map_err(Failure::bad_usage)?;
+    let conn = crate::store::Database::open(&config.database)?;
+    if admin::stored_subscriptions(&*conn, &key, list)? == 0 {
+        return Err(nothing_stored(email, list));
+    }
+    let keys = KeyRing::load_existing(config.secrets.key.as_deref(), &config.secrets.key_file)?;
+    let released = admin::hold::release(&conn, &keys, &key, list, clock.now())?;
+    if released.released.is_empty() {
+        let on = list.map(|l| format!(" on {l}")).unwrap_or_default();
+        return Err(format!("{email} is under no legal hold{on}; nothing changed").into());
+    }
+    let lists: Vec<&str> = released.released.iter().map(|(list, _)| list.as_str()).collect();
+    println!(
+        "released the legal hold on {} subscription(s) of {email} ({}): retention and erasure apply again",
+        released.released.len(),
+        lists.join(", ")
+    );
+    tracing::info!(target: "listgate", email = %key.masked(), subscriptions = released.released.len(), "legal hold released");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -21,16 +21,24 @@ pub struct Erased {
     pub checkpointed: bool,
 }
 
+/// Erases every subscription of the address, unless one is under a legal
+/// hold: then nothing is erased and the error names each hold and its
+/// reason (checked inside the write transaction, so a hold placed beside a
+/// running erase is never overtaken).
 pub fn erase(conn: &Database, email_key: &EmailKey) -> Result<Erased, String> {
     let subscriptions = conn
         .immediate(|c| {
+            let holds = super::hold::holds_of(c, email_key)?;
+            if !holds.is_empty() {
+                return Ok(Err(super::hold::refusal(email_key.as_str(), &holds)));
+            }
             let subs = c.subscriptions_of_address(email_key)?;
             for s in &subs {
                 erase_subscription(c, s.id)?;
             }
-            Ok(subs.len())
+            Ok(Ok(subs.len()))
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())??;
     Ok(Erased { subscriptions, checkpointed: checkpoint(conn) })
 }
 

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod correct;
 pub mod erase;
 pub mod export;
+pub mod hold;
 pub mod import;
 pub mod receipt;
 pub mod row_check;

@@ -79,6 +79,7 @@ pub fn consent_record(config: &Config, record: &Record, head: &Head) -> Value {
                 "method": s.unsubscribe_method.map(|m| m.as_str()),
             })),
         },
+        "legal_hold": record.hold.as_ref().map(|h| json!({"since": h.held_at, "reason": h.reason})),
         "imported": record.import.as_ref().map(|i| json!({
             "at": i.imported_at,
             "format": i.format,

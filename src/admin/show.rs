@@ -18,7 +18,7 @@ use crate::keys::KeyRing;
 use crate::mail;
 use crate::proof;
 use crate::store::Database;
-use crate::store::db::{AnchorRow, Db, ImportRow, MailRow, ProofEventRow, SubscriptionRow};
+use crate::store::db::{AnchorRow, Db, ImportRow, LegalHoldRow, MailRow, ProofEventRow, SubscriptionRow};
 use crate::subscriptions;
 
 /// One subscription with everything hanging off it.
@@ -30,6 +30,8 @@ pub struct Record {
     pub form_page: Option<String>,
     /// Where its evidence came from, when `listgate import` took it in.
     pub import: Option<ImportRow>,
+    /// The legal hold that keeps it from purge and erasure, if one stands.
+    pub hold: Option<LegalHoldRow>,
     pub mails: Vec<MailRow>,
     pub events: Vec<ProofEventRow>,
     /// The first RFC 3161 anchor whose head covers the subscription's last
@@ -67,6 +69,7 @@ pub fn collect(
                     None => None,
                 },
                 import: conn.select_import(subscription.id)?,
+                hold: conn.select_legal_hold(subscription.id)?,
                 mails: conn.mails_of_subscription(subscription.id)?,
                 events,
                 anchor,
@@ -118,6 +121,13 @@ pub fn to_text(report: &AddressReport) -> String {
             let _ = writeln!(
                 t,
                 "                 collected by another system: listgate cannot vouch for the times and IPs below"
+            );
+        }
+        if let Some(h) = &r.hold {
+            let _ = writeln!(
+                t,
+                "  legal hold:    since {} (reason: {}); purge and erase skip it until `listgate release`",
+                h.held_at, h.reason
             );
         }
         let _ = writeln!(t, "  name:          {}", dash(&s.name));
@@ -249,6 +259,7 @@ struct ProofDocument<'a> {
     chain_ok: bool,
     chain_summary: String,
     import: Option<&'a ImportRow>,
+    hold: Option<&'a LegalHoldRow>,
     anchor: Option<AnchorView>,
 }
 
@@ -324,6 +335,7 @@ pub fn write_proof_documents(
             chain_ok,
             chain_summary: chain_summary(de),
             import: r.import.as_ref(),
+            hold: r.hold.as_ref(),
             anchor: r.anchor.as_ref().map(|a| {
                 let check = anchor::check(a, chain.link_at(a.events), chain.events);
                 AnchorView {

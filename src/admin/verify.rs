@@ -55,8 +55,7 @@ pub fn verify(conn: &Database, keys: &KeyRing, pinned: Option<&Head>) -> Result<
         let bar = super::progress_bar(total, "verifying the chain");
         let chain = proof::verify_chain_with_progress(conn, keys, &pins, |n| bar.inc(n));
         bar.finish_and_clear();
-        let bar =
-            super::progress_bar(conn.count_subscriptions()?, "checking subscription rows");
+        let bar = super::progress_bar(conn.count_subscriptions()?, "checking subscription rows");
         let rows = row_check::check_rows(conn, ROWS_PER_PAGE, |n| bar.inc(n));
         bar.finish_and_clear();
         Ok((chain?, anchors, rows?))

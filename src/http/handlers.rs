@@ -275,6 +275,7 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
                     list_name: &list.config.name,
                     already_confirmed: outcome == DeclineOutcome::AlreadyConfirmed,
                     already_unsubscribed: outcome == DeclineOutcome::AlreadyUnsubscribed,
+                    held: outcome == DeclineOutcome::Held,
                 };
                 pages::html(StatusCode::OK, &page)
             }

@@ -73,6 +73,8 @@ pub struct DeclinedPage<'a> {
     pub list_name: &'a str,
     pub already_confirmed: bool,
     pub already_unsubscribed: bool,
+    /// The signup is under a legal hold: blocked, but kept.
+    pub held: bool,
 }
 
 #[derive(Template)]

@@ -289,6 +289,14 @@ pub struct NewAnchor<'a> {
     pub token: &'a [u8],
 }
 
+/// A legal hold on a subscription (`legal_holds`): while it stands, purge
+/// skips the subscription and `listgate erase` refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegalHoldRow {
+    pub reason: String,
+    pub held_at: Timestamp,
+}
+
 /// Every operation the domain runs on a database, on one connection inside
 /// its caller's transaction. See the module comment.
 pub trait Db {
@@ -381,6 +389,14 @@ pub trait Db {
         pending_before: Timestamp,
         unsubscribed_before: Timestamp,
     ) -> Result<Vec<(String, Status, u64)>>;
+    /// How many subscriptions past retention a legal hold keeps from the purge.
+    fn count_held_past_retention(&self, pending_before: Timestamp, unsubscribed_before: Timestamp) -> Result<u64>;
+    /// Places a legal hold; returns whether it is new (false: the
+    /// subscription was held already, and keeps its first hold).
+    fn insert_legal_hold(&self, subscription_id: i64, reason: &str, now: Timestamp) -> Result<bool>;
+    fn select_legal_hold(&self, subscription_id: i64) -> Result<Option<LegalHoldRow>>;
+    /// Releases a legal hold; returns whether there was one.
+    fn delete_legal_hold(&self, subscription_id: i64) -> Result<bool>;
     fn delete_expired_declines(&self, now: Timestamp) -> Result<u64>;
     fn count_expired_declines(&self, now: Timestamp) -> Result<u64>;
     /// (list_id, status, count) over all subscriptions.

@@ -251,28 +251,58 @@ statements! {
     /// their retention: pending ones signed up before the first cutoff;
     /// unsubscribed ones that were confirmed and left before the second (kept
     /// as proof of consent); unsubscribed ones never confirmed, which prove no
-    /// consent, like pending ones from their signup. Confirmed ones never.
+    /// consent, like pending ones from their signup. Confirmed ones never, and
+    /// none under a legal hold (`legal_holds`).
     pub const PURGE_CANDIDATES: &str =
-        "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+        "SELECT id, list_id, status FROM subscriptions
+            WHERE status = 'pending' AND signup_at < ?1
+              AND id NOT IN (SELECT subscription_id FROM legal_holds)
         UNION ALL
         SELECT id, list_id, status FROM subscriptions
             WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
+              AND id NOT IN (SELECT subscription_id FROM legal_holds)
         UNION ALL
         SELECT id, list_id, status FROM subscriptions
             WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1
+              AND id NOT IN (SELECT subscription_id FROM legal_holds)
         LIMIT ?3";
 
     /// Params: pending_before, unsubscribed_before. What a purge would erase,
     /// per list and state (the rows of `PURGE_CANDIDATES`).
     pub const PURGE_PLAN: &str = "SELECT list_id, status, count(*) FROM (
-            SELECT list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < ?1
+            SELECT list_id, status FROM subscriptions
+                WHERE status = 'pending' AND signup_at < ?1
+                  AND id NOT IN (SELECT subscription_id FROM legal_holds)
             UNION ALL
             SELECT list_id, status FROM subscriptions
                 WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < ?2
+                  AND id NOT IN (SELECT subscription_id FROM legal_holds)
             UNION ALL
             SELECT list_id, status FROM subscriptions
-                WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1)
+                WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < ?1
+                  AND id NOT IN (SELECT subscription_id FROM legal_holds))
         GROUP BY list_id, status ORDER BY list_id, status";
+
+    /// Params: pending_before, unsubscribed_before. How many subscriptions
+    /// past their retention (as `PURGE_CANDIDATES` reads it) a legal hold
+    /// keeps: what a purge reports it skipped. Driven by `legal_holds`, which
+    /// is small.
+    pub const COUNT_HELD_PAST_RETENTION: &str = "SELECT count(*) FROM legal_holds h
+        JOIN subscriptions s ON s.id = h.subscription_id
+        WHERE (s.status = 'pending' AND s.signup_at < ?1)
+           OR (s.status = 'unsubscribed' AND s.confirmed_at IS NOT NULL AND s.unsubscribed_at < ?2)
+           OR (s.status = 'unsubscribed' AND s.confirmed_at IS NULL AND s.signup_at < ?1)";
+
+    /// Params: subscription_id, reason, now. Places a legal hold; a
+    /// subscription already held keeps its first (nothing is inserted).
+    pub const INSERT_LEGAL_HOLD: &str = "INSERT INTO legal_holds (subscription_id, reason, held_at)
+        VALUES (?1, ?2, ?3) ON CONFLICT (subscription_id) DO NOTHING";
+
+    /// Params: subscription_id. The legal hold on a subscription.
+    pub const SELECT_LEGAL_HOLD: &str = "SELECT reason, held_at FROM legal_holds WHERE subscription_id = ?1";
+
+    /// Params: subscription_id. Releases a legal hold.
+    pub const DELETE_LEGAL_HOLD: &str = "DELETE FROM legal_holds WHERE subscription_id = ?1";
 
     /// Params: now. Decline blocks whose time is over.
     pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE until <= ?1";
@@ -916,6 +946,28 @@ impl Db for Connection {
         })
     }
 
+    fn count_held_past_retention(&self, pending_before: Timestamp, unsubscribed_before: Timestamp) -> Result<u64> {
+        let n: i64 = self
+            .prepare_cached(COUNT_HELD_PAST_RETENTION)?
+            .query_row(params![pending_before, unsubscribed_before], |r| r.get(0))?;
+        Ok(n.unsigned_abs())
+    }
+
+    fn insert_legal_hold(&self, subscription_id: i64, reason: &str, now: Timestamp) -> Result<bool> {
+        Ok(self.prepare_cached(INSERT_LEGAL_HOLD)?.execute(params![subscription_id, reason, now])? == 1)
+    }
+
+    fn select_legal_hold(&self, subscription_id: i64) -> Result<Option<LegalHoldRow>> {
+        Ok(self
+            .prepare_cached(SELECT_LEGAL_HOLD)?
+            .query_row([subscription_id], |r| Ok(LegalHoldRow { reason: r.get(0)?, held_at: r.get(1)? }))
+            .optional()?)
+    }
+
+    fn delete_legal_hold(&self, subscription_id: i64) -> Result<bool> {
+        Ok(self.prepare_cached(DELETE_LEGAL_HOLD)?.execute([subscription_id])? == 1)
+    }
+
     fn delete_expired_declines(&self, now: Timestamp) -> Result<u64> {
         Ok(self.prepare_cached(DELETE_EXPIRED_DECLINES)?.execute([now])? as u64)
     }
@@ -1189,6 +1241,9 @@ mod tests {
         assert!(second_live.unwrap_err().to_string().contains("one live subscription"));
         conn.execute("INSERT INTO webhook_calls (subscription_id, event, occurred_at, state, next_attempt_at) VALUES (1, 'confirmed', 't', 'queued', 't')", [])
             .unwrap();
+        // Version 5's legal holds arrived with the file's other tables.
+        assert!(conn.insert_legal_hold(1, "Abmahnung", t()).unwrap());
+        assert_eq!(conn.select_legal_hold(1).unwrap().map(|h| h.reason), Some("Abmahnung".to_string()));
         let problems: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(problems, "ok");
     }

@@ -7,6 +7,8 @@
 //! `/metrics`, and a hanging TSA holds up no signup. On either store
 //! (`LISTGATE_TEST_STORE`).
 
+use base64::Engine as _;
+
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -131,7 +133,6 @@ async fn an_anchor_stores_a_token_that_verify_checks_and_openssl_verifies_with_t
     assert_eq!(format!("{} {}", anchored["head"]["events"], anchored["head"]["link"].as_str().unwrap()), head);
     assert_eq!((anchored["serial"].as_str(), anchored["tsa_url"].as_str()), (Some("02"), Some(tsa.url.as_str())));
     let token: Vec<u8> = app.db().value("SELECT token FROM anchors", &[]);
-    use base64::Engine as _;
     assert_eq!(anchored["token"], base64::engine::general_purpose::STANDARD.encode(token));
     assert!(anchored["check"].as_str().unwrap().contains("openssl ts -verify"), "{anchored}");
 

@@ -49,6 +49,13 @@ async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german(
         page("tampered-token", 400, app.get("/confirm?token=AAAA.BBBB").await).await;
         let (_, other) = app.signup_and_get_token("decline@example.org").await;
         page("declined", 200, app.post_form("/confirm", &[("token", &other), ("action", "decline")]).await).await;
+        // "I did not sign up" on a signup under a legal hold: kept, and the page says so.
+        let (_, held) = app.signup_and_get_token("held@example.org").await;
+        for address in ["held@example.org", "confirm@example.org"] {
+            let hold = app.cli(&["hold", address, "--reason", "Abmahnung <Kanzlei> & Co., Az. 12/26"]);
+            assert!(hold.status.success(), "{}", String::from_utf8_lossy(&hold.stderr));
+        }
+        page("declined-held", 200, app.post_form("/confirm", &[("token", &held), ("action", "decline")]).await).await;
         let unsubscribe = sign(&app.keys(), Purpose::Unsubscribe, app.subject(id), "newsletter", None);
         page("unsubscribe", 200, app.get(&format!("/unsubscribe?token={unsubscribe}")).await).await;
         let path = format!("/unsubscribe?token={unsubscribe}");
@@ -97,7 +104,7 @@ async fn every_page_and_the_proof_document_are_valid_html_in_english_and_german(
         std::fs::rename(&proof_file, dir.path().join(format!("{language:?}-proof.html"))).unwrap();
         written += 1;
     }
-    assert_eq!(written, 2 * 12, "11 pages and the proof document, in each language");
+    assert_eq!(written, 2 * 13, "12 pages and the proof document (of a held record), in each language");
     // The example page site owners start from (README walk-through).
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/signup.html");
     std::fs::copy(example, dir.path().join("example-signup.html")).unwrap();

@@ -14,6 +14,7 @@ mod erasure;
 mod faults;
 mod file_modes;
 mod helpers;
+mod hold;
 mod html;
 mod import;
 mod imprint;

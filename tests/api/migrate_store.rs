@@ -17,6 +17,7 @@ async fn migrate_store_moves_a_sqlite_deployment_into_postgres_with_the_same_exp
     let anna = app.confirmed_subscriber("Anna.Mueller+news@Bücher.example", Some("Anna Müller")).await;
     let bob = app.confirmed_subscriber("BOB@example.org", None).await;
     assert_eq!(app.one_click(bob).await.status(), 200);
+    assert!(app.cli(&["hold", "bob@example.org", "--reason", "Abmahnung, Az. 12/26"]).status.success());
     app.signup_and_get_token("pending@example.org").await;
     let (_, declined) = app.signup_and_get_token("declined@example.org").await;
     let decline = app.post_form("/confirm", &[("token", &declined), ("action", "decline")]).await;
@@ -37,6 +38,11 @@ async fn migrate_store_moves_a_sqlite_deployment_into_postgres_with_the_same_exp
         |args: &[&str]| app.cli_command(args).env("LISTGATE_DATABASE__URL", cluster.url()).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&on_postgres(&export).stdout), String::from_utf8_lossy(&export_before));
     assert_eq!(String::from_utf8_lossy(&on_postgres(&["verify"]).stdout), String::from_utf8_lossy(&verify_before));
+
+    // Bob's legal hold moved with him: PostgreSQL's erase refuses him too.
+    let refused = on_postgres(&["erase", "bob@example.org", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("(reason: Abmahnung, Az. 12/26)"));
 
     // A second run finds data there and changes nothing.
     let again = app.cli(&["migrate-store", "--to", &cluster.url()]);

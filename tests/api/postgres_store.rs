@@ -48,6 +48,7 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
         "form_pages",
         "imports",
         "inbox_mails",
+        "legal_holds",
         "mail_renderings",
         "outbox",
         "proof_events",
@@ -73,6 +74,35 @@ fn migrating_an_empty_postgres_database_creates_every_table_and_records_the_sche
         .unwrap()
         .get(0);
     assert_eq!(page_keys, 1);
+}
+
+#[test]
+fn a_version_4_postgres_database_gets_the_legal_holds_table_and_keeps_its_rows() {
+    let cluster = PgCluster::start();
+    let mut client = connect(&cluster);
+    migrate(&cluster).unwrap();
+    // Version 4 had no legal holds: the file's CREATE … IF NOT EXISTS, run
+    // again for the older version, is the upgrade.
+    client
+        .batch_execute(
+            "DROP TABLE legal_holds; UPDATE schema_version SET version = 4;
+             INSERT INTO consent_texts (sha256, text, first_seen) VALUES ('c', 'Yes.', 't');
+             INSERT INTO subscriptions (list_id, email, email_key, status, consent_sha256, signup_at, signup_ip)
+                 VALUES ('newsletter', 'a@example.org', 'a@example.org', 'pending', 'c', 't', '192.0.2.1');",
+        )
+        .unwrap();
+    assert!(!tables(&mut client).contains("legal_holds"));
+
+    assert_eq!(migrate(&cluster).unwrap(), Migrated::Applied { from: 4 });
+
+    assert!(tables(&mut client).contains("legal_holds"));
+    let held = client
+        .execute(
+            "INSERT INTO legal_holds (subscription_id, reason, held_at) SELECT id, 'Abmahnung', 't' FROM subscriptions",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(held, 1, "the version 4 row is still there and can be held");
 }
 
 #[test]

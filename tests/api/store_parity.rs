@@ -431,14 +431,31 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
         assert_eq!(rows.len() as u64, counted, "{filter:?}");
     }
 
-    // Retention: what a purge would take, with cutoffs that split the rows.
+    // Legal holds on a pending and an unsubscribed subscription: placed once
+    // (a second hold is no new row), read back, and kept out of the purge.
+    let reason = "Abmahnung Kanzlei Müller, Az. 12/26 – „Rundbrief“ ✉️";
+    twins.same("insert_legal_hold", |db| db.insert_legal_hold(e, reason, at(20)));
+    twins.same("insert_legal_hold again", |db| db.insert_legal_hold(e, "another reason", at(21)));
+    twins.same("insert_legal_hold", |db| db.insert_legal_hold(c_other, "complaint", at(22)));
+    twins.same("select_legal_hold", |db| db.select_legal_hold(e));
+    twins.same("select_legal_hold of none", |db| db.select_legal_hold(a));
+
+    // Retention: what a purge would take, with cutoffs that split the rows,
+    // and what the holds keep from it.
     for (pending_before, unsubscribed_before) in [(at(0), at(0)), (at(3), at(8)), (at(10_000), at(10_000))] {
         twins.same("purge_plan", |db| db.purge_plan(pending_before, unsubscribed_before));
         twins.same("purge_candidates", |db| db.purge_candidates(pending_before, unsubscribed_before, 100).map(sorted));
         twins.same("purge_candidates, limited", |db| {
             db.purge_candidates(pending_before, unsubscribed_before, 1).map(|rows| rows.len())
         });
+        twins.same("count_held_past_retention", |db| db.count_held_past_retention(pending_before, unsubscribed_before));
     }
+    let held = twins.same("count_held_past_retention", |db| db.count_held_past_retention(at(10_000), at(10_000)));
+    assert_eq!(held, 2, "both holds keep their subscription from the purge");
+    twins.same("delete_legal_hold", |db| db.delete_legal_hold(c_other));
+    twins.same("delete_legal_hold again", |db| db.delete_legal_hold(c_other));
+    twins.same("select_legal_hold after release", |db| db.select_legal_hold(c_other));
+    twins.same("purge_candidates after a release", |db| db.purge_candidates(at(10_000), at(10_000), 100).map(sorted));
     twins.same("count_by_status", |db| db.count_by_status());
 
     // Webhook calls: queue, claim, sent, retry (with and without a status), fail.

@@ -32,6 +32,7 @@ const TABLES: &[(&str, bool)] = &[
     ("form_pages", false),
     ("subscriptions", true),
     ("imports", false),
+    ("legal_holds", false),
     ("outbox", true),
     ("webhook_calls", true),
     ("proof_events", true),

@@ -355,30 +355,58 @@ statements! {
     /// past their retention: pending ones signed up before the first cutoff;
     /// unsubscribed ones that were confirmed and left before the second (kept
     /// as proof of consent); unsubscribed ones never confirmed, which prove no
-    /// consent, like pending ones from their signup. Confirmed ones never.
-    /// The LIMIT applies to the whole union, as in SQLite.
+    /// consent, like pending ones from their signup. Confirmed ones never, and
+    /// none under a legal hold (`legal_holds`; its key is never NULL, so
+    /// NOT IN means what it says). The LIMIT applies to the whole union, as in SQLite.
     pub const PURGE_CANDIDATES: &str =
-        "SELECT id, list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < $1
+        "SELECT id, list_id, status FROM subscriptions
+            WHERE status = 'pending' AND signup_at < $1
+              AND id NOT IN (SELECT subscription_id FROM legal_holds)
         UNION ALL
         SELECT id, list_id, status FROM subscriptions
             WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < $2
+              AND id NOT IN (SELECT subscription_id FROM legal_holds)
         UNION ALL
         SELECT id, list_id, status FROM subscriptions
             WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < $1
+              AND id NOT IN (SELECT subscription_id FROM legal_holds)
         LIMIT $3";
 
     /// Params: pending_before, unsubscribed_before. What a purge would erase,
     /// per list and state (the rows of `PURGE_CANDIDATES`). PostgreSQL before
     /// 16 wants the subquery named.
     pub const PURGE_PLAN: &str = "SELECT list_id, status, count(*) FROM (
-            SELECT list_id, status FROM subscriptions WHERE status = 'pending' AND signup_at < $1
+            SELECT list_id, status FROM subscriptions
+                WHERE status = 'pending' AND signup_at < $1
+                  AND id NOT IN (SELECT subscription_id FROM legal_holds)
             UNION ALL
             SELECT list_id, status FROM subscriptions
                 WHERE status = 'unsubscribed' AND confirmed_at IS NOT NULL AND unsubscribed_at < $2
+                  AND id NOT IN (SELECT subscription_id FROM legal_holds)
             UNION ALL
             SELECT list_id, status FROM subscriptions
-                WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < $1) AS past_retention
+                WHERE status = 'unsubscribed' AND confirmed_at IS NULL AND signup_at < $1
+                  AND id NOT IN (SELECT subscription_id FROM legal_holds)) AS past_retention
         GROUP BY list_id, status ORDER BY list_id COLLATE \"C\", status";
+
+    /// Params: pending_before, unsubscribed_before. How many subscriptions
+    /// past their retention a legal hold keeps (see SQLite's).
+    pub const COUNT_HELD_PAST_RETENTION: &str = "SELECT count(*) FROM legal_holds h
+        JOIN subscriptions s ON s.id = h.subscription_id
+        WHERE (s.status = 'pending' AND s.signup_at < $1)
+           OR (s.status = 'unsubscribed' AND s.confirmed_at IS NOT NULL AND s.unsubscribed_at < $2)
+           OR (s.status = 'unsubscribed' AND s.confirmed_at IS NULL AND s.signup_at < $1)";
+
+    /// Params: subscription_id (i64), reason, now. Places a legal hold; a
+    /// subscription already held keeps its first (nothing is inserted).
+    pub const INSERT_LEGAL_HOLD: &str = "INSERT INTO legal_holds (subscription_id, reason, held_at)
+        VALUES ($1, $2, $3) ON CONFLICT (subscription_id) DO NOTHING";
+
+    /// Params: subscription_id (i64). The legal hold on a subscription.
+    pub const SELECT_LEGAL_HOLD: &str = "SELECT reason, held_at FROM legal_holds WHERE subscription_id = $1";
+
+    /// Params: subscription_id (i64). Releases a legal hold.
+    pub const DELETE_LEGAL_HOLD: &str = "DELETE FROM legal_holds WHERE subscription_id = $1";
 
     /// Params: now. Decline blocks whose time is over.
     pub const DELETE_EXPIRED_DECLINES: &str = "DELETE FROM declined_addresses WHERE until <= $1";

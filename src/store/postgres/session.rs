@@ -762,6 +762,25 @@ impl Db for PgSession {
         self.all(queries::PURGE_PLAN, &[&stored(pending_before), &stored(unsubscribed_before)], status_count_from_row)
     }
 
+    fn count_held_past_retention(&self, pending_before: Timestamp, unsubscribed_before: Timestamp) -> Result<u64> {
+        let row = self
+            .query_one(queries::COUNT_HELD_PAST_RETENTION, &[&stored(pending_before), &stored(unsubscribed_before)])?;
+        count(&row, 0)
+    }
+
+    fn insert_legal_hold(&self, subscription_id: i64, reason: &str, now: Timestamp) -> Result<bool> {
+        Ok(self.execute(queries::INSERT_LEGAL_HOLD, &[&subscription_id, &reason, &stored(now)])? == 1)
+    }
+
+    fn select_legal_hold(&self, subscription_id: i64) -> Result<Option<LegalHoldRow>> {
+        let Some(row) = self.query_opt(queries::SELECT_LEGAL_HOLD, &[&subscription_id])? else { return Ok(None) };
+        Ok(Some(LegalHoldRow { reason: row.try_get(0)?, held_at: time(&row, 1)? }))
+    }
+
+    fn delete_legal_hold(&self, subscription_id: i64) -> Result<bool> {
+        Ok(self.execute(queries::DELETE_LEGAL_HOLD, &[&subscription_id])? == 1)
+    }
+
     fn delete_expired_declines(&self, now: Timestamp) -> Result<u64> {
         self.execute(queries::DELETE_EXPIRED_DECLINES, &[&stored(now)])
     }
