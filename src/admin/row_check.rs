@@ -15,11 +15,14 @@
 //! | `confirm`          | pending → confirmed; confirmation time and IP                 |
 //! | `unsubscribe`      | pending or confirmed → unsubscribed; time, IP, method         |
 //! | `name_corrected`   | the name (its SHA-256, old and new)                           |
-//! | any other          | nothing in the row (mail sent, legal hold, …)                 |
+//! | `legal_hold`       | a `legal_holds` row: its time and reason                      |
+//! | `legal_hold_released` | no `legal_holds` row                                       |
+//! | any other          | nothing in the row (mail sent, mail failed)                   |
 //!
 //! A row with no events, events whose row is gone (deleted, not erased), and
 //! an event the state does not allow (a confirmation after an unsubscribe)
-//! fail too. Erased events carry no subscription and are skipped: their
+//! fail too; so do a hold deleted by hand (purge and erasure would then
+//! destroy what it kept) and a hold made up (erasure refused without one). Erased events carry no subscription and are skipped: their
 //! rows were erased with them.
 //!
 //! Memory stays constant: subscriptions are read a page at a time by id, and
@@ -32,7 +35,7 @@ use crate::clock::Timestamp;
 use crate::domain::{Status, UnsubscribeMethod};
 use crate::mail::sha256_hex;
 use crate::store::Result;
-use crate::store::db::{Db, ProofEventRow, SubscriptionRow};
+use crate::store::db::{Db, LegalHoldRow, ProofEventRow, SubscriptionRow};
 
 /// At most this many mismatches are described; the rest are counted.
 const DESCRIBED: usize = 20;
@@ -68,13 +71,16 @@ pub fn check_rows(conn: &dyn Db, page: i64, mut progress: impl FnMut(u64)) -> Re
         let up_to = if (rows.len() as i64) < page { i64::MAX } else { rows.last().map_or(i64::MAX, |r| r.id) };
         let events = conn.select_proof_events_of_range(after, up_to)?;
         let mut events = events.as_slice();
+        let mut holds = conn.select_legal_holds_of_range(after, up_to)?.into_iter().peekable();
         for row in &rows {
+            // A hold's row is deleted with its subscription (ON DELETE CASCADE).
+            let hold = holds.next_if(|(id, _)| *id == row.id).map(|(_, hold)| hold);
             let (before, rest) = split_while(events, |e| e.subscription_id < Some(row.id));
             orphaned_events(before, &mut report);
             let (own, rest) = split_while(rest, |e| e.subscription_id == Some(row.id));
             events = rest;
             report.subscriptions += 1;
-            if let Err(why) = replay(own).and_then(|expected| compare(row, &expected)) {
+            if let Err(why) = replay(own).and_then(|expected| compare(row, hold.as_ref(), &expected)) {
                 report.fail(format!("subscription {} (list {}): {why}", row.id, row.list_id));
             }
         }
@@ -120,6 +126,8 @@ struct Expected {
     unsubscribed_ip: Option<String>,
     unsubscribe_method: Option<UnsubscribeMethod>,
     form_page_sha256: Option<String>,
+    /// The standing legal hold: when it was placed, and why.
+    hold: Option<(Timestamp, String)>,
 }
 
 /// The state one subscription's events (in chain order) lead to.
@@ -175,9 +183,12 @@ fn replay(events: &[ProofEventRow]) -> Result<Expected, String> {
                 }
                 state.name_sha256 = optional_text(&detail, "new_name_sha256");
             }
-            "signup_repeated" | "confirm" | "unsubscribe" => {
+            "legal_hold" if state.hold.is_none() => state.hold = Some((at()?, text(&detail, "reason"))),
+            "legal_hold_released" if state.hold.is_some() => state.hold = None,
+            "signup_repeated" | "confirm" | "unsubscribe" | "legal_hold" | "legal_hold_released" => {
                 let status = state.status.map_or("none", Status::as_str);
-                return Err(format!("event {} ({kind}) cannot follow the status {status}", event.id));
+                let hold = if state.hold.is_some() { ", under a legal hold" } else { "" };
+                return Err(format!("event {} ({kind}) cannot follow the status {status}{hold}", event.id));
             }
             _ => {}
         }
@@ -218,7 +229,7 @@ fn text(detail: &Value, field: &str) -> String {
 /// The first field in which the row differs from its events, as one line.
 /// Status, times, list and method are shown; personal values (address,
 /// name, IPs) and hashes are only named, so the output can go to a log.
-fn compare(row: &SubscriptionRow, expected: &Expected) -> Result<(), String> {
+fn compare(row: &SubscriptionRow, hold: Option<&LegalHoldRow>, expected: &Expected) -> Result<(), String> {
     fn show<T: std::fmt::Display>(value: Option<T>) -> String {
         value.map_or("none".into(), |v| format!("\"{v}\""))
     }
@@ -233,6 +244,20 @@ fn compare(row: &SubscriptionRow, expected: &Expected) -> Result<(), String> {
     ];
     if let Some((field, stored, replayed)) = shown.into_iter().find(|(_, stored, replayed)| stored != replayed) {
         return Err(format!("its {field} is {stored}, but its proof events say {replayed}: the row was edited"));
+    }
+    match (hold, &expected.hold) {
+        (None, Some((at, _))) => {
+            return Err(format!(
+                "its legal hold of {at} is gone, but no proof event released it: the hold was deleted"
+            ));
+        }
+        (Some(hold), None) => {
+            return Err(format!("it has a legal hold of {}, but no proof event placed it", hold.held_at));
+        }
+        (Some(hold), Some((at, reason))) if hold.held_at != *at || hold.reason != *reason => {
+            return Err(format!("its legal hold differs from the one its proof event placed at {at}"));
+        }
+        _ => {}
     }
     let named = [
         ("address", row.email == expected.email),

@@ -395,6 +395,8 @@ pub trait Db {
     /// subscription was held already, and keeps its first hold).
     fn insert_legal_hold(&self, subscription_id: i64, reason: &str, now: Timestamp) -> Result<bool>;
     fn select_legal_hold(&self, subscription_id: i64) -> Result<Option<LegalHoldRow>>;
+    /// The holds on subscriptions `after_id < id <= up_to_id`, by subscription id.
+    fn select_legal_holds_of_range(&self, after_id: i64, up_to_id: i64) -> Result<Vec<(i64, LegalHoldRow)>>;
     /// Releases a legal hold; returns whether there was one.
     fn delete_legal_hold(&self, subscription_id: i64) -> Result<bool>;
     fn delete_expired_declines(&self, now: Timestamp) -> Result<u64>;

@@ -301,6 +301,11 @@ statements! {
     /// Params: subscription_id. The legal hold on a subscription.
     pub const SELECT_LEGAL_HOLD: &str = "SELECT reason, held_at FROM legal_holds WHERE subscription_id = ?1";
 
+    /// Params: after_subscription_id, up_to_subscription_id. The legal holds
+    /// on the subscriptions in that id range, by subscription (`verify`).
+    pub const SELECT_LEGAL_HOLDS_OF_RANGE: &str = "SELECT subscription_id, reason, held_at FROM legal_holds
+        WHERE subscription_id > ?1 AND subscription_id <= ?2 ORDER BY subscription_id";
+
     /// Params: subscription_id. Releases a legal hold.
     pub const DELETE_LEGAL_HOLD: &str = "DELETE FROM legal_holds WHERE subscription_id = ?1";
 
@@ -955,6 +960,12 @@ impl Db for Connection {
 
     fn insert_legal_hold(&self, subscription_id: i64, reason: &str, now: Timestamp) -> Result<bool> {
         Ok(self.prepare_cached(INSERT_LEGAL_HOLD)?.execute(params![subscription_id, reason, now])? == 1)
+    }
+
+    fn select_legal_holds_of_range(&self, after_id: i64, up_to_id: i64) -> Result<Vec<(i64, LegalHoldRow)>> {
+        all(self, SELECT_LEGAL_HOLDS_OF_RANGE, params![after_id, up_to_id], |r| {
+            Ok((r.get(0)?, LegalHoldRow { reason: r.get(1)?, held_at: r.get(2)? }))
+        })
     }
 
     fn select_legal_hold(&self, subscription_id: i64) -> Result<Option<LegalHoldRow>> {

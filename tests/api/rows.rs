@@ -1,8 +1,9 @@
 //! `verify` checks every subscription row against its chained events: an
 //! attacker with the database file but not the key, who drops the triggers
 //! and edits rows (a pending signup made "confirmed", an IP changed, an
-//! unsubscribe hidden, a row deleted or made up), is found, and each edited
-//! subscription is named without printing its personal values.
+//! unsubscribe hidden, a row deleted or made up, a legal hold deleted so purge
+//! can destroy the record, or one made up so erasure is refused), is found,
+//! and each edited subscription is named without printing its personal values.
 
 use listgate::config::Language;
 
@@ -34,17 +35,22 @@ async fn edited_rows_fail_verify_naming_each_subscription(language: Language) {
     let left = app.confirmed_subscriber("left@example.org", None).await;
     assert_eq!(app.one_click(left).await.status(), 200);
     let operator = app.confirmed_subscriber("operator@example.org", Some("Otto")).await;
+    let held = app.confirmed_subscriber("held@example.org", None).await;
+    let unheld = app.confirmed_subscriber("unheld@example.org", None).await;
     for args in [
         &["correct", "Anna+News@bücher.example", "--name", "Anna Schmidt"][..],
         &["correct", "operator@example.org", "--name", ""],
         &["unsubscribe", "operator@example.org"],
+        &["hold", "held@example.org", "--reason", "Abmahnung vom 1.12.2026"],
+        &["hold", "unheld@example.org", "--reason", "Anfrage"],
+        &["release", "unheld@example.org"],
     ] {
         let out = app.cli(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let clean = app.cli(&["verify"]);
     assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
-    assert!(stdout(&clean).contains("ok: 4 subscription rows match their proof events"), "{}", stdout(&clean));
+    assert!(stdout(&clean).contains("ok: 6 subscription rows match their proof events"), "{}", stdout(&clean));
     assert!(stdout(&clean).lines().last().unwrap().starts_with("head: "), "the head comes last");
 
     drop_triggers(&app);
@@ -68,6 +74,11 @@ async fn edited_rows_fail_verify_naming_each_subscription(language: Language) {
         &[id(anna)],
     );
     let made_up: i64 = db.value("SELECT max(id) FROM subscriptions", &[]);
+    db.execute("DELETE FROM legal_holds WHERE subscription_id = ?1", &[id(held)]);
+    db.execute(
+        "INSERT INTO legal_holds (subscription_id, reason, held_at) VALUES (?1, 'made up', '2026-01-01T00:00:00.000Z')",
+        &[id(unheld)],
+    );
 
     let broken = app.cli(&["verify"]);
     let text = stdout(&broken);
@@ -87,15 +98,20 @@ async fn edited_rows_fail_verify_naming_each_subscription(language: Language) {
         format!(
             "broken: subscription {made_up} (list newsletter): the row has no proof events (none records its signup or import)"
         ),
-        "rows: 5 found wrong checking 4 subscription rows against their proof events".to_string(),
+        format!("broken: subscription {held} (list newsletter): its legal hold of "),
+        "is gone, but no proof event released it: the hold was deleted".to_string(),
+        format!(
+            "broken: subscription {unheld} (list newsletter): it has a legal hold of 2026-01-01T00:00:00.000Z, but no proof event placed it"
+        ),
+        "rows: 7 found wrong checking 6 subscription rows against their proof events".to_string(),
     ] {
         assert!(text.contains(&line), "missing {line:?} in\n{text}");
     }
-    assert_eq!(text.matches("broken: ").count(), 5, "{text}");
-    for personal in ["203.0.113.99", "127.0.0.1", "Anna", "bücher", "xn--", "made.up"] {
+    assert_eq!(text.matches("broken: ").count(), 7, "{text}");
+    for personal in ["203.0.113.99", "127.0.0.1", "Anna", "bücher", "xn--", "made.up", "Abmahnung", "made up"] {
         assert!(!text.contains(personal), "verify prints no personal value ({personal}):\n{text}");
     }
-    assert!(text.lines().last().unwrap().starts_with("head: 15 "), "the chain's own head still ends it: {text}");
+    assert!(text.lines().last().unwrap().starts_with("head: 24 "), "the chain's own head still ends it: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

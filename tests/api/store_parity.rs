@@ -439,6 +439,8 @@ fn every_store_operation_answers_the_same_on_sqlite_and_postgres() {
     twins.same("insert_legal_hold", |db| db.insert_legal_hold(c_other, "complaint", at(22)));
     twins.same("select_legal_hold", |db| db.select_legal_hold(e));
     twins.same("select_legal_hold of none", |db| db.select_legal_hold(a));
+    twins.same("select_legal_holds_of_range", |db| db.select_legal_holds_of_range(0, i64::MAX));
+    twins.same("select_legal_holds_of_range, a range", |db| db.select_legal_holds_of_range(a, e));
 
     // Retention: what a purge would take, with cutoffs that split the rows,
     // and what the holds keep from it.

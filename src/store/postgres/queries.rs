@@ -405,6 +405,11 @@ statements! {
     /// Params: subscription_id (i64). The legal hold on a subscription.
     pub const SELECT_LEGAL_HOLD: &str = "SELECT reason, held_at FROM legal_holds WHERE subscription_id = $1";
 
+    /// Params: after_subscription_id, up_to_subscription_id (i64). The legal
+    /// holds on the subscriptions in that id range, by subscription (`verify`).
+    pub const SELECT_LEGAL_HOLDS_OF_RANGE: &str = "SELECT subscription_id, reason, held_at FROM legal_holds
+        WHERE subscription_id > $1 AND subscription_id <= $2 ORDER BY subscription_id";
+
     /// Params: subscription_id (i64). Releases a legal hold.
     pub const DELETE_LEGAL_HOLD: &str = "DELETE FROM legal_holds WHERE subscription_id = $1";
 

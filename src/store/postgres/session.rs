@@ -772,6 +772,12 @@ impl Db for PgSession {
         Ok(self.execute(queries::INSERT_LEGAL_HOLD, &[&subscription_id, &reason, &stored(now)])? == 1)
     }
 
+    fn select_legal_holds_of_range(&self, after_id: i64, up_to_id: i64) -> Result<Vec<(i64, LegalHoldRow)>> {
+        self.all(queries::SELECT_LEGAL_HOLDS_OF_RANGE, &[&after_id, &up_to_id], |row| {
+            Ok((row.try_get(0)?, LegalHoldRow { reason: row.try_get(1)?, held_at: time(row, 2)? }))
+        })
+    }
+
     fn select_legal_hold(&self, subscription_id: i64) -> Result<Option<LegalHoldRow>> {
         let Some(row) = self.query_opt(queries::SELECT_LEGAL_HOLD, &[&subscription_id])? else { return Ok(None) };
         Ok(Some(LegalHoldRow { reason: row.try_get(0)?, held_at: time(&row, 1)? }))
