@@ -1,7 +1,7 @@
 //! The operator CLI as a process, against a database filled through HTTP
 //! while the server runs.
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_without_smtp};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_app_without_smtp};
 use crate::store::{Value, sqlite_only};
 use crate::tools::{Tool, require};
 
@@ -311,7 +311,16 @@ fn printed_head(verify: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_head_shows_events_cut_off_the_end_and_a_rewritten_chain() {
-    let app = spawn_app().await;
+    a_kept_head_shows_cut_and_rewritten_chains(listgate::config::Language::En).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_head_shows_events_cut_off_the_end_of_a_german_lists_chain() {
+    a_kept_head_shows_cut_and_rewritten_chains(listgate::config::Language::De).await;
+}
+
+async fn a_kept_head_shows_cut_and_rewritten_chains(language: listgate::config::Language) {
+    let app = spawn_app_with("ok", |c| c.lists[0].language = language).await;
     app.confirmed_subscriber("head@example.org", None).await;
     let first = app.cli(&["verify"]);
     assert_eq!(first.status.code(), Some(0));
