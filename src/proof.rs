@@ -47,6 +47,24 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Signup,
+        EventKind::SignupRepeated,
+        EventKind::MailSent,
+        EventKind::MailFailed,
+        EventKind::Confirm,
+        EventKind::Unsubscribe,
+        EventKind::NameCorrected,
+        EventKind::Imported,
+        EventKind::Hold,
+        EventKind::Release,
+    ];
+
+    /// The kind stored as `text`; `None` for text listgate never writes.
+    pub fn from_stored(text: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Signup => "signup",
@@ -267,6 +285,15 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn every_event_kind_reads_back_as_stored_and_no_other_text_does() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_stored(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::from_stored("Signup"), None);
+        assert_eq!(EventKind::from_stored(""), None);
     }
 
     #[test]

@@ -49,10 +49,7 @@ pub fn hold(
     conn.immediate(|c| {
         let at = Timestamp::from(now);
         let mut placed = Placed::default();
-        for s in c.subscriptions_of_address(email_key)? {
-            if list.is_some_and(|l| l != s.list_id) {
-                continue;
-            }
+        for s in subscriptions_on(c, email_key, list)? {
             if let Some(existing) = c.select_legal_hold(s.id)? {
                 placed.already.push((s, existing));
                 continue;
@@ -78,10 +75,7 @@ pub fn release(
     conn.immediate(|c| {
         let at = Timestamp::from(now);
         let mut released = Released::default();
-        for s in c.subscriptions_of_address(email_key)? {
-            if list.is_some_and(|l| l != s.list_id) {
-                continue;
-            }
+        for s in subscriptions_on(c, email_key, list)? {
             let Some(existing) = c.select_legal_hold(s.id)? else { continue };
             c.delete_legal_hold(s.id)?;
             let detail = json!({"held_at": existing.held_at.to_string()});
@@ -91,6 +85,13 @@ pub fn release(
         Ok(released)
     })
     .map_err(|e| e.to_string())
+}
+
+/// The address's subscriptions, on `list` only if given.
+fn subscriptions_on(c: &dyn Db, email_key: &EmailKey, list: Option<&str>) -> Result<Vec<SubscriptionRow>> {
+    let mut subscriptions = c.subscriptions_of_address(email_key)?;
+    subscriptions.retain(|s| list.is_none_or(|l| l == s.list_id));
+    Ok(subscriptions)
 }
 
 /// The holds on the address's subscriptions, inside the caller's transaction.

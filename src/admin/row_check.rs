@@ -17,11 +17,11 @@
 //! | `name_corrected`   | the name (its SHA-256, old and new)                           |
 //! | `legal_hold`       | a `legal_holds` row: its time and reason                      |
 //! | `legal_hold_released` | no `legal_holds` row                                       |
-//! | any other          | nothing in the row (mail sent, mail failed)                   |
+//! | `mail_sent`, `mail_failed` | nothing in the row                                    |
 //!
 //! A row with no events, events whose row is gone (deleted, not erased), and
 //! an event the state does not allow (a confirmation after an unsubscribe)
-//! fail too; so do a hold deleted by hand (purge and erasure would then
+//! or a kind listgate never writes fail too; so do a hold deleted by hand (purge and erasure would then
 //! destroy what it kept) and a hold made up (erasure refused without one). Erased events carry no subscription and are skipped: their
 //! rows were erased with them.
 //!
@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::clock::Timestamp;
 use crate::domain::{Status, UnsubscribeMethod};
 use crate::mail::sha256_hex;
+use crate::proof::EventKind;
 use crate::store::Result;
 use crate::store::db::{Db, LegalHoldRow, ProofEventRow, SubscriptionRow};
 
@@ -137,17 +138,18 @@ fn replay(events: &[ProofEventRow]) -> Result<Expected, String> {
         return Err("the row has no proof events (none records its signup or import)".into());
     }
     for (i, event) in events.iter().enumerate() {
-        let kind = event.kind.as_deref().unwrap_or("");
+        let stored = event.kind.as_deref().unwrap_or("");
+        let kind = EventKind::from_stored(stored).ok_or(format!("event {} has an unknown kind", event.id))?;
         let detail: Value = serde_json::from_str(event.detail.as_deref().unwrap_or("null"))
             .map_err(|_| format!("event {} has a detail that is not JSON", event.id))?;
         let at =
             || event.at.as_deref().and_then(Timestamp::from_stored).ok_or(format!("event {} has no time", event.id));
-        let starts = matches!(kind, "signup" | "imported");
+        let starts = matches!(kind, EventKind::Signup | EventKind::Imported);
         if starts != (i == 0) {
-            return Err(format!("event {} ({kind}) is not where a {kind} can be", event.id));
+            return Err(format!("event {} ({stored}) is not where a {stored} can be", event.id));
         }
         match kind {
-            "signup" => {
+            EventKind::Signup => {
                 state = Expected {
                     list_id: text(&detail, "list"),
                     email: text(&detail, "email"),
@@ -160,14 +162,16 @@ fn replay(events: &[ProofEventRow]) -> Result<Expected, String> {
                     ..Expected::default()
                 }
             }
-            "imported" => state = imported(&detail).ok_or(format!("event {} has an unreadable import", event.id))?,
-            "signup_repeated" if state.status == Some(Status::Pending) => {}
-            "confirm" if state.status == Some(Status::Pending) => {
+            EventKind::Imported => {
+                state = imported(&detail).ok_or(format!("event {} has an unreadable import", event.id))?
+            }
+            EventKind::SignupRepeated if state.status == Some(Status::Pending) => {}
+            EventKind::Confirm if state.status == Some(Status::Pending) => {
                 state.status = Some(Status::Confirmed);
                 state.confirmed_at = Some(at()?);
                 state.confirmed_ip = event.ip.clone();
             }
-            "unsubscribe" if matches!(state.status, Some(Status::Pending | Status::Confirmed)) => {
+            EventKind::Unsubscribe if matches!(state.status, Some(Status::Pending | Status::Confirmed)) => {
                 state.status = Some(Status::Unsubscribed);
                 state.unsubscribed_at = Some(at()?);
                 // The row stores "" where no IP was known (an operator's unsubscribe).
@@ -177,20 +181,25 @@ fn replay(events: &[ProofEventRow]) -> Result<Expected, String> {
                     .map(Some)
                     .ok_or(format!("event {} names no unsubscribe method", event.id))?;
             }
-            "name_corrected" => {
+            EventKind::NameCorrected => {
                 if optional_text(&detail, "old_name_sha256") != state.name_sha256 {
                     return Err(format!("event {} corrects a name the subscription did not have", event.id));
                 }
                 state.name_sha256 = optional_text(&detail, "new_name_sha256");
             }
-            "legal_hold" if state.hold.is_none() => state.hold = Some((at()?, text(&detail, "reason"))),
-            "legal_hold_released" if state.hold.is_some() => state.hold = None,
-            "signup_repeated" | "confirm" | "unsubscribe" | "legal_hold" | "legal_hold_released" => {
+            EventKind::Hold if state.hold.is_none() => state.hold = Some((at()?, text(&detail, "reason"))),
+            EventKind::Release if state.hold.is_some() => state.hold = None,
+            EventKind::SignupRepeated
+            | EventKind::Confirm
+            | EventKind::Unsubscribe
+            | EventKind::Hold
+            | EventKind::Release => {
                 let status = state.status.map_or("none", Status::as_str);
                 let hold = if state.hold.is_some() { ", under a legal hold" } else { "" };
-                return Err(format!("event {} ({kind}) cannot follow the status {status}{hold}", event.id));
+                return Err(format!("event {} ({stored}) cannot follow the status {status}{hold}", event.id));
             }
-            _ => {}
+            // The mail's fate changes nothing in the row.
+            EventKind::MailSent | EventKind::MailFailed => {}
         }
     }
     Ok(state)

@@ -1,19 +1,9 @@
 //! The operator CLI as a process, against a database filled through HTTP
 //! while the server runs.
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_app_without_smtp};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_app_without_smtp, stdout};
 use crate::store::{Value, sqlite_only};
 use crate::tools::{Tool, require};
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}, stderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 /// Names that break naive CSV, spreadsheets and encodings.
 const TRICKY_NAMES: [&str; 5] =

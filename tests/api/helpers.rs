@@ -412,6 +412,18 @@ impl Drop for TestApp {
 }
 
 /// Undoes quoted-printable soft breaks and `=XX` escapes (enough to read links).
+/// A command's standard output, after asserting that it succeeded (its
+/// exit code and standard error in the message when it did not).
+pub fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
 pub fn decode_qp(message: &[u8]) -> String {
     let text = String::from_utf8_lossy(message).replace("=\r\n", "");
     let bytes = text.as_bytes();

@@ -11,20 +11,10 @@ use listgate::config::Language;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::helpers::{TestApp, spawn_app_without_smtp_on_clock};
+use crate::helpers::{TestApp, spawn_app_without_smtp_on_clock, stdout};
 use crate::store::{Value, off_runtime};
 
 const REASON: &str = "Abmahnung Kanzlei Müller, Az. 12/26";
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}, stderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -10,7 +10,8 @@ use listgate::config::Language;
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::store::Value;
 
-fn stdout(output: &std::process::Output) -> String {
+/// What a command printed, whether it succeeded or not (verify fails here).
+fn printed(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -49,9 +50,9 @@ async fn edited_rows_fail_verify_naming_each_subscription(language: Language) {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let clean = app.cli(&["verify"]);
-    assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
-    assert!(stdout(&clean).contains("ok: 6 subscription rows match their proof events"), "{}", stdout(&clean));
-    assert!(stdout(&clean).lines().last().unwrap().starts_with("head: "), "the head comes last");
+    assert_eq!(clean.status.code(), Some(0), "{}", printed(&clean));
+    assert!(printed(&clean).contains("ok: 6 subscription rows match their proof events"), "{}", printed(&clean));
+    assert!(printed(&clean).lines().last().unwrap().starts_with("head: "), "the head comes last");
 
     drop_triggers(&app);
     let db = app.db();
@@ -81,7 +82,7 @@ async fn edited_rows_fail_verify_naming_each_subscription(language: Language) {
     );
 
     let broken = app.cli(&["verify"]);
-    let text = stdout(&broken);
+    let text = printed(&broken);
     assert_eq!(broken.status.code(), Some(1), "{text}");
     assert!(text.starts_with("ok: "), "the chain itself still verifies: {text}");
     for line in [
@@ -132,8 +133,8 @@ async fn a_signup_whose_events_were_cut_off_the_end_fails_the_row_check() {
     drop_triggers(&app);
     app.db().execute("DELETE FROM proof_events WHERE subscription_id = ?1", &[Value::from(cut)]);
     let out = app.cli(&["verify"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        stdout(&out).contains(&format!("broken: subscription {cut} (list newsletter): the row has no proof events"))
+        printed(&out).contains(&format!("broken: subscription {cut} (list newsletter): the row has no proof events"))
     );
 }
