@@ -8,6 +8,12 @@
 #                              the same on PostgreSQL: a throwaway cluster
 #                              (Debian's postgresql, fsync and
 #                              synchronous_commit on) and one or two nodes
+#   benches/load.sh --e2e [--rate N] [--seconds S] [--smtp-latency MS]
+#                              end to end: signups for S seconds (default
+#                              60; --smoke: 5) at an offered rate of N/s
+#                              (default: as fast as answers come), then
+#                              until the outbox has drained; see "End to
+#                              end" below. Combines with --store and --nodes.
 #
 # Workloads (wrk, 1 thread, 64 connections, benches/post.lua):
 #   hello        POST to the hello_warp example: the machine's HTTP limit
@@ -30,12 +36,20 @@ duration=10
 runs=3
 store=sqlite
 nodes=1
+e2e=0
+rate=
+e2e_seconds=60
+smtp_latency=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --smoke) duration=2; runs=1 ;;
+    --smoke) duration=2; runs=1; e2e_seconds=5 ;;
     --store) store=$2; shift ;;
     --nodes) nodes=$2; shift ;;
-    *) echo "usage: benches/load.sh [--smoke] [--store sqlite|postgres] [--nodes 1|2]" >&2; exit 2 ;;
+    --e2e) e2e=1 ;;
+    --rate) rate=$2; shift ;;
+    --seconds) e2e_seconds=$2; shift ;;
+    --smtp-latency) smtp_latency=$2; shift ;;
+    *) echo "usage: benches/load.sh [--smoke] [--store sqlite|postgres] [--nodes 1|2] [--e2e [--rate N] [--seconds S] [--smtp-latency MS]]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -47,7 +61,7 @@ esac
 # their runs are shorter: the signups must leave enough tokens.
 act_duration=$((duration * 3 / 10)); [ "$act_duration" -ge 1 ] || act_duration=1
 
-cargo build --release --quiet --bin listgate --example hello_warp
+cargo build --release --quiet --bin listgate --example hello_warp --example latency_proxy
 bin=$PWD/target/release/listgate
 hello=$PWD/target/release/examples/hello_warp
 work=$(mktemp -d)
@@ -71,13 +85,14 @@ field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 wrk_run() {
   local out d=$duration
   if [ -n "${3:-}" ]; then d=$act_duration; fi
-  out=$(MODE=$1 RUN=$run${5:-} TOKENS=${3:-} wrk -t1 -c"${4:-64}" -d"${d}s" -s benches/post.lua "$2")
+  out=$(MODE=$1 RUN=$run${5:-} TOKENS=${3:-} RATE=$rate ALL_CONNECTIONS=64 \
+    wrk -t1 -c"${4:-64}" -d"${d}s" -s benches/post.lua "$2")
   echo "$out" | grep '^RESULT'
   if echo "$out" | grep -q 'Non-2xx'; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
 }
 
 # load MODE [TOKENS]: one run against every node at once; prints one RESULT
-# line (req/s summed, p99 the largest).
+# line (req/s and requests summed, p99 the largest).
 load() {
   if [ "$nodes" = 1 ]; then wrk_run "$1" "${bases[0]}" "${2:-}"; return; fi
   local part=() wrks=() i
@@ -88,8 +103,11 @@ load() {
   done
   wait "${wrks[@]}"
   cat "$work/part.0" "$work/part.1" | awk '{
-      for (f = 2; f <= NF; f++) { split($f, kv, "="); if (kv[1] == "rps") rps += kv[2]; if (kv[1] == "p99_ms" && kv[2] > p99) p99 = kv[2] }
-    } END { printf "RESULT rps=%.0f p99_ms=%.2f\n", rps, p99 }'
+      for (f = 2; f <= NF; f++) {
+        split($f, kv, "="); if (kv[1] == "rps") rps += kv[2]; if (kv[1] == "requests") n += kv[2]
+        if (kv[1] == "p99_ms" && kv[2] > p99) p99 = kv[2]
+      }
+    } END { printf "RESULT rps=%.0f p99_ms=%.2f requests=%d\n", rps, p99, n }'
 }
 
 # report NAME FILE: median rps and p99 of the runs in FILE.
@@ -104,6 +122,14 @@ sink_port=$(free_port)
 sink_user=(); if [ "$(id -u)" = 0 ]; then sink_user=(-u nobody); fi   # smtp-sink refuses to run as root
 smtp-sink "${sink_user[@]}" -c "127.0.0.1:$sink_port" 1000 > /dev/null 2>&1 &
 pids+=($!)
+# --smtp-latency: listgate reaches the sink through a proxy that delays
+# every chunk (benches/latency_proxy.rs), a mail server across a network.
+mail_port=$sink_port
+if [ "$smtp_latency" != 0 ]; then
+  mail_port=$(free_port)
+  "$PWD/target/release/examples/latency_proxy" "127.0.0.1:$mail_port" "127.0.0.1:$sink_port" "$smtp_latency" &
+  pids+=($!)
+fi
 
 # 1. The reference: hello world.
 hello_port=$(free_port)
@@ -126,24 +152,93 @@ else
   token_sql="SELECT substr(link, instr(link, 'token=') + 6) FROM outbox ORDER BY id"
 fi
 export LISTGATE_DATABASE__PATH=$work/bench.db LISTGATE_SECRETS__KEY_FILE=$work/bench.key \
-  LISTGATE_MAIL__URL=smtp://127.0.0.1:$sink_port \
+  LISTGATE_MAIL__URL=smtp://127.0.0.1:$mail_port \
   LISTGATE_LIMITS__SIGNUPS_PER_IP=off LISTGATE_LIMITS__SIGNUPS_PER_ADDRESS=off LISTGATE_LIMITS__MAILS_PER_HOUR=off LISTGATE_LOG=warn
 unset LISTGATE_CONFIG
 bases=()
+metrics=()
 lg_pids=()
 for i in $(seq "$nodes"); do
   # One node at a time: the first makes the key file the second reads.
   lg_port=$(free_port)
+  metrics_port=$(free_port)
   LISTGATE_SERVER__BIND=127.0.0.1:$lg_port LISTGATE_SERVER__BASE_URL=http://127.0.0.1:$lg_port \
+    LISTGATE_SERVER__METRICS_BIND=127.0.0.1:$metrics_port \
     "$bin" serve 2> "$work/serve.$i.log" &
   lg_pids+=($!)
   pids+=($!)
   wait_http "http://127.0.0.1:$lg_port/healthz"
   bases+=("http://127.0.0.1:$lg_port")
+  metrics+=("http://127.0.0.1:$metrics_port/metrics")
 done
 lg_pid=${lg_pids[0]}
 # The CLI's export builds its links from the first node's URL.
 export LISTGATE_SERVER__BASE_URL=${bases[0]}
+
+machine() {
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  echo "store: $store${pg_version:+ ($pg_version)}, $nodes node(s)"
+}
+
+# End to end (--e2e): what a subscriber gets is a mail, so a signup counts
+# when smtp-sink has accepted its confirmation mail. Signups run for
+# $e2e_seconds at the offered rate; then the script waits for the outbox to
+# drain. Every second it samples each node's /metrics (its own listener):
+# the outbox backlog (the database's count of queued mails), mails sent,
+# and node 1's RSS.
+if [ "$e2e" = 1 ]; then
+  scrape() { curl -s "$1" | awk -v m="$2" '$1 == m {v = $2} END {print v + 0}'; }
+  queued() { scrape "${metrics[0]}" listgate_mails_queued; }
+  sent() { local m n=0; for m in "${metrics[@]}"; do n=$((n + $(scrape "$m" listgate_mails_sent_total))); done; echo "$n"; }
+  sampler() {
+    while :; do
+      echo "$(date +%s.%N) $(queued) $(sent) $(awk '/VmRSS/ {print $2}' "/proc/$lg_pid/status")"
+      sleep 1
+    done
+  }
+  run=e2e
+  duration=$e2e_seconds
+  t0=$(date +%s.%N)
+  sampler > "$work/samples" &
+  sampler_pid=$!
+  pids+=("$sampler_pid")
+  load subscribe > "$work/e2e.txt"
+  t_load=$(date +%s.%N)
+  # Drain: until no mail is queued (or ten minutes have passed).
+  while [ "$(queued)" != 0 ] && awk -v t0="$t_load" -v now="$(date +%s.%N)" 'BEGIN {exit !(now - t0 < 600)}'; do
+    sleep 0.1
+  done
+  t_drained=$(date +%s.%N)
+  sleep 1.1 # one more sample after the drain
+  kill "$sampler_pid" 2>/dev/null || true
+  mails=$(sent)
+  left=$(queued)
+  answered=$(field requests < "$work/e2e.txt")
+  answer_rps=$(field rps < "$work/e2e.txt")
+  p99=$(field p99_ms < "$work/e2e.txt")
+  peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$lg_pid/status")
+  read -r _ hello_rps hello_p99 < <(report hello "$work/hello.txt")
+  ratio() { awk -v a="$1" -v b="$hello_rps" 'BEGIN {printf "%.2f", a / b}'; }
+  e2e_rps=$(awk -v n="$mails" -v t0="$t0" -v t1="$t_drained" 'BEGIN {printf "%.0f", n / (t1 - t0)}')
+  machine
+  echo "end to end: signups for ${e2e_seconds}s at ${rate:-an unlimited} offered rate (wrk -c64, closed loop${rate:+ with a delay per connection}), smtp-sink$([ "$smtp_latency" = 0 ] || echo " behind $smtp_latency ms per direction")"
+  printf '%-26s %10s %8s\n' measure value ratio
+  printf '%-26s %10s %8s\n' "hello world req/s" "$hello_rps" 1.00
+  printf '%-26s %10s %8s\n' "answered signups/s" "$answer_rps" "$(ratio "$answer_rps")"
+  printf '%-26s %10s %8s\n' "end-to-end signups/s" "$e2e_rps" "$(ratio "$e2e_rps")"
+  echo "answered: $answer_rps/s, p99 $p99 ms, $answered signups; mails accepted by smtp-sink: $mails, still queued: $left"
+  echo "drained $(awk -v a="$t_load" -v b="$t_drained" 'BEGIN {printf "%.1f", b - a}') s after the load stopped; end to end over $(awk -v a="$t0" -v b="$t_drained" 'BEGIN {printf "%.1f", b - a}') s"
+  echo "peak RSS: $((peak_rss_kb / 1024)) MB (node 1)"
+  echo "backlog over time (s since start, mails queued, mails sent per s, RSS MB):"
+  awk -v t0="$t0" -v every="$([ "$e2e_seconds" -ge 20 ] && echo 5 || echo 1)" '
+    { t = $1 - t0; rate = (NR > 1 && t > pt) ? ($3 - ps) / (t - pt) : 0; pt = t; ps = $3
+      if (NR % every == 1 || every == 1) printf "  %6.1f %8d %8.0f %5.1f\n", t, $2, rate, $4 / 1024 }' "$work/samples"
+  if [ "$answered" -gt "$mails" ] || [ "$left" != 0 ]; then
+    echo "not every answered signup's mail was accepted (answered $answered, accepted $mails, queued $left)" >&2
+    exit 1
+  fi
+  exit 0
+fi
 
 for run in $(seq "$runs"); do load subscribe >> "$work/subscribe.txt"; done
 
@@ -186,8 +281,7 @@ rows=$(sql "SELECT count(*) FROM subscriptions")
 "$bin" verify > /dev/null
 
 read -r _ hello_rps hello_p99 < <(report hello "$work/hello.txt")
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "store: $store${pg_version:+ ($pg_version)}, $nodes node(s)"
+machine
 echo "runs: $runs x ${duration}s (confirm, unsubscribe: ${act_duration}s), wrk -t1 -c64; rows at the end: $rows"
 printf '%-12s %10s %10s %8s\n' workload req/s p99_ms ratio
 printf '%-12s %10s %10s %8s\n' hello "$hello_rps" "$hello_p99" 1.00

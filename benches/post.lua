@@ -24,6 +24,17 @@ function init(args)
   end
 end
 
+-- RATE (environment): the offered rate over all ALL_CONNECTIONS connections
+-- of every wrk process; each connection waits its share between requests
+-- (closed loop, so the rate offered is a little lower than RATE).
+local rate = tonumber(os.getenv("RATE") or "")
+if rate and rate > 0 then
+  local per_connection_ms = tonumber(os.getenv("ALL_CONNECTIONS") or "64") * 1000 / rate
+  function delay()
+    return per_connection_ms
+  end
+end
+
 local form = { ["Content-Type"] = "application/x-www-form-urlencoded" }
 
 function request()
