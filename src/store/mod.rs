@@ -56,6 +56,8 @@ pub const SCHEMA: &str = include_str!("../../schema.sql");
 pub const SCHEMA_VERSION: i32 = 5;
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
+/// Page cache of each read connection, in KiB ([`open_reader`]).
+const READER_CACHE_KIB: i64 = 256;
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The WAL file is cut back to this size whenever it restarts, so a burst
@@ -183,6 +185,18 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     // Statement journals of savepoints stay in memory instead of a temporary
     // file opened and deleted per statement.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+/// A read connection of the server's pool: as [`open_connection`], with a
+/// page cache of [`READER_CACHE_KIB`]. Reads are point lookups and short
+/// counts that the operating system's file cache serves as well; SQLite's
+/// default of 2 MB per connection, on the writer and up to
+/// [`MAX_IDLE_READERS`] readers, was most of the server's growth in memory
+/// under load (`benches/load.sh --e2e`, BENCHMARKS.md "Memory").
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = open_connection(path)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
     Ok(conn)
 }
 
@@ -327,7 +341,7 @@ impl SqliteStore {
             let pooled = readers.lock().expect("reader pool").pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => open_connection(&path)?,
+                None => open_reader(&path)?,
             };
             let result = job(&conn);
             let mut pool = readers.lock().expect("reader pool");
