@@ -10,6 +10,7 @@ temporary name and a rename so a reader never sees half a file.
 --mode tempfail:N[:CODE] answer the first N DATA commands with CODE (default
                          451; 421 also closes the connection), then accept
 --mode reject            answer every DATA command with 550, quoting the recipient
+--mode reject-rcpt       answer every RCPT command with 550 (so DATA gets 503)
 --mode hold:SECONDS      store each message, then wait before answering 250
                          (a client killed meanwhile never hears the answer)
 --port PORT              listen on PORT instead of a free one
@@ -17,9 +18,12 @@ temporary name and a rename so a reader never sees half a file.
                          before MAIL
 --implicit-tls           with --tls: TLS from the first byte (smtps) instead
 --auth USER:PASSWORD     require AUTH (PLAIN or LOGIN) with these credentials
+--no-pipelining          do not offer PIPELINING (RFC 2920) in the EHLO reply;
+                         by default it is offered, as Postfix does
 
-DIR/NNNNN.json also records whether the session was encrypted ("tls") and
-which user authenticated ("user").
+DIR/NNNNN.json also records whether the session was encrypted ("tls"),
+which user authenticated ("user"), and whether the client pipelined
+("pipelined": RCPT had already arrived when MAIL was answered).
 """
 import argparse
 import asyncio
@@ -31,11 +35,34 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, folder, mode):
+    def __init__(self, folder, mode, pipelining):
         self.folder = folder
         self.mode = mode
+        self.pipelining = pipelining
         self.data_commands = 0
         self.stored = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands one after another from its stream, so a
+        # client's pipelined group is served in order; it just never says so.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # A client that waits for each reply has sent nothing beyond MAIL.
+        envelope.pipelined = len(server._reader._buffer) > 0
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.mode == "reject-rcpt":
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.data_commands += 1
@@ -57,6 +84,7 @@ class Handler:
                 "rcpt_tos": envelope.rcpt_tos,
                 "tls": server.transport.get_extra_info("ssl_object") is not None,
                 "user": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
+                "pipelined": getattr(envelope, "pipelined", False),
             }, f)
         os.rename(stem + ".tmp", stem + ".eml")
         if self.mode.startswith("hold:"):
@@ -72,8 +100,9 @@ async def main():
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--implicit-tls", action="store_true")
     parser.add_argument("--auth")
+    parser.add_argument("--no-pipelining", action="store_true")
     args = parser.parse_args()
-    handler = Handler(args.folder, args.mode)
+    handler = Handler(args.folder, args.mode, not args.no_pipelining)
     # Continue numbering after files already there (a restarted server).
     handler.stored = len([f for f in os.listdir(args.folder) if f.endswith(".eml")])
     context = None

@@ -18,7 +18,8 @@ use std::time::Duration;
 use lettre::Address;
 use lettre::address::Envelope;
 use serde_json::json;
-use tokio::sync::{Notify, watch};
+use futures_util::{StreamExt, stream};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::ceiling::{self, Ceiling};
 use super::smtp::SmtpClient;
@@ -33,15 +34,22 @@ use crate::store::db::{OutboxRow, RenderingRow};
 use crate::store::{Store, StoreError};
 use crate::worker;
 
-/// Mails claimed (and delivered concurrently) per round.
-const BATCH: i64 = 16;
+/// Mails in delivery at once: the SMTP sessions kept busy. A mail waits
+/// on the server for most of its delivery (two round trips and the
+/// server's write of it), so more sessions than cores fill that time; real
+/// relays accept this many from one client (Postfix: 50).
+const CONCURRENCY: usize = 32;
+/// Mails claimed per round, delivered `CONCURRENCY` at a time: one claim
+/// (a writer job) per four mails of each session.
+const BATCH: i64 = 4 * CONCURRENCY as i64;
 /// How long a claimed mail stays invisible to other claims while its
 /// delivery runs, in `mail.timeout`s: one delivery waits at most that long
-/// on each of the SMTP server's steps, and a batch is delivered at once, so
-/// five cover a batch on a slow server (the default 60 s gives 5 minutes).
-/// After a crash, SQLite's single node releases its leases at start; with
-/// several nodes on PostgreSQL, a dead node's mails go out from another
-/// node once their lease runs out, under the same Message-ID.
+/// on each of the SMTP server's steps, and a session delivers up to four
+/// mails of a batch in turn, so five cover a batch on a slow server (the
+/// default 60 s gives 5 minutes). After a crash, SQLite's single node
+/// releases its leases at start; with several nodes on PostgreSQL, a dead
+/// node's mails go out from another node once their lease runs out, under
+/// the same Message-ID.
 const LEASE_IN_TIMEOUTS: i32 = 5;
 /// While mails wait for the hourly ceiling, how often to look again: an
 /// in-memory check, and a clock that jumps (an NTP step, a test's manual
@@ -248,10 +256,11 @@ impl Outbox {
         Ok(row)
     }
 
-    async fn deliver(&self, row: OutboxRow) {
+    /// One delivery attempt of `row`; recording it is [`Outbox::record`]'s.
+    async fn deliver(&self, row: OutboxRow) -> Outcome {
         let rendering = match self.rendering(&row.rendering_sha256).await {
             Ok(r) => r,
-            Err(e) => return self.record(row, String::new(), Attempt::Permanent(e)).await,
+            Err(e) => return Outcome { row, sha256: String::new(), attempt: Attempt::Permanent(e) },
         };
         let message = compose(
             &rendering,
@@ -275,12 +284,63 @@ impl Outbox {
                 })
             }
         };
-        self.record(row, sha256, attempt).await;
+        Outcome { row, sha256, attempt }
     }
 
-    /// Stores the outcome and, for delivered and failed mails, a proof event.
-    async fn record(&self, row: OutboxRow, sha256: String, attempt: Attempt) {
+    /// Stores the outcomes of finished deliveries in one writer job (one
+    /// savepoint for all, not one per mail) and, for delivered and failed
+    /// mails, their proof events.
+    async fn record(&self, outcomes: Vec<Outcome>) {
         let now = Timestamp::now(self.clock.as_ref());
+        let mut counted = Vec::with_capacity(outcomes.len());
+        let outcomes: Vec<(Outcome, Option<Timestamp>)> = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let (outcome, retry_at) = self.settle(outcome, now);
+                counted.push(match outcome.attempt {
+                    Attempt::Delivered { .. } => MailOutcome::Sent,
+                    Attempt::Temporary(_) => MailOutcome::Retried,
+                    Attempt::Permanent(_) => MailOutcome::Failed,
+                });
+                (outcome, retry_at)
+            })
+            .collect();
+        let keys = self.keys.clone();
+        let result = self
+            .store
+            .write(move |c| {
+                for (Outcome { row, sha256, attempt }, retry_at) in outcomes {
+                    match attempt {
+                        Attempt::Delivered { reply } => {
+                            if c.mark_mail_sent(row.id, now, &reply, &sha256)? {
+                                let detail = json!({"message_id": row.message_id, "message_sha256": sha256, "smtp_reply": reply});
+                                proof::append(c, &keys, row.subscription_id, now, EventKind::MailSent, None, &detail)?;
+                            }
+                        }
+                        Attempt::Temporary(error) => c.mark_mail_retry(row.id, retry_at.unwrap_or(now), &error)?,
+                        Attempt::Permanent(error) => {
+                            if c.mark_mail_failed(row.id, &error)? {
+                                let detail = json!({"message_id": row.message_id, "error": error});
+                                proof::append(c, &keys, row.subscription_id, now, EventKind::MailFailed, None, &detail)?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => counted.into_iter().for_each(|outcome| self.metrics.mail(outcome)),
+            // The leases run out and the mails are tried again: nothing is lost.
+            Err(e) => tracing::error!(error = %e, mails = counted.len(), "outbox: cannot record delivery outcomes"),
+        }
+    }
+
+    /// Turns a temporary failure past `give_up_after` into a permanent one,
+    /// counts a delivery against the hourly ceiling, and logs the outcome;
+    /// returns when to try again after a temporary failure.
+    fn settle(&self, outcome: Outcome, now: Timestamp) -> (Outcome, Option<Timestamp>) {
+        let Outcome { row, sha256, attempt } = outcome;
         let next = self.retry.next_try(row.created_at, row.attempts, now);
         if let Attempt::Delivered { .. } = attempt {
             self.ceiling.sent(now);
@@ -306,42 +366,16 @@ impl Outbox {
                 tracing::error!(outbox_id = row.id, to = %masked, error = %mask_addresses(e), "mail delivery failed permanently")
             }
         }
-        let outcome = match &attempt {
-            Attempt::Delivered { .. } => MailOutcome::Sent,
-            Attempt::Temporary(_) => MailOutcome::Retried,
-            Attempt::Permanent(_) => MailOutcome::Failed,
-        };
-        let keys = self.keys.clone();
-        // Only a temporary failure before the deadline uses it (then `next` is set).
-        let retry_at = next.unwrap_or(now);
-        let result = self
-            .store
-            .write(move |c| {
-                match attempt {
-                    Attempt::Delivered { reply } => {
-                        if c.mark_mail_sent(row.id, now, &reply, &sha256)? {
-                            let detail =
-                                json!({"message_id": row.message_id, "message_sha256": sha256, "smtp_reply": reply});
-                            proof::append(c, &keys, row.subscription_id, now, EventKind::MailSent, None, &detail)?;
-                        }
-                    }
-                    Attempt::Temporary(error) => c.mark_mail_retry(row.id, retry_at, &error)?,
-                    Attempt::Permanent(error) => {
-                        if c.mark_mail_failed(row.id, &error)? {
-                            let detail = json!({"message_id": row.message_id, "error": error});
-                            proof::append(c, &keys, row.subscription_id, now, EventKind::MailFailed, None, &detail)?;
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => self.metrics.mail(outcome),
-            // The lease runs out and the mail is tried again: nothing is lost.
-            Err(e) => tracing::error!(error = %e, "outbox: cannot record a delivery outcome"),
-        }
+        (Outcome { row, sha256, attempt }, next)
     }
+}
+
+/// A finished delivery attempt, waiting to be recorded.
+struct Outcome {
+    row: OutboxRow,
+    /// Of the message as composed (empty when it could not be).
+    sha256: String,
+    attempt: Attempt,
 }
 
 impl worker::BatchWorker for Outbox {
@@ -361,7 +395,24 @@ impl worker::BatchWorker for Outbox {
         let lease = self.retry.lease;
         let rows = self.store.write(move |c| c.claim_due_mails(now, now + lease, limit)).await?;
         let count = rows.len();
-        futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
+        // Deliveries run `CONCURRENCY` at a time, each slot taking the next
+        // mail as soon as its last is done; outcomes are recorded while
+        // others are still on the wire, all that finished during one
+        // record's commit together in the next.
+        let (finished, mut to_record) = mpsc::unbounded_channel();
+        let deliveries = async move {
+            let mut deliveries = stream::iter(rows).map(|row| self.deliver(row)).buffer_unordered(CONCURRENCY);
+            while let Some(outcome) = deliveries.next().await {
+                let _ = finished.send(outcome);
+            }
+        };
+        let recorder = async {
+            let mut outcomes = Vec::new();
+            while to_record.recv_many(&mut outcomes, CONCURRENCY).await > 0 {
+                self.record(std::mem::take(&mut outcomes)).await;
+            }
+        };
+        tokio::join!(deliveries, recorder);
         Ok(count)
     }
 

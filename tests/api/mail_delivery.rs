@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::store::Value;
 use crate::helpers::{SmtpServer, sha256_hex, spawn_app_with, spawn_app_with_smtp, spawn_app_without_smtp};
 use crate::tools::{Tool, require};
 
@@ -34,6 +35,56 @@ async fn a_550_is_recorded_as_failed_and_not_retried() {
     let detail: String = app.db().value("SELECT detail FROM proof_events WHERE kind = 'mail_failed'", &[]);
     assert!(detail.contains("550"), "{detail}");
     assert!(app.smtp().messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_recipient_in_a_pipelined_group_is_recorded_as_failed_and_not_retried() {
+    let app = spawn_app_with("reject-rcpt", |_| {}).await;
+    assert_eq!(app.subscribe("nobody+tag@example.org").await.status(), 200);
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'failed'", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (attempts, error): (i64, String) = app.db().value("SELECT attempts, last_error FROM outbox", &[]);
+    assert_eq!(attempts, 1, "a 550 to RCPT is permanent, whatever the replies after it said");
+    assert!(error.contains("550") && error.contains("Recipient address rejected"), "{error}");
+    assert!(app.smtp().messages().is_empty());
+    // The connection with the group's unread replies was closed, not reused:
+    // a second mail gets its own RCPT reply, not the first one's DATA reply.
+    assert_eq!(app.subscribe("second@example.org").await.status(), 200);
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'failed'", 2).await;
+    let error: String = app.db().value("SELECT last_error FROM outbox WHERE to_email = 'second@example.org'", &[]);
+    assert!(error.contains("550") && error.contains("second@example.org"), "{error}");
+}
+
+/// RFC 2920: to a server that offers PIPELINING, MAIL, RCPT and DATA go out
+/// as one group; to one that does not, one at a time. Either way the server
+/// receives exactly the bytes whose SHA-256 is recorded, a line that begins
+/// with a dot (dot-stuffed on the wire) included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_out_pipelined_when_offered_and_step_by_step_when_not_byte_for_byte_either_way() {
+    for (options, pipelined) in [(&[][..], true), (&["--no-pipelining"][..], false)] {
+        let smtp = SmtpServer::start_with(tempfile::tempdir().unwrap(), "ok", 0, options);
+        let app = spawn_app_with_smtp(smtp, |c| {
+            c.lists[0].imprint = Some("Example GmbH\n.A line that begins with a dot\nStreet 1, Berlin".into());
+        })
+        .await;
+        let addresses = ["Anna+News@Bücher.example", "bob@example.ORG", &format!("{}@example.org", "long".repeat(16))];
+        for address in addresses {
+            assert_eq!(app.subscribe(address).await.status(), 200);
+        }
+        let mails = app.smtp().wait_for_messages(addresses.len()).await;
+        app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", addresses.len() as i64).await;
+        let mut received: Vec<String> = mails.iter().map(|m| sha256_hex(m)).collect();
+        let mut recorded: Vec<String> = (1..=addresses.len() as i64)
+            .map(|id| app.db().value("SELECT message_sha256 FROM outbox WHERE id = ?1", &[Value::from(id)]))
+            .collect();
+        received.sort();
+        recorded.sort();
+        assert_eq!(received, recorded, "pipelined: {pipelined}");
+        assert!(mails.iter().all(|m| m.windows(3).any(|w| w == b"\r\n.")), "each mail has a line that begins with a dot");
+        for envelope in app.smtp().envelopes() {
+            assert_eq!(envelope["pipelined"], pipelined, "{envelope}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
