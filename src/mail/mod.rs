@@ -415,7 +415,8 @@ fn quoted_printable(text: &str) -> String {
             if literal {
                 out.push(b as char);
             } else {
-                out.push_str(&format!("={b:02X}"));
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.extend(['=', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
             }
             column += width;
         }

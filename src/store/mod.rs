@@ -58,6 +58,12 @@ pub const SCHEMA_VERSION: i32 = 5;
 const MAX_IDLE_READERS: usize = 8;
 /// Page cache of each read connection, in KiB ([`open_reader`]).
 const READER_CACHE_KIB: i64 = 256;
+/// Page cache of the server's writer, in KiB: the B-tree pages a signup
+/// touches (the right edges where rows are appended, the inner pages of the
+/// address index). SQLite's default is 2000; 1024 left the signup rate
+/// where it was at a million rows and took 1 MB off the server's peak
+/// (BENCHMARKS.md, "Memory").
+const WRITER_CACHE_KIB: i64 = 1024;
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The WAL file is cut back to this size whenever it restarts, so a burst
@@ -289,6 +295,7 @@ impl SqliteStore {
     pub fn open_capped(path: &Path, max_pages: u64) -> Result<SqliteStore> {
         let conn = open_connection(path)?;
         migrate(&conn)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         if max_pages > 0 {
             conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
         }
