@@ -190,9 +190,12 @@ if [ "$e2e" = 1 ]; then
   scrape() { curl -s "$1" | awk -v m="$2" '$1 == m {v = $2} END {print v + 0}'; }
   queued() { scrape "${metrics[0]}" listgate_mails_queued; }
   sent() { local m n=0; for m in "${metrics[@]}"; do n=$((n + $(scrape "$m" listgate_mails_sent_total))); done; echo "$n"; }
+  # CPU time (user + system) of node 1 so far, in clock ticks.
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$lg_pid/stat"; }
+  tick=$(getconf CLK_TCK)
   sampler() {
     while :; do
-      echo "$(date +%s.%N) $(queued) $(sent) $(awk '/VmRSS/ {print $2}' "/proc/$lg_pid/status")"
+      echo "$(date +%s.%N) $(queued) $(sent) $(awk '/VmRSS/ {print $2}' "/proc/$lg_pid/status") $(cpu_ticks)"
       sleep 1
     done
   }
@@ -229,6 +232,15 @@ if [ "$e2e" = 1 ]; then
   echo "answered: $answer_rps/s, p99 $p99 ms, $answered signups; mails accepted by smtp-sink: $mails, still queued: $left"
   echo "drained $(awk -v a="$t_load" -v b="$t_drained" 'BEGIN {printf "%.1f", b - a}') s after the load stopped; end to end over $(awk -v a="$t0" -v b="$t_drained" 'BEGIN {printf "%.1f", b - a}') s"
   echo "peak RSS: $((peak_rss_kb / 1024)) MB (node 1)"
+  # Cost: node 1's CPU per signup over the whole run (its answer and its
+  # mail), and per mail once the signups stopped (the outbox alone).
+  awk -v tick="$tick" -v t_load="$t_load" -v nodes="$nodes" '
+    NR == 1 { c0 = $5 } { last_c = $5; last_s = $3 }
+    $1 >= t_load && !d { d = 1; dc = $5; ds = $3 }
+    END {
+      if (last_s > 0 && nodes == 1) printf "CPU of listgate: %.0f us per signup end to end (answer and mail)\n", (last_c - c0) / tick * 1e6 / last_s
+      if (last_s > ds) printf "CPU of listgate per mail while draining (no signups): %.0f us\n", (last_c - dc) / tick * 1e6 / (last_s - ds)
+    }' "$work/samples"
   echo "backlog over time (s since start, mails queued, mails sent per s, RSS MB):"
   awk -v t0="$t0" -v every="$([ "$e2e_seconds" -ge 20 ] && echo 5 || echo 1)" '
     { t = $1 - t0; rate = (NR > 1 && t > pt) ? ($3 - ps) / (t - pt) : 0; pt = t; ps = $3
