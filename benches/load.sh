@@ -239,7 +239,7 @@ if [ "$e2e" = 1 ]; then
     $1 >= t_load && !d { d = 1; dc = $5; ds = $3 }
     END {
       if (last_s > 0 && nodes == 1) printf "CPU of listgate: %.0f us per signup end to end (answer and mail)\n", (last_c - c0) / tick * 1e6 / last_s
-      if (last_s > ds) printf "CPU of listgate per mail while draining (no signups): %.0f us\n", (last_c - dc) / tick * 1e6 / (last_s - ds)
+      if (last_s > ds && nodes == 1) printf "CPU of listgate per mail while draining (no signups): %.0f us\n", (last_c - dc) / tick * 1e6 / (last_s - ds)
     }' "$work/samples"
   echo "backlog over time (s since start, mails queued, mails sent per s, RSS MB):"
   awk -v t0="$t0" -v every="$([ "$e2e_seconds" -ge 20 ] && echo 5 || echo 1)" '
