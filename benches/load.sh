@@ -85,7 +85,7 @@ field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 wrk_run() {
   local out d=$duration
   if [ -n "${3:-}" ]; then d=$act_duration; fi
-  out=$(MODE=$1 RUN=$run${5:-} TOKENS=${3:-} RATE=$rate ALL_CONNECTIONS=64 \
+  out=$(MODE=$1 RUN=$run${5:-} TOKENS=${3:-} RATE=${offered_rate:-} ALL_CONNECTIONS=64 \
     wrk -t1 -c"${4:-64}" -d"${d}s" -s benches/post.lua "$2")
   echo "$out" | grep '^RESULT'
   if echo "$out" | grep -q 'Non-2xx'; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
@@ -205,7 +205,7 @@ if [ "$e2e" = 1 ]; then
   sampler > "$work/samples" &
   sampler_pid=$!
   pids+=("$sampler_pid")
-  load subscribe > "$work/e2e.txt"
+  offered_rate=$rate load subscribe > "$work/e2e.txt"
   t_load=$(date +%s.%N)
   # Drain: until no mail is queued (or ten minutes have passed).
   while [ "$(queued)" != 0 ] && awk -v t0="$t_load" -v now="$(date +%s.%N)" 'BEGIN {exit !(now - t0 < 600)}'; do

@@ -245,3 +245,35 @@ async fn tls_required_against_a_server_without_starttls_sends_nothing_in_clear()
     .await;
     assert!(app.smtp().messages().is_empty());
 }
+
+/// A client that posts its signup and hangs up while the signup waits for
+/// the writer still gets its mail at once: the signup is committed either
+/// way, and the outbox's wake-up must not be lost with the dropped request
+/// (the outbox then slept until its next look, up to 30 s). The test holds
+/// the database's write lock so the request is surely waiting on the writer
+/// when the client goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_whose_client_hung_up_before_the_answer_is_mailed_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with("ok", |_| {}).await;
+    // Let the outbox go to sleep with nothing queued.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let lock = app.db();
+    lock.batch(if lock.is_postgres() { "BEGIN; LOCK TABLE outbox IN SHARE MODE" } else { "BEGIN IMMEDIATE" });
+    let body = "email=hung-up%40example.org";
+    let request = format!(
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        app.addr,
+        body.len()
+    );
+    let mut client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    client.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.batch("COMMIT");
+    let released = std::time::Instant::now();
+    app.wait_for_value("SELECT count(*) FROM subscriptions", 1).await;
+    app.wait_for_value("SELECT count(*) FROM outbox WHERE state = 'sent'", 1).await;
+    assert!(released.elapsed() < std::time::Duration::from_secs(5), "mailed after {:?}", released.elapsed());
+}
