@@ -195,7 +195,7 @@ if [ "$e2e" = 1 ]; then
   tick=$(getconf CLK_TCK)
   sampler() {
     while :; do
-      echo "$(date +%s.%N) $(queued) $(sent) $(awk '/VmRSS/ {print $2}' "/proc/$lg_pid/status") $(cpu_ticks)"
+      echo "$(date +%s.%N) $(queued) $(sent) $(awk '/VmRSS/ {print $2}' "/proc/$lg_pid/status") $(cpu_ticks) $(awk '/RssAnon/ {print $2}' "/proc/$lg_pid/status")"
       sleep 1
     done
   }
@@ -231,7 +231,10 @@ if [ "$e2e" = 1 ]; then
   printf '%-26s %10s %8s\n' "end-to-end signups/s" "$e2e_rps" "$(ratio "$e2e_rps")"
   echo "answered: $answer_rps/s, p99 $p99 ms, $answered signups; mails accepted by smtp-sink: $mails, still queued: $left"
   echo "drained $(awk -v a="$t_load" -v b="$t_drained" 'BEGIN {printf "%.1f", b - a}') s after the load stopped; end to end over $(awk -v a="$t0" -v b="$t_drained" 'BEGIN {printf "%.1f", b - a}') s"
-  echo "peak RSS: $((peak_rss_kb / 1024)) MB (node 1)"
+  # The file-backed part of RSS is mostly listgate's own code, mapped from
+  # the page cache: how much of it is mapped differs from run to run by
+  # several MB (fresh from a build, more), so the anonymous part is shown too.
+  echo "peak RSS: $((peak_rss_kb / 1024)) MB (node 1); its anonymous memory (heap, stacks, SQLite's caches) peaked at $(awk '$6 > m {m = $6} END {printf "%.1f", m / 1024}' "$work/samples") MB"
   # Cost: node 1's CPU per signup over the whole run (its answer and its
   # mail), and per mail once the signups stopped (the outbox alone).
   awk -v tick="$tick" -v t_load="$t_load" -v nodes="$nodes" '
@@ -241,10 +244,10 @@ if [ "$e2e" = 1 ]; then
       if (last_s > 0 && nodes == 1) printf "CPU of listgate: %.0f us per signup end to end (answer and mail)\n", (last_c - c0) / tick * 1e6 / last_s
       if (last_s > ds && nodes == 1) printf "CPU of listgate per mail while draining (no signups): %.0f us\n", (last_c - dc) / tick * 1e6 / (last_s - ds)
     }' "$work/samples"
-  echo "backlog over time (s since start, mails queued, mails sent per s, RSS MB):"
+  echo "backlog over time (s since start, mails queued, mails sent per s, RSS MB, of it anonymous MB):"
   awk -v t0="$t0" -v every="$([ "$e2e_seconds" -ge 20 ] && echo 5 || echo 1)" '
     { t = $1 - t0; rate = (NR > 1 && t > pt) ? ($3 - ps) / (t - pt) : 0; pt = t; ps = $3
-      if (NR % every == 1 || every == 1) printf "  %6.1f %8d %8.0f %5.1f\n", t, $2, rate, $4 / 1024 }' "$work/samples"
+      if (NR % every == 1 || every == 1) printf "  %6.1f %8d %8.0f %5.1f %5.1f\n", t, $2, rate, $4 / 1024, $6 / 1024 }' "$work/samples"
   if [ "$answered" -gt "$mails" ] || [ "$left" != 0 ]; then
     echo "not every answered signup's mail was accepted (answered $answered, accepted $mails, queued $left)" >&2
     exit 1

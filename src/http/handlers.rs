@@ -19,35 +19,8 @@ use crate::metrics::{self, Limit};
 use crate::subscriptions::{
     self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod, UnsubscribeOutcome,
 };
-use crate::store::StoreError;
 use crate::store::db::Db;
 use crate::token::{self, Purpose, TokenError, VerifiedToken};
-
-/// Runs a request's write, then `committed` (wake the worker the commit
-/// gave work, count the event), in a task of its own, so both finish even
-/// when the client hangs up meanwhile: the commit happens either way, and a
-/// wake-up lost with the request left its mail waiting for the outbox's next
-/// look, up to 30 s (seen when wrk closed its connections at the end of a
-/// `benches/load.sh --e2e` run).
-async fn write_through<T, F>(
-    state: &Arc<AppState>,
-    job: F,
-    committed: impl FnOnce(&AppState, &T) + Send + 'static,
-) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Db) -> Result<T, StoreError> + Send + 'static,
-{
-    let state = state.clone();
-    let write = tokio::spawn(async move {
-        let result = state.store.write(job).await;
-        if let Ok(value) = &result {
-            committed(&state, value);
-        }
-        result
-    });
-    write.await.map_err(|_| StoreError::WriterGone)?
-}
 
 /// Whether the caller wants JSON: a JSON body or `Accept: application/json`.
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -166,7 +139,7 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 async fn subscribe_to(
-    state: &Arc<AppState>,
+    state: &AppState,
     list: &PreparedList,
     ip: IpAddr,
     page: Option<FormPage>,
@@ -197,16 +170,19 @@ async fn subscribe_to(
     });
     let signup = Signup { list_id: list.config.id.clone(), email, name, ip, page };
     let masked = signup.email.masked();
+    let (metrics, wake) = (state.metrics.clone(), state.outbox_wake.clone());
     let job = move |conn: &dyn Db| subscriptions::signup(conn, &ctx, &signup, now);
-    let outcome = write_through(state, job, |state, outcome| {
-        if matches!(outcome, SignupOutcome::Created { .. }) {
-            state.metrics.signup();
-        }
-        if matches!(outcome, SignupOutcome::Created { .. } | SignupOutcome::Resent { .. }) {
-            state.outbox_wake.notify_one();
-        }
-    })
-    .await?;
+    let outcome = state
+        .store
+        .write_then(job, move |outcome| {
+            if matches!(outcome, SignupOutcome::Created { .. }) {
+                metrics.signup();
+            }
+            if matches!(outcome, SignupOutcome::Created { .. } | SignupOutcome::Resent { .. }) {
+                wake.notify_one();
+            }
+        })
+        .await?;
     tracing::info!(list = %list.config.id, email = %masked, "signup received");
     tracing::debug!(?outcome, "signup outcome");
     Ok(())
@@ -313,14 +289,17 @@ pub async fn confirm(state: Arc<AppState>, ip: IpAddr, body: Result<Bytes, AppEr
             Err(e) => AppError::from(e).respond_on(&list.config, false),
         };
     }
+    let (metrics, wake) = (state.metrics.clone(), state.webhook_wake.clone());
     let job = move |conn: &dyn Db| subscriptions::confirm(conn, &ctx, &verified, ip, now);
-    let result = write_through(&state, job, |state, outcome| {
-        if *outcome == ConfirmOutcome::Confirmed {
-            state.metrics.confirmation();
-            state.webhook_wake.notify_one();
-        }
-    })
-    .await;
+    let result = state
+        .store
+        .write_then(job, move |outcome| {
+            if *outcome == ConfirmOutcome::Confirmed {
+                metrics.confirmation();
+                wake.notify_one();
+            }
+        })
+        .await;
     match result {
         Ok(ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed) => {
             tracing::info!(list = %list.config.id, "subscription confirmed");
@@ -380,14 +359,17 @@ pub async fn unsubscribe(
         UnsubscribeMethod::Page
     };
     let (ctx, now) = (state.ctx.clone(), state.clock.now());
+    let (metrics, wake) = (state.metrics.clone(), state.webhook_wake.clone());
     let job = move |conn: &dyn Db| subscriptions::unsubscribe(conn, &ctx, &verified, Some(ip), method, now);
-    let result = write_through(&state, job, move |state, outcome| {
-        if *outcome == UnsubscribeOutcome::Unsubscribed {
-            state.metrics.unsubscribe(method);
-            state.webhook_wake.notify_one();
-        }
-    })
-    .await;
+    let result = state
+        .store
+        .write_then(job, move |outcome| {
+            if *outcome == UnsubscribeOutcome::Unsubscribed {
+                metrics.unsubscribe(method);
+                wake.notify_one();
+            }
+        })
+        .await;
     match result {
         Ok(outcome) => {
             tracing::info!(list = %list.config.id, method = method.as_str(), ?outcome, "unsubscribe");

@@ -333,7 +333,18 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
-        self.writer.submit(move |conn| in_savepoint(conn, |c| job(c)), |e| StoreError::Sqlite(clone_error(e))).await
+        self.write_then(job, |_| {}).await
+    }
+
+    /// As [`SqliteStore::write`], calling `committed` with the result once
+    /// the transaction committed, even if the caller has gone.
+    pub async fn write_then<T, F>(&self, job: F, committed: impl FnOnce(&T) + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        let failed = |e: &StoreError| StoreError::Sqlite(clone_error(e));
+        self.writer.submit(move |conn| in_savepoint(conn, |c| job(c)), failed, committed).await
     }
 
     /// Runs `job` on a read connection, off the async executor.
@@ -403,6 +414,26 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.write(job).await,
             Store::Postgres(store) => store.write(job).await,
+        }
+    }
+
+    /// As [`Store::write`]; once the job's transaction committed, and only
+    /// if the job succeeded, `committed` gets its result, on the writer
+    /// thread. It runs even when the caller has gone meanwhile (an HTTP
+    /// client that hung up drops its request): what a commit calls for,
+    /// waking the worker it gave work and counting it, must not be lost
+    /// with the request. A signup's wake-up lost so left its mail waiting
+    /// for the outbox's next look, up to 30 s (`benches/load.sh --e2e`
+    /// showed it when wrk closed its connections). Keep it short: the
+    /// writer's next batch waits for it.
+    pub async fn write_then<T, F>(&self, job: F, committed: impl FnOnce(&T) + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.write_then(job, committed).await,
+            Store::Postgres(store) => store.write_then(job, committed).await,
         }
     }
 

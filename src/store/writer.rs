@@ -44,16 +44,24 @@ impl<C: 'static> WriterHandle<C> {
 
     /// Queues `job` (which the store has wrapped in its savepoint) and
     /// returns its result once its transaction committed; a failed commit
-    /// becomes `commit_failed(error)` for every job of the batch.
+    /// becomes `commit_failed(error)` for every job of the batch. Once the
+    /// job succeeded and its transaction committed, `committed` gets its
+    /// result (see [`super::Store::write_then`]).
     pub async fn submit<T: Send + 'static>(
         &self,
         job: impl FnOnce(&C) -> Result<T> + Send + 'static,
         commit_failed: fn(&StoreError) -> StoreError,
+        committed: impl FnOnce(&T) + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let job: Job<C> = Box::new(move |conn| {
             let result = job(conn);
             Box::new(move |commit_error| {
+                // On the writer thread, before the reply: it runs even when
+                // whoever waited for the reply has gone meanwhile.
+                if let (None, Ok(value)) = (commit_error, &result) {
+                    committed(value);
+                }
                 let _ = reply.send(match commit_error {
                     Some(e) => Err(commit_failed(e)),
                     None => result,

@@ -88,7 +88,18 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
-        self.writer.submit(move |session| in_savepoint(session, job), |e| StoreError::Unavailable(e.to_string())).await
+        self.write_then(job, |_| {}).await
+    }
+
+    /// As [`PgStore::write`], calling `committed` with the result once
+    /// the transaction committed, even if the caller has gone.
+    pub async fn write_then<T, F>(&self, job: F, committed: impl FnOnce(&T) + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        let unavailable = |e: &StoreError| StoreError::Unavailable(e.to_string());
+        self.writer.submit(move |session| in_savepoint(session, job), unavailable, committed).await
     }
 
     /// Runs `job` on a pooled connection, off the async executor.
