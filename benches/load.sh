@@ -184,8 +184,8 @@ machine() {
 # when smtp-sink has accepted its confirmation mail. Signups run for
 # $e2e_seconds at the offered rate; then the script waits for the outbox to
 # drain. Every second it samples each node's /metrics (its own listener):
-# the outbox backlog (the database's count of queued mails), mails sent,
-# and node 1's RSS.
+# the outbox backlog (the database's count of queued mails) and mails sent;
+# and node 1's RSS (with its anonymous part) and CPU time from /proc.
 if [ "$e2e" = 1 ]; then
   scrape() { curl -s "$1" | awk -v m="$2" '$1 == m {v = $2} END {print v + 0}'; }
   queued() { scrape "${metrics[0]}" listgate_mails_queued; }
