@@ -16,10 +16,10 @@ use super::pages::{self, AppError};
 use crate::config::Language;
 use crate::domain::{Email, FormPage, InputError, Name, Status};
 use crate::metrics::{self, Limit};
+use crate::store::db::Db;
 use crate::subscriptions::{
     self, ConfirmOutcome, DeclineOutcome, PreparedList, Signup, SignupOutcome, UnsubscribeMethod, UnsubscribeOutcome,
 };
-use crate::store::db::Db;
 use crate::token::{self, Purpose, TokenError, VerifiedToken};
 
 /// Whether the caller wants JSON: a JSON body or `Accept: application/json`.

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::{StreamExt, stream};
 use lettre::Address;
 use lettre::address::Envelope;
 use serde_json::json;
-use futures_util::{StreamExt, stream};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::ceiling::{self, Ceiling};

@@ -297,7 +297,8 @@ async fn send_pipelined(
     data: &[u8],
 ) -> Result<Response, SendError> {
     let info = connection.server_info();
-    let (utf8, eight_bit) = (info.supports_feature(Extension::SmtpUtfEight), info.supports_feature(Extension::EightBitMime));
+    let (utf8, eight_bit) =
+        (info.supports_feature(Extension::SmtpUtfEight), info.supports_feature(Extension::EightBitMime));
     let mut parameters = Vec::new();
     if envelope.from().into_iter().chain(envelope.to()).any(|address| !AsRef::<str>::as_ref(address).is_ascii()) {
         if !utf8 {

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::store::Value;
 use crate::helpers::{SmtpServer, sha256_hex, spawn_app_with, spawn_app_with_smtp, spawn_app_without_smtp};
+use crate::store::Value;
 use crate::tools::{Tool, require};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +80,10 @@ async fn mail_goes_out_pipelined_when_offered_and_step_by_step_when_not_byte_for
         received.sort();
         recorded.sort();
         assert_eq!(received, recorded, "pipelined: {pipelined}");
-        assert!(mails.iter().all(|m| m.windows(3).any(|w| w == b"\r\n.")), "each mail has a line that begins with a dot");
+        assert!(
+            mails.iter().all(|m| m.windows(3).any(|w| w == b"\r\n.")),
+            "each mail has a line that begins with a dot"
+        );
         for envelope in app.smtp().envelopes() {
             assert_eq!(envelope["pipelined"], pipelined, "{envelope}");
         }
