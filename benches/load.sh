@@ -62,7 +62,8 @@ esac
 act_duration=$((duration * 3 / 10)); [ "$act_duration" -ge 1 ] || act_duration=1
 
 cargo build --release --quiet --bin listgate --example hello_warp --example latency_proxy
-bin=$PWD/target/release/listgate
+# LISTGATE_BIN: another build of listgate, for before-and-after runs.
+bin=${LISTGATE_BIN:-$PWD/target/release/listgate}
 hello=$PWD/target/release/examples/hello_warp
 work=$(mktemp -d)
 chmod 755 "$work" # the cluster in it runs as `postgres` (benches/pg_cluster.sh)

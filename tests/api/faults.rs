@@ -26,6 +26,8 @@ struct Binary {
     /// The database `LISTGATE_TEST_STORE` chose (`store.rs`).
     database: DatabaseConfig,
     _store: TestStore,
+    /// A program `listgate serve` runs under (strace and its options), if any.
+    wrapper: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -54,7 +56,7 @@ impl Binary {
         ];
         env.extend(store.env());
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Binary { child: None, port, dir: dir.to_path_buf(), env, database, _store: store }
+        Binary { child: None, port, dir: dir.to_path_buf(), env, database, _store: store, wrapper: Vec::new() }
     }
 
     fn url(&self, path: &str) -> String {
@@ -64,7 +66,15 @@ impl Binary {
     /// Starts the server and waits until `/healthz` answers.
     async fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_listgate"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, options)) => {
+                let mut command = Command::new(program);
+                command.args(options).arg(env!("CARGO_BIN_EXE_listgate"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_listgate")),
+        };
+        let child = command
             .arg("serve")
             .env_remove("LISTGATE_CONFIG")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -92,6 +102,9 @@ impl Binary {
 
     fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if !self.wrapper.is_empty() {
+                signal(server_pid(&child), "-KILL");
+            }
             child.kill().unwrap();
             child.wait().unwrap();
         }
@@ -100,8 +113,9 @@ impl Binary {
     /// SIGTERM, then waits (at most `limit`) for the exit.
     async fn terminate(&mut self, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-        assert!(ok.success());
+        // Under a wrapper, the server itself: strace would detach and leave it running.
+        let pid = if self.wrapper.is_empty() { child.id() } else { server_pid(&child) };
+        signal(pid, "-TERM");
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -168,6 +182,18 @@ impl Binary {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The process `listgate serve` runs in under a wrapper: the wrapper's child.
+fn server_pid(wrapper: &Child) -> u32 {
+    let children = format!("/proc/{0}/task/{0}/children", wrapper.id());
+    let listed = std::fs::read_to_string(&children).unwrap();
+    listed.split_whitespace().next().and_then(|pid| pid.parse().ok()).expect("the wrapper has started the server")
+}
+
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
+    assert!(ok.success(), "kill {signal} {pid}");
 }
 
 impl Drop for Binary {
@@ -524,6 +550,110 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0_quickly() {
     assert!(acked.iter().all(|e| stored.contains(e)), "every answered signup is stored");
     assert_eq!(server.value("SELECT count(*) FROM outbox WHERE leased = 1"), 0, "no mail left half-delivered");
     verify_ok(&server);
+}
+
+/// Power cut, the half a test can see: the server's writer commits with
+/// `synchronous=NORMAL` and a second thread syncs the WAL before the batch
+/// is answered (`src/store/wal_sync.rs`). strace records the server's
+/// system calls while signups arrive one at a time. For each one the trace
+/// must show, in this order: the request read, a write into the WAL, an
+/// fsync or fdatasync of the WAL, the answer. An answer sent before its
+/// sync (the completions run first, or no sync at all) fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_leaves_only_after_its_write_is_synced_to_the_disk() {
+    if sqlite_only("PostgreSQL syncs its WAL inside its own commit") {
+        return;
+    }
+    let strace = Tool::Strace.path();
+    let smtp = SmtpServer::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("strace.txt");
+    let mut server = Binary::new(dir.path(), &smtp.url(), &[]);
+    let calls = "trace=read,recvfrom,readv,write,writev,sendto,sendmsg,pwrite64,pwritev,fsync,fdatasync";
+    let options = ["-f", "-qq", "-ttt", "-T", "-y", "-s", "40", "-e", calls, "-o"];
+    server.wrapper = std::iter::once(strace.display().to_string())
+        .chain(options.iter().map(|o| o.to_string()))
+        .chain([trace.display().to_string()])
+        .collect();
+    server.start().await;
+    let signups = 20;
+    for i in 0..signups {
+        let status = server.subscribe(&format!("synced-{i}@Example.org")).await;
+        assert!(status.is_success(), "signup {i}: {status}");
+    }
+    assert!(server.terminate(Duration::from_secs(10)).await.success());
+
+    let calls = SystemCall::read_trace(&trace);
+    let is_wal = |call: &&SystemCall| call.fd.ends_with("-wal>");
+    let writes: Vec<&SystemCall> = calls.iter().filter(|c| c.name.starts_with("pwrite")).filter(is_wal).collect();
+    let syncs: Vec<&SystemCall> = calls.iter().filter(|c| c.name.ends_with("sync")).filter(is_wal).collect();
+    let requests = calls.iter().filter(|c| c.name.contains("read") || c.name.starts_with("recv"));
+    let mut answered = 0;
+    for request in requests.filter(|c| c.text.contains("POST /subscribe")) {
+        let answer = calls
+            .iter()
+            .find(|c| c.start >= request.end && c.fd == request.fd && c.text.contains("HTTP/1.1 "))
+            .unwrap_or_else(|| panic!("no answer to the request read at {} in {}", request.start, trace.display()));
+        let synced = writes
+            .iter()
+            .any(|w| w.start >= request.end && syncs.iter().any(|s| s.start >= w.end && s.end <= answer.start));
+        assert!(
+            synced,
+            "the answer at {} left before the WAL was synced after the request read at {} ({})",
+            answer.start,
+            request.start,
+            trace.display()
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, signups, "every signup's request and answer are in the trace");
+}
+
+/// One system call in an strace log (`-f -ttt -T -y`): its name, its first
+/// argument (a descriptor with its path, `7</tmp/…/listgate.db-wal>`), its
+/// text, and when it began and ended, in seconds.
+struct SystemCall {
+    name: String,
+    fd: String,
+    text: String,
+    start: f64,
+    end: f64,
+}
+
+impl SystemCall {
+    /// Every finished call in `path`, a call that another thread
+    /// interrupted (`<unfinished ...>`, then `<... NAME resumed>`) joined
+    /// into one.
+    fn read_trace(path: &Path) -> Vec<SystemCall> {
+        let log = std::fs::read_to_string(path).unwrap();
+        let mut unfinished: std::collections::HashMap<(String, String), (f64, String)> = Default::default();
+        let mut calls = Vec::new();
+        for line in log.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(pid), Some(at), Some(rest)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let Ok(at) = at.parse::<f64>() else { continue };
+            let (start, text) = if let Some(resumed) = rest.strip_prefix("<... ") {
+                let name = resumed.split(' ').next().unwrap_or_default().to_string();
+                let Some((start, head)) = unfinished.remove(&(pid.to_string(), name)) else { continue };
+                (start, format!("{head}{}", resumed.split_once("resumed>").map_or("", |(_, tail)| tail)))
+            } else if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+                let name = head.split('(').next().unwrap_or_default().to_string();
+                unfinished.insert((pid.to_string(), name), (at, head.to_string()));
+                continue;
+            } else {
+                (at, rest.to_string())
+            };
+            // `-T`: the time spent in the call ends the line, as `<0.000123>`.
+            let Some(spent) = text.rsplit_once(" <").and_then(|(_, t)| t.strip_suffix('>')?.parse::<f64>().ok()) else {
+                continue;
+            };
+            let Some((name, args)) = text.split_once('(') else { continue };
+            let fd = args.split([',', ')']).next().unwrap_or_default().to_string();
+            calls.push(SystemCall { name: name.to_string(), fd, text: text.clone(), start, end: start + spent });
+        }
+        calls.sort_by(|a, b| a.start.total_cmp(&b.start));
+        calls
+    }
 }
 
 /// SQLite only, as the crash test above: on PostgreSQL leased mail waits

@@ -42,9 +42,12 @@ pub enum Tool {
     /// is their folder: Debian keeps them off `PATH`, in
     /// `/usr/lib/postgresql/VERSION/bin`.
     Postgres,
+    /// `strace`, which shows the order of the server's writes, syncs and
+    /// answers (the power-cut half of `faults.rs`).
+    Strace,
 }
 
-const TOOLS: usize = 11;
+const TOOLS: usize = 12;
 
 impl Tool {
     /// The name, what the tests use it for, and where `./test` gets it.
@@ -65,6 +68,7 @@ impl Tool {
             Tool::Postgres => {
                 ("postgresql", "the PostgreSQL cluster the store tests start", "Debian package postgresql")
             }
+            Tool::Strace => ("strace", "shows that answers wait for the disk", "Debian package strace"),
         }
     }
 
@@ -89,7 +93,8 @@ impl Tool {
                 | Tool::Spamassassin
                 | Tool::Java
                 | Tool::Chromium
-                | Tool::Chromedriver => on_path(self.describe().0),
+                | Tool::Chromedriver
+                | Tool::Strace => on_path(self.describe().0),
             })
             .clone()
     }
