@@ -35,7 +35,6 @@ pub mod db;
 pub mod postgres;
 pub mod queries;
 pub mod seen;
-pub mod wal_sync;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -49,7 +48,6 @@ use self::db::Db;
 use crate::config::DatabaseConfig;
 use tokio::sync::mpsc;
 
-use self::wal_sync::WalSyncer;
 use self::writer::{Completion, Job, MAX_BATCH, WriterHandle};
 
 /// `schema.sql`, compiled in so the binary is self-contained.
@@ -301,10 +299,9 @@ impl SqliteStore {
         if max_pages > 0 {
             conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| Ok(()))?;
         }
-        let syncer = wal_syncer(&conn)?;
         let erased = Arc::new(AtomicBool::new(false));
         let flag = erased.clone();
-        let writer = WriterHandle::spawn("listgate-writer", move |queue| run_writer(conn, queue, flag, syncer));
+        let writer = WriterHandle::spawn("listgate-writer", move |queue| run_writer(conn, queue, flag));
         Ok(SqliteStore { writer, readers: Arc::new(Mutex::new(Vec::new())), path: path.to_path_buf(), erased })
     }
 
@@ -638,29 +635,11 @@ fn clone_error(e: &StoreError) -> rusqlite::Error {
     }
 }
 
-/// In WAL mode, switches the server's writer connection to
-/// `synchronous=NORMAL` and starts the thread that syncs the WAL before a
-/// batch is answered ([`wal_sync`]: as durable as `FULL`, without the writer
-/// waiting for the disk). With a rollback journal (a file system that
-/// refused WAL) the writer keeps `FULL`, and commits sync inline.
-fn wal_syncer(conn: &Connection) -> Result<Option<WalSyncer>> {
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
-    let database = conn.path().filter(|path| !path.is_empty());
-    let (true, Some(database)) = (mode.eq_ignore_ascii_case("wal"), database) else { return Ok(None) };
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(Some(WalSyncer::spawn(PathBuf::from(format!("{database}-wal")))))
-}
-
 /// The writer thread: take one job, then every job already waiting, run them
 /// in one transaction, commit, then tell each job's caller. After a batch
 /// with an erasure, and while that erasure is still in the WAL, it also
 /// truncates the WAL between batches.
-fn run_writer(
-    mut conn: Connection,
-    mut queue: mpsc::Receiver<Job<Connection>>,
-    erased: Arc<AtomicBool>,
-    syncer: Option<WalSyncer>,
-) {
+fn run_writer(mut conn: Connection, mut queue: mpsc::Receiver<Job<Connection>>, erased: Arc<AtomicBool>) {
     let mut batch: Vec<Job<Connection>> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     let mut scrub = WalScrub::default();
@@ -704,9 +683,9 @@ fn run_writer(
             tracing::error!(error = %e, "write transaction failed to commit");
             let _ = conn.execute_batch("ROLLBACK");
         }
-        match (&syncer, committed.err()) {
-            (Some(syncer), None) => syncer.complete_after_sync(std::mem::take(&mut completions)),
-            (_, error) => completions.drain(..).for_each(|complete| complete(error.as_ref())),
+        let error = committed.err();
+        for complete in completions.drain(..) {
+            complete(error.as_ref());
         }
         if erased.swap(false, Ordering::Relaxed) {
             scrub.request();
@@ -715,8 +694,6 @@ fn run_writer(
             scrub.attempt(&mut conn, SCRUB_PATIENCE);
         }
     }
-    // Answers every batch still waiting for its sync before the connection closes.
-    drop(syncer);
     if scrub.next_attempt().is_some() {
         // Shutting down: no write to hold up any more, so wait the full
         // busy timeout for readers.

@@ -552,13 +552,14 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0_quickly() {
     verify_ok(&server);
 }
 
-/// Power cut, the half a test can see: the server's writer commits with
-/// `synchronous=NORMAL` and a second thread syncs the WAL before the batch
-/// is answered (`src/store/wal_sync.rs`). strace records the server's
-/// system calls while signups arrive one at a time. For each one the trace
-/// must show, in this order: the request read, a write into the WAL, an
-/// fsync or fdatasync of the WAL, the answer. An answer sent before its
-/// sync (the completions run first, or no sync at all) fails it.
+/// Power cut, the half a test can see: an answer leaves only once its
+/// write is on disk. strace records the server's system calls while signups
+/// arrive one at a time. For each one the trace must show, in this order:
+/// the request read, a write into the WAL, an fsync or fdatasync of the
+/// WAL, the answer. It holds for `synchronous=FULL` (SQLite syncs inside
+/// `COMMIT`) and for `NORMAL` with an fdatasync of the WAL before the
+/// answers (the contract allows both); it fails for `NORMAL` alone, and
+/// for answers sent before their sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_leaves_only_after_its_write_is_synced_to_the_disk() {
     if sqlite_only("PostgreSQL syncs its WAL inside its own commit") {
