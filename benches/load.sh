@@ -14,6 +14,9 @@
 #                              (default: as fast as answers come), then
 #                              until the outbox has drained; see "End to
 #                              end" below. Combines with --store and --nodes.
+#   LISTGATE_BIN=PATH benches/load.sh ...
+#                              the same against another build of listgate
+#                              (before-and-after runs, interleaved by hand)
 #
 # Workloads (wrk, 1 thread, 64 connections, benches/post.lua):
 #   hello        POST to the hello_warp example: the machine's HTTP limit
@@ -62,7 +65,6 @@ esac
 act_duration=$((duration * 3 / 10)); [ "$act_duration" -ge 1 ] || act_duration=1
 
 cargo build --release --quiet --bin listgate --example hello_warp --example latency_proxy
-# LISTGATE_BIN: another build of listgate, for before-and-after runs.
 bin=${LISTGATE_BIN:-$PWD/target/release/listgate}
 hello=$PWD/target/release/examples/hello_warp
 work=$(mktemp -d)

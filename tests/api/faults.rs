@@ -581,7 +581,8 @@ async fn every_answer_leaves_only_after_its_write_is_synced_to_the_disk() {
     server.start().await;
     let signups = 20;
     for i in 0..signups {
-        let status = server.subscribe(&format!("synced-{i}@Example.org")).await;
+        // Unusual but valid: mixed case, a +tag, a Unicode domain.
+        let status = server.subscribe(&format!("Synced+{i}@Bücher-{}.example", i % 3)).await;
         assert!(status.is_success(), "signup {i}: {status}");
     }
     assert!(server.terminate(Duration::from_secs(10)).await.success());
